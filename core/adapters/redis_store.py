@@ -1,0 +1,330 @@
+"""The engine's Redis data model: signals, orders, fills, positions, state, context, control.
+
+Every key starts with the store's namespace. Messages are stored as versioned envelopes
+(:func:`core.codec.encode`), plain dicts as JSON (:func:`core.codec.dumps`); nothing read back
+is unpickled or evaluated. A reader that meets a malformed value skips it, records it once in
+the dead-letter stream with the reason, and returns the rest. Writes of a batch go out in one
+pipeline (a MULTI/EXEC transaction), so a batch is stored whole or not at all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Sequence
+from typing import Any, TypeAlias, TypeVar, cast
+
+import msgspec
+import redis
+
+from core import codec
+from core.errors import ConfigError, DataError, MessageError
+from core.model import Fill, Order, Position, Signal
+
+M = TypeVar("M", bound=msgspec.Struct)
+_Entry: TypeAlias = tuple[bytes, dict[bytes, bytes]]
+
+MAX_DEAD_LETTER_RAW = 4096
+"""Bytes of a rejected payload kept in the dead-letter stream."""
+MAX_STREAM_LEN = 1_000_000
+"""Approximate cap of the signal, dead-letter and control-log streams; orders and fills are kept."""
+
+# Adds an entry to a stream only if its id was never seen, atomically, so a retried write
+# (after a crash or a timeout whose reply was lost) never stores an order or fill twice.
+# KEYS: ids set, stream. ARGV: id, max stream length ('' for none), field, value, ...
+_ADD_ONCE = """
+if redis.call('SADD', KEYS[1], ARGV[1]) == 0 then return 0 end
+if ARGV[2] == '' then
+  redis.call('XADD', KEYS[2], '*', unpack(ARGV, 3))
+else
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', unpack(ARGV, 3))
+end
+return 1
+"""
+
+
+class RedisStore:
+    """Read and write the engine's records in one Redis namespace.
+
+    Parameters
+    ----------
+    client : redis.Redis
+        A client with ``decode_responses=False`` (see :func:`core.adapters.redis_server.connect`).
+    namespace : str
+        Prefix of every key, e.g. ``"se"`` gives ``se:signals``.
+    """
+
+    def __init__(self, client: redis.Redis, namespace: str = "se") -> None:
+        if not namespace or any(c.isspace() for c in namespace):
+            raise ConfigError(f"namespace must be non-empty without spaces, was {namespace!r}")
+        self.client = client
+        self.namespace = namespace
+        self._add_once = client.register_script(_ADD_ONCE)
+
+    def key(self, name: str) -> str:
+        """Return the full key of ``name`` in this namespace."""
+        return f"{self.namespace}:{name}"
+
+    # --- signals ---------------------------------------------------------------------------
+
+    def publish_signals(self, signals: Sequence[Signal]) -> None:
+        """Append signals to the stream and make each the latest for its strategy and symbol.
+
+        Within a batch the last signal for a (strategy, symbol) pair is the latest one.
+        """
+        if not signals:
+            return
+        latest = {_latest_field(s.strategy, s.symbol): codec.encode(s) for s in signals}
+        with self.client.pipeline() as pipe:
+            for signal in signals:
+                pipe.xadd(
+                    self.key("signals"),
+                    {"msg": codec.encode(signal)},
+                    maxlen=MAX_STREAM_LEN,
+                    approximate=True,
+                )
+            pipe.hset(self.key("signals:latest"), mapping=latest)  # type: ignore[arg-type]
+            pipe.execute()
+
+    def read_signals(self, count: int | None = None) -> list[Signal]:
+        """Return the signals, oldest first; with ``count``, only the most recent ``count``."""
+        return self._read_stream("signals", Signal, count)
+
+    def latest_signal(self, strategy: str, symbol: str) -> Signal | None:
+        """Return the last signal published for ``strategy`` and ``symbol``, or None."""
+        return self._read_field("signals:latest", _latest_field(strategy, symbol), Signal)
+
+    # --- orders and fills ------------------------------------------------------------------
+
+    def record_orders(self, orders: Sequence[Order]) -> int:
+        """Append orders not recorded before (by ``order_id``); return how many were new."""
+        return self._add_once_each("orders", [(o.order_id, codec.encode(o)) for o in orders])
+
+    def read_orders(self) -> list[Order]:
+        """Return the recorded orders, oldest first."""
+        return self._read_stream("orders", Order)
+
+    def record_fills(self, fills: Sequence[Fill]) -> int:
+        """Append fills not recorded before (by ``fill_id``); return how many were new."""
+        return self._add_once_each("fills", [(f.fill_id, codec.encode(f)) for f in fills])
+
+    def read_fills(self) -> list[Fill]:
+        """Return the recorded fills, oldest first, each once."""
+        return self._read_stream("fills", Fill)
+
+    def _add_once_each(self, stream: str, items: list[tuple[str, bytes]]) -> int:
+        if not items:
+            return 0
+        keys = [self.key(f"{stream}:ids"), self.key(stream)]
+        with self.client.pipeline() as pipe:
+            for item_id, payload in items:
+                self._add_once(keys=keys, args=[item_id, "", "msg", payload], client=pipe)
+            return sum(pipe.execute())
+
+    # --- positions, state, context, reports --------------------------------------------------
+
+    def save_positions(self, positions: Sequence[Position]) -> None:
+        """Store each position under its symbol, replacing the previous one."""
+        if positions:
+            mapping = {p.symbol: codec.encode(p) for p in positions}
+            self.client.hset(self.key("positions"), mapping=mapping)  # type: ignore[arg-type]
+
+    def load_positions(self) -> dict[str, Position]:
+        """Return the stored positions by symbol."""
+        raw: dict[bytes, bytes] = self.client.hgetall(self.key("positions"))  # type: ignore[assignment]
+        positions = {}
+        for field, payload in raw.items():
+            position = self._decode(f"positions[{field.decode()}]", payload, Position)
+            if position is not None:
+                positions[position.symbol] = position
+        return positions
+
+    def save_state(self, key: str, state: dict[str, Any]) -> None:
+        """Store a strategy's state snapshot (a JSON-safe dict) under ``key``."""
+        self._save_dict("state", key, state)
+
+    def load_state(self, key: str) -> dict[str, Any] | None:
+        """Return the state snapshot stored under ``key``, or None."""
+        return self._load_dict("state", key)
+
+    def set_context(self, name: str, context: dict[str, Any]) -> None:
+        """Store a context record of the strategic tier (regime, sentiment, macro stance)."""
+        self._save_dict("context", name, context)
+
+    def get_context(self, name: str) -> dict[str, Any] | None:
+        """Return the context record ``name``, or None."""
+        return self._load_dict("context", name)
+
+    def save_report(self, name: str, report: dict[str, Any]) -> None:
+        """Store a run summary under ``name``."""
+        self._save_dict("reports", name, report)
+
+    def load_report(self, name: str) -> dict[str, Any] | None:
+        """Return the run summary ``name``, or None."""
+        return self._load_dict("reports", name)
+
+    def _save_dict(self, hash_name: str, field: str, value: dict[str, Any]) -> None:
+        if not isinstance(value, dict):
+            raise DataError(f"{hash_name} {field!r} must be a dict, was {type(value).__name__}")
+        try:
+            payload = codec.dumps(value)
+        except (TypeError, msgspec.EncodeError) as exc:
+            raise DataError(f"{hash_name} {field!r} is not JSON-safe: {exc}") from None
+        self.client.hset(self.key(hash_name), field, payload)
+
+    def _load_dict(self, hash_name: str, field: str) -> dict[str, Any] | None:
+        payload: bytes | None = self.client.hget(self.key(hash_name), field)  # type: ignore[assignment]
+        if payload is None:
+            return None
+        try:
+            value = codec.loads(payload)
+            if not isinstance(value, dict):
+                raise MessageError(f"expected a JSON object, got {type(value).__name__}")
+        except MessageError as exc:
+            self._reject(f"{hash_name}[{field}]", str(exc), payload)
+            return None
+        return value
+
+    # --- control ---------------------------------------------------------------------------
+
+    def publish_control(self, message: dict[str, Any]) -> int:
+        """Announce ``message`` (e.g. ``{"action": "reload"}``) on the control channel and log it.
+
+        Returns
+        -------
+        int
+            How many subscribers received it.
+        """
+        payload = codec.dumps(message)
+        with self.client.pipeline() as pipe:
+            pipe.publish(self.key("control"), payload)
+            pipe.xadd(
+                self.key("control:log"),
+                {"msg": payload},
+                maxlen=MAX_STREAM_LEN,
+                approximate=True,
+            )
+            received, _ = pipe.execute()
+        return int(received)
+
+    def read_control_log(self) -> list[dict[str, Any]]:
+        """Return the control messages published so far, oldest first."""
+        messages = []
+        for entry_id, fields in self._entries("control:log"):
+            payload = fields.get(b"msg", b"")
+            try:
+                messages.append(codec.loads(payload))
+            except MessageError as exc:
+                self._reject(f"control:log#{entry_id.decode()}", str(exc), payload)
+        return messages
+
+    # --- dead letters ----------------------------------------------------------------------
+
+    def dead_letter(self, source: str, reason: str, raw: bytes | str, *, key: str = "") -> bool:
+        """Record rejected input with the reason; ``raw`` is kept up to 4 KiB.
+
+        Parameters
+        ----------
+        source : str
+            Where the input came from (a stream entry, a file, a feed).
+        reason : str
+            Why it was rejected (one line).
+        raw : bytes or str
+            The rejected payload.
+        key : str, optional
+            A unique id of this rejection: a second call with the same key records nothing.
+
+        Returns
+        -------
+        bool
+            Whether an entry was written.
+        """
+        data = raw.encode() if isinstance(raw, str) else raw
+        fields: dict[str, str | bytes] = {
+            "source": source,
+            "reason": reason,
+            "raw": data[:MAX_DEAD_LETTER_RAW],
+            "size": str(len(data)),
+            "ts": str(time.time_ns()),
+        }
+        if not key:
+            self.client.xadd(
+                self.key("deadletter"),
+                fields,  # type: ignore[arg-type]
+                maxlen=MAX_STREAM_LEN,
+                approximate=True,
+            )
+            return True
+        flat: list[str | bytes] = [part for pair in fields.items() for part in pair]
+        keys = [self.key("deadletter:ids"), self.key("deadletter")]
+        return bool(self._add_once(keys=keys, args=[key, MAX_STREAM_LEN, *flat]))
+
+    def read_dead_letters(self) -> list[dict[str, Any]]:
+        """Return the dead letters, oldest first, as dicts of id, source, reason, raw, size, ts."""
+        letters = []
+        for entry_id, fields in self._entries("deadletter"):
+            text = {k.decode(): v.decode(errors="replace") for k, v in fields.items()}
+            letters.append(
+                {
+                    "id": entry_id.decode(),
+                    "source": text.get("source", ""),
+                    "reason": text.get("reason", ""),
+                    "raw": text.get("raw", ""),
+                    "size": int(text.get("size", "0")),
+                    "ts": int(text.get("ts", "0")),
+                }
+            )
+        return letters
+
+    # --- reports ---------------------------------------------------------------------------
+
+    def stream_lengths(self) -> dict[str, int]:
+        """Return the number of entries in each stream of this namespace."""
+        names = ("signals", "orders", "fills", "deadletter", "control:log")
+        with self.client.pipeline(transaction=False) as pipe:
+            for name in names:
+                pipe.xlen(self.key(name))
+            return dict(zip(names, pipe.execute(), strict=True))
+
+    # --- reading ---------------------------------------------------------------------------
+
+    def _entries(self, stream: str, count: int | None = None) -> list[_Entry]:
+        """Return a stream's entries oldest first; with ``count``, only the most recent."""
+        key = self.key(stream)
+        if count is None:
+            return cast(list[_Entry], self.client.xrange(key))
+        return cast(list[_Entry], self.client.xrevrange(key, count=count))[::-1]
+
+    def _read_stream(self, stream: str, kind: type[M], count: int | None = None) -> list[M]:
+        messages = []
+        for entry_id, fields in self._entries(stream, count):
+            message = self._decode(f"{stream}#{entry_id.decode()}", fields.get(b"msg"), kind)
+            if message is not None:
+                messages.append(message)
+        return messages
+
+    def _read_field(self, hash_name: str, field: str, kind: type[M]) -> M | None:
+        payload: bytes | None = self.client.hget(self.key(hash_name), field)  # type: ignore[assignment]
+        if payload is None:
+            return None
+        return self._decode(f"{hash_name}[{field}]", payload, kind)
+
+    def _decode(self, source: str, payload: bytes | None, kind: type[M]) -> M | None:
+        if payload is None:
+            self._reject(source, "entry has no 'msg' field", b"")
+            return None
+        try:
+            return codec.decode(payload, kind)
+        except MessageError as exc:
+            self._reject(source, str(exc), payload)
+            return None
+
+    def _reject(self, source: str, reason: str, payload: bytes) -> None:
+        # Keyed by place and content: rereading the same bad value does not flood the stream,
+        # while a new bad value written to the same place is recorded again.
+        digest = hashlib.blake2b(payload, digest_size=8).hexdigest()
+        self.dead_letter(self.key(source), reason, payload, key=f"{source}:{digest}")
+
+
+def _latest_field(strategy: str, symbol: str) -> str:
+    return f"{strategy}|{symbol}"

@@ -1,0 +1,130 @@
+"""The trading engine: one code path for backtest and live, differing only in clock and sinks.
+
+Per bar: fill the symbol's pending order at the open, mark the close, run the active set,
+compose a target, and place the order that moves the position there (filled at the next open).
+Outputs are buffered and flushed in batches, so no I/O happens per event.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from core.engine.applicator import StrategyApplicator
+from core.engine.clock import SimulatedClock
+from core.engine.composer import StrategyComposer
+from core.engine.execution import BarFillModel, PaperBroker
+from core.engine.portfolio import Portfolio
+from core.engine.tracker import PerformanceTracker
+from core.model import Bar, Fill, Order, Signal
+from core.ports import SignalSink, StateStore, StrategyDeployment
+
+
+@dataclass
+class _Outbox:
+    signals: list[Signal] = field(default_factory=list)
+    orders: list[Order] = field(default_factory=list)
+    fills: list[Fill] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.signals) + len(self.orders) + len(self.fills)
+
+
+class TradingEngine:
+    """Drive the active strategy set over a stream of bars."""
+
+    def __init__(
+        self,
+        deployments: list[StrategyDeployment],
+        *,
+        fill_model: BarFillModel | None = None,
+        initial_capital: float = 1.0,
+        sink: SignalSink | None = None,
+        state_store: StateStore | None = None,
+        clock: SimulatedClock | None = None,
+        flush_every: int = 2048,
+        keep_history: bool = False,
+    ) -> None:
+        self.applicator = StrategyApplicator(deployments)
+        self.composer = StrategyComposer({d.name: d.weight for d in deployments})
+        self.broker = PaperBroker(fill_model or BarFillModel())
+        self.portfolio = Portfolio(initial_capital)
+        self.tracker = PerformanceTracker(initial_capital)
+        self.clock = clock or SimulatedClock()
+        self._sink = sink
+        self._state_store = state_store
+        self._flush_every = flush_every
+        self._outbox = _Outbox()
+        # History is for backtests and tests; a long-running core keeps only the outbox.
+        self._keep_history = keep_history
+        self.all_signals: list[Signal] = []
+        self.all_fills: list[Fill] = []
+
+    def on_bar(self, bar: Bar) -> None:
+        self.clock.advance_to(bar.ts_event)
+        self.tracker.events += 1
+        fill = self.broker.on_bar_open(bar)
+        if fill is not None:
+            self.portfolio.apply_fill(fill)
+            self._record_fill(fill)
+        self.portfolio.mark(bar.symbol, bar.close)
+        for signal in self.applicator.on_bar(bar):
+            self._act_on(signal)
+        self.tracker.on_equity(bar.ts_event, self.portfolio.equity)
+        if len(self._outbox) >= self._flush_every:
+            self.flush()
+
+    def run(self, bars: Iterable[Bar]) -> dict[str, Any]:
+        for bar in bars:
+            self.on_bar(bar)
+        self.finish()
+        return self.summary()
+
+    def finish(self) -> None:
+        """Close the equity curve, flush outputs and snapshot state and positions."""
+        self.tracker.close()
+        self.flush()
+        if self._sink is not None:
+            self._sink.save_positions(self.portfolio.positions())
+        if self._state_store is not None:
+            for key, strategy in self.applicator.instances().items():
+                self._state_store.save_state(key, strategy.to_state())
+
+    def flush(self) -> None:
+        box, self._outbox = self._outbox, _Outbox()
+        if self._sink is None:
+            return
+        if box.signals:
+            self._sink.publish_signals(box.signals)
+        if box.orders:
+            self._sink.record_orders(box.orders)
+        if box.fills:
+            self._sink.record_fills(box.fills)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "events": self.tracker.events,
+            "signals": self.tracker.signals,
+            "fills": self.tracker.fills,
+            "strategy_errors": [str(e) for e in self.applicator.errors],
+            **self.tracker.metrics(),
+            "per_symbol": self.portfolio.per_symbol(),
+        }
+
+    def _act_on(self, signal: Signal) -> None:
+        self.tracker.signals += 1
+        self._outbox.signals.append(signal)
+        if self._keep_history:
+            self.all_signals.append(signal)
+        target = self.composer.on_signal(signal)
+        delta = target - self.portfolio.quantity(signal.symbol)
+        order = self.broker.submit(signal.symbol, delta, signal.ts_event, signal.strategy)
+        if order is not None:
+            self._outbox.orders.append(order)
+
+    def _record_fill(self, fill: Fill) -> None:
+        self.tracker.fills += 1
+        self._outbox.fills.append(fill)
+        if self._keep_history:
+            self.all_fills.append(fill)

@@ -1,0 +1,111 @@
+"""Positions, cash and PnL, updated by fills and marked to the last price."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from core.model import Fill, Position
+
+
+@dataclass
+class _Holding:
+    quantity: float = 0.0
+    avg_price: float = 0.0
+    realized_pnl: float = 0.0
+    fees: float = 0.0
+    last_price: float = 0.0
+    trades: int = 0
+    ts_event: int = 0
+
+    @property
+    def unrealized_pnl(self) -> float:
+        return self.quantity * (self.last_price - self.avg_price)
+
+
+class Portfolio:
+    """A cash-and-positions ledger; equity = cash + sum of positions at their last price."""
+
+    def __init__(self, initial_cash: float = 0.0) -> None:
+        self.initial_cash = initial_cash
+        self.cash = initial_cash
+        self._holdings: dict[str, _Holding] = {}
+        self._market_value = 0.0
+
+    def apply_fill(self, fill: Fill) -> None:
+        h = self._holdings.setdefault(fill.symbol, _Holding(last_price=fill.price))
+        self._market_value -= h.quantity * h.last_price
+        qty = fill.signed_quantity
+        self.cash -= qty * fill.price + fill.fee
+        h.realized_pnl += _realized_by(h, qty, fill.price)
+        h.avg_price = _new_average(h, qty, fill.price)
+        h.quantity += qty
+        h.fees += fill.fee
+        h.trades += 1
+        h.ts_event = fill.ts_event
+        h.last_price = fill.price
+        self._market_value += h.quantity * h.last_price
+
+    def mark(self, symbol: str, price: float) -> None:
+        h = self._holdings.get(symbol)
+        if h is None:
+            self._holdings[symbol] = _Holding(last_price=price)
+            return
+        self._market_value += h.quantity * (price - h.last_price)
+        h.last_price = price
+
+    def quantity(self, symbol: str) -> float:
+        h = self._holdings.get(symbol)
+        return h.quantity if h is not None else 0.0
+
+    @property
+    def equity(self) -> float:
+        return self.cash + self._market_value
+
+    def positions(self) -> list[Position]:
+        return [
+            Position(
+                symbol=s,
+                quantity=h.quantity,
+                avg_price=h.avg_price,
+                realized_pnl=h.realized_pnl,
+                ts_event=h.ts_event,
+            )
+            for s, h in sorted(self._holdings.items())
+            if h.trades
+        ]
+
+    def per_symbol(self) -> list[dict[str, float | int | str]]:
+        """Trades and PnL per traded symbol, net of fees, marked to the last price."""
+        return [
+            {
+                "symbol": s,
+                "trades": h.trades,
+                "position": h.quantity,
+                "realized_pnl": h.realized_pnl,
+                "unrealized_pnl": h.unrealized_pnl,
+                "fees": h.fees,
+                "pnl": h.realized_pnl + h.unrealized_pnl - h.fees,
+            }
+            for s, h in sorted(self._holdings.items())
+            if h.trades
+        ]
+
+
+def _realized_by(h: _Holding, qty: float, price: float) -> float:
+    """PnL realized when ``qty`` reduces an existing position of the opposite sign."""
+    if h.quantity == 0.0 or (h.quantity > 0) == (qty > 0):
+        return 0.0
+    closed = min(abs(qty), abs(h.quantity))
+    direction = 1.0 if h.quantity > 0 else -1.0
+    return closed * direction * (price - h.avg_price)
+
+
+def _new_average(h: _Holding, qty: float, price: float) -> float:
+    new_qty = h.quantity + qty
+    if new_qty == 0.0:
+        return 0.0
+    if h.quantity == 0.0 or (h.quantity > 0) != (new_qty > 0):
+        return price  # opened, or flipped through zero: the remainder is at this price
+    if (h.quantity > 0) == (qty > 0):
+        return (h.quantity * h.avg_price + qty * price) / new_qty
+    return h.avg_price  # reduced: the average of what is left is unchanged

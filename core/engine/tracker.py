@@ -1,0 +1,93 @@
+"""Performance Tracker: the equity curve and the numbers a trader reads off it."""
+
+from __future__ import annotations
+
+import math
+from array import array
+from typing import Any
+
+import numpy as np
+
+NS_PER_YEAR = 365.25 * 86_400 * 1_000_000_000
+
+
+class PerformanceTracker:
+    """Sample portfolio equity once per distinct timestamp and summarise it.
+
+    The sample for a timestamp is taken when time moves past it, so all symbols' bars of one
+    day are marked before that day's equity is recorded.
+    """
+
+    def __init__(self, initial_capital: float) -> None:
+        self.initial_capital = initial_capital
+        self._ts = array("q")
+        self._equity = array("d")
+        self._pending_ts: int | None = None
+        self._pending_equity = initial_capital
+        self.events = 0
+        self.signals = 0
+        self.fills = 0
+
+    def on_equity(self, ts_event: int, equity: float) -> None:
+        if self._pending_ts is not None and ts_event != self._pending_ts:
+            self._ts.append(self._pending_ts)
+            self._equity.append(self._pending_equity)
+        self._pending_ts = ts_event
+        self._pending_equity = equity
+
+    def close(self) -> None:
+        if self._pending_ts is not None:
+            self._ts.append(self._pending_ts)
+            self._equity.append(self._pending_equity)
+            self._pending_ts = None
+
+    def equity_curve(self) -> tuple[np.ndarray, np.ndarray]:
+        return np.frombuffer(self._ts, dtype=np.int64), np.frombuffer(
+            self._equity, dtype=np.float64
+        )
+
+    def metrics(self) -> dict[str, Any]:
+        ts, equity = self.equity_curve()
+        return performance_metrics(ts, equity, self.initial_capital)
+
+
+def performance_metrics(
+    ts: np.ndarray, equity: np.ndarray, initial_capital: float
+) -> dict[str, Any]:
+    """Total return, annualised Sharpe and max drawdown of an equity curve.
+
+    Returns are period over period; the annualisation factor is the observed number of periods
+    per year (about 252 for daily equity bars), so no calendar is assumed.
+    """
+    if len(equity) == 0 or initial_capital <= 0:
+        return {"pnl": 0.0, "total_return": 0.0, "sharpe": 0.0, "max_drawdown": 0.0, "periods": 0}
+    curve = np.concatenate(([initial_capital], equity))
+    returns = np.diff(curve) / curve[:-1]
+    return {
+        "pnl": float(equity[-1] - initial_capital),
+        "total_return": float(equity[-1] / initial_capital - 1.0),
+        "sharpe": _sharpe(returns, _periods_per_year(ts)),
+        "max_drawdown": _max_drawdown(curve),
+        "periods": len(equity),
+    }
+
+
+def _periods_per_year(ts: np.ndarray) -> float:
+    if len(ts) < 2 or ts[-1] <= ts[0]:
+        return 252.0
+    return (len(ts) - 1) / ((ts[-1] - ts[0]) / NS_PER_YEAR)
+
+
+def _sharpe(returns: np.ndarray, periods_per_year: float) -> float:
+    if len(returns) < 2:
+        return 0.0
+    std = float(np.std(returns, ddof=1))
+    if std == 0.0 or not math.isfinite(std):
+        return 0.0
+    return float(np.mean(returns) / std * math.sqrt(periods_per_year))
+
+
+def _max_drawdown(curve: np.ndarray) -> float:
+    peaks = np.maximum.accumulate(curve)
+    drawdowns = np.where(peaks > 0, (peaks - curve) / peaks, 0.0)
+    return float(drawdowns.max())

@@ -1,0 +1,97 @@
+"""Incremental indicators: O(1) time and fixed memory per update.
+
+Each indicator is a tiny object with ``update(x) -> value | nan`` and JSON-safe state, so a
+strategy that owns it can be saved and restored exactly.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+
+class RollingMean:
+    """Simple moving average over the last ``period`` values, via a ring buffer and a running sum.
+
+    The running sum is rebuilt from the buffer once per full turn of the ring so floating-point
+    drift cannot accumulate over a long-running session.
+    """
+
+    __slots__ = ("_buffer", "_count", "_index", "_sum", "period")
+
+    def __init__(self, period: int) -> None:
+        self.period = period
+        self._buffer = [0.0] * period
+        self._index = 0
+        self._count = 0
+        self._sum = 0.0
+
+    @property
+    def ready(self) -> bool:
+        return self._count >= self.period
+
+    @property
+    def value(self) -> float:
+        return self._sum / self.period if self.ready else math.nan
+
+    def update(self, x: float) -> float:
+        i = self._index
+        self._sum += x - self._buffer[i]
+        self._buffer[i] = x
+        self._index = i + 1 if i + 1 < self.period else 0
+        if self._count < self.period:
+            self._count += 1
+        if self._index == 0:
+            self._sum = math.fsum(self._buffer)
+        return self.value
+
+    def to_state(self) -> dict[str, Any]:
+        return {"buffer": list(self._buffer), "index": self._index, "count": self._count}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        buffer = [float(v) for v in state["buffer"]]
+        if len(buffer) != self.period:
+            raise ValueError(f"state buffer has {len(buffer)} values, period is {self.period}")
+        self._buffer = buffer
+        self._index = int(state["index"])
+        self._count = int(state["count"])
+        self._sum = math.fsum(buffer)
+
+
+class ExponentialMean:
+    """Exponential moving average with ``alpha = 2 / (span + 1)``, seeded with the first value.
+
+    Matches ``pandas.Series.ewm(span=span, adjust=False).mean()``; ``ready`` after ``span``
+    values so its warm-up equals that of a simple average of the same length.
+    """
+
+    __slots__ = ("_alpha", "_count", "_value", "span")
+
+    def __init__(self, span: int) -> None:
+        self.span = span
+        self._alpha = 2.0 / (span + 1.0)
+        self._value = math.nan
+        self._count = 0
+
+    @property
+    def ready(self) -> bool:
+        return self._count >= self.span
+
+    @property
+    def value(self) -> float:
+        return self._value if self.ready else math.nan
+
+    def update(self, x: float) -> float:
+        if self._count == 0:
+            self._value = x
+        else:
+            self._value = self._alpha * x + (1.0 - self._alpha) * self._value
+        self._count += 1
+        return self.value
+
+    def to_state(self) -> dict[str, Any]:
+        return {"value": self._value, "count": self._count}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self._value = float(state["value"]) if state["value"] is not None else math.nan
+        self._count = int(state["count"])

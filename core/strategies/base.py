@@ -1,0 +1,166 @@
+"""The strategy contract: a frozen config, an incremental form, a vectorized form and state.
+
+A strategy instance trades one instrument (or one pair, for pair strategies). The framework
+calls :meth:`Strategy.update` once per event; the strategy answers with a :class:`Signal` when
+its target position changes, else ``None``. :meth:`Strategy.vectorized` computes the same
+target series over a whole frame for research; the two must agree exactly.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, ClassVar, Generic, Self, TypeVar
+
+import msgspec
+import pandas as pd
+
+from core.errors import ConfigError
+from core.model import Lineage, Signal
+
+
+class Family(StrEnum):
+    TREND_FOLLOWING = "trend_following"
+    STATISTICAL_ARBITRAGE = "statistical_arbitrage"
+    MARKET_MAKING = "market_making"
+    NEWS_DRIVEN = "news_driven"
+    HIGH_TIME_FRAME = "high_time_frame"
+    ARBITRAGE = "arbitrage"
+
+
+class Tier(StrEnum):
+    FAST = "fast"
+    TACTICAL = "tactical"
+    STRATEGIC = "strategic"
+
+
+class DataKind(StrEnum):
+    BARS = "bars"
+    PAIR_BARS = "pair_bars"
+    QUOTES_TRADES = "quotes_trades"
+    FUNDING = "funding"
+    NEWS = "news"
+    MACRO = "macro"
+
+
+class StrategyConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """Base of every strategy config: frozen, typed, unknown fields rejected.
+
+    Subclasses check ranges in ``__post_init__`` and raise :class:`ConfigError` naming the value.
+    ``aliases`` maps short command-line names to fields (``fast`` -> ``fast_period``).
+    """
+
+    aliases: ClassVar[dict[str, str]] = {}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Self:
+        """Build and validate a config from plain data (JSON, CLI overrides, a registry param)."""
+        resolved = {cls.aliases.get(key, key): value for key, value in data.items()}
+        try:
+            return msgspec.convert(resolved, cls, strict=False)
+        except msgspec.ValidationError as exc:
+            raise ConfigError(f"{cls.__name__}: {exc}") from None
+
+    def to_dict(self) -> dict[str, Any]:
+        result: dict[str, Any] = msgspec.to_builtins(self)
+        return result
+
+    def replace(self, **changes: Any) -> Self:
+        return type(self).from_dict({**self.to_dict(), **changes})
+
+    @classmethod
+    def json_schema(cls) -> dict[str, Any]:
+        """JSON schema of the parameters (the config's own object schema, not a reference)."""
+        schema: dict[str, Any] = msgspec.json.schema(cls)
+        return schema.get("$defs", {}).get(cls.__name__, schema)
+
+
+def require(condition: bool, message: str) -> None:
+    """Raise :class:`ConfigError` with ``message`` unless ``condition`` holds."""
+    if not condition:
+        raise ConfigError(message)
+
+
+@dataclass(frozen=True)
+class StrategySpec:
+    """What the catalogue knows of a strategy type."""
+
+    name: str
+    family: Family
+    tier: Tier
+    data_kind: DataKind
+    summary: str
+
+
+C = TypeVar("C", bound=StrategyConfig)
+
+
+class Strategy(ABC, Generic[C]):
+    """One strategy type bound to one instrument.
+
+    Subclasses set ``spec`` and ``config_type``, create their indicators in ``__init__`` from the
+    config, and implement ``on_bar`` (or another ``on_*`` hook), ``vectorized`` and state.
+    """
+
+    spec: ClassVar[StrategySpec]
+    config_type: ClassVar[type[StrategyConfig]]
+
+    def __init__(self, config: C, symbol: str, *, name: str | None = None) -> None:
+        self.config = config
+        self.symbol = symbol
+        self.name = name or self.spec.name
+        self.lineage = Lineage()
+        self.target = 0.0
+        self._emitted = False
+
+    @property
+    @abstractmethod
+    def warmup(self) -> int:
+        """Number of events consumed before the first signal can be emitted."""
+
+    @abstractmethod
+    def update(self, event: Any) -> Signal | None:
+        """Consume one event in O(1); return a signal when the target position changes."""
+
+    @abstractmethod
+    def reset(self) -> None:
+        """Return to the state of a freshly built strategy."""
+
+    @abstractmethod
+    def to_state(self) -> dict[str, Any]:
+        """JSON-safe state from which :meth:`restore` resumes exactly."""
+
+    @abstractmethod
+    def restore(self, state: dict[str, Any]) -> None:
+        """Resume from a :meth:`to_state` snapshot."""
+
+    @classmethod
+    @abstractmethod
+    def vectorized(cls, config: C, frame: pd.DataFrame) -> pd.Series:
+        """Target position per row of ``frame`` (NaN during warm-up), for research and parity."""
+
+    def _emit(
+        self, ts_event: int, target: float, strength: float, reason: dict[str, float]
+    ) -> Signal | None:
+        """Signal a new target, or ``None`` when the target is unchanged since the last signal."""
+        if self._emitted and target == self.target:
+            return None
+        self.target = target
+        self._emitted = True
+        return Signal(
+            strategy=self.name,
+            symbol=self.symbol,
+            ts_event=ts_event,
+            target_position=target,
+            strength=strength,
+            reason=reason,
+            lineage=self.lineage,
+        )
+
+    def _base_state(self) -> dict[str, Any]:
+        return {"target": self.target, "emitted": self._emitted}
+
+    def _restore_base(self, state: dict[str, Any]) -> None:
+        self.target = float(state["target"])
+        self._emitted = bool(state["emitted"])

@@ -1,0 +1,104 @@
+"""Moving-average crossover: long when the fast average is above the slow one."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+import pandas as pd
+
+from core.indicators import ExponentialMean, RollingMean
+from core.model import Bar, Signal
+from core.strategies.base import (
+    DataKind,
+    Family,
+    Strategy,
+    StrategyConfig,
+    StrategySpec,
+    Tier,
+    require,
+)
+from core.strategies.catalogue import register
+
+
+class MACrossoverConfig(StrategyConfig, frozen=True, kw_only=True):
+    aliases: ClassVar[dict[str, str]] = {"fast": "fast_period", "slow": "slow_period"}
+
+    fast_period: int = 10
+    slow_period: int = 30
+    ma_type: Literal["sma", "ema"] = "sma"
+    allow_short: bool = False
+
+    def __post_init__(self) -> None:
+        require(self.fast_period >= 1, f"fast_period must be >= 1, was {self.fast_period}")
+        require(
+            self.fast_period < self.slow_period,
+            f"fast_period must be < slow_period, was {self.fast_period} >= {self.slow_period}",
+        )
+        require(self.slow_period <= 10_000, f"slow_period must be <= 10000, was {self.slow_period}")
+
+
+def _average(kind: str, period: int) -> RollingMean | ExponentialMean:
+    return RollingMean(period) if kind == "sma" else ExponentialMean(period)
+
+
+@register
+class MACrossover(Strategy[MACrossoverConfig]):
+    """Target +1 when fast MA > slow MA, else 0 (or -1 when shorting is allowed)."""
+
+    spec = StrategySpec(
+        name="ma_crossover",
+        family=Family.TREND_FOLLOWING,
+        tier=Tier.TACTICAL,
+        data_kind=DataKind.BARS,
+        summary=(
+            "Fast and slow moving average (SMA or EMA); long when fast > slow, "
+            "short or flat otherwise."
+        ),
+    )
+    config_type = MACrossoverConfig
+
+    def __init__(self, config: MACrossoverConfig, symbol: str, *, name: str | None = None) -> None:
+        super().__init__(config, symbol, name=name)
+        self._fast = _average(config.ma_type, config.fast_period)
+        self._slow = _average(config.ma_type, config.slow_period)
+
+    @property
+    def warmup(self) -> int:
+        return self.config.slow_period
+
+    def update(self, bar: Bar) -> Signal | None:
+        fast = self._fast.update(bar.close)
+        slow = self._slow.update(bar.close)
+        if math.isnan(slow):
+            return None
+        target = 1.0 if fast > slow else (-1.0 if self.config.allow_short else 0.0)
+        strength = abs(fast - slow) / slow if slow else 0.0
+        return self._emit(bar.ts_event, target, strength, {"fast_ma": fast, "slow_ma": slow})
+
+    def reset(self) -> None:
+        self.__init__(self.config, self.symbol, name=self.name)  # type: ignore[misc]
+
+    def to_state(self) -> dict[str, Any]:
+        return {**self._base_state(), "fast": self._fast.to_state(), "slow": self._slow.to_state()}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self._restore_base(state)
+        self._fast.restore(state["fast"])
+        self._slow.restore(state["slow"])
+
+    @classmethod
+    def vectorized(cls, config: MACrossoverConfig, frame: pd.DataFrame) -> pd.Series:
+        close = frame["close"].astype("float64")
+        fast = _vector_average(close, config.ma_type, config.fast_period)
+        slow = _vector_average(close, config.ma_type, config.slow_period)
+        low = -1.0 if config.allow_short else 0.0
+        target = pd.Series(np.where(fast > slow, 1.0, low), index=frame.index)
+        return target.where(slow.notna())
+
+
+def _vector_average(close: pd.Series, kind: str, period: int) -> pd.Series:
+    if kind == "sma":
+        return close.rolling(period, min_periods=period).mean()
+    return close.ewm(span=period, adjust=False, min_periods=period).mean()

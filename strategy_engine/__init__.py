@@ -1,0 +1,1 @@
+"""Command line entry point: the only place that knows every part and wires them together."""

@@ -1,0 +1,266 @@
+"""The MLflow strategy registry against a real SQLite MLflow store in a temporary folder."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import mlflow.pyfunc
+import pandas as pd
+import pytest
+
+from core.errors import RegistryError, ValidationGateFailed
+from core.strategies.catalogue import build
+from core.strategies.trend.ma_crossover import MACrossover, MACrossoverConfig
+from registry import MlflowStore, MlflowStrategySource, StrategyRegistry
+from registry.store import MLFLOW_DIR_ENV, TRACKING_URI_ENV
+
+pytestmark = pytest.mark.integration
+
+DATA = Path(__file__).resolve().parents[2] / "data"
+AAPL = DATA / "equities_daily_stocknet88" / "prices" / "AAPL.csv"
+NAME = "strategy.ma_crossover"
+PASSED = {"success": True, "suite": "bars_daily", "failed_expectations": []}
+FAILED = {
+    "success": False,
+    "suite": "bars_daily",
+    "failed_expectations": ["expect_column_values_to_be_between(close)"],
+}
+
+
+@pytest.fixture(scope="module")
+def empty_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An MLflow SQLite file with its tables created once (the migrations take ~2 s)."""
+    store = MlflowStore(tmp_path_factory.mktemp("template"))
+    store.client.search_experiments()
+    return store.root / "mlflow.db"
+
+
+@pytest.fixture
+def registry(
+    tmp_path: Path, empty_db: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[StrategyRegistry]:
+    root = tmp_path / "mlflow"
+    root.mkdir()
+    shutil.copy(empty_db, root / "mlflow.db")
+    # Run from an empty folder so a stray ./mlruns would be seen.
+    work = tmp_path / "cwd"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    yield StrategyRegistry(MlflowStore(root))
+    assert not (work / "mlruns").exists()
+
+
+def _register(registry: StrategyRegistry, fast: int, validation: dict = PASSED) -> str:
+    config = {"fast_period": fast, "slow_period": 20, "ma_type": "sma"}
+    registered = registry.register(
+        "ma_crossover",
+        config,
+        data_hash="sha256:aapl-2012",
+        validation=validation,
+        metrics={"sharpe": 0.8, "max_drawdown": -0.12},
+        symbols=("AAPL",),
+    )
+    return registered.version
+
+
+def _aapl_bars(rows: int = 250) -> pd.DataFrame:
+    frame = pd.read_csv(AAPL, nrows=rows).rename(columns=str.lower)
+    # The signature declares doubles; MLflow refuses to cast int64 volume to float64 itself.
+    return frame[["open", "high", "low", "close", "volume"]].astype("float64")
+
+
+def test_registering_records_config_lineage_and_artifacts_in_run_and_version(
+    registry: StrategyRegistry,
+) -> None:
+    started = time.perf_counter()
+    registered = registry.register(
+        "ma_crossover",
+        {"fast_period": 5, "slow_period": 20},
+        data_hash="sha256:aapl-2012",
+        validation=PASSED,
+        metrics={"sharpe": 0.8},
+        symbols=("AAPL", "MSFT"),
+        code_version="v-test",
+    )
+    registry.promote(registered.name, registered.version)
+    elapsed = time.perf_counter() - started
+
+    client = registry.client
+    run = client.get_run(registered.run_id)
+    version = client.get_model_version(NAME, registered.version)
+    artifacts = {item.path for item in client.list_artifacts(registered.run_id)}
+    model_files = {item.path for item in client.list_artifacts(registered.run_id, "model")}
+    assert registered.name == NAME
+    assert run.data.params == {
+        "fast_period": "5",
+        "slow_period": "20",
+        "ma_type": "sma",
+        "allow_short": "False",
+    }
+    assert run.data.metrics == {"sharpe": 0.8}
+    for tags in (run.data.tags, version.tags):
+        assert tags["strategy_type"] == "ma_crossover"
+        assert tags["data_hash"] == "sha256:aapl-2012"
+        assert tags["validation_success"] == "true"
+        assert tags["validation_suite"] == "bars_daily"
+        assert tags["code_version"] == "v-test"
+        assert tags["symbols"] == "AAPL,MSFT"
+    assert {"strategy.json", "validation.json", "model"} <= artifacts
+    # Nothing pickled: the model is a loader module plus a JSON document.
+    assert "model/python_model.pkl" not in model_files
+    assert "model/MLmodel" in model_files
+    assert elapsed < 5.0, f"register + promote took {elapsed:.1f} s"
+
+
+def test_the_champion_loads_as_a_deployment_whose_config_builds_the_strategy(
+    registry: StrategyRegistry,
+) -> None:
+    version = _register(registry, fast=7)
+    registry.promote(NAME, version)
+
+    deployments = MlflowStrategySource(registry).load_active_set()
+
+    assert len(deployments) == 1
+    deployment = deployments[0]
+    assert (deployment.name, deployment.version, deployment.alias) == (NAME, version, "champion")
+    assert deployment.symbols == ("AAPL",)
+    strategy = build(deployment.type_name, deployment.config, "AAPL")
+    assert isinstance(strategy, MACrossover)
+    assert strategy.config == MACrossoverConfig(fast_period=7, slow_period=20)
+
+
+def test_an_alias_nobody_set_gives_an_empty_active_set(registry: StrategyRegistry) -> None:
+    _register(registry, fast=7)
+
+    assert MlflowStrategySource(registry).load_active_set("challenger") == []
+
+
+def test_the_champion_pyfunc_predicts_the_vectorized_targets_on_real_bars(
+    registry: StrategyRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    registry.promote(NAME, _register(registry, fast=5))
+    bars = _aapl_bars()
+    monkeypatch.setenv(TRACKING_URI_ENV, registry.store.tracking_uri)
+
+    model = mlflow.pyfunc.load_model(f"models:/{NAME}@champion")
+    predicted = model.predict(bars)
+
+    expected = MACrossover.vectorized(MACrossoverConfig(fast_period=5, slow_period=20), bars)
+    pd.testing.assert_series_equal(predicted, expected, check_names=False)
+    # A meaningful comparison: warm-up NaNs, then both long and flat periods on AAPL 2012-13.
+    assert predicted.iloc[:19].isna().all()
+    assert set(predicted.dropna().unique()) == {0.0, 1.0}
+
+
+def test_promoting_moves_the_champion_and_keeps_the_old_one_as_previous(
+    registry: StrategyRegistry,
+) -> None:
+    first, second = _register(registry, fast=5), _register(registry, fast=8)
+
+    registry.promote(NAME, first)
+    registry.promote(NAME, second)
+
+    assert registry.get_alias(NAME, "champion") == second
+    assert registry.get_alias(NAME, "previous") == first
+
+
+def test_rollback_restores_the_previous_champion_once(registry: StrategyRegistry) -> None:
+    first, second = _register(registry, fast=5), _register(registry, fast=8)
+    registry.promote(NAME, first)
+    registry.promote(NAME, second)
+
+    restored = registry.rollback(NAME)
+
+    assert restored == first
+    assert registry.get_alias(NAME, "champion") == first
+    assert "rolled_back_at" in registry.model_version(NAME, second).tags
+    with pytest.raises(RegistryError, match="no 'previous' version"):
+        registry.rollback(NAME)
+
+
+def test_promoting_a_version_that_failed_validation_raises_and_keeps_the_champion(
+    registry: StrategyRegistry,
+) -> None:
+    good = _register(registry, fast=5)
+    registry.promote(NAME, good)
+    bad = _register(registry, fast=8, validation=FAILED)
+
+    with pytest.raises(ValidationGateFailed, match=f"version {bad} failed validation"):
+        registry.promote(NAME, bad)
+
+    assert registry.get_alias(NAME, "champion") == good
+    assert registry.get_alias(NAME, "previous") is None
+
+
+def _register_raw_document(registry: StrategyRegistry, name: str, document: dict) -> str:
+    """Register a version as code other than this installed version might have written it."""
+    client = registry.client
+    run = client.create_run(registry.store.experiment_id())
+    client.log_text(run.info.run_id, json.dumps(document), "model/data/strategy.json")
+    if not client.search_registered_models(filter_string=f"name = '{name}'"):
+        client.create_registered_model(name)
+    source = f"{run.info.artifact_uri}/model"
+    version = client.create_model_version(name, source=source, run_id=run.info.run_id).version
+    client.set_registered_model_alias(name, "champion", version)
+    return str(version)
+
+
+def test_a_version_naming_an_unknown_type_is_refused_naming_model_and_version(
+    registry: StrategyRegistry,
+) -> None:
+    registry.promote(NAME, _register(registry, fast=5))
+    document = {"type": "lunar_phase", "config": {}, "schema_version": 1}
+    version = _register_raw_document(registry, "strategy.lunar_phase", document)
+
+    with pytest.raises(
+        RegistryError, match=rf"strategy\.lunar_phase version {version}.*lunar_phase"
+    ):
+        MlflowStrategySource(registry).load_active_set()
+
+
+def test_a_version_with_an_invalid_config_is_refused(registry: StrategyRegistry) -> None:
+    document = {
+        "type": "ma_crossover",
+        "config": {"fast_period": 30, "slow_period": 20},
+        "schema_version": 1,
+    }
+    version = _register_raw_document(registry, NAME, document)
+
+    with pytest.raises(RegistryError, match=f"{NAME} version {version}: .*fast_period must be <"):
+        MlflowStrategySource(registry).load_version(NAME, "champion")
+
+
+def test_list_strategies_is_json_serialisable_with_versions_and_aliases(
+    registry: StrategyRegistry,
+) -> None:
+    first, second = _register(registry, fast=5), _register(registry, fast=8, validation=FAILED)
+    registry.promote(NAME, first)
+
+    listing = json.loads(json.dumps(registry.list_strategies()))
+
+    assert [entry["name"] for entry in listing] == [NAME]
+    assert listing[0]["aliases"] == {"champion": first}
+    versions = listing[0]["versions"]
+    assert [v["version"] for v in versions] == [first, second]
+    assert [v["tags"]["validation_success"] for v in versions] == ["true", "false"]
+
+
+def test_the_store_follows_its_environment_and_serves_the_ui_on_loopback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(TRACKING_URI_ENV, raising=False)
+    monkeypatch.setenv(MLFLOW_DIR_ENV, str(tmp_path / "elsewhere"))
+
+    store = MlflowStore()
+
+    assert store.tracking_uri == f"sqlite:///{tmp_path / 'elsewhere' / 'mlflow.db'}"
+    command = store.ui_command()
+    assert "--host 127.0.0.1" in command
+    assert "--workers 1" in command
+    assert f"--backend-store-uri {store.tracking_uri}" in command
+    monkeypatch.setenv(TRACKING_URI_ENV, "http://127.0.0.1:5000")
+    assert MlflowStore().tracking_uri == "http://127.0.0.1:5000"
