@@ -82,6 +82,21 @@ class NewsItem(_Message, frozen=True, kw_only=True):
     ts_recv: int = 0
 
 
+class MacroPoint(_Message, frozen=True, kw_only=True):
+    """One observation of an economic series, stamped when it became public.
+
+    ``ts_event`` is the publication time (the first moment the value may be used);
+    ``period_start`` is the start of the period it measures (e.g. the month of an M2 figure).
+    """
+
+    kind: ClassVar[str] = "macro"
+    series: str
+    ts_event: int
+    value: float
+    period_start: int = 0
+    ts_recv: int = 0
+
+
 class Lineage(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     """Where a signal came from: the registered model version and the data gate that admitted it."""
 
@@ -91,7 +106,11 @@ class Lineage(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=T
 
 
 class Signal(_Message, frozen=True, kw_only=True):
-    """A strategy's wish: a target position for ``symbol``, with the numbers that triggered it."""
+    """A strategy's wish: a target position for ``symbol``, with the numbers that triggered it.
+
+    Market makers also state the quotes they want resting (``bid_price``/``ask_price``, sized
+    ``quote_size``); ``None`` means no quote on that side (quotes pulled).
+    """
 
     kind: ClassVar[str] = "signal"
     strategy: str
@@ -101,6 +120,9 @@ class Signal(_Message, frozen=True, kw_only=True):
     strength: float = 1.0
     reason: dict[str, float] = msgspec.field(default_factory=dict)
     lineage: Lineage = msgspec.field(default_factory=Lineage)
+    bid_price: float | None = None
+    ask_price: float | None = None
+    quote_size: float = 0.0
 
 
 class Order(_Message, frozen=True, kw_only=True):
@@ -145,5 +167,6 @@ class Position(_Message, frozen=True, kw_only=True):
 
 
 MESSAGE_TYPES: dict[str, type[_Message]] = {
-    t.kind: t for t in (Bar, Quote, Trade, FundingRate, NewsItem, Signal, Order, Fill, Position)
+    t.kind: t
+    for t in (Bar, Quote, Trade, FundingRate, NewsItem, MacroPoint, Signal, Order, Fill, Position)
 }

@@ -16,6 +16,7 @@ STOCKNET = DATA / "equities_daily_stocknet88" / "prices"
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 
 @pytest.fixture(scope="session")
@@ -31,3 +32,26 @@ def aapl_bars(aapl_csv: Path) -> pd.DataFrame:
     loaded = read_bars_frame(aapl_csv)
     assert not loaded.rejected
     return loaded.frame
+
+
+@pytest.fixture(scope="session")
+def prefect_harness(tmp_path_factory: pytest.TempPathFactory):
+    """One temporary Prefect server for the whole session, with the flow heartbeat off."""
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+    from prefect.testing.utilities import prefect_test_harness
+
+    with (
+        prefect_test_harness(server_startup_timeout=120),
+        temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}),
+    ):
+        yield
+
+
+@pytest.fixture
+def mlflow_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh MLflow store for one test, used by everything that opens the registry."""
+    root = tmp_path / "mlflow"
+    root.mkdir()
+    monkeypatch.setenv("STRATEGY_ENGINE_MLFLOW_DIR", str(root))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    return root

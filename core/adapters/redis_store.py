@@ -65,6 +65,11 @@ class RedisStore:
         """Return the full key of ``name`` in this namespace."""
         return f"{self.namespace}:{name}"
 
+    def clear(self) -> int:
+        """Delete every key of this namespace (and only those); return how many were deleted."""
+        keys = list(self.client.scan_iter(match=f"{self.namespace}:*", count=1000))
+        return int(self.client.delete(*keys)) if keys else 0
+
     # --- signals ---------------------------------------------------------------------------
 
     def publish_signals(self, signals: Sequence[Signal]) -> None:

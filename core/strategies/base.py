@@ -91,6 +91,7 @@ class StrategySpec:
     tier: Tier
     data_kind: DataKind
     summary: str
+    dataset: str = ""  # the shipped data set it is tested and demonstrated on
 
 
 C = TypeVar("C", bound=StrategyConfig)
@@ -112,6 +113,7 @@ class Strategy(ABC, Generic[C]):
         self.name = name or self.spec.name
         self.lineage = Lineage()
         self.target = 0.0
+        self._last_output: tuple[float, float | None, float | None] = (0.0, None, None)
         self._emitted = False
 
     @property
@@ -137,16 +139,31 @@ class Strategy(ABC, Generic[C]):
 
     @classmethod
     @abstractmethod
-    def vectorized(cls, config: C, frame: pd.DataFrame) -> pd.Series:
-        """Target position per row of ``frame`` (NaN during warm-up), for research and parity."""
+    def vectorized(cls, config: C, frame: pd.DataFrame) -> pd.Series | pd.DataFrame:
+        """The output per row of ``frame`` (NaN during warm-up), for research and parity.
+
+        A Series of target positions, or for quoting strategies a DataFrame with columns
+        ``target_position``, ``bid_price``, ``ask_price``. ``frame`` is the standard frame of the
+        strategy's data kind (see ``core.strategies.frames``) and has a ``ts_event`` column.
+        """
 
     def _emit(
-        self, ts_event: int, target: float, strength: float, reason: dict[str, float]
+        self,
+        ts_event: int,
+        target: float,
+        strength: float,
+        reason: dict[str, float],
+        *,
+        bid_price: float | None = None,
+        ask_price: float | None = None,
+        quote_size: float = 0.0,
     ) -> Signal | None:
-        """Signal a new target, or ``None`` when the target is unchanged since the last signal."""
-        if self._emitted and target == self.target:
+        """Signal a new output, or ``None`` when target and quotes are unchanged since the last."""
+        output = (target, bid_price, ask_price)
+        if self._emitted and output == self._last_output:
             return None
         self.target = target
+        self._last_output = output
         self._emitted = True
         return Signal(
             strategy=self.name,
@@ -156,11 +173,16 @@ class Strategy(ABC, Generic[C]):
             strength=strength,
             reason=reason,
             lineage=self.lineage,
+            bid_price=bid_price,
+            ask_price=ask_price,
+            quote_size=quote_size,
         )
 
     def _base_state(self) -> dict[str, Any]:
-        return {"target": self.target, "emitted": self._emitted}
+        return {"emitted": self._emitted, "last_output": list(self._last_output)}
 
     def _restore_base(self, state: dict[str, Any]) -> None:
-        self.target = float(state["target"])
         self._emitted = bool(state["emitted"])
+        target, bid, ask = state["last_output"]
+        self._last_output = (float(target), bid, ask)
+        self.target = float(target)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from typing import Any
 
 from core.errors import ConfigError
@@ -19,9 +21,19 @@ def register(cls: type[Strategy[Any]]) -> type[Strategy[Any]]:
     return cls
 
 
+_loaded = False
+
+
 def _load_builtin_types() -> None:
-    # Importing the modules registers their types; kept here so the catalogue is always complete.
-    from core.strategies.trend import ma_crossover  # noqa: F401
+    """Import every module under ``core.strategies``: importing a module registers its types."""
+    global _loaded
+    if _loaded:
+        return
+    import core.strategies as package
+
+    for info in pkgutil.walk_packages(package.__path__, prefix="core.strategies."):
+        importlib.import_module(info.name)
+    _loaded = True
 
 
 def strategy_type(name: str) -> type[Strategy[Any]]:
@@ -56,6 +68,7 @@ def describe(cls: type[Strategy[Any]]) -> dict[str, Any]:
         "tier": spec.tier.value,
         "data_kind": spec.data_kind.value,
         "summary": spec.summary,
+        "dataset": spec.dataset,
         "parameters": cls.config_type.json_schema(),
         "defaults": cls.config_type().to_dict(),
     }

@@ -56,6 +56,7 @@ class MACrossover(Strategy[MACrossoverConfig]):
             "Fast and slow moving average (SMA or EMA); long when fast > slow, "
             "short or flat otherwise."
         ),
+        dataset="equities_daily_stocknet88",
     )
     config_type = MACrossoverConfig
 

@@ -1,0 +1,1 @@
+"""Arbitrage strategies (fast tier): funding carry, lead-lag latency, triangular FX."""

@@ -1,0 +1,263 @@
+"""Single-asset mean reversion on the Bollinger z-score of the close.
+
+Rule on each bar: ``z = (close - mean) / std`` over the last ``window`` closes (this bar
+included; population std, ``ddof=0``, as Bollinger bands use), then
+
+- enter long (+1) when ``z < -z_entry``, short (-1, or flat without ``allow_short``) when
+  ``z > z_entry``;
+- exit a long once ``z >= -z_exit`` and a short once ``z <= z_exit`` (back inside the
+  ``±z_exit`` band, or past it);
+- otherwise hold. A window with zero spread gives ``z = 0``.
+
+:func:`ou_half_life` estimates the Ornstein-Uhlenbeck half-life of a price history (OLS of the
+change on the previous level) and :func:`window_from_half_life` turns it into a ``window``, so a
+research step can set the window from the data it was fitted on.
+
+Frame for :meth:`MeanReversion.vectorized`: the standard bars frame, columns ``ts_event`` (int64
+ns UTC), ``open, high, low, close, volume`` (float64), one row per bar in time order.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from core.model import Bar, Signal
+from core.strategies.base import (
+    DataKind,
+    Family,
+    Strategy,
+    StrategyConfig,
+    StrategySpec,
+    Tier,
+    require,
+)
+from core.strategies.catalogue import register
+
+
+class MeanReversionConfig(StrategyConfig, frozen=True, kw_only=True):
+    window: int = 20
+    z_entry: float = 2.0
+    z_exit: float = 0.5
+    allow_short: bool = True
+
+    def __post_init__(self) -> None:
+        require(2 <= self.window <= 10_000, f"window must be in [2, 10000], was {self.window}")
+        require(
+            math.isfinite(self.z_entry) and self.z_entry > 0.0,
+            f"z_entry must be a finite number > 0, was {self.z_entry}",
+        )
+        require(
+            math.isfinite(self.z_exit) and self.z_exit >= 0.0,
+            f"z_exit must be a finite number >= 0, was {self.z_exit}",
+        )
+        require(
+            self.z_entry > self.z_exit,
+            f"z_entry must be > z_exit, was {self.z_entry} <= {self.z_exit}",
+        )
+
+
+# A spread this small next to the price level is a flat window: z is taken as 0, not noise.
+_FLAT = 1e-12
+
+
+def _zscore(close: float, mean: float, std: float) -> float:
+    return 0.0 if std <= _FLAT * abs(mean) else (close - mean) / std
+
+
+def _step(position: float, z: float, config: MeanReversionConfig) -> float:
+    """The new position from the z-score, with entry/exit hysteresis."""
+    if z > config.z_entry:
+        return -1.0 if config.allow_short else 0.0
+    if z < -config.z_entry:
+        return 1.0
+    if (position > 0.0 and z >= -config.z_exit) or (position < 0.0 and z <= config.z_exit):
+        return 0.0
+    return position
+
+
+class _RollingMoments:
+    """Mean and population std of the last ``period`` values in O(1) per update.
+
+    Running sums are kept of the values minus an anchor near the window's mean, and the anchor
+    and sums are rebuilt exactly from the ring once per turn: the sum of squares then never
+    suffers the cancellation of raw prices, and rounding drift cannot build up.
+    """
+
+    __slots__ = ("_anchor", "_buffer", "_count", "_index", "_sq", "_sum", "period")
+
+    def __init__(self, period: int) -> None:
+        self.period = period
+        self._buffer = [0.0] * period
+        self._index = 0
+        self._count = 0
+        self._anchor = math.nan
+        self._sum = 0.0
+        self._sq = 0.0
+
+    def update(self, x: float) -> tuple[float, float]:
+        """Add ``x``; return (mean, std), NaN until ``period`` values were seen."""
+        if math.isnan(self._anchor):
+            self._anchor = x
+        old = self._buffer[self._index] - self._anchor if self._count >= self.period else 0.0
+        new = x - self._anchor
+        self._sum += new - old
+        self._sq += new * new - old * old
+        self._buffer[self._index] = x
+        self._index = (self._index + 1) % self.period
+        self._count = min(self._count + 1, self.period)
+        if self._index == 0:
+            self._rebase()
+        if self._count < self.period:
+            return math.nan, math.nan
+        n = float(self.period)
+        shift = self._sum / n
+        variance = max(self._sq / n - shift * shift, 0.0)
+        return self._anchor + shift, math.sqrt(variance)
+
+    def _rebase(self) -> None:
+        filled = self._buffer[: self._count]
+        self._anchor = math.fsum(filled) / len(filled)
+        self._sum = math.fsum(v - self._anchor for v in filled)
+        self._sq = math.fsum((v - self._anchor) ** 2 for v in filled)
+
+    def to_state(self) -> dict[str, Any]:
+        # The sums are saved as they are (JSON floats round-trip exactly), so a restored
+        # instance continues with bit-identical means and deviations.
+        return {
+            "buffer": list(self._buffer),
+            "index": self._index,
+            "count": self._count,
+            "anchor": None if math.isnan(self._anchor) else self._anchor,
+            "sum": self._sum,
+            "sq": self._sq,
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        buffer = [float(v) for v in state["buffer"]]
+        if len(buffer) != self.period:
+            raise ValueError(f"state buffer has {len(buffer)} values, window is {self.period}")
+        self._buffer = buffer
+        self._index = int(state["index"])
+        self._count = int(state["count"])
+        self._anchor = math.nan if state["anchor"] is None else float(state["anchor"])
+        self._sum = float(state["sum"])
+        self._sq = float(state["sq"])
+
+
+@register
+class MeanReversion(Strategy[MeanReversionConfig]):
+    """Fade moves beyond ``z_entry`` rolling standard deviations; exit near the mean."""
+
+    spec = StrategySpec(
+        name="mean_reversion",
+        family=Family.STATISTICAL_ARBITRAGE,
+        tier=Tier.TACTICAL,
+        data_kind=DataKind.BARS,
+        summary=(
+            "Single-asset z-score of price against its rolling mean (Bollinger); enter beyond "
+            "±k, exit inside ±k0; optional Ornstein-Uhlenbeck half-life to set the window."
+        ),
+        dataset="equities_daily_stocknet88",
+    )
+    config_type = MeanReversionConfig
+
+    def __init__(
+        self, config: MeanReversionConfig, symbol: str, *, name: str | None = None
+    ) -> None:
+        super().__init__(config, symbol, name=name)
+        self._moments = _RollingMoments(config.window)
+        self._position = 0.0
+
+    @property
+    def warmup(self) -> int:
+        return self.config.window
+
+    def update(self, bar: Bar) -> Signal | None:
+        mean, std = self._moments.update(bar.close)
+        if math.isnan(mean):
+            return None
+        z = _zscore(bar.close, mean, std)
+        self._position = _step(self._position, z, self.config)
+        reason = {"z": z, "mean": mean, "std": std}
+        return self._emit(bar.ts_event, self._position, abs(z), reason)
+
+    def reset(self) -> None:
+        self.__init__(self.config, self.symbol, name=self.name)  # type: ignore[misc]
+
+    def to_state(self) -> dict[str, Any]:
+        return {
+            **self._base_state(),
+            "moments": self._moments.to_state(),
+            "position": self._position,
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self._restore_base(state)
+        self._moments.restore(state["moments"])
+        self._position = float(state["position"])
+
+    @classmethod
+    def vectorized(cls, config: MeanReversionConfig, frame: pd.DataFrame) -> pd.Series:
+        close = frame["close"].astype("float64")
+        rolling = close.rolling(config.window)
+        mean = rolling.mean().to_numpy()
+        std = rolling.std(ddof=0).to_numpy()
+        with np.errstate(divide="ignore", invalid="ignore"):
+            z = np.where(std <= _FLAT * np.abs(mean), 0.0, (close.to_numpy() - mean) / std)
+        target = np.full(len(frame), np.nan)
+        position = 0.0
+        # Entry/exit hysteresis is path dependent: a tight loop over the z-scores.
+        for i in range(config.window - 1, len(frame)):
+            position = _step(position, float(z[i]), config)
+            target[i] = position
+        return pd.Series(target, index=frame.index)
+
+
+def ou_half_life(prices: np.ndarray | pd.Series) -> float:
+    """Estimate the Ornstein-Uhlenbeck half-life of a price history, in bars.
+
+    Parameters
+    ----------
+    prices
+        Levels in time order (at least 3, no NaN).
+
+    Returns
+    -------
+    float
+        ``-ln 2 / ln(1 + b)`` where ``b`` is the OLS slope of ``p[t] - p[t-1]`` on ``p[t-1]``
+        (with an intercept); ``inf`` when the series does not revert (``b >= 0``).
+    """
+    levels = np.asarray(prices, dtype="float64")
+    if levels.ndim != 1 or len(levels) < 3 or not np.isfinite(levels).all():
+        raise ValueError(f"need at least 3 finite prices in one dimension, got {levels.shape}")
+    previous, change = levels[:-1], np.diff(levels)
+    centred = previous - previous.mean()
+    slope = float(np.dot(centred, change - change.mean()) / np.dot(centred, centred))
+    if slope >= 0.0:
+        return math.inf
+    if slope <= -1.0:
+        return 0.0  # overshoots the mean within a bar: reverts "instantly"
+    return -math.log(2.0) / math.log1p(slope)
+
+
+def window_from_half_life(
+    prices: np.ndarray | pd.Series,
+    *,
+    multiple: float = 1.0,
+    min_window: int = 5,
+    max_window: int = 250,
+) -> int:
+    """Choose a z-score window of ``multiple`` half-lives, clipped to [min_window, max_window].
+
+    A non-reverting history (infinite half-life) gets ``max_window``.
+    """
+    if not 2 <= min_window <= max_window:
+        raise ValueError(f"need 2 <= min_window <= max_window, was {min_window}, {max_window}")
+    half_life = ou_half_life(prices)
+    if math.isinf(half_life):
+        return max_window
+    return int(min(max(round(multiple * half_life), min_window), max_window))

@@ -1,0 +1,109 @@
+"""The lifecycle steps of a rule strategy: admit data, gate it, register, promote.
+
+Plain functions, so each step is usable from Python, the command line and a Prefect flow
+(:mod:`pipelines.flows` wraps them as tasks).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from core.data.datasets import get_dataset, load_bars
+from core.data.loaders import RejectedRow
+from core.errors import ValidationGateFailed
+from pipelines.validation import GateReport, validate_bars
+from registry.strategy_registry import RegisteredVersion, StrategyRegistry, model_name
+
+
+@dataclass
+class AdmittedBars:
+    """Bars that parsed, per symbol, and the rows the loader rejected (with reasons)."""
+
+    dataset: str
+    frames: dict[str, pd.DataFrame]
+    rejected: list[tuple[str, RejectedRow]] = field(default_factory=list)
+
+    @property
+    def rows(self) -> int:
+        return sum(len(f) for f in self.frames.values())
+
+    def stacked(self) -> pd.DataFrame:
+        """All symbols in one frame with a ``symbol`` column, as the gate checks them."""
+        return pd.concat([f.assign(symbol=s) for s, f in self.frames.items()], ignore_index=True)
+
+
+def admit_bars(dataset: str, symbols: list[str] | None = None) -> AdmittedBars:
+    """Load a shipped bar data set; rows that do not parse are set aside with their reason."""
+    chosen = symbols or list(get_dataset(dataset).symbols())
+    loaded = load_bars(dataset, chosen)
+    return AdmittedBars(
+        dataset=dataset,
+        frames={s: r.frame for s, r in loaded.items()},
+        rejected=[(s, row) for s, r in loaded.items() for row in r.rejected],
+    )
+
+
+def gate_bars(admitted: AdmittedBars) -> GateReport:
+    """Run the bars gate over every admitted symbol at once (ordering checked per symbol)."""
+    return validate_bars(admitted.stacked(), name=f"bars:{admitted.dataset}")
+
+
+def data_hash(admitted: AdmittedBars) -> str:
+    """SHA-256 of the admitted rows' content, stable across runs and machines."""
+    digest = hashlib.sha256()
+    for symbol in sorted(admitted.frames):
+        digest.update(symbol.encode())
+        hashed = pd.util.hash_pandas_object(admitted.frames[symbol], index=False)
+        digest.update(hashed.to_numpy().tobytes())
+    return digest.hexdigest()
+
+
+def gate_summary(report: GateReport) -> dict[str, Any]:
+    """The part of a gate report registered with a version (full report is an artifact)."""
+    return {**report.to_dict(), "failed_expectations": [r.expectation for r in report.failed()]}
+
+
+def register_strategy(
+    registry: StrategyRegistry,
+    type_name: str,
+    config: dict[str, Any],
+    *,
+    data_hash: str,
+    report: GateReport,
+    metrics: dict[str, float] | None = None,
+) -> RegisteredVersion:
+    """Register a version whose data passed the gate; a failed gate registers nothing."""
+    if not report.success:
+        raise ValidationGateFailed(report.message(), report=report.to_dict())
+    return registry.register(
+        type_name,
+        config,
+        data_hash=data_hash,
+        validation=gate_summary(report),
+        metrics=metrics,
+    )
+
+
+def promote_champion(registry: StrategyRegistry, name: str, version: str) -> dict[str, str | None]:
+    """Move ``champion`` to ``version`` (the old champion becomes ``previous``)."""
+    registry.promote(name, version)
+    return {
+        "champion": registry.get_alias(name, "champion"),
+        "previous": registry.get_alias(name, "previous"),
+    }
+
+
+__all__ = [
+    "AdmittedBars",
+    "admit_bars",
+    "data_hash",
+    "gate_bars",
+    "gate_summary",
+    "model_name",
+    "promote_champion",
+    "register_strategy",
+]

@@ -1,0 +1,62 @@
+"""The register-and-promote flow on real data, with a real Prefect server and MLflow store."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from core.errors import ValidationGateFailed
+from pipelines.flows import register_and_promote
+from registry import MlflowStrategySource, StrategyRegistry
+
+SYMBOLS = ["AAPL", "KO", "XOM"]
+pytestmark = pytest.mark.integration
+
+
+def test_flow_validates_registers_and_promotes_the_champion(prefect_harness, mlflow_dir):
+    result = register_and_promote(
+        strategy="ma_crossover", config={"fast_period": 20, "slow_period": 50}, symbols=SYMBOLS
+    )
+
+    assert result["gate"]["success"] is True
+    assert result["rows"] == 3 * 1258
+    assert result["aliases"] == {"champion": "1", "previous": None}
+    (deployment,) = MlflowStrategySource(StrategyRegistry()).load_active_set()
+    assert (deployment.name, deployment.version) == ("strategy.ma_crossover", "1")
+    assert deployment.config["slow_period"] == 50
+    assert deployment.tags["data_hash"] == result["data_hash"]
+
+
+def test_a_second_run_keeps_the_old_champion_as_previous(prefect_harness, mlflow_dir):
+    register_and_promote(strategy="ma_crossover", symbols=SYMBOLS[:1])
+
+    result = register_and_promote(
+        strategy="ma_crossover", config={"ma_type": "ema"}, symbols=SYMBOLS[:1]
+    )
+
+    assert result["aliases"] == {"champion": "2", "previous": "1"}
+
+
+def test_bad_data_fails_the_gate_and_registers_nothing(
+    prefect_harness, mlflow_dir, tmp_path, monkeypatch
+):
+    data = tmp_path / "data" / "equities_daily_stocknet88"
+    shutil.copytree(
+        Path(__file__).resolve().parents[2] / "data" / "equities_daily_stocknet88", data
+    )
+    prices = data / "prices" / "KO.csv"
+    lines = prices.read_text().splitlines()
+    date, o, _high, low, c, adj, v = lines[100].split(",")
+    lines[100] = ",".join([date, o, str(float(c) - 1.0), low, c, adj, v])  # high below the close
+    prices.write_text("\n".join(lines) + "\n")
+    monkeypatch.setenv("STRATEGY_ENGINE_DATA", str(tmp_path / "data"))
+
+    with pytest.raises(ValidationGateFailed, match=r"high >= max\(open, close\): 1 row") as failure:
+        register_and_promote(strategy="ma_crossover", symbols=["AAPL", "KO"])
+
+    failed = [r for r in failure.value.report["results"] if not r["success"]]
+    assert [r["expectation"] for r in failed] == ["high >= max(open, close)"]
+    assert failed[0]["examples"][0]["symbol"] == "KO"
+    assert StrategyRegistry().list_strategies() == []
