@@ -1,0 +1,1 @@
+"""News-driven strategies: tweets and daily bars merged in publication order (strategic tier)."""

@@ -1,0 +1,258 @@
+"""Learned strategy models in MLflow: the tweet sentiment classifier, stored with skops.
+
+A ``strategy.sentiment_analysis`` version is a normal strategy version (``strategy.json`` whose
+config carries the lexicon distilled from the classifier, so the core rebuilds the strategy from
+JSON alone, as for any rule strategy) plus the fitted scikit-learn pipeline itself as
+``sentiment_model/model.skops`` in the same run, for re-scoring, audit and retraining. The
+classifier's held-out ``accuracy`` and ``macro_f1`` are the version's metrics; its
+hyper-parameters are logged as ``model.*`` params.
+
+Nothing is pickled: skops writes a zip of JSON and arrays, and :func:`load_sentiment_model`
+refuses any file that holds a type outside :data:`SENTIMENT_TRUSTED_TYPES`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import tempfile
+import time
+import zipfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import mlflow.artifacts
+import skops.io as sio
+from mlflow.entities import Metric, Param, RunStatus, RunTag
+from mlflow.exceptions import MlflowException
+from sklearn.pipeline import Pipeline
+
+from core.errors import RegistryError
+from core.strategies.news.sentiment_model import SentimentModelConfig, lexicon_from_model
+from registry.packaging import (
+    STRATEGY_FILE,
+    parse_strategy_document,
+    save_strategy_model,
+    strategy_document,
+)
+from registry.store import MlflowStore
+from registry.strategy_registry import (
+    MODEL_ARTIFACT,
+    VALIDATION_FILE,
+    RegisteredVersion,
+    StrategyRegistry,
+    _flatten,
+    _lineage_tags,
+    model_name,
+)
+
+SENTIMENT_TYPE = "sentiment_analysis"
+SENTIMENT_MODEL_DIR = "sentiment_model"
+SENTIMENT_MODEL_FILE = "model.skops"
+# Every type a fitted TF-IDF + logistic-regression pipeline serialises to; nothing else loads.
+SENTIMENT_TRUSTED_TYPES = (
+    "builtins.dict",
+    "builtins.list",
+    "builtins.str",
+    "builtins.tuple",
+    "numpy.float64",
+    "numpy.ndarray",
+    "sklearn.feature_extraction.text.TfidfTransformer",
+    "sklearn.feature_extraction.text.TfidfVectorizer",
+    "sklearn.linear_model._logistic.LogisticRegression",
+    "sklearn.pipeline.Pipeline",
+)
+METRIC_KEYS = ("accuracy", "macro_f1")
+
+
+def save_sentiment_model(model: Pipeline, path: Path) -> None:
+    """Write the fitted pipeline to ``path`` in skops format (never pickle)."""
+    sio.dump(model, path)
+
+
+def load_sentiment_model(path: Path) -> Pipeline:
+    """Load a skops file written by :func:`save_sentiment_model`.
+
+    Raises
+    ------
+    RegistryError
+        If the file holds a type outside :data:`SENTIMENT_TRUSTED_TYPES`, or is no pipeline.
+    """
+    found = set(sio.get_untrusted_types(file=path)) | _schema_types(path)
+    untrusted = sorted(found - set(SENTIMENT_TRUSTED_TYPES))
+    if untrusted:
+        raise RegistryError(f"{path.name}: refusing to load untrusted types {untrusted}")
+    model = sio.load(path, trusted=list(SENTIMENT_TRUSTED_TYPES))
+    if not isinstance(model, Pipeline):
+        raise RegistryError(f"{path.name}: expected a sklearn Pipeline, was {type(model).__name__}")
+    return model
+
+
+def _schema_types(path: Path) -> set[str]:
+    """Every ``module.name`` a skops file's schema refers to (classes and functions alike).
+
+    skops trusts much of numpy and scikit-learn by default; reading the schema lets the
+    allow-list be exactly :data:`SENTIMENT_TRUSTED_TYPES` and nothing more.
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            schema = json.loads(archive.read("schema.json"))
+    except (zipfile.BadZipFile, KeyError, ValueError) as exc:
+        raise RegistryError(f"{path.name}: not a skops file ({exc})") from None
+    found: set[str] = set()
+    pending: list[Any] = [schema]
+    while pending:
+        node = pending.pop()
+        if isinstance(node, dict):
+            if "__module__" in node and "__class__" in node:
+                found.add(f"{node['__module__']}.{node['__class__']}")
+            pending.extend(node.values())
+        elif isinstance(node, list):
+            pending.extend(node)
+    return found
+
+
+def text_data_hash(texts: Sequence[str], labels: Sequence[int]) -> str:
+    """Return ``sha256:<hex>`` of labelled texts, order-sensitive, for the version's lineage."""
+    digest = hashlib.sha256()
+    for text, label in zip(texts, labels, strict=True):
+        digest.update(f"{int(label)}\t{text}\n".encode())
+    return f"sha256:{digest.hexdigest()}"
+
+
+def _versions() -> dict[str, str]:
+    return {
+        f"{package}_version": importlib.metadata.version(package)
+        for package in ("scikit-learn", "skops")
+    }
+
+
+def log_sentiment_model(
+    model: Pipeline,
+    metrics: dict[str, float],
+    *,
+    data_hash: str,
+    validation: dict[str, Any],
+    strategy_config: dict[str, Any] | None = None,
+    model_config: SentimentModelConfig | None = None,
+    lexicon_size: int = 200,
+    symbols: tuple[str, ...] = (),
+    store: MlflowStore | None = None,
+) -> RegisteredVersion:
+    """Log the classifier and its strategy in one run; register ``strategy.sentiment_analysis``.
+
+    Parameters
+    ----------
+    model, metrics
+        The fitted pipeline and its held-out metrics (must include ``accuracy``, ``macro_f1``).
+    data_hash, validation
+        Lineage of the training data (see :meth:`StrategyRegistry.register`).
+    strategy_config
+        Strategy parameters other than the lexicon (span, entry, ...).
+    model_config
+        The classifier's hyper-parameters, logged as ``model.*`` params.
+    lexicon_size
+        Number of tokens distilled into the strategy's lexicon.
+    symbols
+        Tickers the version trades (empty: all of its data set).
+    store
+        MLflow store; defaults to the project's.
+
+    Returns
+    -------
+    RegisteredVersion
+        Name, version and run id of the new version.
+    """
+    missing = [key for key in METRIC_KEYS if key not in metrics]
+    if missing:
+        raise RegistryError(f"sentiment model metrics lack {missing}, have {sorted(metrics)}")
+    config = {**(strategy_config or {}), "lexicon": lexicon_from_model(model, lexicon_size)}
+    document = strategy_document(SENTIMENT_TYPE, config)
+    registry = StrategyRegistry(store)
+    tags = {**_lineage_tags(SENTIMENT_TYPE, data_hash, validation, symbols, None), **_versions()}
+    name = model_name(SENTIMENT_TYPE)
+    client = registry.client
+    run = client.create_run(registry.store.experiment_id(), run_name=name, tags=tags)
+    run_id = run.info.run_id
+    try:
+        _log_run(registry, run_id, document, validation, metrics, model, model_config)
+        client.set_terminated(run_id, RunStatus.to_string(RunStatus.FINISHED))
+    except Exception:
+        client.set_terminated(run_id, RunStatus.to_string(RunStatus.FAILED))
+        raise
+    registry._ensure_model(name, SENTIMENT_TYPE)
+    source = f"{run.info.artifact_uri}/{MODEL_ARTIFACT}"
+    created = client.create_model_version(name, source=source, run_id=run_id, tags=tags)
+    return RegisteredVersion(name=name, version=str(created.version), run_id=run_id)
+
+
+def _log_run(
+    registry: StrategyRegistry,
+    run_id: str,
+    document: dict[str, Any],
+    validation: dict[str, Any],
+    metrics: dict[str, float],
+    model: Pipeline,
+    model_config: SentimentModelConfig | None,
+) -> None:
+    now_ms = int(time.time() * 1000)
+    params = _flatten(document["config"])
+    if model_config is not None:
+        params.update({f"model.{k}": str(v) for k, v in model_config.to_dict().items()})
+    registry.client.log_batch(
+        run_id,
+        metrics=[Metric(key, float(value), now_ms, 0) for key, value in metrics.items()],
+        params=[Param(key, value) for key, value in params.items()],
+        tags=[RunTag("schema_version", str(document["schema_version"]))],
+    )
+    with tempfile.TemporaryDirectory(prefix="sentiment-version-") as tmp:
+        folder = Path(tmp)
+        (folder / STRATEGY_FILE).write_text(json.dumps(document, indent=2, sort_keys=True))
+        (folder / VALIDATION_FILE).write_text(json.dumps(validation, indent=2, default=str))
+        save_strategy_model(folder / MODEL_ARTIFACT, document)
+        (folder / SENTIMENT_MODEL_DIR).mkdir()
+        save_sentiment_model(model, folder / SENTIMENT_MODEL_DIR / SENTIMENT_MODEL_FILE)
+        registry.client.log_artifacts(run_id, str(folder))
+
+
+def load_registered_sentiment_model(
+    version_or_alias: str, *, store: MlflowStore | None = None
+) -> tuple[Pipeline, dict[str, Any]]:
+    """Load a registered sentiment classifier and its strategy config, by version or alias.
+
+    Raises
+    ------
+    RegistryError
+        If the version or alias does not exist, or its artifacts are missing or untrusted.
+    """
+    registry = StrategyRegistry(store)
+    name = model_name(SENTIMENT_TYPE)
+    if str(version_or_alias).isdigit():
+        version = registry.model_version(name, str(version_or_alias))
+    else:
+        found = registry.version_by_alias(name, version_or_alias)
+        if found is None:
+            raise RegistryError(f"{name} has no alias {version_or_alias!r}")
+        version = found
+    where = f"{name} version {version.version}"
+    with tempfile.TemporaryDirectory(prefix="sentiment-load-") as tmp:
+        try:
+            model_path = mlflow.artifacts.download_artifacts(
+                run_id=version.run_id,
+                artifact_path=f"{SENTIMENT_MODEL_DIR}/{SENTIMENT_MODEL_FILE}",
+                dst_path=tmp,
+                tracking_uri=registry.store.tracking_uri,
+            )
+            doc_path = mlflow.artifacts.download_artifacts(
+                run_id=version.run_id,
+                artifact_path=STRATEGY_FILE,
+                dst_path=tmp,
+                tracking_uri=registry.store.tracking_uri,
+            )
+        except (MlflowException, OSError) as exc:
+            raise RegistryError(f"{where}: cannot fetch the sentiment model ({exc})") from None
+        model = load_sentiment_model(Path(model_path))
+        _, config = parse_strategy_document(Path(doc_path).read_bytes(), where)
+    return model, config
