@@ -1,82 +1,132 @@
-"""Strategy Applicator: the hot path that turns each event into the active set's signals."""
+"""Strategy Applicator: the hot path that turns each event into the active set's signals.
+
+Events are routed by symbol: each strategy instance subscribes to the symbols it consumes (one
+for most, two legs for a pair, three pairs for a triangle), and instances of strategies that
+read symbol-less context (macro series) receive those events too. Routing is a dict lookup, so
+an event costs O(strategies on its symbol).
+"""
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
 from core.errors import StrategyError
-from core.model import Bar, Lineage, Signal
+from core.model import Lineage, Signal
 from core.ports import StrategyDeployment
-from core.strategies.base import Strategy
-from core.strategies.catalogue import build
+from core.strategies.base import EVENT_KINDS, Strategy
+from core.strategies.catalogue import build, strategy_type
+
+# Message kinds that carry no symbol and go to every instance that consumes the kind.
+BROADCAST_KINDS = frozenset({"macro"})
 
 
 @dataclass
 class _Slot:
     deployment: StrategyDeployment
+    event_kinds: frozenset[str]
     instances: dict[str, Strategy[Any]] = field(default_factory=dict)
     quarantined: str | None = None
+
+
+@dataclass(frozen=True)
+class Routed:
+    """A signal with the instrument positions that realise it, keyed for the composer."""
+
+    signal: Signal
+    instance_key: str
+    legs: dict[str, float]
 
 
 class StrategyApplicator:
     """Apply every active strategy to the events of its symbols.
 
-    One strategy instance per deployment and symbol, created on the symbol's first event. A
-    strategy that raises is quarantined (its error kept) and the others keep running.
+    A deployment that names its symbols gets its instances at start; one that names none gets
+    an instance per symbol on that symbol's first event. A strategy that raises is quarantined
+    (its error kept) and the others keep running.
     """
 
     def __init__(self, deployments: list[StrategyDeployment]) -> None:
-        self._slots = [_Slot(d) for d in deployments]
+        self._slots = [
+            _Slot(d, EVENT_KINDS[strategy_type(d.type_name).spec.data_kind]) for d in deployments
+        ]
+        self._routes: dict[str, list[tuple[_Slot, Strategy[Any]]]] = defaultdict(list)
+        self._broadcast: list[tuple[_Slot, Strategy[Any]]] = []
+        self._lazy = [slot for slot in self._slots if not slot.deployment.symbols]
+        self._seen: set[str] = set()
         self.errors: list[StrategyError] = []
+        for slot in self._slots:
+            for symbol in slot.deployment.symbols:
+                self._add_instance(slot, symbol)
 
     @property
     def deployments(self) -> list[StrategyDeployment]:
         return [slot.deployment for slot in self._slots]
 
-    def on_bar(self, bar: Bar) -> list[Signal]:
-        signals: list[Signal] = []
-        for slot in self._slots:
-            if slot.quarantined is not None:
-                continue
-            strategy = self._instance(slot, bar.symbol)
-            if strategy is None:
-                continue
-            try:
-                signal = strategy.update(bar)
-            except Exception as exc:  # a strategy's bug must not stop the others
-                self._quarantine(slot, bar.symbol, exc)
-                continue
-            if signal is not None:
-                signals.append(signal)
-        return signals
+    def on_event(self, event: Any) -> list[Routed]:
+        """Feed one event to every instance subscribed to it; return the signals it caused."""
+        kind = event.kind
+        if kind in BROADCAST_KINDS:
+            return self._dispatch(event, kind, self._broadcast)
+        if kind == "news":
+            out: list[Routed] = []
+            for symbol in event.symbols:
+                out += self._dispatch(event, kind, self._targets(symbol))
+            return out
+        return self._dispatch(event, kind, self._targets(event.symbol))
 
     def instances(self) -> dict[str, Strategy[Any]]:
         """Every live instance keyed ``<model name>|<symbol>`` (the state-snapshot key)."""
         return {
-            f"{slot.deployment.name}|{symbol}": strategy
+            _key(slot, symbol): strategy
             for slot in self._slots
             for symbol, strategy in slot.instances.items()
         }
 
-    def _instance(self, slot: _Slot, symbol: str) -> Strategy[Any] | None:
-        strategy = slot.instances.get(symbol)
-        if strategy is None:
-            deployment = slot.deployment
-            if deployment.symbols and symbol not in deployment.symbols:
-                return None
-            strategy = build(
-                deployment.type_name, deployment.config, symbol, instance_name=deployment.name
-            )
-            strategy.lineage = Lineage(
-                model_name=deployment.name,
-                model_version=deployment.version,
-                validation_run=deployment.validation_run,
-            )
-            slot.instances[symbol] = strategy
-        return strategy
+    def _targets(self, symbol: str) -> list[tuple[_Slot, Strategy[Any]]]:
+        if symbol not in self._seen:
+            self._seen.add(symbol)
+            for slot in self._lazy:
+                self._add_instance(slot, symbol)
+        return self._routes.get(symbol, [])
+
+    def _dispatch(
+        self, event: Any, kind: str, targets: list[tuple[_Slot, Strategy[Any]]]
+    ) -> list[Routed]:
+        out: list[Routed] = []
+        for slot, strategy in targets:
+            if slot.quarantined is not None or kind not in slot.event_kinds:
+                continue
+            try:
+                signal = strategy.update(event)
+                if signal is not None:
+                    out.append(Routed(signal, _key(slot, strategy.symbol), strategy.legs(signal)))
+            except Exception as exc:  # a strategy's bug must not stop the others
+                self._quarantine(slot, strategy.symbol, exc)
+        return out
+
+    def _add_instance(self, slot: _Slot, symbol: str) -> None:
+        deployment = slot.deployment
+        strategy = build(
+            deployment.type_name, deployment.config, symbol, instance_name=deployment.name
+        )
+        strategy.lineage = Lineage(
+            model_name=deployment.name,
+            model_version=deployment.version,
+            validation_run=deployment.validation_run,
+        )
+        slot.instances[symbol] = strategy
+        for subscribed in strategy.subscriptions():
+            self._routes[subscribed].append((slot, strategy))
+        if slot.event_kinds & BROADCAST_KINDS:
+            self._broadcast.append((slot, strategy))
 
     def _quarantine(self, slot: _Slot, symbol: str, exc: Exception) -> None:
         reason = f"{slot.deployment.name} raised on {symbol}: {type(exc).__name__}: {exc}"
         slot.quarantined = reason
         self.errors.append(StrategyError(reason))
+
+
+def _key(slot: _Slot, symbol: str) -> str:
+    return f"{slot.deployment.name}|{symbol}"

@@ -1,15 +1,13 @@
-"""Strategy Composer: net the active set's signals into one target position per symbol."""
+"""Strategy Composer: net the active set's signals into one target position per instrument."""
 
 from __future__ import annotations
 
-from core.model import Signal
-
 
 class StrategyComposer:
-    """Weighted sum of each strategy's latest target, per symbol.
+    """Weighted sum of every strategy instance's latest leg positions, per instrument.
 
     ``units`` scales a strategy's target (+1 = one unit long) into a position size. Only the
-    signal's symbol is recomposed, so each signal costs O(strategies on that symbol).
+    instruments a signal touches are recomposed, so a signal costs O(instances on them).
     """
 
     def __init__(self, weights: dict[str, float] | None = None, units: float = 1.0) -> None:
@@ -20,13 +18,15 @@ class StrategyComposer:
     def set_weights(self, weights: dict[str, float]) -> None:
         self._weights = dict(weights)
 
-    def on_signal(self, signal: Signal) -> float:
-        """Record the signal and return the symbol's new portfolio target."""
-        per_strategy = self._targets.setdefault(signal.symbol, {})
-        per_strategy[signal.strategy] = signal.target_position
-        return self.target(signal.symbol)
+    def on_legs(self, strategy: str, instance_key: str, legs: dict[str, float]) -> dict[str, float]:
+        """Record an instance's new leg positions; return the new target of each leg's symbol."""
+        weight = self._weights.get(strategy, 1.0)
+        changed: dict[str, float] = {}
+        for symbol, position in legs.items():
+            per_instance = self._targets.setdefault(symbol, {})
+            per_instance[instance_key] = weight * position
+            changed[symbol] = self.target(symbol)
+        return changed
 
     def target(self, symbol: str) -> float:
-        per_strategy = self._targets.get(symbol, {})
-        total = sum(self._weights.get(name, 1.0) * t for name, t in per_strategy.items())
-        return total * self._units
+        return sum(self._targets.get(symbol, {}).values()) * self._units

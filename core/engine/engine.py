@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from core.engine.applicator import StrategyApplicator
+from core.engine.applicator import Routed, StrategyApplicator
 from core.engine.clock import SimulatedClock
 from core.engine.composer import StrategyComposer
 from core.engine.execution import BarFillModel, PaperBroker
@@ -61,25 +61,30 @@ class TradingEngine:
         self.all_signals: list[Signal] = []
         self.all_fills: list[Fill] = []
 
-    def on_bar(self, bar: Bar) -> None:
-        self.clock.advance_to(bar.ts_event)
+    def on_event(self, event: Any) -> None:
+        """Process one market or context event (bars fill and mark; every kind may signal)."""
+        self.clock.advance_to(event.ts_event)
         self.tracker.events += 1
+        if isinstance(event, Bar):
+            self._on_bar_open(event)
+        for routed in self.applicator.on_event(event):
+            self._act_on(routed)
+        self.tracker.on_equity(event.ts_event, self.portfolio.equity)
+        if len(self._outbox) >= self._flush_every:
+            self.flush()
+
+    def run(self, events: Iterable[Any]) -> dict[str, Any]:
+        for event in events:
+            self.on_event(event)
+        self.finish()
+        return self.summary()
+
+    def _on_bar_open(self, bar: Bar) -> None:
         fill = self.broker.on_bar_open(bar)
         if fill is not None:
             self.portfolio.apply_fill(fill)
             self._record_fill(fill)
         self.portfolio.mark(bar.symbol, bar.close)
-        for signal in self.applicator.on_bar(bar):
-            self._act_on(signal)
-        self.tracker.on_equity(bar.ts_event, self.portfolio.equity)
-        if len(self._outbox) >= self._flush_every:
-            self.flush()
-
-    def run(self, bars: Iterable[Bar]) -> dict[str, Any]:
-        for bar in bars:
-            self.on_bar(bar)
-        self.finish()
-        return self.summary()
 
     def finish(self) -> None:
         """Close the equity curve, flush outputs and snapshot state and positions."""
@@ -112,16 +117,18 @@ class TradingEngine:
             "per_symbol": self.portfolio.per_symbol(),
         }
 
-    def _act_on(self, signal: Signal) -> None:
+    def _act_on(self, routed: Routed) -> None:
+        signal = routed.signal
         self.tracker.signals += 1
         self._outbox.signals.append(signal)
         if self._keep_history:
             self.all_signals.append(signal)
-        target = self.composer.on_signal(signal)
-        delta = target - self.portfolio.quantity(signal.symbol)
-        order = self.broker.submit(signal.symbol, delta, signal.ts_event, signal.strategy)
-        if order is not None:
-            self._outbox.orders.append(order)
+        targets = self.composer.on_legs(signal.strategy, routed.instance_key, routed.legs)
+        for symbol, target in targets.items():
+            delta = target - self.portfolio.quantity(symbol)
+            order = self.broker.submit(symbol, delta, signal.ts_event, signal.strategy)
+            if order is not None:
+                self._outbox.orders.append(order)
 
     def _record_fill(self, fill: Fill) -> None:
         self.tracker.fills += 1

@@ -44,6 +44,17 @@ class DataKind(StrEnum):
     MACRO = "macro"
 
 
+# The event kinds (``core.model`` message kinds) each data kind's strategies consume.
+EVENT_KINDS: dict[DataKind, frozenset[str]] = {
+    DataKind.BARS: frozenset({"bar"}),
+    DataKind.PAIR_BARS: frozenset({"bar"}),
+    DataKind.QUOTES_TRADES: frozenset({"quote", "trade"}),
+    DataKind.FUNDING: frozenset({"funding"}),
+    DataKind.NEWS: frozenset({"news", "bar"}),
+    DataKind.MACRO: frozenset({"macro", "bar"}),
+}
+
+
 class StrategyConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     """Base of every strategy config: frozen, typed, unknown fields rejected.
 
@@ -101,7 +112,7 @@ class Strategy(ABC, Generic[C]):
     """One strategy type bound to one instrument.
 
     Subclasses set ``spec`` and ``config_type``, create their indicators in ``__init__`` from the
-    config, and implement ``on_bar`` (or another ``on_*`` hook), ``vectorized`` and state.
+    config, and implement ``update``, ``vectorized`` and state.
     """
 
     spec: ClassVar[StrategySpec]
@@ -115,6 +126,14 @@ class Strategy(ABC, Generic[C]):
         self.target = 0.0
         self._last_output: tuple[float, float | None, float | None] = (0.0, None, None)
         self._emitted = False
+
+    def subscriptions(self) -> tuple[str, ...]:
+        """Event symbols this instance consumes (a pair's two legs, a triangle's three pairs)."""
+        return (self.symbol,)
+
+    def legs(self, signal: Signal) -> dict[str, float]:
+        """Positions per traded instrument that realise ``signal``'s target."""
+        return {self.symbol: signal.target_position}
 
     @property
     @abstractmethod

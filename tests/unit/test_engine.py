@@ -74,12 +74,12 @@ def test_a_strategy_that_raises_is_quarantined_and_the_others_keep_running(aapl_
     bad = StrategyDeployment(name="bad", version="1", type_name="ma_crossover", config={})
     engine = TradingEngine([good, bad], keep_history=True)
     bars = list(iter_bars(aapl_bars, "AAPL"))
-    engine.on_bar(bars[0])
+    engine.on_event(bars[0])
     broken = engine.applicator.instances()["bad|AAPL"]
     broken._slow = None  # type: ignore[assignment]  # any bug inside the strategy
 
     for bar in bars[1:]:
-        engine.on_bar(bar)
+        engine.on_event(bar)
 
     assert any("bad raised on AAPL" in str(e) for e in engine.applicator.errors)
     assert {s.strategy for s in engine.all_signals} == {"good"}
@@ -137,3 +137,43 @@ def test_metrics_match_a_direct_computation_from_the_equity_curve():
 def test_fill_model_refuses_a_negative_fee():
     with pytest.raises(ConfigError, match="fee_bps must be within"):
         BarFillModel(fee_bps=-1.0)
+
+
+def test_a_pair_signal_trades_both_legs_at_their_next_opens_in_hedge_proportion():
+    from tests.strategy_samples.samples_pairs import pair_data
+
+    _, events = pair_data("equities_daily_stocknet88", "KO/PEP")
+    config = {"window": 120, "retest_every": 20, "max_p_value": 0.1}
+    deployment = StrategyDeployment(
+        name="coint", version="1", type_name="cointegration", config=config, symbols=("KO/PEP",)
+    )
+    engine = TradingEngine([deployment], keep_history=True)
+
+    engine.run(events)
+
+    trading = [s for s in engine.all_signals if s.target_position != 0.0]
+    assert trading, "KO/PEP must trade at p <= 0.1 over 2012-2017"
+    signal = trading[0]
+    ko = next(f for f in engine.all_fills if f.symbol == "KO" and f.ts_event > signal.ts_event)
+    pep = next(f for f in engine.all_fills if f.symbol == "PEP" and f.ts_event > signal.ts_event)
+    assert ko.signed_quantity == signal.target_position
+    assert pep.signed_quantity == pytest.approx(
+        -signal.target_position * signal.reason["hedge_ratio"]
+    )
+    assert ko.ts_event == pep.ts_event  # both legs fill at the next day's open
+
+
+def test_macro_points_reach_a_macro_strategy_and_its_target_trades_spy():
+    from tests.strategy_samples.samples_macro import fed_policy
+
+    sample = fed_policy()
+    deployment = StrategyDeployment(
+        name="fed", version="1", type_name="fed_policy", config=sample.config, symbols=("SPY",)
+    )
+    engine = TradingEngine([deployment], keep_history=True)
+
+    engine.run(sample.events)
+
+    assert {s.symbol for s in engine.all_signals} == {"SPY"}
+    assert {f.symbol for f in engine.all_fills} == {"SPY"}
+    assert len({s.target_position for s in engine.all_signals}) == 2  # risk-on and risk-off

@@ -141,6 +141,9 @@ class LeadLagLatency(Strategy[LatencyConfig]):
     def warmup(self) -> int:
         return self.config.basis_span
 
+    def subscriptions(self) -> tuple[str, ...]:
+        return (self.symbol.split(":", 1)[0],)
+
     def update(self, quote: Quote) -> Signal | None:
         cfg = self.config
         is_leader = quote.venue == cfg.leader_venue

@@ -109,6 +109,9 @@ class Triangular(Strategy[TriangularConfig]):
     def warmup(self) -> int:
         return 3
 
+    def subscriptions(self) -> tuple[str, ...]:
+        return self.config.legs
+
     def update(self, quote: Quote) -> Signal | None:
         leg = self._index.get(quote.symbol)
         if leg is None or (self.config.venue and quote.venue != self.config.venue):

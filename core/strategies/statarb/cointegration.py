@@ -42,6 +42,8 @@ from core.strategies.statarb.pairs_common import (
     engle_granger,
     finite_reason,
     next_spread_position,
+    pair_legs,
+    split_pair,
 )
 
 
@@ -112,6 +114,12 @@ class Cointegration(Strategy[CointegrationConfig]):
     def warmup(self) -> int:
         # Two bars (one per leg) per pair bar; the window's last pair bar can signal.
         return 2 * self.config.window
+
+    def subscriptions(self) -> tuple[str, ...]:
+        return split_pair(self.symbol)
+
+    def legs(self, signal: Signal) -> dict[str, float]:
+        return pair_legs(self.symbol, signal.target_position, signal.reason.get("hedge_ratio", 0.0))
 
     def update(self, bar: Bar) -> Signal | None:
         pair = self._aligner.update(bar)

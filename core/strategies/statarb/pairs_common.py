@@ -310,3 +310,9 @@ def from_json_float(value: float | None) -> float:
 def finite_reason(**values: float) -> dict[str, float]:
     """Keep the finite numbers only: a signal's reason must survive a JSON round trip."""
     return {key: float(v) for key, v in values.items() if math.isfinite(v)}
+
+
+def pair_legs(symbol: str, target: float, hedge_ratio: float) -> dict[str, float]:
+    """Leg positions of a spread position: +1 spread = +1 unit of A and -hedge_ratio of B."""
+    a, b = split_pair(symbol)
+    return {a: target, b: -target * hedge_ratio}

@@ -44,6 +44,8 @@ from core.strategies.statarb.pairs_common import (
     PairAligner,
     finite_reason,
     next_spread_position,
+    pair_legs,
+    split_pair,
 )
 
 
@@ -178,6 +180,12 @@ class PairsTrading(Strategy[PairsTradingConfig]):
     def warmup(self) -> int:
         # Two bars per pair bar; the first pair bar after the warm-up fit can signal.
         return 2 * (self.config.warmup_bars + 1)
+
+    def subscriptions(self) -> tuple[str, ...]:
+        return split_pair(self.symbol)
+
+    def legs(self, signal: Signal) -> dict[str, float]:
+        return pair_legs(self.symbol, signal.target_position, signal.reason.get("hedge_ratio", 0.0))
 
     def update(self, bar: Bar) -> Signal | None:
         pair = self._aligner.update(bar)
