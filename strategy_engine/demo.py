@@ -22,6 +22,7 @@ DATASET = "equities_daily_stocknet88"
 STRATEGY = "ma_crossover"
 CONFIG = {"fast_period": 20, "slow_period": 50, "ma_type": "sma", "allow_short": False}
 FEE_BPS = 1.0
+NOTIONAL_PER_SYMBOL = 10_000.0
 NAMESPACE = "demo"
 
 
@@ -63,7 +64,7 @@ def _run_core(symbols: list[str]) -> dict[str, Any]:
     from core.adapters.redis_server import connect
     from core.adapters.redis_store import RedisStore
     from core.data.loaders import merge_bars
-    from core.engine.engine import TradingEngine
+    from core.engine.engine import PositionSizing, TradingEngine
     from core.engine.execution import BarFillModel
     from pipelines.lifecycle import admit_bars
     from registry import MlflowStrategySource, StrategyRegistry
@@ -75,11 +76,12 @@ def _run_core(symbols: list[str]) -> dict[str, Any]:
         store.clear()
         for symbol, row in admitted.rejected:
             store.dead_letter(f"loader:{DATASET}/{symbol}", row.reason, row.raw, key=str(row.line))
-        capital = sum(float(f["open"].iloc[0]) for f in admitted.frames.values() if len(f))
+        capital = NOTIONAL_PER_SYMBOL * len(admitted.frames)
         engine = TradingEngine(
             deployments,
             fill_model=BarFillModel(fee_bps=FEE_BPS),
             initial_capital=capital,
+            sizing=PositionSizing(notional=NOTIONAL_PER_SYMBOL),
             sink=store,
             state_store=store,
         )
@@ -155,17 +157,20 @@ def _format(report: dict[str, Any]) -> str:
         f" ({core['events'] / max(core['replay_seconds'], 1e-9):,.0f} bars/s)",
         f"  signals     {core['signals']} written to Redis; {core['fills']} paper fills",
         "",
-        f"Per symbol (1 unit per symbol, signal at close, fill at next open, {FEE_BPS:g} bp fee)",
-        f"  {'symbol':<8}{'trades':>7}{'position':>10}{'pnl':>12}",
+        f"Per symbol (${NOTIONAL_PER_SYMBOL:,.0f} per +1 target, signal at close, "
+        f"fill at next open, {FEE_BPS:g} bp fee)",
+        f"  {'symbol':<8}{'trades':>7}{'position':>11}{'pnl':>12}{'return':>9}",
     ]
     for row in core["per_symbol"]:
+        share = row["pnl"] / NOTIONAL_PER_SYMBOL
         lines.append(
-            f"  {row['symbol']:<8}{row['trades']:>7}{row['position']:>10.0f}{row['pnl']:>12.2f}"
+            f"  {row['symbol']:<8}{row['trades']:>7}{row['position']:>11.2f}"
+            f"{row['pnl']:>12.2f}{share:>9.1%}"
         )
     lines += [
         "",
         "Portfolio",
-        f"  capital       {core['capital']:,.2f} (first open of each symbol, one unit each)",
+        f"  capital       {core['capital']:,.2f} ({NOTIONAL_PER_SYMBOL:,.0f} per symbol)",
         f"  pnl           {core['pnl']:,.2f}",
         f"  total return  {core['total_return']:.2%}",
         f"  sharpe        {core['sharpe']:.2f}",

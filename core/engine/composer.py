@@ -6,13 +6,12 @@ from __future__ import annotations
 class StrategyComposer:
     """Weighted sum of every strategy instance's latest leg positions, per instrument.
 
-    ``units`` scales a strategy's target (+1 = one unit long) into a position size. Only the
-    instruments a signal touches are recomposed, so a signal costs O(instances on them).
+    Leg positions arrive already sized (quantities). Only the instruments a signal touches are
+    recomposed, so a signal costs O(instances on them).
     """
 
-    def __init__(self, weights: dict[str, float] | None = None, units: float = 1.0) -> None:
+    def __init__(self, weights: dict[str, float] | None = None) -> None:
         self._weights = dict(weights or {})
-        self._units = units
         self._targets: dict[str, dict[str, float]] = {}
 
     def set_weights(self, weights: dict[str, float]) -> None:
@@ -29,4 +28,4 @@ class StrategyComposer:
         return changed
 
     def target(self, symbol: str) -> float:
-        return sum(self._targets.get(symbol, {}).values()) * self._units
+        return sum(self._targets.get(symbol, {}).values())

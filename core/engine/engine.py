@@ -17,8 +17,33 @@ from core.engine.composer import StrategyComposer
 from core.engine.execution import BarFillModel, PaperBroker
 from core.engine.portfolio import Portfolio
 from core.engine.tracker import PerformanceTracker
+from core.errors import ConfigError
 from core.model import Bar, Fill, Order, Signal
 from core.ports import SignalSink, StateStore, StrategyDeployment
+
+
+@dataclass(frozen=True)
+class PositionSizing:
+    """How a strategy's target (+1 = fully long) becomes a quantity.
+
+    ``units``: a fixed number of units per +1 (the backtest contract uses 1). ``notional``:
+    that much money per +1, at the instance's first leg's last price when the signal fires;
+    a pair's legs are scaled by the same factor so the hedge ratio is kept.
+    """
+
+    units: float = 1.0
+    notional: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.units <= 0 or (self.notional is not None and self.notional <= 0):
+            raise ConfigError(
+                f"sizing must be positive, was units={self.units} notional={self.notional}"
+            )
+
+    def factor(self, price: float) -> float:
+        if self.notional is None:
+            return self.units
+        return self.notional / price if price > 0 else 0.0
 
 
 @dataclass
@@ -43,6 +68,7 @@ class TradingEngine:
         sink: SignalSink | None = None,
         state_store: StateStore | None = None,
         clock: SimulatedClock | None = None,
+        sizing: PositionSizing | None = None,
         flush_every: int = 2048,
         keep_history: bool = False,
     ) -> None:
@@ -52,6 +78,7 @@ class TradingEngine:
         self.portfolio = Portfolio(initial_capital)
         self.tracker = PerformanceTracker(initial_capital)
         self.clock = clock or SimulatedClock()
+        self.sizing = sizing or PositionSizing()
         self._sink = sink
         self._state_store = state_store
         self._flush_every = flush_every
@@ -123,7 +150,10 @@ class TradingEngine:
         self._outbox.signals.append(signal)
         if self._keep_history:
             self.all_signals.append(signal)
-        targets = self.composer.on_legs(signal.strategy, routed.instance_key, routed.legs)
+        first_leg = next(iter(routed.legs), signal.symbol)
+        factor = self.sizing.factor(self.portfolio.last_price(first_leg))
+        sized = {symbol: position * factor for symbol, position in routed.legs.items()}
+        targets = self.composer.on_legs(signal.strategy, routed.instance_key, sized)
         for symbol, target in targets.items():
             delta = target - self.portfolio.quantity(symbol)
             order = self.broker.submit(symbol, delta, signal.ts_event, signal.strategy)

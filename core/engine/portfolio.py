@@ -53,6 +53,10 @@ class Portfolio:
         self._market_value += h.quantity * (price - h.last_price)
         h.last_price = price
 
+    def last_price(self, symbol: str) -> float:
+        h = self._holdings.get(symbol)
+        return h.last_price if h is not None else 0.0
+
     def quantity(self, symbol: str) -> float:
         h = self._holdings.get(symbol)
         return h.quantity if h is not None else 0.0

@@ -14,6 +14,7 @@ definition keeps the frame being validated in a shared cache.
 from __future__ import annotations
 
 import inspect
+import logging
 import math
 import threading
 from dataclasses import dataclass, field
@@ -235,6 +236,9 @@ def _get_batch_definition() -> Any:
         import great_expectations as gx
         from great_expectations.data_context.types.base import ProgressBarsConfig
 
+        # GX logs the temporary docs folder of every ephemeral context at INFO (on a logger
+        # whose level GX sets itself): not news to anyone reading a report.
+        logging.getLogger("great_expectations.data_context.types.base").setLevel(logging.WARNING)
         context = gx.get_context(mode="ephemeral")
         # GX prints tqdm progress bars to stderr on every validation otherwise.
         context.variables.progress_bars = ProgressBarsConfig(
