@@ -19,6 +19,7 @@ from core.engine.portfolio import Portfolio
 from core.engine.tracker import PerformanceTracker
 from core.errors import ConfigError
 from core.model import Bar, Fill, Order, Signal
+from core.risk import RiskLimits, RiskManager
 from core.ports import SignalSink, StateStore, StrategyDeployment
 
 
@@ -69,6 +70,7 @@ class TradingEngine:
         state_store: StateStore | None = None,
         clock: SimulatedClock | None = None,
         sizing: PositionSizing | None = None,
+        risk: RiskManager | None = None,
         flush_every: int = 2048,
         keep_history: bool = False,
     ) -> None:
@@ -79,6 +81,7 @@ class TradingEngine:
         self.tracker = PerformanceTracker(initial_capital)
         self.clock = clock or SimulatedClock()
         self.sizing = sizing or PositionSizing()
+        self.risk = risk or RiskManager(RiskLimits())
         self._sink = sink
         self._state_store = state_store
         self._flush_every = flush_every
@@ -96,7 +99,12 @@ class TradingEngine:
             self._on_bar_open(event)
         for routed in self.applicator.on_event(event):
             self._act_on(routed)
-        self.tracker.on_equity(event.ts_event, self.portfolio.equity)
+        equity = self.portfolio.equity
+        for flatten in self.risk.on_equity(equity, event.ts_event, self.portfolio.quantities):
+            self._place(
+                flatten.symbol, -self.portfolio.quantity(flatten.symbol), event.ts_event, "risk"
+            )
+        self.tracker.on_equity(event.ts_event, equity)
         if len(self._outbox) >= self._flush_every:
             self.flush()
 
@@ -140,6 +148,7 @@ class TradingEngine:
             "signals": self.tracker.signals,
             "fills": self.tracker.fills,
             "strategy_errors": [str(e) for e in self.applicator.errors],
+            "risk": self.risk.stats(),
             **self.tracker.metrics(),
             "per_symbol": self.portfolio.per_symbol(),
         }
@@ -155,10 +164,27 @@ class TradingEngine:
         sized = {symbol: position * factor for symbol, position in routed.legs.items()}
         targets = self.composer.on_legs(signal.strategy, routed.instance_key, sized)
         for symbol, target in targets.items():
-            delta = target - self.portfolio.quantity(symbol)
-            order = self.broker.submit(symbol, delta, signal.ts_event, signal.strategy)
-            if order is not None:
-                self._outbox.orders.append(order)
+            self._place(
+                symbol, target - self.portfolio.quantity(symbol), signal.ts_event, signal.strategy
+            )
+
+    def _place(self, symbol: str, delta: float, ts_event: int, strategy: str) -> None:
+        """Queue the order that moves ``symbol`` by ``delta``, if the risk manager accepts it."""
+        order = self.broker.submit(symbol, delta, ts_event, strategy)
+        if order is None:
+            return
+        decision = self.risk.check(
+            order,
+            price=self.portfolio.last_price(symbol),
+            position=self.portfolio.quantity(symbol),
+            gross_exposure=self.portfolio.gross_exposure,
+            equity=self.portfolio.equity,
+            ts_ns=ts_event,
+        )
+        if decision.accepted:
+            self._outbox.orders.append(order)
+        else:
+            self.broker.submit(symbol, 0.0, ts_event, strategy)  # cancel: the position stays
 
     def _record_fill(self, fill: Fill) -> None:
         self.tracker.fills += 1

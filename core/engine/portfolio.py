@@ -30,10 +30,14 @@ class Portfolio:
         self.cash = initial_cash
         self._holdings: dict[str, _Holding] = {}
         self._market_value = 0.0
+        self._gross = 0.0
+        # Live view of signed quantities, handed to the risk manager without copying.
+        self.quantities: dict[str, float] = {}
 
     def apply_fill(self, fill: Fill) -> None:
         h = self._holdings.setdefault(fill.symbol, _Holding(last_price=fill.price))
         self._market_value -= h.quantity * h.last_price
+        self._gross -= abs(h.quantity) * h.last_price
         qty = fill.signed_quantity
         self.cash -= qty * fill.price + fill.fee
         h.realized_pnl += _realized_by(h, qty, fill.price)
@@ -44,6 +48,8 @@ class Portfolio:
         h.ts_event = fill.ts_event
         h.last_price = fill.price
         self._market_value += h.quantity * h.last_price
+        self._gross += abs(h.quantity) * h.last_price
+        self.quantities[fill.symbol] = h.quantity
 
     def mark(self, symbol: str, price: float) -> None:
         h = self._holdings.get(symbol)
@@ -51,6 +57,7 @@ class Portfolio:
             self._holdings[symbol] = _Holding(last_price=price)
             return
         self._market_value += h.quantity * (price - h.last_price)
+        self._gross += abs(h.quantity) * (price - h.last_price)
         h.last_price = price
 
     def last_price(self, symbol: str) -> float:
@@ -64,6 +71,11 @@ class Portfolio:
     @property
     def equity(self) -> float:
         return self.cash + self._market_value
+
+    @property
+    def gross_exposure(self) -> float:
+        """Sum of |quantity| x last price over all symbols."""
+        return self._gross
 
     def positions(self) -> list[Position]:
         return [

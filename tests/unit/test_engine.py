@@ -5,13 +5,14 @@ import pandas as pd
 import pytest
 
 from core.data.loaders import iter_bars
-from core.engine.engine import TradingEngine
+from core.engine.engine import PositionSizing, TradingEngine
 from core.engine.execution import BarFillModel
 from core.engine.portfolio import Portfolio
 from core.engine.tracker import performance_metrics
 from core.errors import ConfigError
 from core.model import Fill, Side
 from core.ports import StrategyDeployment
+from core.risk import RiskLimits, RiskManager
 from core.strategies.trend.ma_crossover import MACrossover, MACrossoverConfig
 
 CONFIG = {"fast_period": 10, "slow_period": 30, "allow_short": True}
@@ -177,3 +178,41 @@ def test_macro_points_reach_a_macro_strategy_and_its_target_trades_spy():
     assert {s.symbol for s in engine.all_signals} == {"SPY"}
     assert {f.symbol for f in engine.all_fills} == {"SPY"}
     assert len({s.target_position for s in engine.all_signals}) == 2  # risk-on and risk-off
+
+
+def test_the_kill_switch_flattens_and_no_position_opens_after_it_trips(aapl_bars):
+    deployment = StrategyDeployment(name="ma", version="1", type_name="ma_crossover", config={})
+    risk = RiskManager(RiskLimits(max_drawdown=0.05))
+    engine = TradingEngine(
+        [deployment],
+        initial_capital=10_000.0,
+        sizing=PositionSizing(notional=10_000.0),
+        risk=risk,
+        keep_history=True,
+    )
+
+    summary = engine.run(iter_bars(aapl_bars, "AAPL"))
+
+    assert summary["risk"]["mode"] == "halted"
+    assert "drawdown" in summary["risk"]["halt_reason"]
+    halted_at = next(f for f in engine.all_fills if f.strategy == "risk")
+    assert engine.portfolio.quantity("AAPL") == 0.0
+    assert all(f.ts_event <= halted_at.ts_event for f in engine.all_fills)
+    assert summary["risk"]["rejected_by_code"].get("halted", 0) > 0
+
+
+def test_orders_past_a_position_limit_are_rejected_and_the_position_stays(aapl_bars):
+    deployment = StrategyDeployment(name="ma", version="1", type_name="ma_crossover", config={})
+    engine = TradingEngine(
+        [deployment],
+        sizing=PositionSizing(units=150.0),
+        risk=RiskManager(RiskLimits(max_position=100.0)),
+        keep_history=True,
+    )
+
+    summary = engine.run(iter_bars(aapl_bars, "AAPL"))
+
+    longs = sum(1 for s in engine.all_signals if s.target_position == 1.0)
+    assert engine.all_fills == []
+    assert summary["risk"]["rejected_by_code"] == {"max_position": longs}
+    assert longs > 10
