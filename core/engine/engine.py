@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from core.engine.applicator import Routed, StrategyApplicator
+from core.engine.books import StrategyBook
 from core.engine.clock import SimulatedClock
 from core.engine.composer import StrategyComposer
 from core.engine.execution import BarFillModel, PaperBroker
@@ -19,8 +20,8 @@ from core.engine.portfolio import Portfolio
 from core.engine.tracker import PerformanceTracker
 from core.errors import ConfigError
 from core.model import Bar, Fill, Order, Signal
-from core.risk import RiskLimits, RiskManager
 from core.ports import SignalSink, StateStore, StrategyDeployment
+from core.risk import RiskLimits, RiskManager
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,13 @@ class TradingEngine:
         self.tracker = PerformanceTracker(initial_capital)
         self.clock = clock or SimulatedClock()
         self.sizing = sizing or PositionSizing()
+        # With one strategy the portfolio is its book; with several, each gets its own.
+        names = sorted({d.name for d in deployments})
+        self.books = (
+            {n: StrategyBook(n, self.broker.fill_model, initial_capital) for n in names}
+            if len(names) > 1
+            else {}
+        )
         self.risk = risk or RiskManager(RiskLimits())
         self._sink = sink
         self._state_store = state_store
@@ -104,7 +112,9 @@ class TradingEngine:
             self._place(
                 flatten.symbol, -self.portfolio.quantity(flatten.symbol), event.ts_event, "risk"
             )
-        self.tracker.on_equity(event.ts_event, equity)
+        self.tracker.on_equity(event.ts_event, equity, self.portfolio.gross_exposure)
+        for book in self.books.values():
+            book.on_time(event.ts_event)
         if len(self._outbox) >= self._flush_every:
             self.flush()
 
@@ -115,6 +125,8 @@ class TradingEngine:
         return self.summary()
 
     def _on_bar_open(self, bar: Bar) -> None:
+        for book in self.books.values():
+            book.on_bar(bar)
         fill = self.broker.on_bar_open(bar)
         if fill is not None:
             self.portfolio.apply_fill(fill)
@@ -143,14 +155,25 @@ class TradingEngine:
             self._sink.record_fills(box.fills)
 
     def summary(self) -> dict[str, Any]:
-        return {
-            "events": self.tracker.events,
+        totals = {
             "signals": self.tracker.signals,
             "fills": self.tracker.fills,
+            "hit_rate": self.portfolio.hit_rate,
+            **self.tracker.metrics(self.portfolio.traded_notional),
+        }
+        names = [d.name for d in self.applicator.deployments]
+        per_strategy = (
+            [book.summary() for book in self.books.values()]
+            if self.books
+            else [{"strategy": name, **totals} for name in names]
+        )
+        return {
+            "events": self.tracker.events,
+            **totals,
             "strategy_errors": [str(e) for e in self.applicator.errors],
             "risk": self.risk.stats(),
-            **self.tracker.metrics(),
             "per_symbol": self.portfolio.per_symbol(),
+            "per_strategy": per_strategy,
         }
 
     def _act_on(self, routed: Routed) -> None:
@@ -162,6 +185,9 @@ class TradingEngine:
         first_leg = next(iter(routed.legs), signal.symbol)
         factor = self.sizing.factor(self.portfolio.last_price(first_leg))
         sized = {symbol: position * factor for symbol, position in routed.legs.items()}
+        book = self.books.get(signal.strategy)
+        if book is not None:
+            book.on_legs(routed.instance_key, sized, signal.ts_event)
         targets = self.composer.on_legs(signal.strategy, routed.instance_key, sized)
         for symbol, target in targets.items():
             self._place(

@@ -33,6 +33,9 @@ class Portfolio:
         self._gross = 0.0
         # Live view of signed quantities, handed to the risk manager without copying.
         self.quantities: dict[str, float] = {}
+        self.traded_notional = 0.0
+        self.closed_trades = 0
+        self.winning_trades = 0
 
     def apply_fill(self, fill: Fill) -> None:
         h = self._holdings.setdefault(fill.symbol, _Holding(last_price=fill.price))
@@ -40,7 +43,12 @@ class Portfolio:
         self._gross -= abs(h.quantity) * h.last_price
         qty = fill.signed_quantity
         self.cash -= qty * fill.price + fill.fee
-        h.realized_pnl += _realized_by(h, qty, fill.price)
+        realized = _realized_by(h, qty, fill.price)
+        if realized != 0.0:
+            self.closed_trades += 1
+            self.winning_trades += realized > 0.0
+        h.realized_pnl += realized
+        self.traded_notional += abs(qty) * fill.price
         h.avg_price = _new_average(h, qty, fill.price)
         h.quantity += qty
         h.fees += fill.fee
@@ -71,6 +79,11 @@ class Portfolio:
     @property
     def equity(self) -> float:
         return self.cash + self._market_value
+
+    @property
+    def hit_rate(self) -> float:
+        """Share of position reductions that realised a gain (before fees)."""
+        return self.winning_trades / self.closed_trades if self.closed_trades else 0.0
 
     @property
     def gross_exposure(self) -> float:

@@ -22,33 +22,52 @@ class PerformanceTracker:
         self.initial_capital = initial_capital
         self._ts = array("q")
         self._equity = array("d")
+        self._gross = array("d")
         self._pending_ts: int | None = None
-        self._pending_equity = initial_capital
+        self._pending = (initial_capital, 0.0)
         self.events = 0
         self.signals = 0
         self.fills = 0
 
-    def on_equity(self, ts_event: int, equity: float) -> None:
+    def on_equity(self, ts_event: int, equity: float, gross_exposure: float = 0.0) -> None:
         if self._pending_ts is not None and ts_event != self._pending_ts:
-            self._ts.append(self._pending_ts)
-            self._equity.append(self._pending_equity)
+            self._append()
         self._pending_ts = ts_event
-        self._pending_equity = equity
+        self._pending = (equity, gross_exposure)
 
     def close(self) -> None:
         if self._pending_ts is not None:
-            self._ts.append(self._pending_ts)
-            self._equity.append(self._pending_equity)
+            self._append()
             self._pending_ts = None
+
+    def _append(self) -> None:
+        assert self._pending_ts is not None
+        self._ts.append(self._pending_ts)
+        self._equity.append(self._pending[0])
+        self._gross.append(self._pending[1])
 
     def equity_curve(self) -> tuple[np.ndarray, np.ndarray]:
         return np.frombuffer(self._ts, dtype=np.int64), np.frombuffer(
             self._equity, dtype=np.float64
         )
 
-    def metrics(self) -> dict[str, Any]:
+    def gross_exposure(self) -> np.ndarray:
+        return np.frombuffer(self._gross, dtype=np.float64)
+
+    def metrics(self, traded_notional: float = 0.0) -> dict[str, Any]:
         ts, equity = self.equity_curve()
-        return performance_metrics(ts, equity, self.initial_capital)
+        out = performance_metrics(ts, equity, self.initial_capital)
+        gross = self.gross_exposure()
+        if len(gross):
+            safe = np.where(equity > 0, equity, np.nan)
+            out["exposure"] = float(np.nanmean(gross / safe))
+            out["time_in_market"] = float(np.mean(gross > 0))
+            out["turnover"] = (
+                float(traded_notional / np.mean(equity)) if np.mean(equity) > 0 else 0.0
+            )
+        else:
+            out.update(exposure=0.0, time_in_market=0.0, turnover=0.0)
+        return out
 
 
 def performance_metrics(
@@ -60,13 +79,18 @@ def performance_metrics(
     per year (about 252 for daily equity bars), so no calendar is assumed.
     """
     if len(equity) == 0 or initial_capital <= 0:
-        return {"pnl": 0.0, "total_return": 0.0, "sharpe": 0.0, "max_drawdown": 0.0, "periods": 0}
+        return {
+            "pnl": 0.0, "total_return": 0.0, "sharpe": 0.0, "sortino": 0.0,
+            "max_drawdown": 0.0, "periods": 0,
+        }  # fmt: skip
     curve = np.concatenate(([initial_capital], equity))
     returns = np.diff(curve) / curve[:-1]
+    per_year = _periods_per_year(ts)
     return {
         "pnl": float(equity[-1] - initial_capital),
         "total_return": float(equity[-1] / initial_capital - 1.0),
-        "sharpe": _sharpe(returns, _periods_per_year(ts)),
+        "sharpe": _sharpe(returns, per_year),
+        "sortino": _sortino(returns, per_year),
         "max_drawdown": _max_drawdown(curve),
         "periods": len(equity),
     }
@@ -85,6 +109,16 @@ def _sharpe(returns: np.ndarray, periods_per_year: float) -> float:
     if std == 0.0 or not math.isfinite(std):
         return 0.0
     return float(np.mean(returns) / std * math.sqrt(periods_per_year))
+
+
+def _sortino(returns: np.ndarray, periods_per_year: float) -> float:
+    """Mean return over the downside deviation (root mean square of the negative returns)."""
+    if len(returns) < 2:
+        return 0.0
+    downside = math.sqrt(float(np.mean(np.minimum(returns, 0.0) ** 2)))
+    if downside == 0.0 or not math.isfinite(downside):
+        return 0.0
+    return float(np.mean(returns) / downside * math.sqrt(periods_per_year))
 
 
 def _max_drawdown(curve: np.ndarray) -> float:

@@ -216,3 +216,22 @@ def test_orders_past_a_position_limit_are_rejected_and_the_position_stays(aapl_b
     assert engine.all_fills == []
     assert summary["risk"]["rejected_by_code"] == {"max_position": longs}
     assert longs > 10
+
+
+def test_per_strategy_books_attribute_the_portfolio_pnl_without_fees(aapl_bars):
+    deployments = [
+        StrategyDeployment(name="ma", version="1", type_name="ma_crossover", config={}),
+        StrategyDeployment(name="breakout", version="1", type_name="breakout", config={}),
+    ]
+    engine = TradingEngine(deployments, initial_capital=1_000.0)
+
+    summary = engine.run(iter_bars(aapl_bars, "AAPL"))
+
+    books = {row["strategy"]: row for row in summary["per_strategy"]}
+    assert set(books) == {"ma", "breakout"}
+    assert books["ma"]["pnl"] + books["breakout"]["pnl"] == pytest.approx(summary["pnl"])
+    assert books["ma"]["signals"] + books["breakout"]["signals"] == summary["signals"]
+    for row in books.values():
+        assert {"sharpe", "sortino", "max_drawdown", "hit_rate", "turnover", "exposure"} <= set(row)
+        assert 0.0 <= row["hit_rate"] <= 1.0
+        assert 0.0 < row["time_in_market"] < 1.0
