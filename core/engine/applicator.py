@@ -84,11 +84,30 @@ class StrategyApplicator:
             for symbol, strategy in slot.instances.items()
         }
 
+    def restore(self, states: dict[str, dict[str, Any]]) -> int:
+        """Rebuild the instances named in ``states`` (``<model>|<symbol>``) and restore them.
+
+        Snapshots of models no longer in the set are ignored; returns how many were restored.
+        """
+        slots = {slot.deployment.name: slot for slot in self._slots}
+        restored = 0
+        for key, state in states.items():
+            name, _, symbol = key.partition("|")
+            slot = slots.get(name)
+            if slot is None or not symbol:
+                continue
+            if symbol not in slot.instances:
+                self._add_instance(slot, symbol)
+            slot.instances[symbol].restore(state)
+            restored += 1
+        return restored
+
     def _targets(self, symbol: str) -> list[tuple[_Slot, Strategy[Any]]]:
         if symbol not in self._seen:
             self._seen.add(symbol)
             for slot in self._lazy:
-                self._add_instance(slot, symbol)
+                if symbol not in slot.instances:  # restored instances exist already
+                    self._add_instance(slot, symbol)
         return self._routes.get(symbol, [])
 
     def _dispatch(

@@ -27,5 +27,11 @@ class StrategyComposer:
             changed[symbol] = self.target(symbol)
         return changed
 
+    def to_state(self) -> dict[str, dict[str, float]]:
+        return {symbol: dict(per_instance) for symbol, per_instance in self._targets.items()}
+
+    def restore(self, state: dict[str, dict[str, float]]) -> None:
+        self._targets = {s: {k: float(v) for k, v in per.items()} for s, per in state.items()}
+
     def target(self, symbol: str) -> float:
         return sum(self._targets.get(symbol, {}).values())

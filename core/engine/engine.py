@@ -7,9 +7,11 @@ Outputs are buffered and flushed in batches, so no I/O happens per event.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+import msgspec
 
 from core.engine.applicator import Routed, StrategyApplicator
 from core.engine.books import StrategyBook
@@ -22,6 +24,8 @@ from core.errors import ConfigError
 from core.model import Bar, Fill, Order, Signal
 from core.ports import SignalSink, StateStore, StrategyDeployment
 from core.risk import RiskLimits, RiskManager
+
+ENGINE_STATE_KEY = "engine"
 
 
 @dataclass(frozen=True)
@@ -136,12 +140,56 @@ class TradingEngine:
     def finish(self) -> None:
         """Close the equity curve, flush outputs and snapshot state and positions."""
         self.tracker.close()
+        self.checkpoint()
+
+    def checkpoint(self) -> None:
+        """Flush outputs, then save positions, every strategy's state and the engine's own.
+
+        Outputs go first: the snapshot counts the fills it has applied, so a restart rebuilds
+        the ledger from exactly that prefix of the (append-only, deduplicated) fills stream.
+        """
         self.flush()
         if self._sink is not None:
             self._sink.save_positions(self.portfolio.positions())
-        if self._state_store is not None:
-            for key, strategy in self.applicator.instances().items():
-                self._state_store.save_state(key, strategy.to_state())
+        if self._state_store is None:
+            return
+        instances = self.applicator.instances()
+        for key, strategy in instances.items():
+            self._state_store.save_state(key, strategy.to_state())
+        self._state_store.save_state(ENGINE_STATE_KEY, self.snapshot(list(instances)))
+
+    def snapshot(self, instance_keys: list[str]) -> dict[str, Any]:
+        """The engine's own state besides strategies and fills (JSON-safe)."""
+        return {
+            "ts": self.clock.now_ns(),
+            "events": self.tracker.events,
+            "signals": self.tracker.signals,
+            "fills_applied": self.tracker.fills,
+            "instances": instance_keys,
+            "composer": self.composer.to_state(),
+            "risk": self.risk.to_state(),
+            "pending": msgspec.to_builtins(self.broker.pending()),
+        }
+
+    def restore(self, state_store: StateStore, fills: Sequence[Fill]) -> bool:
+        """Continue where a checkpoint left off: strategies, composer, risk, pending orders,
+        and the ledger rebuilt from the first ``fills_applied`` fills. False if none saved.
+        """
+        snapshot = state_store.load_state(ENGINE_STATE_KEY)
+        if snapshot is None:
+            return False
+        states = {key: state_store.load_state(key) for key in snapshot["instances"]}
+        self.applicator.restore({k: s for k, s in states.items() if s is not None})
+        self.composer.restore(snapshot["composer"])
+        self.risk.restore(snapshot["risk"])
+        self.broker.restore_pending(msgspec.convert(snapshot["pending"], list[Order]))
+        for fill in fills[: snapshot["fills_applied"]]:
+            self.portfolio.apply_fill(fill)
+        self.clock.advance_to(snapshot["ts"])
+        self.tracker.events = snapshot["events"]
+        self.tracker.signals = snapshot["signals"]
+        self.tracker.fills = snapshot["fills_applied"]
+        return True
 
     def flush(self) -> None:
         box, self._outbox = self._outbox, _Outbox()

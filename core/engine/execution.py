@@ -78,3 +78,7 @@ class PaperBroker:
 
     def pending(self) -> list[Order]:
         return list(self._pending.values())
+
+    def restore_pending(self, orders: list[Order]) -> None:
+        """Re-queue orders decided before a restart and not yet filled."""
+        self._pending = {order.symbol: order for order in orders}

@@ -172,6 +172,20 @@ class RiskManager:
         self._ring_head = 0  # index of the oldest entry once the ring is full
         self._ring_count = 0
 
+    def to_state(self) -> dict[str, object]:
+        """Mode, halt reason and peak equity, so a restarted core keeps its kill switch."""
+        return {
+            "mode": str(self.mode),
+            "halt_reason": self.halt_reason,
+            "peak": None if math.isnan(self._peak) else self._peak,
+        }
+
+    def restore(self, state: dict[str, object]) -> None:
+        self.mode = RiskMode(str(state["mode"]))
+        self.halt_reason = str(state["halt_reason"])
+        peak = state["peak"]
+        self._peak = math.nan if peak is None else float(peak)  # type: ignore[arg-type]
+
     # ------------------------------------------------------------------ the check
 
     def check(
