@@ -98,7 +98,31 @@ def _run_core(symbols: list[str]) -> dict[str, Any]:
             "streams": store.stream_lengths(),
         }
         store.save_report("demo", {k: v for k, v in summary.items() if k != "per_symbol"})
+    summary["mlflow_run"] = _log_run(deployments, summary, engine)
     return summary
+
+
+def _log_run(deployments: list[Any], summary: dict[str, Any], engine: Any) -> str:
+    """Log the replay as an MLflow run with its equity/drawdown plot, tagged with its model."""
+    from registry.runs import log_backtest
+    from registry.store import MlflowStore
+
+    ts, equity = engine.tracker.equity_curve()
+    champion = deployments[0]
+    return log_backtest(
+        MlflowStore(),
+        f"demo replay {champion.name} v{champion.version}",
+        params={
+            "dataset": DATASET,
+            "fee_bps": FEE_BPS,
+            "notional": NOTIONAL_PER_SYMBOL,
+            **champion.config,
+        },
+        summary=summary,
+        ts_ns=ts,
+        equity=equity,
+        tags={"model_name": champion.name, "model_version": champion.version},
+    )
 
 
 def _report(
@@ -178,6 +202,7 @@ def _format(report: dict[str, Any]) -> str:
         "",
         "Where things are",
         f"  MLflow store  {where['mlflow_tracking_uri']}",
+        f"  replay run    {core['mlflow_run']} (experiment 'backtests', equity.png)",
         f"  MLflow UI     {where['mlflow_ui']}",
         "                then open http://127.0.0.1:5000",
         f"  Redis         {where['redis']} (keys {where['redis_keys']})",

@@ -51,7 +51,8 @@ def test_demo_runs_the_lifecycle_and_writes_signals_and_fills_to_redis(tmp_path:
     assert core["events"] == sum(len(read_bars_frame(bars_path(DATASET, t)).frame) for t in tickers)
     assert core["signals"] > 0 and core["fills"] > 0
     assert sum(row["trades"] for row in core["per_symbol"]) == core["fills"]
-    assert (tmp_path / "mlflow" / "mlflow.db").exists()
+    plots = list((tmp_path / "mlflow" / "artifacts").rglob("equity.png"))
+    assert [p.parent.parent.name for p in plots] == [core["mlflow_run"]]
 
     with connect(data_dir=tmp_path / "var" / "redis") as connection:
         store = RedisStore(connection.client, namespace="demo")

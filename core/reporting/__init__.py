@@ -1,0 +1,1 @@
+"""Pictures of results: built as matplotlib figures here, saved by whoever needs a file."""

@@ -1,0 +1,64 @@
+"""Log runs that are not model versions: backtests and core replays, with their plots."""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import numpy as np
+from mlflow.entities import Metric, Param, RunStatus, RunTag
+
+from core.reporting.plots import equity_figure
+from registry.store import MlflowStore
+
+BACKTEST_EXPERIMENT = "backtests"
+
+
+def log_backtest(
+    store: MlflowStore,
+    run_name: str,
+    *,
+    params: dict[str, Any],
+    summary: dict[str, Any],
+    ts_ns: np.ndarray,
+    equity: np.ndarray,
+    tags: dict[str, str] | None = None,
+) -> str:
+    """Log one backtest: params, every numeric metric, the equity/drawdown plot and curve.
+
+    Returns the run id.
+    """
+    client = store.client
+    run = client.create_run(
+        store.experiment_id(BACKTEST_EXPERIMENT), run_name=run_name, tags=tags or {}
+    )
+    run_id = run.info.run_id
+    try:
+        client.log_batch(
+            run_id,
+            metrics=_metrics(summary),
+            params=[Param(k, str(v)[:500]) for k, v in sorted(params.items())],
+            tags=[RunTag("kind", "backtest")],
+        )
+        client.log_figure(run_id, equity_figure(ts_ns, equity, title=run_name), "equity.png")
+        client.log_dict(
+            run_id,
+            {"ts_ns": ts_ns.tolist(), "equity": equity.tolist()},
+            "equity_curve.json",
+        )
+        client.set_terminated(run_id, RunStatus.to_string(RunStatus.FINISHED))
+    except Exception:
+        client.set_terminated(run_id, RunStatus.to_string(RunStatus.FAILED))
+        raise
+    return str(run_id)
+
+
+def _metrics(summary: dict[str, Any]) -> list[Metric]:
+    numbers = {
+        k: float(v)
+        for k, v in summary.items()
+        if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(float(v))
+    }
+    now_ms = int(time.time() * 1000)
+    return [Metric(k, v, now_ms, 0) for k, v in sorted(numbers.items())]
