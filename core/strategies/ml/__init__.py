@@ -1,0 +1,1 @@
+"""Learned strategies: models fitted offline, applied bar by bar through a predictor."""

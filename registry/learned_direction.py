@@ -1,0 +1,305 @@
+"""Learned direction models in MLflow: XGBoost as its own JSON, scikit-learn with skops.
+
+A ``strategy.ml_direction`` version is a normal strategy version (``strategy.json`` with the
+config: features, thresholds, ``model`` kind and ``model_params``; the pyfunc folder; the
+validation report; params, metrics and lineage tags) plus the fitted model in its library's own
+format in ``direction_model/``: ``model.json`` written by ``Booster.save_model`` for XGBoost,
+``model.skops`` for a scikit-learn pipeline. A ``model: linear`` version needs no file: its
+coefficients are in the config.
+
+:func:`load_direction_strategy` returns the deployment (its config checked against the installed
+catalogue) and a predictor built from the artifact. Nothing is unpickled: XGBoost parses its JSON,
+and a skops file is refused if it holds any type outside :data:`DIRECTION_SKLEARN_TRUSTED_TYPES`.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import mlflow.artifacts
+import numpy as np
+import skops.io as sio
+import xgboost as xgb
+from mlflow.entities import Metric, Param, RunStatus, RunTag
+from mlflow.exceptions import MlflowException
+from sklearn.pipeline import Pipeline
+
+from core.errors import RegistryError
+from core.ports import StrategyDeployment
+from core.strategies.ml.direction import MLDirection, MLDirectionConfig, Predictor
+from registry.learned_models import _schema_types
+from registry.packaging import STRATEGY_FILE, save_strategy_model, strategy_document
+from registry.source import MlflowStrategySource
+from registry.store import MlflowStore
+from registry.strategy_registry import (
+    MODEL_ARTIFACT,
+    VALIDATION_FILE,
+    RegisteredVersion,
+    StrategyRegistry,
+    _flatten,
+    _lineage_tags,
+    model_name,
+)
+
+DIRECTION_TYPE = "ml_direction"
+DIRECTION_MODEL_DIR = "direction_model"
+MODEL_FILES = {"xgboost": "model.json", "sklearn": "model.skops"}
+MAX_MODEL_BYTES = 50_000_000
+# Every type a fitted StandardScaler + LogisticRegression pipeline serialises to; nothing else.
+DIRECTION_SKLEARN_TRUSTED_TYPES = (
+    "builtins.dict",
+    "builtins.list",
+    "builtins.str",
+    "builtins.tuple",
+    "numpy.float64",
+    "numpy.ndarray",
+    "sklearn.linear_model._logistic.LogisticRegression",
+    "sklearn.pipeline.Pipeline",
+    "sklearn.preprocessing._data.StandardScaler",
+)
+METRIC_KEYS = ("hit_rate", "ic", "sharpe")
+
+
+# -- predictors ----------------------------------------------------------------------------------
+
+
+class XGBoostPredictor:
+    """P(up) from a binary:logistic XGBoost booster (float32 inside, float64 out)."""
+
+    def __init__(self, booster: xgb.Booster) -> None:
+        self.booster = booster
+
+    def predict_proba_one(self, features: np.ndarray) -> float:
+        return float(self.booster.inplace_predict(features.reshape(1, -1))[0])
+
+    def predict_proba(self, features: np.ndarray) -> np.ndarray:
+        return np.asarray(self.booster.inplace_predict(features), dtype="float64")
+
+
+class SklearnPredictor:
+    """P(up) from a fitted scikit-learn classifier: the probability of class 1."""
+
+    def __init__(self, model: Pipeline) -> None:
+        self.model = model
+        classes = list(model.classes_)
+        if 1.0 not in classes:
+            raise RegistryError(f"classifier must know class 1 (up), has classes {classes}")
+        self._column = classes.index(1.0)
+
+    def predict_proba_one(self, features: np.ndarray) -> float:
+        return float(self.model.predict_proba(features.reshape(1, -1))[0, self._column])
+
+    def predict_proba(self, features: np.ndarray) -> np.ndarray:
+        return np.asarray(self.model.predict_proba(features)[:, self._column], dtype="float64")
+
+
+def predictor_for(kind: str, model: Any) -> Predictor:
+    """Wrap a fitted model of ``kind`` (``xgboost`` or ``sklearn``) as a :class:`Predictor`."""
+    if kind == "xgboost" and isinstance(model, xgb.Booster):
+        return XGBoostPredictor(model)
+    if kind == "sklearn" and isinstance(model, Pipeline):
+        return SklearnPredictor(model)
+    raise RegistryError(f"model kind {kind!r} does not match a {type(model).__name__}")
+
+
+# -- files ---------------------------------------------------------------------------------------
+
+
+def save_direction_model(kind: str, model: Any, folder: Path) -> Path:
+    """Write the fitted model into ``folder`` in its library's own format; return the file."""
+    predictor_for(kind, model)  # checks that kind and model agree
+    path = folder / MODEL_FILES[kind]
+    if kind == "xgboost":
+        model.save_model(str(path))
+    else:
+        sio.dump(model, path)
+    return path
+
+
+def load_direction_model(kind: str, path: Path) -> Predictor:
+    """Build a predictor from a file written by :func:`save_direction_model`.
+
+    Raises
+    ------
+    RegistryError
+        If the file is too large, unreadable, or (skops) holds an untrusted type.
+    """
+    if kind not in MODEL_FILES:
+        raise RegistryError(f"model kind must be one of {sorted(MODEL_FILES)}, was {kind!r}")
+    size = path.stat().st_size
+    if size > MAX_MODEL_BYTES:
+        raise RegistryError(f"{path.name} is {size} bytes, over {MAX_MODEL_BYTES}")
+    if kind == "xgboost":
+        booster = xgb.Booster()
+        try:
+            booster.load_model(str(path))
+        except xgb.core.XGBoostError as exc:
+            raise RegistryError(f"{path.name}: not an XGBoost model ({exc})") from None
+        return XGBoostPredictor(booster)
+    return SklearnPredictor(_load_skops(path))
+
+
+def _load_skops(path: Path) -> Pipeline:
+    found = set(sio.get_untrusted_types(file=path)) | _schema_types(path)
+    untrusted = sorted(found - set(DIRECTION_SKLEARN_TRUSTED_TYPES))
+    if untrusted:
+        raise RegistryError(f"{path.name}: refusing to load untrusted types {untrusted}")
+    model = sio.load(path, trusted=list(DIRECTION_SKLEARN_TRUSTED_TYPES))
+    if not isinstance(model, Pipeline):
+        raise RegistryError(f"{path.name}: expected a sklearn Pipeline, was {type(model).__name__}")
+    return model
+
+
+# -- registration --------------------------------------------------------------------------------
+
+
+def _library_versions(kind: str) -> dict[str, str]:
+    packages = {"xgboost": ("xgboost-cpu",), "sklearn": ("scikit-learn", "skops")}.get(kind, ())
+    found = {}
+    for package in packages:
+        try:
+            found[f"{package}_version"] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            found[f"{package}_version"] = "unknown"
+    return found
+
+
+def log_direction_model(
+    strategy_config: dict[str, Any],
+    model: Any,
+    metrics: dict[str, float],
+    *,
+    data_hash: str,
+    validation: dict[str, Any],
+    symbols: tuple[str, ...] = (),
+    store: MlflowStore | None = None,
+) -> RegisteredVersion:
+    """Log a direction model and its strategy in one run; register ``strategy.ml_direction``.
+
+    Parameters
+    ----------
+    strategy_config
+        The ``ml_direction`` config; its ``model`` says which kind ``model`` is.
+    model
+        Fitted ``xgboost.Booster`` or scikit-learn ``Pipeline``; ``None`` for ``linear``.
+    metrics
+        Out-of-sample metrics; must include ``hit_rate``, ``ic`` and ``sharpe``.
+    data_hash, validation, symbols
+        Lineage (see :meth:`StrategyRegistry.register`).
+    store
+        MLflow store; defaults to the project's.
+
+    Returns
+    -------
+    RegisteredVersion
+        Name, version and run id of the new version.
+    """
+    missing = [key for key in METRIC_KEYS if key not in metrics]
+    if missing:
+        raise RegistryError(f"direction model metrics lack {missing}, have {sorted(metrics)}")
+    document = strategy_document(DIRECTION_TYPE, strategy_config)
+    kind = document["config"]["model"]
+    if (kind == "linear") != (model is None):
+        raise RegistryError(f"model {kind!r} needs {'no' if kind == 'linear' else 'a'} model file")
+    registry = StrategyRegistry(store)
+    tags = {
+        **_lineage_tags(DIRECTION_TYPE, data_hash, validation, symbols, None),
+        **_library_versions(kind),
+        "model_kind": kind,
+    }
+    name = model_name(DIRECTION_TYPE)
+    client = registry.client
+    run = client.create_run(registry.store.experiment_id(), run_name=name, tags=tags)
+    run_id = run.info.run_id
+    try:
+        _log_run(registry, run_id, document, validation, metrics, model)
+        client.set_terminated(run_id, RunStatus.to_string(RunStatus.FINISHED))
+    except Exception:
+        client.set_terminated(run_id, RunStatus.to_string(RunStatus.FAILED))
+        raise
+    registry._ensure_model(name, DIRECTION_TYPE)
+    source = f"{run.info.artifact_uri}/{MODEL_ARTIFACT}"
+    created = client.create_model_version(name, source=source, run_id=run_id, tags=tags)
+    return RegisteredVersion(name=name, version=str(created.version), run_id=run_id)
+
+
+def _log_run(
+    registry: StrategyRegistry,
+    run_id: str,
+    document: dict[str, Any],
+    validation: dict[str, Any],
+    metrics: dict[str, float],
+    model: Any,
+) -> None:
+    now_ms = int(time.time() * 1000)
+    registry.client.log_batch(
+        run_id,
+        metrics=[Metric(key, float(value), now_ms, 0) for key, value in metrics.items()],
+        params=[Param(key, value) for key, value in _flatten(document["config"]).items()],
+        tags=[RunTag("schema_version", str(document["schema_version"]))],
+    )
+    with tempfile.TemporaryDirectory(prefix="direction-version-") as tmp:
+        folder = Path(tmp)
+        (folder / STRATEGY_FILE).write_text(json.dumps(document, indent=2, sort_keys=True))
+        (folder / VALIDATION_FILE).write_text(json.dumps(validation, indent=2, default=str))
+        save_strategy_model(folder / MODEL_ARTIFACT, document)
+        if model is not None:
+            (folder / DIRECTION_MODEL_DIR).mkdir()
+            save_direction_model(document["config"]["model"], model, folder / DIRECTION_MODEL_DIR)
+        registry.client.log_artifacts(run_id, str(folder))
+
+
+# -- loading -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LoadedDirection:
+    """A registered direction version: its deployment and the predictor its model gives."""
+
+    deployment: StrategyDeployment
+    predictor: Predictor
+
+    def build(self, symbol: str) -> MLDirection:
+        """Return a strategy for ``symbol`` with the predictor attached, ready to run."""
+        config = MLDirectionConfig.from_dict(self.deployment.config)
+        return MLDirection(config, symbol, name=self.deployment.name, predictor=self.predictor)
+
+
+def load_direction_strategy(
+    version_or_alias: str, *, store: MlflowStore | None = None
+) -> LoadedDirection:
+    """Load a registered ``ml_direction`` version (number or alias) with its predictor.
+
+    Raises
+    ------
+    RegistryError
+        If the version or alias does not exist, its config is unknown to the installed code, or
+        its model file is missing, too large or untrusted.
+    """
+    registry = StrategyRegistry(store)
+    name = model_name(DIRECTION_TYPE)
+    deployment = MlflowStrategySource(registry).load_version(name, str(version_or_alias))
+    config = MLDirectionConfig.from_dict(deployment.config)
+    linear = config.linear_predictor()
+    if linear is not None:
+        return LoadedDirection(deployment, linear)
+    where = f"{name} version {deployment.version}"
+    artifact = f"{DIRECTION_MODEL_DIR}/{MODEL_FILES[config.model]}"
+    with tempfile.TemporaryDirectory(prefix="direction-load-") as tmp:
+        try:
+            local = mlflow.artifacts.download_artifacts(
+                run_id=deployment.validation_run,
+                artifact_path=artifact,
+                dst_path=tmp,
+                tracking_uri=registry.store.tracking_uri,
+            )
+        except (MlflowException, OSError) as exc:
+            raise RegistryError(f"{where}: cannot fetch {artifact} ({exc})") from None
+        predictor = load_direction_model(config.model, Path(local))
+    return LoadedDirection(deployment, predictor)
