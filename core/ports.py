@@ -31,6 +31,9 @@ class StrategyDeployment:
     validation_run: str = ""
     weight: float = 1.0
     tags: dict[str, str] = field(default_factory=dict)
+    # A fitted model loaded by the registry from its own format (never unpickled), handed to
+    # each instance of a learned strategy; rule strategies have none.
+    predictor: Any = field(default=None, compare=False, repr=False)
 
 
 class StrategySource(Protocol):

@@ -7,6 +7,7 @@ installed catalogue; the pyfunc model is never loaded here.
 from __future__ import annotations
 
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 from urllib.parse import urlparse
 from urllib.request import url2pathname
@@ -19,6 +20,9 @@ from core.errors import RegistryError
 from core.ports import StrategyDeployment
 from registry.packaging import STRATEGY_FILE, parse_strategy_document
 from registry.strategy_registry import CHAMPION, MODEL_PREFIX, StrategyRegistry
+
+# Learned types whose versions carry a fitted model beside their config.
+LEARNED_DIRECTION = "ml_direction"
 
 # Where save_model puts the data file inside the model folder.
 DOCUMENT_PATH = f"data/{STRATEGY_FILE}"
@@ -44,8 +48,17 @@ class MlflowStrategySource:
         for model in sorted(self.registry.registered_models(), key=lambda model: model.name):
             if alias in model.aliases:
                 version = self.registry.model_version(model.name, str(model.aliases[alias]))
-                deployments.append(self._deployment(version, alias))
+                deployments.append(self._with_model(self._deployment(version, alias)))
         return deployments
+
+    def _with_model(self, deployment: StrategyDeployment) -> StrategyDeployment:
+        """Attach the fitted model of a learned version (XGBoost JSON or skops, never pickle)."""
+        if deployment.type_name != LEARNED_DIRECTION or deployment.config.get("model") == "linear":
+            return deployment
+        from registry.learned_direction import load_direction_strategy  # imports this module
+
+        loaded = load_direction_strategy(deployment.version, store=self.registry.store)
+        return replace(deployment, predictor=loaded.predictor)
 
     def load_version(self, name: str, version_or_alias: str) -> StrategyDeployment:
         """Return the deployment of one version, given its number or an alias."""

@@ -135,6 +135,8 @@ class StrategyApplicator:
             model_version=deployment.version,
             validation_run=deployment.validation_run,
         )
+        if deployment.predictor is not None:
+            strategy.attach_predictor(deployment.predictor)  # type: ignore[attr-defined]
         slot.instances[symbol] = strategy
         for subscribed in strategy.subscriptions():
             self._routes[subscribed].append((slot, strategy))

@@ -24,7 +24,7 @@ from pipelines.ml_composer import (
     purged_splits,
     run_ml_composer,
 )
-from registry import MlflowStore, StrategyRegistry
+from registry import MlflowStore, MlflowStrategySource, StrategyRegistry
 from registry.learned_direction import (
     DIRECTION_MODEL_DIR,
     MODEL_FILES,
@@ -185,8 +185,7 @@ def test_a_loaded_xgboost_strategy_trades_bar_by_bar_as_its_vectorized_form(
 def test_the_core_quarantines_a_learned_version_it_cannot_attach_a_model_to(
     report: ComposerReport,
 ):
-    # The applicator builds strategies from config alone: an xgboost version needs the
-    # registry's predictor, which the core has no hook to receive yet.
+    # A deployment built by hand, without the registry's predictor, cannot run its model.
     config = report.models["xgboost"].strategy_config
     deployment = StrategyDeployment(
         name="strategy.ml_direction", version="1", type_name="ml_direction", config=config
@@ -226,3 +225,26 @@ def test_a_folded_logistic_model_runs_in_the_engine_with_the_vectorized_pnl(
     expected = float(np.sum(target[: n - 2] * (opens[2:] - opens[1:-1])))
     expected += target[n - 2] * (closes[n - 1] - opens[n - 1])
     assert engine_pnl == pytest.approx(expected, rel=1e-9)
+
+
+def test_the_champion_xgboost_version_runs_in_the_engine_with_its_registered_model(
+    report: ComposerReport, store: MlflowStore
+):
+    trained = report.models["xgboost"]
+    assert trained.version is not None
+    registry = StrategyRegistry(store)
+    registry.set_alias(trained.version.name, "champion", trained.version.version)
+    frame = load_bars("equities_daily_stocknet88", ["KO"])["KO"].frame.iloc[:400]  # trained on KO
+
+    (deployment,) = [
+        d for d in MlflowStrategySource(registry).load_active_set() if d.type_name == "ml_direction"
+    ]
+    engine = TradingEngine([deployment], keep_history=True)
+    summary = engine.run(iter_bars(frame, "KO"))
+
+    expected = load_direction_strategy(trained.version.version, store=store).build("KO")
+    wanted = [s for bar in iter_bars(frame, "KO") if (s := expected.update(bar)) is not None]
+    assert summary["strategy_errors"] == []
+    assert [(s.ts_event, s.target_position) for s in engine.all_signals] == [
+        (s.ts_event, s.target_position) for s in wanted
+    ]
