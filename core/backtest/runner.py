@@ -18,13 +18,15 @@ from typing import Any
 import numpy as np
 
 from core.data.streams import Stream, stream_for
-from core.engine.engine import TradingEngine
+from core.engine.engine import PositionSizing, TradingEngine
 from core.engine.execution import BarFillModel
 from core.engine.tracker import performance_metrics
 from core.errors import ConfigError, StrategyError
 from core.ports import StrategyDeployment
 from core.strategies.base import DataKind
 from core.strategies.catalogue import strategy_type
+
+NOTIONAL_PER_INSTANCE = 10_000.0
 
 RESULT_KEYS = (
     "strategy", "dataset", "symbol", "bars", "signals", "trades", "pnl", "total_return",
@@ -125,10 +127,15 @@ def engine_backtest(
         config=config,
         symbols=stream.instances,
     )
+    # One instrument trades one unit (the CSV contract); a basket gets equal money per
+    # instance, or the priciest ticker (BRK-A at $126k) would be the whole portfolio.
+    basket = len(stream.instances) > 1
+    capital = NOTIONAL_PER_INSTANCE * len(stream.instances) if basket else stream.capital
     engine = TradingEngine(
         [deployment],
         fill_model=BarFillModel(fee_bps=fee_bps),
-        initial_capital=stream.capital,
+        initial_capital=capital,
+        sizing=PositionSizing(notional=NOTIONAL_PER_INSTANCE) if basket else PositionSizing(),
         keep_history=True,
     )
     summary = engine.run(stream.events)
@@ -146,10 +153,16 @@ def engine_backtest(
         curve=(ts, equity),
         traded_notional=math.fsum(abs(f.quantity * f.price) for f in engine.all_fills),
         final_position=_final_position(stream, positions),
+        capital=capital,
         fill_model=(
-            "engine: signal at bar t's close, fill at the symbol's bar t+1 open, 1 unit per "
-            "instance (pairs: legs from Strategy.legs, 1 unit of A and hedge_ratio units of B), "
-            f"fee {fee_bps:g} bps of traded notional; equity marked at every close"
+            "engine: signal at bar t's close, fill at the symbol's bar t+1 open; "
+            + (
+                f"{NOTIONAL_PER_INSTANCE:,.0f} of notional per instance and +1 target "
+                "(at the first leg's price; a pair's B leg is hedge_ratio times A's units)"
+                if basket
+                else "1 unit per +1 target (pairs: 1 unit of A, hedge_ratio units of B)"
+            )
+            + f", fee {fee_bps:g} bps of traded notional; equity marked at every close"
         ),
     )
 
