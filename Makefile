@@ -9,7 +9,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PREFECT_HOME := $(CURDIR)/var/prefect
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 90
 
-.PHONY: install demo test lint typecheck bench clean
+.PHONY: install demo test lint typecheck bench clean up down services
 
 install: $(STAMP)
 
@@ -36,5 +36,22 @@ test: $(STAMP) lint typecheck
 bench: $(STAMP)
 	$(BIN)/strategy-engine bench --json
 
-clean:
+# The local stack on loopback: Redis, MLflow UI, Prefect server + work pool + worker.
+# Pid files in var/run/, logs in var/log/. Ports move to the next free one if taken.
+REDIS_PORT ?= 6379
+MLFLOW_PORT ?= 5000
+PREFECT_PORT ?= 4200
+
+up: $(STAMP)
+	$(BIN)/strategy-engine up --redis-port $(REDIS_PORT) --mlflow-port $(MLFLOW_PORT) \
+		--prefect-port $(PREFECT_PORT)
+
+# No install step: with no virtualenv nothing can be running, and a second `down` is a no-op.
+down:
+	@if [ -x $(BIN)/strategy-engine ]; then $(BIN)/strategy-engine down; fi
+
+services: $(STAMP)
+	$(BIN)/strategy-engine services
+
+clean: down
 	rm -rf $(VENV) var mlflow/mlflow.db mlflow/artifacts

@@ -24,6 +24,7 @@ import pandas as pd
 
 TS = "ts_event"
 SYMBOL = "symbol"
+VENUE = "venue"
 # Helper columns carry this prefix so they never collide with, or show up as, input columns.
 HELPER_PREFIX = "__gate_"
 
@@ -112,6 +113,9 @@ def ts_order(work: pd.DataFrame, *, strictly: bool) -> Rule:
     """
     helper = f"{HELPER_PREFIX}ts_step_sign"
     symbol = work[SYMBOL] if SYMBOL in work.columns else None
+    if symbol is not None and VENUE in work.columns:
+        # One symbol on two venues (spot and perpetual) is two feeds, each ordered on its own.
+        symbol = symbol.astype(str) + "@" + work[VENUE].astype(str)
     work[helper] = _step_signs(work[TS], symbol)
     word = "strictly increasing" if strictly else "non-decreasing"
     expectation = _gxe().ExpectColumnValuesToBeBetween(
