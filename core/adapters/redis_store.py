@@ -79,14 +79,16 @@ class RedisStore:
         """
         if not signals:
             return
-        latest = {_latest_field(s.strategy, s.symbol): codec.encode(s) for s in signals}
+        encoded = [(signal_id(s), codec.encode(s)) for s in signals]
+        latest = {
+            _latest_field(s.strategy, s.symbol): e
+            for s, (_, e) in zip(signals, encoded, strict=True)
+        }
+        keys = [self.key("signals:ids"), self.key("signals")]
         with self.client.pipeline() as pipe:
-            for signal in signals:
-                pipe.xadd(
-                    self.key("signals"),
-                    {"msg": codec.encode(signal)},
-                    maxlen=MAX_STREAM_LEN,
-                    approximate=True,
+            for item_id, payload in encoded:
+                self._add_once(
+                    keys=keys, args=[item_id, MAX_STREAM_LEN, "msg", payload], client=pipe
                 )
             pipe.hset(self.key("signals:latest"), mapping=latest)  # type: ignore[arg-type]
             pipe.execute()
@@ -329,6 +331,18 @@ class RedisStore:
         # while a new bad value written to the same place is recorded again.
         digest = hashlib.blake2b(payload, digest_size=8).hexdigest()
         self.dead_letter(self.key(source), reason, payload, key=f"{source}:{digest}")
+
+
+def signal_id(signal: Signal) -> str:
+    """A signal's identity: a strategy emits at most one per symbol, time and output.
+
+    Writing signals once per id makes a retried batch (after a lost reply or a reconnect)
+    harmless, as order and fill ids do for orders and fills.
+    """
+    return (
+        f"{signal.strategy}|{signal.symbol}|{signal.ts_event}|{signal.target_position!r}|"
+        f"{signal.bid_price!r}|{signal.ask_price!r}"
+    )
 
 
 def _latest_field(strategy: str, symbol: str) -> str:

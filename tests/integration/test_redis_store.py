@@ -432,3 +432,12 @@ def test_redis_errors_are_not_swallowed_on_a_wrong_type(
 
     with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
         redis_store.read_signals()
+
+
+def test_a_signal_batch_written_twice_is_stored_once(redis_store: RedisStore) -> None:
+    batch = [_signal(i) for i in range(5)]
+
+    redis_store.publish_signals(batch)
+    redis_store.publish_signals(batch[2:])  # a retry after a lost reply
+
+    assert redis_store.read_signals() == batch

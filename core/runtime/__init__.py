@@ -1,0 +1,1 @@
+"""The long-running core: tiers, ingestion guard, buffered output, hot reload, status."""
