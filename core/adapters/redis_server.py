@@ -263,3 +263,18 @@ def _stop_all() -> None:
         _servers.clear()
     for server in servers:
         server.stop()
+
+
+def fail_fast_client(url: str, *, timeout_s: float = 1.0) -> redis.Redis:
+    """A client for the core's hot loop: short timeouts and no retries.
+
+    The core buffers while Redis is away (:class:`core.runtime.outbox.BufferedWriter`), so a
+    call must fail quickly rather than block the cycle in redis-py's default retries.
+    """
+    return redis.Redis.from_url(
+        url,
+        decode_responses=False,
+        socket_timeout=timeout_s,
+        socket_connect_timeout=timeout_s,
+        retry=Retry(NoBackoff(), 0),
+    )

@@ -98,6 +98,7 @@ class TradingEngine:
         self._state_store = state_store
         self._flush_every = flush_every
         self._outbox = _Outbox()
+        self._outbox_size = 0  # len(self._outbox), kept as a count so no event has to sum it
         # History is for backtests and tests; a long-running core keeps only the outbox.
         self._keep_history = keep_history
         self.all_signals: list[Signal] = []
@@ -105,37 +106,47 @@ class TradingEngine:
 
     def on_event(self, event: Any) -> None:
         """Process one market or context event (bars fill and mark; every kind may signal)."""
-        self.clock.advance_to(event.ts_event)
-        self.tracker.events += 1
+        # The hot path: attributes read once into locals, the bar's open inlined, and the
+        # per-instance books and the outbox size test skipped when there is nothing to do.
+        ts = event.ts_event
+        self.clock.advance_to(ts)
+        tracker = self.tracker
+        tracker.events += 1
+        portfolio = self.portfolio
+        books = self.books
         if isinstance(event, Bar):
-            self._on_bar_open(event)
-        for routed in self.applicator.on_event(event):
-            self._act_on(routed)
-        equity = self.portfolio.equity
-        for flatten in self.risk.on_equity(equity, event.ts_event, self.portfolio.quantities):
-            self._place(
-                flatten.symbol, -self.portfolio.quantity(flatten.symbol), event.ts_event, "risk"
-            )
-        self.tracker.on_equity(event.ts_event, equity, self.portfolio.gross_exposure)
-        for book in self.books.values():
-            book.on_time(event.ts_event)
-        if len(self._outbox) >= self._flush_every:
+            if books:
+                for book in books.values():
+                    book.on_bar(event)
+            # Most bars have no order waiting: test the broker's book before calling it.
+            if event.symbol in self.broker._pending:
+                fill = self.broker.on_bar_open(event)
+                if fill is not None:
+                    portfolio.apply_fill(fill)
+                    self._record_fill(fill)
+            portfolio.mark(event.symbol, event.close)
+        routed = self.applicator.on_event(event)
+        if routed:
+            for one in routed:
+                self._act_on(one)
+        equity = portfolio.equity
+        flatten = self.risk.on_equity(equity, ts, portfolio.quantities)
+        if flatten:
+            for order in flatten:
+                self._place(order.symbol, -portfolio.quantity(order.symbol), ts, "risk")
+        tracker.on_equity(ts, equity, portfolio.gross_exposure)
+        if books:
+            for book in books.values():
+                book.on_time(ts)
+        if self._outbox_size >= self._flush_every:
             self.flush()
 
     def run(self, events: Iterable[Any]) -> dict[str, Any]:
+        on_event = self.on_event
         for event in events:
-            self.on_event(event)
+            on_event(event)
         self.finish()
         return self.summary()
-
-    def _on_bar_open(self, bar: Bar) -> None:
-        for book in self.books.values():
-            book.on_bar(bar)
-        fill = self.broker.on_bar_open(bar)
-        if fill is not None:
-            self.portfolio.apply_fill(fill)
-            self._record_fill(fill)
-        self.portfolio.mark(bar.symbol, bar.close)
 
     def finish(self) -> None:
         """Close the equity curve, flush outputs and snapshot state and positions."""
@@ -157,6 +168,31 @@ class TradingEngine:
         for key, strategy in instances.items():
             self._state_store.save_state(key, strategy.to_state())
         self._state_store.save_state(ENGINE_STATE_KEY, self.snapshot(list(instances)))
+
+    def swap_deployments(self, deployments: list[StrategyDeployment]) -> StrategyApplicator:
+        """Run ``deployments`` from the next event on; return the applicator they replace.
+
+        An instance of a model whose type and config are unchanged carries its state over (a
+        new version with the same parameters does not re-warm); any other starts fresh.
+        Positions, pending orders and the ledger are the engine's and stay as they are.
+        """
+        old = self.applicator
+        new = StrategyApplicator(deployments)
+        before = {d.name: d for d in old.deployments}
+        carried = {
+            key: strategy.to_state()
+            for key, strategy in old.instances().items()
+            if _compatible(before.get(key.partition("|")[0]), deployments)
+        }
+        new.restore(carried)
+        self.applicator = new
+        self.composer.set_weights({d.name: d.weight for d in deployments})
+        return old
+
+    def revert(self, applicator: StrategyApplicator) -> None:
+        """Go back to a previous applicator (a new set that failed its first cycle)."""
+        self.applicator = applicator
+        self.composer.set_weights({d.name: d.weight for d in applicator.deployments})
 
     def snapshot(self, instance_keys: list[str]) -> dict[str, Any]:
         """The engine's own state besides strategies and fills (JSON-safe)."""
@@ -193,6 +229,7 @@ class TradingEngine:
 
     def flush(self) -> None:
         box, self._outbox = self._outbox, _Outbox()
+        self._outbox_size = 0
         if self._sink is None:
             return
         if box.signals:
@@ -228,6 +265,7 @@ class TradingEngine:
         signal = routed.signal
         self.tracker.signals += 1
         self._outbox.signals.append(signal)
+        self._outbox_size += 1
         if self._keep_history:
             self.all_signals.append(signal)
         first_leg = next(iter(routed.legs), signal.symbol)
@@ -257,11 +295,22 @@ class TradingEngine:
         )
         if decision.accepted:
             self._outbox.orders.append(order)
+            self._outbox_size += 1
         else:
             self.broker.submit(symbol, 0.0, ts_event, strategy)  # cancel: the position stays
 
     def _record_fill(self, fill: Fill) -> None:
         self.tracker.fills += 1
         self._outbox.fills.append(fill)
+        self._outbox_size += 1
         if self._keep_history:
             self.all_fills.append(fill)
+
+
+def _compatible(old: StrategyDeployment | None, new: list[StrategyDeployment]) -> bool:
+    """Whether ``old``'s instances may hand their state to the new set's same-named model."""
+    if old is None:
+        return False
+    return any(
+        d.name == old.name and d.type_name == old.type_name and d.config == old.config for d in new
+    )

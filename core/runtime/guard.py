@@ -28,7 +28,8 @@ class EventGuard:
         if reason is not None:
             return reason
         symbol = getattr(event, "symbol", "")
-        key = (event.kind, symbol)
+        # One symbol on two venues (spot and perpetual) is two clocks: order each on its own.
+        key = (event.kind, f"{symbol}@{getattr(event, 'venue', '')}")
         last = self._last_ts.get(key)
         if last is not None and event.ts_event < last - self.tolerance:
             return (

@@ -1,0 +1,119 @@
+"""Writes to Redis that survive Redis going away: a bounded, ordered buffer with retries.
+
+Batches are kept in order and retried on every drain; ids make a retried batch harmless (the
+store writes each signal, order and fill once). State and positions are last-write-wins, so
+only the newest of each is kept, and they are written after the batches queued before them,
+so a checkpoint never claims fills Redis does not have yet. Past ``max_items`` buffered items
+the oldest batch is dropped and counted: the bound is the price of never blocking the core.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from core.model import Fill, Order, Position, Signal
+
+# Errors that mean "Redis is away", not "this data is wrong"; given by the adapter.
+TransientErrors = tuple[type[BaseException], ...]
+
+
+class BufferedWriter:
+    """A :class:`core.ports.SignalSink` and state store in front of a Redis store."""
+
+    def __init__(
+        self,
+        store: Any,
+        *,
+        transient: TransientErrors,
+        max_items: int = 200_000,
+        retry_every_s: float = 0.5,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.store = store
+        self.max_items = max_items
+        self._retry_every = retry_every_s
+        self._monotonic = monotonic
+        self._next_attempt = 0.0
+        self._transient = transient
+        self._batches: deque[tuple[Callable[[Sequence[Any]], object], list[Any]]] = deque()
+        self._latest: dict[tuple[str, str], Callable[[], object]] = {}
+        self.buffered_items = 0
+        self.dropped = 0
+        self.reconnects = 0
+        self.connected = True
+        self.last_error = ""
+
+    def publish_signals(self, signals: Sequence[Signal]) -> None:
+        self._submit(self.store.publish_signals, signals)
+
+    def record_orders(self, orders: Sequence[Order]) -> int:
+        return self._submit(self.store.record_orders, orders)
+
+    def record_fills(self, fills: Sequence[Fill]) -> int:
+        return self._submit(self.store.record_fills, fills)
+
+    def save_positions(self, positions: Sequence[Position]) -> None:
+        snapshot = list(positions)
+        self._latest[("positions", "")] = lambda: self.store.save_positions(snapshot)
+        self.drain()
+
+    def save_state(self, key: str, state: dict[str, Any]) -> None:
+        self._latest[("state", key)] = lambda: self.store.save_state(key, state)
+        self.drain()
+
+    def load_state(self, key: str) -> dict[str, Any] | None:
+        result: dict[str, Any] | None = self.store.load_state(key)
+        return result
+
+    def drain(self, *, force: bool = False) -> bool:
+        """Write everything buffered, oldest first; False if Redis is still away.
+
+        While Redis is away, attempts are spaced ``retry_every_s`` apart (``force`` overrides),
+        so a dead connection costs the hot path nothing between attempts.
+        """
+        if not self.connected and not force and self._monotonic() < self._next_attempt:
+            return False
+        try:
+            while self._batches:
+                write, items = self._batches[0]
+                write(items)
+                self._batches.popleft()
+                self.buffered_items -= len(items)
+            while self._latest:
+                key = next(iter(self._latest))
+                self._latest[key]()
+                del self._latest[key]
+        except self._transient as exc:
+            self.connected = False
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            self._next_attempt = self._monotonic() + self._retry_every
+            return False
+        if not self.connected:
+            self.connected = True
+            self.reconnects += 1
+        return True
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "connected": self.connected,
+            "buffered": self.buffered_items,
+            "buffer_bound": self.max_items,
+            "dropped": self.dropped,
+            "reconnects": self.reconnects,
+            "last_error": self.last_error,
+        }
+
+    def _submit(self, write: Callable[[Sequence[Any]], object], items: Sequence[Any]) -> int:
+        if not items:
+            return 0
+        self._batches.append((write, list(items)))
+        self.buffered_items += len(items)
+        while self.buffered_items > self.max_items and len(self._batches) > 1:
+            _, oldest = self._batches.popleft()
+            self.buffered_items -= len(oldest)
+            self.dropped += len(oldest)
+        self.drain()
+        return len(items)

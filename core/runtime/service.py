@@ -1,0 +1,316 @@
+"""The core process: tiers, checkpoints, acknowledgements, hot reload and status.
+
+One loop, two clocks of work:
+
+- every **fast cycle** (100 ms by default) it reads what arrived on its feeds (blocking at most
+  the cycle's budget), runs every event through the engine (applicator, composer, risk,
+  execution, tracker) and writes the signals, orders and fills it produced;
+- every **tactical cycle** (1-60 s) it checkpoints (outputs, positions, strategy and engine
+  state), then acknowledges the entries whose effects the checkpoint holds, publishes its
+  status, and applies a pending reload.
+
+A crash between two checkpoints loses nothing: unacknowledged entries are delivered again to
+the restarted core, which restores the last checkpoint and redoes the same work with the same
+ids, which the store writes once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from core.engine.applicator import StrategyApplicator
+from core.engine.engine import PositionSizing, TradingEngine
+from core.engine.execution import BarFillModel
+from core.ports import StrategyDeployment, StrategySource
+from core.risk import RiskLimits, RiskManager
+from core.runtime.outbox import BufferedWriter
+from core.runtime.timing import LatencyRecorder, TierTimer
+
+
+class Feed(Protocol):
+    """What the core reads market data from (:class:`core.adapters.market_streams.FeedReader`)."""
+
+    def ensure_groups(self) -> None: ...
+
+    def read(self, count: int, block_ms: int) -> Any: ...
+
+    def ack(self, refs: Any) -> None: ...
+
+
+class Board(Protocol):
+    """Where the core publishes status and reads back fills (the Redis store)."""
+
+    def save_report(self, name: str, report: dict[str, Any]) -> None: ...
+
+    def read_fills(self) -> list[Any]: ...
+
+
+@dataclass(frozen=True)
+class CoreSettings:
+    """How one core runs; every field has a default an operator may override."""
+
+    name: str = "core-1"
+    feeds: tuple[str, ...] = ()
+    fast_cycle_s: float = 0.1
+    tactical_cycle_s: float = 1.0
+    read_count: int = 5000
+    until_end: bool = False
+    registry_check_s: float = 30.0
+    fee_bps: float = 1.0
+    notional: float = 10_000.0
+    capital: float = 1_000_000.0
+    risk: RiskLimits = field(default_factory=RiskLimits)
+
+
+@dataclass
+class _Pending:
+    """A reload applied at the last tactical cycle, on trial until the next one."""
+
+    previous: StrategyApplicator
+    errors_before: int
+
+
+class CoreService:
+    """Run the active strategy set on live feeds until stopped or, for replays, until the end."""
+
+    def __init__(
+        self,
+        settings: CoreSettings,
+        *,
+        source: StrategySource,
+        feed: Feed,
+        writer: BufferedWriter,
+        board: Board,
+        transient: tuple[type[BaseException], ...],
+        control: Callable[[], bool] | None = None,
+        wall_ns: Callable[[], int] = time.time_ns,
+    ) -> None:
+        self.settings = settings
+        self.source = source
+        self.feed = feed
+        self.writer = writer
+        self.board = board
+        self._transient = transient
+        self._wall_ns = wall_ns
+        self._control = control
+        self.fast = TierTimer(int(settings.fast_cycle_s * 1e9))
+        self.tactical = TierTimer(int(settings.tactical_cycle_s * 1e9))
+        self.tick_to_signal = LatencyRecorder()
+        self.in_process = LatencyRecorder()
+        self.rejected = 0
+        self.reloads = 0
+        self.read_errors = 0
+        self.last_error = ""
+        self.restored = False
+        self._unacked: list[Any] = []
+        self._ended: set[str] = set()
+        self._stop = False
+        self._reload_requested = False
+        self._pending: _Pending | None = None
+        self._next_registry_check = 0.0
+        self.engine: TradingEngine | None = None
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Load the active set, restore the last checkpoint, join the feeds' consumer groups."""
+        deployments = self.source.load_active_set()
+        self.engine = TradingEngine(
+            deployments,
+            fill_model=BarFillModel(fee_bps=self.settings.fee_bps),
+            initial_capital=self.settings.capital,
+            sizing=PositionSizing(notional=self.settings.notional),
+            risk=RiskManager(self.settings.risk),
+            sink=self.writer,
+            state_store=self.writer,
+        )
+        self.restored = self.engine.restore(self.writer, self.board.read_fills())
+        self.feed.ensure_groups()
+        self._next_registry_check = time.monotonic() + self.settings.registry_check_s
+
+    def request_stop(self) -> None:
+        """Finish the current cycle, checkpoint, and return from :meth:`run` (signal-safe)."""
+        self._stop = True
+
+    def request_reload(self) -> None:
+        """Reload the active set from the registry at the next tactical cycle."""
+        self._reload_requested = True
+
+    def run(self) -> dict[str, Any]:
+        """Cycle until stopped (or the feeds end, with ``until_end``); return the summary."""
+        if self.engine is None:
+            self.start()
+        next_tactical = time.monotonic() + self.settings.tactical_cycle_s
+        while not self._stop:
+            got = self._fast_cycle()
+            if time.monotonic() >= next_tactical or self._finished(got):
+                self._tactical_cycle()
+                next_tactical = time.monotonic() + self.settings.tactical_cycle_s
+            if self._finished(got):
+                break
+        self._tactical_cycle()
+        return self.summary()
+
+    # -- cycles -------------------------------------------------------------------------------
+
+    def _fast_cycle(self) -> int:
+        engine = self._engine()
+        block_ms = max(1, int(self.settings.fast_cycle_s * 1000))
+        try:
+            delivery = self.feed.read(self.settings.read_count, block_ms)
+        except self._transient as exc:
+            self.read_errors += 1
+            self.last_error = f"feed read failed: {type(exc).__name__}: {exc}"
+            time.sleep(self.settings.fast_cycle_s)
+            return 0
+        started = time.perf_counter_ns()
+        signalled: list[int] = []
+        for event, arrived in zip(delivery.events, delivery.arrivals_ns, strict=True):
+            before = engine.tracker.signals
+            t0 = time.perf_counter_ns()
+            engine.on_event(event)
+            if engine.tracker.signals != before:
+                self.in_process.record(time.perf_counter_ns() - t0)
+                signalled.append(arrived)
+        engine.flush()
+        if signalled and self.writer.connected:
+            written = self._wall_ns()
+            for arrived in signalled:
+                self.tick_to_signal.record(written - arrived)
+        self._unacked.extend(delivery.refs)
+        self._ended |= delivery.ended
+        self.rejected += delivery.rejected
+        if delivery.events:
+            self.fast.record(time.perf_counter_ns() - started)
+        return len(delivery.events) + len(delivery.ended) + delivery.rejected
+
+    def _tactical_cycle(self) -> None:
+        started = time.perf_counter_ns()
+        engine = self._engine()
+        self._judge_pending_reload()
+        engine.checkpoint()
+        if self.writer.drain(force=True) and self._unacked:
+            try:
+                self.feed.ack(self._unacked)
+                self._unacked = []
+            except self._transient as exc:
+                self.last_error = f"ack failed: {type(exc).__name__}: {exc}"
+        self._maybe_reload()
+        self._publish_status()
+        self.tactical.record(time.perf_counter_ns() - started)
+
+    def _finished(self, got: int) -> bool:
+        feeds = set(self.settings.feeds)
+        return self.settings.until_end and got == 0 and bool(feeds) and feeds <= self._ended
+
+    # -- hot reload ---------------------------------------------------------------------------
+
+    def _maybe_reload(self) -> None:
+        if self._control is not None and self._poll_control():
+            self._reload_requested = True
+        due = time.monotonic() >= self._next_registry_check
+        if not (self._reload_requested or due):
+            return
+        self._reload_requested = False
+        self._next_registry_check = time.monotonic() + self.settings.registry_check_s
+        try:
+            wanted = self.source.load_active_set()
+        except Exception as exc:  # the registry is away or holds a bad version: keep running
+            self.last_error = f"reload skipped, kept the running set: {type(exc).__name__}: {exc}"
+            return
+        engine = self._engine()
+        if _versions(wanted) == _versions(engine.applicator.deployments):
+            return
+        self._pending = _Pending(engine.swap_deployments(wanted), len(engine.applicator.errors))
+        self.reloads += 1
+
+    def _poll_control(self) -> bool:
+        assert self._control is not None
+        try:
+            return self._control()
+        except self._transient:
+            return False  # the periodic registry check still catches the change
+
+    def _judge_pending_reload(self) -> None:
+        """Keep a new set that ran a cycle cleanly; put the old one back if it raised."""
+        pending, self._pending = self._pending, None
+        if pending is None:
+            return
+        engine = self._engine()
+        if len(engine.applicator.errors) > pending.errors_before:
+            failure = engine.applicator.errors[-1]
+            engine.revert(pending.previous)
+            self.reloads -= 1
+            self.last_error = f"reload reverted, new set failed its first cycle: {failure}"
+
+    # -- reporting ----------------------------------------------------------------------------
+
+    def summary(self) -> dict[str, Any]:
+        engine = self._engine()
+        result = engine.summary()
+        return {
+            "core": self.settings.name,
+            "restored_from_checkpoint": self.restored,
+            "events_in": result["events"],
+            "events_rejected": self.rejected,
+            "signals_out": result["signals"],
+            "signals_by_strategy": _signals_by_strategy(result),
+            "orders": result["risk"]["accepted"],
+            "fills": result["fills"],
+            "risk": result["risk"],
+            "fast_cycle": self.fast.summary(),
+            "tactical_cycle": self.tactical.summary(),
+            "tick_to_signal": self.tick_to_signal.summary(),
+            "in_process": self.in_process.summary(),
+            "reloads": self.reloads,
+            "strategy_errors": result["strategy_errors"],
+            "redis": self.writer.stats(),
+            "read_errors": self.read_errors,
+            "last_error": self.last_error,
+            "pnl": result["pnl"],
+            "positions": {p.symbol: p.quantity for p in engine.portfolio.positions()},
+        }
+
+    def status(self) -> dict[str, Any]:
+        engine = self._engine()
+        return {
+            "core": self.settings.name,
+            "heartbeat_ns": self._wall_ns(),
+            "active_set": [
+                {"name": d.name, "version": d.version, "alias": d.alias}
+                for d in engine.applicator.deployments
+            ],
+            "fast_cycle": self.fast.summary(),
+            "tactical_cycle": self.tactical.summary(),
+            "tick_to_signal": self.tick_to_signal.summary(),
+            "events_in": engine.tracker.events,
+            "signals_out": engine.tracker.signals,
+            "positions": {p.symbol: p.quantity for p in engine.portfolio.positions()},
+            "equity": engine.portfolio.equity,
+            "risk_mode": str(engine.risk.mode),
+            "redis": self.writer.stats(),
+            "reloads": self.reloads,
+            "last_error": self.last_error,
+        }
+
+    def _publish_status(self) -> None:
+        # Refreshed every tactical cycle: if Redis is away, the next one will do.
+        with contextlib.suppress(*self._transient):
+            self.board.save_report(f"status:{self.settings.name}", self.status())
+
+    def _engine(self) -> TradingEngine:
+        if self.engine is None:
+            raise RuntimeError("CoreService.start() was not called")
+        return self.engine
+
+
+def _versions(deployments: list[StrategyDeployment]) -> set[tuple[str, str]]:
+    return {(d.name, d.version) for d in deployments}
+
+
+def _signals_by_strategy(result: dict[str, Any]) -> dict[str, int]:
+    return {row["strategy"]: row["signals"] for row in result["per_strategy"]}

@@ -1,0 +1,165 @@
+"""Wire the long-running core: Redis, feeds, the registry, signals, status."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from core.adapters.market_streams import FeedPublisher, FeedReader, feed_key
+from core.adapters.redis_server import RedisConnection, connect, fail_fast_client
+from core.adapters.redis_store import RedisStore
+from core.data.feeds import replay_events
+from core.ports import StrategyDeployment, StrategySource
+from core.runtime.outbox import BufferedWriter
+from core.runtime.service import CoreService, CoreSettings
+from core.strategies.catalogue import strategy_type
+from strategy_engine.settings import VAR_DIR, apply_environment_defaults
+
+# What "Redis is away" looks like from redis-py; anything else is a bug to surface.
+TRANSIENT = (redis.ConnectionError, redis.TimeoutError, ConnectionError, OSError)
+DEFAULT_NAMESPACE = "se"
+
+
+@contextmanager
+def redis_connection() -> Iterator[RedisConnection]:
+    """``REDIS_URL`` if set, else the embedded server under ``var/redis``."""
+    apply_environment_defaults()
+    with connect(data_dir=VAR_DIR / "redis") as connection:
+        yield connection
+
+
+def publish_replay(
+    connection: RedisConnection,
+    dataset: str,
+    *,
+    namespace: str = DEFAULT_NAMESPACE,
+    speed: float | None = None,
+    fast: bool = False,
+) -> int:
+    """Publish a shipped data set into its feed stream; returns the number of events."""
+    publisher = FeedPublisher(connection.client, namespace)
+    return publisher.publish(dataset, replay_events(dataset, fast=fast), speed=speed)
+
+
+@dataclass(frozen=True)
+class LocalStrategies:
+    """Named strategy types with default configs, for replays and benchmarks without a registry."""
+
+    types: tuple[str, ...]
+
+    def load_active_set(self, alias: str = "champion") -> list[StrategyDeployment]:
+        return [
+            StrategyDeployment(
+                name=f"strategy.{t}",
+                version="local",
+                type_name=t,
+                config=strategy_type(t).config_type().to_dict(),
+                alias="local",
+            )
+            for t in self.types
+        ]
+
+
+@dataclass(frozen=True)
+class AliasSource:
+    """The registry's set under one alias (``champion`` or a named set)."""
+
+    alias: str
+
+    def load_active_set(self, alias: str = "champion") -> list[StrategyDeployment]:
+        from registry import MlflowStrategySource, StrategyRegistry
+
+        return MlflowStrategySource(StrategyRegistry()).load_active_set(self.alias)
+
+
+def run_core(
+    settings: CoreSettings,
+    connection: RedisConnection,
+    *,
+    namespace: str = DEFAULT_NAMESPACE,
+    source: StrategySource,
+    fresh: bool = False,
+    before_run: Callable[[CoreService], None] | None = None,
+) -> dict[str, Any]:
+    """Run one core until SIGTERM/SIGINT (or the end of its feeds); return its summary.
+
+    ``fresh`` forgets this core's checkpoint and consumer group first (a replay from scratch).
+    """
+    client = fail_fast_client(connection.url)
+    store = RedisStore(client, namespace=namespace)
+    group = f"core:{settings.name}"
+    if fresh:
+        _forget(client, store, namespace, settings.feeds, group)
+    reader = FeedReader(
+        client,
+        namespace,
+        settings.feeds,
+        group=group,
+        consumer=settings.name,
+        dead_letter=lambda where, reason, raw: store.dead_letter(where, reason, raw),
+    )
+    control = client.pubsub(ignore_subscribe_messages=True)
+    control.subscribe(store.key("control"))
+    service = CoreService(
+        settings,
+        source=source,
+        feed=reader,
+        writer=BufferedWriter(store, transient=TRANSIENT),
+        board=store,
+        transient=TRANSIENT,
+        control=lambda: _reload_asked(control),
+    )
+    service.start()
+    if before_run is not None:
+        before_run(service)
+    with _stop_on_signals(service):
+        summary = service.run()
+    control.close()
+    return summary
+
+
+def read_status(connection: RedisConnection, name: str, namespace: str) -> dict[str, Any] | None:
+    """The last status a core published, with the age of its heartbeat in seconds."""
+    status = RedisStore(connection.client, namespace=namespace).load_report(f"status:{name}")
+    if status is None:
+        return None
+    status["heartbeat_age_s"] = round((time.time_ns() - status["heartbeat_ns"]) / 1e9, 3)
+    return status
+
+
+def _reload_asked(pubsub: Any) -> bool:
+    asked = False
+    while (message := pubsub.get_message(timeout=0)) is not None:
+        asked = asked or message.get("type") == "message"
+    return asked
+
+
+def _forget(
+    client: redis.Redis, store: RedisStore, namespace: str, feeds: tuple[str, ...], group: str
+) -> None:
+    for feed in feeds:
+        with contextlib.suppress(redis.ResponseError):  # no such stream or group yet
+            client.xgroup_destroy(feed_key(namespace, feed), group)
+    for key in ("state", "signals", "signals:ids", "signals:latest", "orders", "orders:ids",
+                "fills", "fills:ids", "positions"):  # fmt: skip
+        client.delete(store.key(key))
+
+
+@contextmanager
+def _stop_on_signals(service: CoreService) -> Iterator[None]:
+    """SIGTERM and SIGINT finish the cycle, checkpoint and return (exit 0)."""
+    previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    for s in previous:
+        signal.signal(s, lambda *_: service.request_stop())
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
