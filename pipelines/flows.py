@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from prefect import flow, task
 
 from core.errors import ValidationGateFailed
-from pipelines import lifecycle
+from core.strategies.catalogue import strategy_type
+from pipelines import learning, lifecycle
 from pipelines.validation import GateReport
+from registry.runs import log_decision, log_gate_failure
 from registry.strategy_registry import RegisteredVersion, StrategyRegistry, model_name
 
 
@@ -73,4 +76,148 @@ def register_and_promote(
         ],
         "gate": report.to_dict(),
         "aliases": aliases,
+    }
+
+
+@task(name="train-challenger")
+def train_challenger(
+    settings: learning.RetrainSettings,
+    base: dict[str, Any],
+    admitted: lifecycle.AdmittedBars,
+    windows: learning.Windows,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    return learning.train_challenger(settings, base, admitted, windows)
+
+
+@task(name="evaluate-on-test-window")
+def evaluate_on_test_window(
+    settings: learning.RetrainSettings,
+    config: dict[str, Any],
+    admitted: lifecycle.AdmittedBars,
+    windows: learning.Windows,
+) -> dict[str, Any]:
+    return learning.evaluate(
+        settings.strategy, config, admitted, start=windows.test_start, end=None,
+        fee_bps=settings.fee_bps,
+    )  # fmt: skip
+
+
+@task(name="notify-core", retries=2, retry_delay_seconds=1)
+def notify_core(model: str, version: str) -> int:
+    """Tell running cores the set changed; they also poll the registry, so this may reach none."""
+    from core.adapters.redis_server import connect
+    from core.adapters.redis_store import RedisStore
+
+    namespace = os.environ.get("STRATEGY_ENGINE_NAMESPACE", "se")
+    with connect() as connection:
+        store = RedisStore(connection.client, namespace=namespace)
+        return store.publish_control({"action": "reload", "model": model, "version": version})
+
+
+@flow(name="retrain", log_prints=False)
+def retrain(
+    strategy: str = "ma_crossover",
+    csv: str | None = None,
+    dataset: str = "equities_daily_stocknet88",
+    symbols: list[str] | None = None,
+    margin: float = 0.05,
+    notify: bool = True,
+) -> dict[str, Any]:
+    """Validate, train a challenger, evaluate it and the champion on the same window, decide.
+
+    A failed gate records the Great Expectations report on a FAILED MLflow run and promotes
+    nothing. Otherwise the challenger is registered (alias ``challenger``) and promoted only if
+    it beats the champion by ``margin`` Sharpe on the held-out window; running cores are told.
+    """
+    settings = learning.RetrainSettings(
+        strategy=strategy,
+        csv=csv,
+        dataset=dataset,
+        symbols=tuple(symbols) if symbols else learning.DEFAULT_SYMBOLS,
+        margin=margin,
+    )
+    registry = StrategyRegistry()
+    name = model_name(strategy)
+    admitted = admit_bars_for_retrain(settings)
+    report = validate_bars(admitted)
+    if not report.success:
+        run_id = log_gate_failure(
+            registry.store, f"retrain {name}", report.to_dict(), tags={"model_name": name}
+        )
+        return _outcome(name, None, report, None, None, False, report.message(), run_id)
+    champion_version, champion = learning.champion_config(registry, strategy)
+    base = champion or strategy_type(strategy).config_type().to_dict()
+    candidates = learning.variants(strategy, base, settings.max_variants)
+    windows = learning.split_windows(
+        admitted, settings.test_fraction, learning.warmup_bars(strategy, candidates)
+    )
+    challenger, scored = train_challenger(settings, base, admitted, windows)
+    challenger_test = evaluate_on_test_window(settings, challenger, admitted, windows)
+    champion_test = (
+        evaluate_on_test_window(settings, champion, admitted, windows) if champion else None
+    )
+    version = registry.register(
+        strategy,
+        challenger,
+        data_hash=lifecycle.data_hash(admitted),
+        validation=lifecycle.gate_summary(report),
+        metrics={f"test_{k}": float(v) for k, v in challenger_test.items()},
+        symbols=tuple(admitted.frames),
+    )
+    registry.set_alias(name, learning.CHALLENGER, version.version)
+    promoted, why = learning.decide(report, challenger_test, champion_test, margin)
+    if promoted:
+        registry.promote(name, version.version)
+        if notify:
+            notify_core(name, version.version)
+    outcome = _outcome(
+        name,
+        {"version": version.version, "config": challenger, "test": challenger_test},
+        report,
+        {"version": champion_version, "config": champion, "test": champion_test}
+        if champion
+        else None,
+        windows,
+        promoted,
+        why,
+        None,
+    )
+    outcome["candidates"] = scored
+    outcome["decision_run"] = log_decision(
+        registry.store, f"retrain {name}", outcome, tags={"model_name": name}
+    )
+    return outcome
+
+
+@task(name="admit-bars-for-retrain")
+def admit_bars_for_retrain(settings: learning.RetrainSettings) -> lifecycle.AdmittedBars:
+    return learning.admit(settings)
+
+
+def _outcome(
+    name: str,
+    challenger: dict[str, Any] | None,
+    report: GateReport,
+    champion: dict[str, Any] | None,
+    windows: learning.Windows | None,
+    promoted: bool,
+    why: str,
+    gate_run: str | None,
+) -> dict[str, Any]:
+    return {
+        "model": name,
+        "challenger": challenger,
+        "champion": champion,
+        "gate": {
+            "success": report.success,
+            "failed": [
+                {"expectation": r.expectation, "unexpected_count": r.unexpected_count}
+                for r in report.failed()
+            ],
+            "run_id": gate_run,
+        },
+        "windows": None
+        if windows is None
+        else {"train_end_ns": windows.train_end, "test_start_ns": windows.test_start},
+        "decision": {"promoted": promoted, "reason": why},
     }

@@ -13,6 +13,7 @@ from core.reporting.plots import equity_figure
 from registry.store import MlflowStore
 
 BACKTEST_EXPERIMENT = "backtests"
+LEARNING_EXPERIMENT = "learning"
 
 
 def log_backtest(
@@ -62,3 +63,37 @@ def _metrics(summary: dict[str, Any]) -> list[Metric]:
     }
     now_ms = int(time.time() * 1000)
     return [Metric(k, v, now_ms, 0) for k, v in sorted(numbers.items())]
+
+
+def log_gate_failure(
+    store: MlflowStore, run_name: str, report: dict[str, Any], *, tags: dict[str, str]
+) -> str:
+    """Record a failed data gate as a FAILED run holding the full report as an artifact."""
+    client = store.client
+    run = client.create_run(
+        store.experiment_id(LEARNING_EXPERIMENT),
+        run_name=run_name,
+        tags={**tags, "decision": "rejected", "validation_success": "false"},
+    )
+    run_id = str(run.info.run_id)
+    client.log_dict(run_id, report, "validation.json")
+    client.set_terminated(run_id, RunStatus.to_string(RunStatus.FAILED))
+    return run_id
+
+
+def log_decision(
+    store: MlflowStore, run_name: str, decision: dict[str, Any], *, tags: dict[str, str]
+) -> str:
+    """Record a retrain's evaluation and decision (promoted or not, and why) as a run."""
+    client = store.client
+    run = client.create_run(store.experiment_id(LEARNING_EXPERIMENT), run_name=run_name, tags=tags)
+    run_id = str(run.info.run_id)
+    metrics = {
+        f"{who}.{k}": v
+        for who in ("challenger", "champion")
+        for k, v in (decision.get(who) or {}).get("test", {}).items()
+    }
+    client.log_batch(run_id, metrics=_metrics(metrics))
+    client.log_dict(run_id, decision, "decision.json")
+    client.set_terminated(run_id, RunStatus.to_string(RunStatus.FINISHED))
+    return run_id

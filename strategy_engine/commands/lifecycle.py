@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import os
+from pathlib import Path
+
+from strategy_engine.output import print_json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -11,8 +15,44 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(handler=_demo)
 
+    p = sub.add_parser("retrain", help="validate, train a challenger, evaluate, maybe promote")
+    p.add_argument("--strategy", required=True, help="a bar strategy type, e.g. ma_crossover")
+    p.add_argument("--csv", help="train and evaluate on this CSV instead of the shipped data")
+    p.add_argument("--symbol", action="append", default=[], help="shipped tickers to use")
+    p.add_argument("--margin", type=float, default=0.05, help="Sharpe the challenger must add")
+    p.add_argument("--no-notify", action="store_true", help="do not tell running cores")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=_retrain)
+
 
 def _demo(args: argparse.Namespace) -> int:
     from strategy_engine.demo import run_demo
 
     return run_demo(symbols_limit=args.symbols, as_json=args.json)
+
+
+def _retrain(args: argparse.Namespace) -> int:
+    from strategy_engine.settings import apply_environment_defaults
+
+    apply_environment_defaults()
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    from pipelines.flows import retrain
+
+    outcome = retrain(
+        strategy=args.strategy,
+        csv=str(Path(args.csv).resolve()) if args.csv else None,
+        symbols=args.symbol or None,
+        margin=args.margin,
+        notify=not args.no_notify,
+    )
+    if args.json:
+        print_json({k: v for k, v in outcome.items() if k != "candidates"})
+        return 0
+    decision = outcome["decision"]
+    challenger = outcome["challenger"] or {}
+    print(f"gate: {'passed' if outcome['gate']['success'] else 'FAILED'}")
+    print(f"challenger: {outcome['model']} v{challenger.get('version')} {challenger.get('test')}")
+    print(f"champion:   {outcome['champion']}")
+    verdict = "promoted" if decision["promoted"] else "not promoted"
+    print(f"decision:   {verdict}: {decision['reason']}")
+    return 0
