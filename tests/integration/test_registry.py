@@ -264,3 +264,27 @@ def test_the_store_follows_its_environment_and_serves_the_ui_on_loopback(
     assert f"--backend-store-uri {store.tracking_uri}" in command
     monkeypatch.setenv(TRACKING_URI_ENV, "http://127.0.0.1:5000")
     assert MlflowStore().tracking_uri == "http://127.0.0.1:5000"
+
+
+def test_every_strategy_type_registers_as_a_champion_the_core_can_run(
+    registry: StrategyRegistry,
+) -> None:
+    from core.strategies.catalogue import strategy_types
+    from tests.strategy_samples import all_samples
+
+    samples = all_samples()
+    for cls in strategy_types():
+        sample = samples[cls.spec.name]()
+        version = registry.register(
+            cls.spec.name, sample.config, data_hash="sample", validation=PASSED
+        ).version
+        registry.promote(f"strategy.{cls.spec.name}", version)
+
+    deployments = MlflowStrategySource(registry).load_active_set()
+
+    assert sorted(d.type_name for d in deployments) == sorted(c.spec.name for c in strategy_types())
+    for deployment in deployments:
+        sample = samples[deployment.type_name]()
+        strategy = build(deployment.type_name, deployment.config, sample.symbol)
+        signals = [s for e in sample.events if (s := strategy.update(e)) is not None]
+        assert signals, f"{deployment.name} v{deployment.version} emitted nothing on its sample"
