@@ -73,6 +73,8 @@ class XGBoostPredictor:
     """P(up) from a binary:logistic XGBoost booster (float32 inside, float64 out)."""
 
     def __init__(self, booster: xgb.Booster) -> None:
+        # One row per bar: threads cost more than they give, and cores are the core's to share.
+        booster.set_param({"nthread": 1})
         self.booster = booster
 
     def predict_proba_one(self, features: np.ndarray) -> float:

@@ -305,19 +305,22 @@ class StrategyRegistry:
                 {
                     "name": model.name,
                     "aliases": {alias: str(v) for alias, v in sorted(model.aliases.items())},
-                    "versions": [_describe_version(v) for v in self.versions(model.name)],
+                    "versions": [
+                        _describe_version(v, model.aliases) for v in self.versions(model.name)
+                    ],
                 }
             )
         return listing
 
 
-def _describe_version(version: ModelVersion) -> dict[str, Any]:
+def _describe_version(version: ModelVersion, aliases: dict[str, Any]) -> dict[str, Any]:
+    # Versions found by a search carry no aliases in MLflow 3.17: take them from the model.
     created = datetime.fromtimestamp(version.creation_timestamp / 1000, tz=UTC)
     return {
         "version": str(version.version),
         "run_id": version.run_id,
         "status": version.status,
         "created": created.isoformat(timespec="milliseconds"),
-        "aliases": sorted(version.aliases),
+        "aliases": sorted(a for a, v in aliases.items() if str(v) == str(version.version)),
         "tags": dict(sorted(version.tags.items())),
     }

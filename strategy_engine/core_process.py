@@ -20,6 +20,7 @@ from core.ports import StrategyDeployment, StrategySource
 from core.runtime.outbox import BufferedWriter
 from core.runtime.service import CoreService, CoreSettings
 from core.strategies.catalogue import strategy_type
+from strategy_engine.progress import progress
 from strategy_engine.settings import VAR_DIR, apply_environment_defaults
 
 # What "Redis is away" looks like from redis-py; anything else is a bug to surface.
@@ -42,10 +43,13 @@ def publish_replay(
     namespace: str = DEFAULT_NAMESPACE,
     speed: float | None = None,
     fast: bool = False,
+    quiet: bool = True,
 ) -> int:
     """Publish a shipped data set into its feed stream; returns the number of events."""
     publisher = FeedPublisher(connection.client, namespace)
-    return publisher.publish(dataset, replay_events(dataset, fast=fast), speed=speed)
+    events = replay_events(dataset, fast=fast)
+    shown = progress(events, desc=f"replay {dataset}", quiet=quiet, total=len(events), unit="ev")
+    return publisher.publish(dataset, shown, speed=speed)
 
 
 @dataclass(frozen=True)

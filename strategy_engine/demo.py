@@ -16,6 +16,7 @@ import sys
 import time
 from typing import Any
 
+from strategy_engine.progress import progress
 from strategy_engine.settings import REPO_ROOT, VAR_DIR, apply_environment_defaults
 
 DATASET = "equities_daily_stocknet88"
@@ -48,7 +49,7 @@ def run_demo(*, symbols_limit: int | None = None, as_json: bool = False) -> int:
     flow_seconds = time.perf_counter() - started
 
     _say(as_json, "2/3 core: load the champion set, replay the bars, write to Redis")
-    core = _run_core(symbols)
+    core = _run_core(symbols, quiet=as_json)
     report = _report(lifecycle, core, flow_seconds, time.perf_counter() - started)
     if as_json:
         from core.codec import dumps
@@ -60,7 +61,7 @@ def run_demo(*, symbols_limit: int | None = None, as_json: bool = False) -> int:
     return 0
 
 
-def _run_core(symbols: list[str]) -> dict[str, Any]:
+def _run_core(symbols: list[str], *, quiet: bool) -> dict[str, Any]:
     from core.adapters.redis_server import connect
     from core.adapters.redis_store import RedisStore
     from core.data.loaders import merge_bars
@@ -86,7 +87,9 @@ def _run_core(symbols: list[str]) -> dict[str, Any]:
             state_store=store,
         )
         began = time.perf_counter()
-        summary = engine.run(merge_bars(admitted.frames))
+        bars = merge_bars(admitted.frames)
+        shown = progress(bars, desc="core replay", quiet=quiet, total=len(bars), unit="bar")
+        summary = engine.run(shown)
         summary["replay_seconds"] = time.perf_counter() - began
         summary["capital"] = capital
         summary["deployments"] = [

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TypeAlias, TypeVar, cast
 
 import msgspec
@@ -60,6 +60,7 @@ class RedisStore:
         self.client = client
         self.namespace = namespace
         self._add_once = client.register_script(_ADD_ONCE)
+        self._sha: str | None = None
 
     def key(self, name: str) -> str:
         """Return the full key of ``name`` in this namespace."""
@@ -85,13 +86,13 @@ class RedisStore:
             for s, (_, e) in zip(signals, encoded, strict=True)
         }
         keys = [self.key("signals:ids"), self.key("signals")]
-        with self.client.pipeline() as pipe:
+
+        def queue(pipe: Any, sha: str) -> None:
             for item_id, payload in encoded:
-                self._add_once(
-                    keys=keys, args=[item_id, MAX_STREAM_LEN, "msg", payload], client=pipe
-                )
-            pipe.hset(self.key("signals:latest"), mapping=latest)  # type: ignore[arg-type]
-            pipe.execute()
+                pipe.evalsha(sha, 2, *keys, item_id, MAX_STREAM_LEN, "msg", payload)
+            pipe.hset(self.key("signals:latest"), mapping=latest)
+
+        self._run_with_script(queue)
 
     def read_signals(self, count: int | None = None) -> list[Signal]:
         """Return the signals, oldest first; with ``count``, only the most recent ``count``."""
@@ -123,10 +124,32 @@ class RedisStore:
         if not items:
             return 0
         keys = [self.key(f"{stream}:ids"), self.key(stream)]
-        with self.client.pipeline() as pipe:
+
+        def queue(pipe: Any, sha: str) -> None:
             for item_id, payload in items:
-                self._add_once(keys=keys, args=[item_id, "", "msg", payload], client=pipe)
-            return sum(pipe.execute())
+                pipe.evalsha(sha, 2, *keys, item_id, "", "msg", payload)
+
+        return sum(self._run_with_script(queue))
+
+    def _run_with_script(self, queue: Callable[[Any, str], None]) -> list[Any]:
+        """Run one MULTI/EXEC of add-once calls by SHA: one round trip, not two.
+
+        redis-py's registered scripts send SCRIPT EXISTS before every pipeline; loading the
+        script once and calling it by SHA avoids that. A server that lost its script cache (a
+        restart) answers NOSCRIPT to every call of the batch, so none applied: load, retry.
+        """
+        for attempt in (1, 2):
+            if self._sha is None:
+                self._sha = str(self.client.script_load(_ADD_ONCE))
+            try:
+                with self.client.pipeline() as pipe:
+                    queue(pipe, self._sha)
+                    return list(pipe.execute())
+            except redis.exceptions.NoScriptError:
+                self._sha = None
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
 
     # --- positions, state, context, reports --------------------------------------------------
 

@@ -69,7 +69,9 @@ def _core(args: argparse.Namespace) -> int:
     with redis_connection() as connection:
         if args.replay:
             connection.client.delete(f"{args.namespace}:md:{args.replay}")
-            publish_replay(connection, args.replay, namespace=args.namespace, fast=args.fast)
+            publish_replay(
+                connection, args.replay, namespace=args.namespace, fast=args.fast, quiet=args.json
+            )
         summary = run_core(
             settings,
             connection,
@@ -90,7 +92,12 @@ def _replay(args: argparse.Namespace) -> int:
 
     with redis_connection() as connection:
         count = publish_replay(
-            connection, args.dataset, namespace=args.namespace, speed=args.speed, fast=args.fast
+            connection,
+            args.dataset,
+            namespace=args.namespace,
+            speed=args.speed,
+            fast=args.fast,
+            quiet=args.json,
         )
     result = {
         "dataset": args.dataset,

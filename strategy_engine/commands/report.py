@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from strategy_engine.output import print_json
+from strategy_engine.progress import progress
 
 _COLUMNS = (
     "type",
@@ -26,7 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_report)
 
 
-def strategy_report(fast: bool = False) -> dict[str, Any]:
+def strategy_report(fast: bool = False, *, quiet: bool = True) -> dict[str, Any]:
     """Backtest every catalogued type with its default config on its default data.
 
     A type that fails is reported with its error (one line) and the others still run.
@@ -43,7 +44,8 @@ def strategy_report(fast: bool = False) -> dict[str, Any]:
     from core.strategies.catalogue import strategy_types
 
     rows: list[dict[str, Any]] = []
-    for cls in strategy_types():
+    types = strategy_types()
+    for cls in progress(types, desc="backtests", quiet=quiet, total=len(types), unit="type"):
         spec = cls.spec
         row: dict[str, Any] = {"type": spec.name, "family": spec.family.value}
         try:
@@ -93,7 +95,7 @@ def format_table(report: dict[str, Any]) -> str:
 
 
 def _report(args: argparse.Namespace) -> int:
-    report = strategy_report(fast=args.fast)
+    report = strategy_report(fast=args.fast, quiet=args.json)
     if args.json:
         print_json(report)
     else:

@@ -288,3 +288,15 @@ def test_every_strategy_type_registers_as_a_champion_the_core_can_run(
         strategy = build(deployment.type_name, deployment.config, sample.symbol)
         signals = [s for e in sample.events if (s := strategy.update(e)) is not None]
         assert signals, f"{deployment.name} v{deployment.version} emitted nothing on its sample"
+
+
+def test_listed_versions_show_their_aliases(registry: StrategyRegistry) -> None:
+    first = _register(registry, 10)
+    second = _register(registry, 12)
+    registry.promote("strategy.ma_crossover", first)
+    registry.promote("strategy.ma_crossover", second)
+
+    (listed,) = registry.list_strategies()
+
+    by_version = {v["version"]: v["aliases"] for v in listed["versions"]}
+    assert by_version == {first: ["previous"], second: ["champion"]}

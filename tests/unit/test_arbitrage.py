@@ -310,3 +310,16 @@ def test_ecb_reference_rates_close_the_triangle_and_never_trigger():
 def test_triangular_refuses_a_zero_cost_hurdle_that_rounding_noise_would_beat():
     with pytest.raises(ConfigError, match=r"3 \* fee_bps \+ min_edge_bps must be > 0, was 0.0"):
         TriangularConfig(fee_bps=0.0, min_edge_bps=0.0)
+
+
+def test_latency_ignores_the_trades_that_share_its_feed():
+    from core.data.feeds import replay_events
+    from core.strategies.catalogue import build
+
+    events = replay_events("crypto_l2_binance_hftbacktest", symbols=["BTCUSDT"], fast=True)
+    strategy = build("latency", {}, "BTCUSDT:usdm/spot")
+
+    signals = [s for e in events if (s := strategy.update(e)) is not None]
+
+    assert any(e.kind == "trade" for e in events)
+    assert all(s.symbol == "BTCUSDT:usdm/spot" for s in signals)

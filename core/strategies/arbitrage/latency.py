@@ -145,6 +145,8 @@ class LeadLagLatency(Strategy[LatencyConfig]):
         return (self.symbol.split(":", 1)[0],)
 
     def update(self, quote: Quote) -> Signal | None:
+        if quote.kind != "quote":  # the feed also carries trades; this rule reads only quotes
+            return None
         cfg = self.config
         is_leader = quote.venue == cfg.leader_venue
         if not is_leader and quote.venue != cfg.lagger_venue:
