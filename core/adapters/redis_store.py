@@ -193,14 +193,14 @@ class RedisStore:
         """Return the run summary ``name``, or None."""
         return self._load_dict("reports", name)
 
+    def save_states(self, states: dict[str, dict[str, Any]]) -> None:
+        """Store several state snapshots in one round trip (a checkpoint's worth)."""
+        if states:
+            mapping = {key: _json_dict("state", key, s) for key, s in states.items()}
+            self.client.hset(self.key("state"), mapping=mapping)  # type: ignore[arg-type]
+
     def _save_dict(self, hash_name: str, field: str, value: dict[str, Any]) -> None:
-        if not isinstance(value, dict):
-            raise DataError(f"{hash_name} {field!r} must be a dict, was {type(value).__name__}")
-        try:
-            payload = codec.dumps(value)
-        except (TypeError, msgspec.EncodeError) as exc:
-            raise DataError(f"{hash_name} {field!r} is not JSON-safe: {exc}") from None
-        self.client.hset(self.key(hash_name), field, payload)
+        self.client.hset(self.key(hash_name), field, _json_dict(hash_name, field, value))
 
     def _load_dict(self, hash_name: str, field: str) -> dict[str, Any] | None:
         payload: bytes | None = self.client.hget(self.key(hash_name), field)  # type: ignore[assignment]
@@ -354,6 +354,15 @@ class RedisStore:
         # while a new bad value written to the same place is recorded again.
         digest = hashlib.blake2b(payload, digest_size=8).hexdigest()
         self.dead_letter(self.key(source), reason, payload, key=f"{source}:{digest}")
+
+
+def _json_dict(hash_name: str, field: str, value: dict[str, Any]) -> bytes:
+    if not isinstance(value, dict):
+        raise DataError(f"{hash_name} {field!r} must be a dict, was {type(value).__name__}")
+    try:
+        return codec.dumps(value)
+    except (TypeError, msgspec.EncodeError) as exc:
+        raise DataError(f"{hash_name} {field!r} is not JSON-safe: {exc}") from None
 
 
 def signal_id(signal: Signal) -> str:

@@ -39,7 +39,8 @@ class BufferedWriter:
         self._next_attempt = 0.0
         self._transient = transient
         self._batches: deque[tuple[Callable[[Sequence[Any]], object], list[Any]]] = deque()
-        self._latest: dict[tuple[str, str], Callable[[], object]] = {}
+        self._states: dict[str, dict[str, Any]] = {}
+        self._positions: list[Position] | None = None
         self.buffered_items = 0
         self.dropped = 0
         self.reconnects = 0
@@ -56,13 +57,11 @@ class BufferedWriter:
         return self._submit(self.store.record_fills, fills)
 
     def save_positions(self, positions: Sequence[Position]) -> None:
-        snapshot = list(positions)
-        self._latest[("positions", "")] = lambda: self.store.save_positions(snapshot)
-        self.drain()
+        self._positions = list(positions)
 
     def save_state(self, key: str, state: dict[str, Any]) -> None:
-        self._latest[("state", key)] = lambda: self.store.save_state(key, state)
-        self.drain()
+        """Keep the newest state per key; :meth:`drain` writes them all in one round trip."""
+        self._states[key] = state
 
     def load_state(self, key: str) -> dict[str, Any] | None:
         result: dict[str, Any] | None = self.store.load_state(key)
@@ -82,10 +81,12 @@ class BufferedWriter:
                 write(items)
                 self._batches.popleft()
                 self.buffered_items -= len(items)
-            while self._latest:
-                key = next(iter(self._latest))
-                self._latest[key]()
-                del self._latest[key]
+            if self._positions is not None:
+                self.store.save_positions(self._positions)
+                self._positions = None
+            if self._states:
+                self.store.save_states(self._states)
+                self._states = {}
         except self._transient as exc:
             self.connected = False
             self.last_error = f"{type(exc).__name__}: {exc}"
