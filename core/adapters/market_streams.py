@@ -133,6 +133,19 @@ class FeedReader:
         self.guard = guard or EventGuard()
         self._dead_letter = dead_letter
         self._recovering = True  # first drain our own pending entries (read, never acked)
+        # Where the recovery read goes on from: XREADGROUP with id 0 returns the same pending
+        # entries on every call until they are acknowledged (at the next checkpoint), so
+        # without a cursor a restarted core processed them again on every fast cycle.
+        self._pending_cursor = dict.fromkeys(self.keys, "0")
+        self._covered: dict[str, tuple[int, int]] = {}
+
+    def resume_after(self, cursor: dict[str, str]) -> None:
+        """Skip (and acknowledge) redelivered entries up to ``cursor``'s id per stream key.
+
+        A core that checkpointed and was killed before acknowledging gets those entries again;
+        their effects are already in the checkpoint, so applying them again would count twice.
+        """
+        self._covered = {key: _entry_id(value) for key, value in cursor.items() if key in self.keys}
 
     def ensure_groups(self) -> None:
         for key in self.keys:
@@ -144,26 +157,43 @@ class FeedReader:
 
     def read(self, count: int, block_ms: int) -> Delivery:
         delivery = Delivery()
-        start = "0" if self._recovering else ">"
-        response = cast(
-            list[tuple[bytes, list[_Entry]]],
-            self.client.xreadgroup(
-                self.group,
-                self.consumer,
-                dict.fromkeys(self.keys, start),
-                count=count,
-                block=None if self._recovering else block_ms,
-            ),
+        streams: dict[Any, Any] = (
+            dict(self._pending_cursor) if self._recovering else dict.fromkeys(self.keys, ">")
         )
+        try:
+            response = self._read_group(streams, count, block_ms)
+        except redis.ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+            # Redis came back without its data (no persistence): the group is gone. Make it
+            # again; the feed's surviving entries are read from the start of the new stream.
+            self.ensure_groups()
+            response = self._read_group(streams, count, block_ms)
         entries = 0
         for key_bytes, stream_entries in response or []:
             key = key_bytes.decode()
             for entry_id, fields in stream_entries:
                 entries += 1
                 self._take(delivery, key, entry_id, fields)
+            if self._recovering and stream_entries:
+                self._pending_cursor[key] = stream_entries[-1][0].decode()
         if self._recovering and entries == 0:
             self._recovering = False
         return delivery
+
+    def _read_group(
+        self, streams: dict[Any, Any], count: int, block_ms: int
+    ) -> list[tuple[bytes, list[_Entry]]]:
+        return cast(
+            list[tuple[bytes, list[_Entry]]],
+            self.client.xreadgroup(
+                self.group,
+                self.consumer,
+                streams,
+                count=count,
+                block=None if self._recovering else block_ms,
+            ),
+        )
 
     def ack(self, refs: Sequence[tuple[str, bytes]]) -> None:
         by_key: dict[str, list[bytes]] = {}
@@ -183,6 +213,10 @@ class FeedReader:
             delivery.ended.add(self.keys[key])
             delivery.refs.append((key, entry_id))
             return
+        covered = self._covered.get(key)
+        if covered is not None and _entry_id(entry_id.decode()) <= covered:
+            delivery.refs.append((key, entry_id))  # acknowledged with the next checkpoint
+            return
         payload = fields.get(b"msg", b"")
         event: Any = None
         try:
@@ -198,3 +232,9 @@ class FeedReader:
         delivery.events.append(event)
         delivery.refs.append((key, entry_id))
         delivery.arrivals_ns.append(int(fields.get(b"t_pub", b"0")))
+
+
+def _entry_id(value: str) -> tuple[int, int]:
+    """A stream entry id (``<ms>-<seq>``) as a pair that orders like Redis orders them."""
+    ms, _, seq = value.partition("-")
+    return int(ms), int(seq or 0)

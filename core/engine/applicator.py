@@ -30,6 +30,9 @@ class _Slot:
     quarantined: str | None = None
 
 
+_Route = tuple[_Slot, Strategy[Any], str]  # (slot, instance, "<model name>|<symbol>")
+
+
 @dataclass(frozen=True)
 class Routed:
     """A signal with the instrument positions that realise it, keyed for the composer."""
@@ -51,8 +54,9 @@ class StrategyApplicator:
         self._slots = [
             _Slot(d, EVENT_KINDS[strategy_type(d.type_name).spec.data_kind]) for d in deployments
         ]
-        self._routes: dict[str, list[tuple[_Slot, Strategy[Any]]]] = defaultdict(list)
-        self._broadcast: list[tuple[_Slot, Strategy[Any]]] = []
+        # Each route carries its instance's snapshot key, built once rather than per signal.
+        self._routes: dict[str, list[_Route]] = defaultdict(list)
+        self._broadcast: list[_Route] = []
         self._lazy = [slot for slot in self._slots if not slot.deployment.symbols]
         self._seen: set[str] = set()
         self.errors: list[StrategyError] = []
@@ -74,7 +78,22 @@ class StrategyApplicator:
             for symbol in event.symbols:
                 out += self._dispatch(event, kind, self._targets(symbol))
             return out
-        return self._dispatch(event, kind, self._targets(event.symbol))
+        # The per-event hot path: _targets and _dispatch inlined (a call costs as much as a
+        # strategy's whole indicator update).
+        symbol = event.symbol
+        if symbol not in self._seen:
+            self._targets(symbol)
+        out = []
+        for slot, strategy, key in self._routes.get(symbol, ()):
+            if slot.quarantined is not None or kind not in slot.event_kinds:
+                continue
+            try:
+                signal = strategy.update(event)
+                if signal is not None:
+                    out.append(Routed(signal, key, strategy.legs(signal)))
+            except Exception as exc:  # a strategy's bug must not stop the others
+                self._quarantine(slot, strategy.symbol, exc)
+        return out
 
     def instances(self) -> dict[str, Strategy[Any]]:
         """Every live instance keyed ``<model name>|<symbol>`` (the state-snapshot key)."""
@@ -102,7 +121,7 @@ class StrategyApplicator:
             restored += 1
         return restored
 
-    def _targets(self, symbol: str) -> list[tuple[_Slot, Strategy[Any]]]:
+    def _targets(self, symbol: str) -> list[_Route]:
         if symbol not in self._seen:
             self._seen.add(symbol)
             for slot in self._lazy:
@@ -110,17 +129,15 @@ class StrategyApplicator:
                     self._add_instance(slot, symbol)
         return self._routes.get(symbol, [])
 
-    def _dispatch(
-        self, event: Any, kind: str, targets: list[tuple[_Slot, Strategy[Any]]]
-    ) -> list[Routed]:
+    def _dispatch(self, event: Any, kind: str, targets: list[_Route]) -> list[Routed]:
         out: list[Routed] = []
-        for slot, strategy in targets:
+        for slot, strategy, key in targets:
             if slot.quarantined is not None or kind not in slot.event_kinds:
                 continue
             try:
                 signal = strategy.update(event)
                 if signal is not None:
-                    out.append(Routed(signal, _key(slot, strategy.symbol), strategy.legs(signal)))
+                    out.append(Routed(signal, key, strategy.legs(signal)))
             except Exception as exc:  # a strategy's bug must not stop the others
                 self._quarantine(slot, strategy.symbol, exc)
         return out
@@ -138,10 +155,11 @@ class StrategyApplicator:
         if deployment.predictor is not None:
             strategy.attach_predictor(deployment.predictor)  # type: ignore[attr-defined]
         slot.instances[symbol] = strategy
+        route = (slot, strategy, _key(slot, strategy.symbol))
         for subscribed in strategy.subscriptions():
-            self._routes[subscribed].append((slot, strategy))
+            self._routes[subscribed].append(route)
         if slot.event_kinds & BROADCAST_KINDS:
-            self._broadcast.append((slot, strategy))
+            self._broadcast.append(route)
 
     def _quarantine(self, slot: _Slot, symbol: str, exc: Exception) -> None:
         reason = f"{slot.deployment.name} raised on {symbol}: {type(exc).__name__}: {exc}"

@@ -27,10 +27,11 @@ class StrategyBook:
         self.tracker = PerformanceTracker(capital)
 
     def on_bar(self, bar: Bar) -> None:
-        fill = self.broker.on_bar_open(bar)
-        if fill is not None:
-            self.portfolio.apply_fill(fill)
-            self.tracker.fills += 1
+        if bar.symbol in self.broker._pending:  # most bars have no order waiting
+            fill = self.broker.on_bar_open(bar)
+            if fill is not None:
+                self.portfolio.apply_fill(fill)
+                self.tracker.fills += 1
         self.portfolio.mark(bar.symbol, bar.close)
 
     def on_legs(self, instance_key: str, legs: dict[str, float], ts_event: int) -> None:

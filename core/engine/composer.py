@@ -17,14 +17,22 @@ class StrategyComposer:
     def set_weights(self, weights: dict[str, float]) -> None:
         self._weights = dict(weights)
 
+    @property
+    def weights(self) -> dict[str, float]:
+        """The weights set so far (a strategy not named here weighs 1)."""
+        return dict(self._weights)
+
     def on_legs(self, strategy: str, instance_key: str, legs: dict[str, float]) -> dict[str, float]:
         """Record an instance's new leg positions; return the new target of each leg's symbol."""
         weight = self._weights.get(strategy, 1.0)
+        targets = self._targets
         changed: dict[str, float] = {}
         for symbol, position in legs.items():
-            per_instance = self._targets.setdefault(symbol, {})
+            per_instance = targets.get(symbol)
+            if per_instance is None:  # not setdefault: that would build a dict on every signal
+                per_instance = targets[symbol] = {}
             per_instance[instance_key] = weight * position
-            changed[symbol] = self.target(symbol)
+            changed[symbol] = sum(per_instance.values())
         return changed
 
     def to_state(self) -> dict[str, dict[str, float]]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 
@@ -26,6 +26,21 @@ from core.ports import SignalSink, StateStore, StrategyDeployment
 from core.risk import RiskLimits, RiskManager
 
 ENGINE_STATE_KEY = "engine"
+SHADOW_STATE_KEY = "shadow"
+
+
+class Shadow(Protocol):
+    """Something that sees every event but never trades (``core.online.OnlineGenerator``)."""
+
+    def on_event(self, event: Any) -> None: ...
+
+    def finish(self) -> None: ...
+
+    def report(self) -> dict[str, Any]: ...
+
+    def to_state(self) -> dict[str, Any]: ...
+
+    def restore(self, state: dict[str, Any]) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -78,6 +93,7 @@ class TradingEngine:
         risk: RiskManager | None = None,
         flush_every: int = 2048,
         keep_history: bool = False,
+        shadow: Shadow | None = None,
     ) -> None:
         self.applicator = StrategyApplicator(deployments)
         self.composer = StrategyComposer({d.name: d.weight for d in deployments})
@@ -103,6 +119,8 @@ class TradingEngine:
         self._keep_history = keep_history
         self.all_signals: list[Signal] = []
         self.all_fills: list[Fill] = []
+        # Shadow variants see each event after the live set has acted on it; they own no order.
+        self.shadow = shadow
 
     def on_event(self, event: Any) -> None:
         """Process one market or context event (bars fill and mark; every kind may signal)."""
@@ -138,6 +156,8 @@ class TradingEngine:
         if books:
             for book in books.values():
                 book.on_time(ts)
+        if self.shadow is not None:
+            self.shadow.on_event(event)
         if self._outbox_size >= self._flush_every:
             self.flush()
 
@@ -151,6 +171,8 @@ class TradingEngine:
     def finish(self) -> None:
         """Close the equity curve, flush outputs and snapshot state and positions."""
         self.tracker.close()
+        if self.shadow is not None:
+            self.shadow.finish()
         self.checkpoint()
 
     def checkpoint(self) -> None:
@@ -167,6 +189,8 @@ class TradingEngine:
         instances = self.applicator.instances()
         for key, strategy in instances.items():
             self._state_store.save_state(key, strategy.to_state())
+        if self.shadow is not None:
+            self._state_store.save_state(SHADOW_STATE_KEY, self.shadow.to_state())
         self._state_store.save_state(ENGINE_STATE_KEY, self.snapshot(list(instances)))
 
     def swap_deployments(self, deployments: list[StrategyDeployment]) -> StrategyApplicator:
@@ -225,6 +249,10 @@ class TradingEngine:
         self.tracker.events = snapshot["events"]
         self.tracker.signals = snapshot["signals"]
         self.tracker.fills = snapshot["fills_applied"]
+        if self.shadow is not None:
+            shadow_state = state_store.load_state(SHADOW_STATE_KEY)
+            if shadow_state is not None:
+                self.shadow.restore(shadow_state)
         return True
 
     def flush(self) -> None:
@@ -252,6 +280,7 @@ class TradingEngine:
             if self.books
             else [{"strategy": name, **totals} for name in names]
         )
+        shadow = {"shadow": self.shadow.report()} if self.shadow is not None else {}
         return {
             "events": self.tracker.events,
             **totals,
@@ -259,6 +288,7 @@ class TradingEngine:
             "risk": self.risk.stats(),
             "per_symbol": self.portfolio.per_symbol(),
             "per_strategy": per_strategy,
+            **shadow,
         }
 
     def _act_on(self, routed: Routed) -> None:
@@ -268,29 +298,34 @@ class TradingEngine:
         self._outbox_size += 1
         if self._keep_history:
             self.all_signals.append(signal)
-        first_leg = next(iter(routed.legs), signal.symbol)
-        factor = self.sizing.factor(self.portfolio.last_price(first_leg))
+        sizing, portfolio = self.sizing, self.portfolio
+        if sizing.notional is None:  # fixed units: the factor needs no price
+            factor = sizing.units
+        else:
+            first_leg = next(iter(routed.legs), signal.symbol)
+            factor = sizing.factor(portfolio.last_price(first_leg))
         sized = {symbol: position * factor for symbol, position in routed.legs.items()}
-        book = self.books.get(signal.strategy)
-        if book is not None:
-            book.on_legs(routed.instance_key, sized, signal.ts_event)
-        targets = self.composer.on_legs(signal.strategy, routed.instance_key, sized)
+        ts, strategy = signal.ts_event, signal.strategy
+        if self.books:
+            book = self.books.get(strategy)
+            if book is not None:
+                book.on_legs(routed.instance_key, sized, ts)
+        targets = self.composer.on_legs(strategy, routed.instance_key, sized)
         for symbol, target in targets.items():
-            self._place(
-                symbol, target - self.portfolio.quantity(symbol), signal.ts_event, signal.strategy
-            )
+            self._place(symbol, target - portfolio.quantity(symbol), ts, strategy)
 
     def _place(self, symbol: str, delta: float, ts_event: int, strategy: str) -> None:
         """Queue the order that moves ``symbol`` by ``delta``, if the risk manager accepts it."""
         order = self.broker.submit(symbol, delta, ts_event, strategy)
         if order is None:
             return
+        portfolio = self.portfolio
         decision = self.risk.check(
             order,
-            price=self.portfolio.last_price(symbol),
-            position=self.portfolio.quantity(symbol),
-            gross_exposure=self.portfolio.gross_exposure,
-            equity=self.portfolio.equity,
+            price=portfolio.last_price(symbol),
+            position=portfolio.quantity(symbol),
+            gross_exposure=portfolio.gross_exposure,
+            equity=portfolio.equity,
             ts_ns=ts_event,
         )
         if decision.accepted:

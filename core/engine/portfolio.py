@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from core.model import Fill, Position
 
 
-@dataclass
+@dataclass(slots=True)
 class _Holding:
     quantity: float = 0.0
     avg_price: float = 0.0
@@ -38,34 +38,40 @@ class Portfolio:
         self.winning_trades = 0
 
     def apply_fill(self, fill: Fill) -> None:
-        h = self._holdings.setdefault(fill.symbol, _Holding(last_price=fill.price))
-        self._market_value -= h.quantity * h.last_price
-        self._gross -= abs(h.quantity) * h.last_price
+        symbol, price, fee = fill.symbol, fill.price, fill.fee
+        h = self._holdings.get(symbol)
+        if h is None:  # not setdefault: that would build a holding on every fill
+            h = self._holdings[symbol] = _Holding(last_price=price)
+        held, last = h.quantity, h.last_price
+        self._market_value -= held * last
+        self._gross -= abs(held) * last
         qty = fill.signed_quantity
-        self.cash -= qty * fill.price + fill.fee
-        realized = _realized_by(h, qty, fill.price)
+        self.cash -= qty * price + fee
+        realized = _realized_by(h, qty, price)
         if realized != 0.0:
             self.closed_trades += 1
             self.winning_trades += realized > 0.0
         h.realized_pnl += realized
-        self.traded_notional += abs(qty) * fill.price
-        h.avg_price = _new_average(h, qty, fill.price)
-        h.quantity += qty
-        h.fees += fill.fee
+        self.traded_notional += abs(qty) * price
+        h.avg_price = _new_average(h, qty, price)
+        h.quantity = held = held + qty
+        h.fees += fee
         h.trades += 1
         h.ts_event = fill.ts_event
-        h.last_price = fill.price
-        self._market_value += h.quantity * h.last_price
-        self._gross += abs(h.quantity) * h.last_price
-        self.quantities[fill.symbol] = h.quantity
+        h.last_price = price
+        self._market_value += held * price
+        self._gross += abs(held) * price
+        self.quantities[symbol] = held
 
     def mark(self, symbol: str, price: float) -> None:
         h = self._holdings.get(symbol)
         if h is None:
             self._holdings[symbol] = _Holding(last_price=price)
             return
-        self._market_value += h.quantity * (price - h.last_price)
-        self._gross += abs(h.quantity) * (price - h.last_price)
+        move = price - h.last_price
+        held = h.quantity
+        self._market_value += held * move
+        self._gross += abs(held) * move
         h.last_price = price
 
     def last_price(self, symbol: str) -> float:

@@ -24,7 +24,9 @@ class PerformanceTracker:
         self._equity = array("d")
         self._gross = array("d")
         self._pending_ts: int | None = None
-        self._pending = (initial_capital, 0.0)
+        # Two floats, not a tuple: on_equity runs on every event and should allocate nothing.
+        self._pending_equity = initial_capital
+        self._pending_gross = 0.0
         self.events = 0
         self.signals = 0
         self.fills = 0
@@ -33,7 +35,8 @@ class PerformanceTracker:
         if self._pending_ts is not None and ts_event != self._pending_ts:
             self._append()
         self._pending_ts = ts_event
-        self._pending = (equity, gross_exposure)
+        self._pending_equity = equity
+        self._pending_gross = gross_exposure
 
     def close(self) -> None:
         if self._pending_ts is not None:
@@ -43,8 +46,8 @@ class PerformanceTracker:
     def _append(self) -> None:
         assert self._pending_ts is not None
         self._ts.append(self._pending_ts)
-        self._equity.append(self._pending[0])
-        self._gross.append(self._pending[1])
+        self._equity.append(self._pending_equity)
+        self._gross.append(self._pending_gross)
 
     def equity_curve(self) -> tuple[np.ndarray, np.ndarray]:
         return np.frombuffer(self._ts, dtype=np.int64), np.frombuffer(

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from core.engine.applicator import StrategyApplicator
-from core.engine.engine import PositionSizing, TradingEngine
+from core.engine.engine import ENGINE_STATE_KEY, PositionSizing, TradingEngine
 from core.engine.execution import BarFillModel
 from core.ports import StrategyDeployment, StrategySource
 from core.risk import RiskLimits, RiskManager
@@ -40,6 +40,8 @@ class Feed(Protocol):
 
     def ack(self, refs: Any) -> None: ...
 
+    def resume_after(self, cursor: dict[str, str]) -> None: ...
+
 
 class Board(Protocol):
     """Where the core publishes status and reads back fills (the Redis store)."""
@@ -47,6 +49,31 @@ class Board(Protocol):
     def save_report(self, name: str, report: dict[str, Any]) -> None: ...
 
     def read_fills(self) -> list[Any]: ...
+
+
+CURSOR_FIELD = "feed_cursor"
+
+
+class _CursorStampedStore:
+    """The writer as the engine's state store, with the feed cursor inside the engine snapshot.
+
+    The engine snapshot is the checkpoint's commit point, and acknowledgements follow it; a
+    crash in between used to redeliver entries whose effects the snapshot already held, which
+    the restarted core then applied twice. Written in the same value, the cursor tells the
+    restarted core exactly which redelivered entries to skip.
+    """
+
+    def __init__(self, writer: BufferedWriter, cursor: dict[str, str]) -> None:
+        self._writer = writer
+        self._cursor = cursor
+
+    def save_state(self, key: str, state: dict[str, Any]) -> None:
+        if key == ENGINE_STATE_KEY:
+            state = {**state, CURSOR_FIELD: dict(self._cursor)}
+        self._writer.save_state(key, state)
+
+    def load_state(self, key: str) -> dict[str, Any] | None:
+        return self._writer.load_state(key)
 
 
 @dataclass(frozen=True)
@@ -97,6 +124,7 @@ class CoreService:
         self._transient = transient
         self._wall_ns = wall_ns
         self._control = control
+        self.last_control = ""
         self.fast = TierTimer(int(settings.fast_cycle_s * 1e9))
         self.tactical = TierTimer(int(settings.tactical_cycle_s * 1e9))
         self.tick_to_signal = LatencyRecorder()
@@ -107,6 +135,7 @@ class CoreService:
         self.last_error = ""
         self.restored = False
         self._unacked: list[Any] = []
+        self._cursor: dict[str, str] = {}  # last entry id processed, per stream key
         self._ended: set[str] = set()
         self._stop = False
         self._reload_requested = False
@@ -126,15 +155,28 @@ class CoreService:
             sizing=PositionSizing(notional=self.settings.notional),
             risk=RiskManager(self.settings.risk),
             sink=self.writer,
-            state_store=self.writer,
+            state_store=_CursorStampedStore(self.writer, self._cursor),
         )
         self.restored = self.engine.restore(self.writer, self.board.read_fills())
         self.feed.ensure_groups()
+        if self.restored:
+            # Entries checkpointed but not acknowledged before a crash come back: skip them.
+            snapshot = self.writer.load_state(ENGINE_STATE_KEY) or {}
+            self._cursor.update(snapshot.get(CURSOR_FIELD, {}))
+            self.feed.resume_after(dict(self._cursor))
         self._next_registry_check = time.monotonic() + self.settings.registry_check_s
 
     def request_stop(self) -> None:
         """Finish the current cycle, checkpoint, and return from :meth:`run` (signal-safe)."""
         self._stop = True
+
+    def attach_control(self, control: Callable[[], bool]) -> None:
+        """Poll ``control`` every tactical cycle; True asks for a reload."""
+        self._control = control
+
+    def note(self, line: str) -> None:
+        """Record what an operator's control message did, for the status."""
+        self.last_control = line
 
     def request_reload(self) -> None:
         """Reload the active set from the registry at the next tactical cycle."""
@@ -182,6 +224,8 @@ class CoreService:
             for arrived in signalled:
                 self.tick_to_signal.record(written - arrived)
         self._unacked.extend(delivery.refs)
+        for key, entry_id in delivery.refs:  # in id order per stream: the last one wins
+            self._cursor[key] = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
         self._ended |= delivery.ended
         self.rejected += delivery.rejected
         if delivery.events:
@@ -225,6 +269,10 @@ class CoreService:
         engine = self._engine()
         if _versions(wanted) == _versions(engine.applicator.deployments):
             return
+        if not wanted:
+            # An empty answer is far likelier a registry mishap than a wish to stop trading.
+            self.last_error = "reload skipped, kept the running set: the registry set is empty"
+            return
         self._pending = _Pending(engine.swap_deployments(wanted), len(engine.applicator.errors))
         self.reloads += 1
 
@@ -242,8 +290,12 @@ class CoreService:
             return
         engine = self._engine()
         if len(engine.applicator.errors) > pending.errors_before:
-            failure = engine.applicator.errors[-1]
+            trial = engine.applicator
+            failure = trial.errors[-1]
             engine.revert(pending.previous)
+            # The old set did not see the trial cycle's events; without this its models would
+            # resume from where they were at the swap, as if those events had been dropped.
+            pending.previous.restore(_unchanged_states(trial, pending.previous))
             self.reloads -= 1
             self.last_error = f"reload reverted, new set failed its first cycle: {failure}"
 
@@ -290,12 +342,34 @@ class CoreService:
             "events_in": engine.tracker.events,
             "signals_out": engine.tracker.signals,
             "positions": {p.symbol: p.quantity for p in engine.portfolio.positions()},
+            "per_strategy": self._per_strategy(engine),
+            "events_rejected": self.rejected,
             "equity": engine.portfolio.equity,
             "risk_mode": str(engine.risk.mode),
             "redis": self.writer.stats(),
             "reloads": self.reloads,
+            "last_control": self.last_control,
             "last_error": self.last_error,
         }
+
+    def _per_strategy(self, engine: TradingEngine) -> list[dict[str, Any]]:
+        """PnL, signals and fills per strategy (its own book, or the portfolio if alone)."""
+        capital = self.settings.capital
+        books = (
+            [(n, b.portfolio, b.tracker) for n, b in engine.books.items()]
+            if engine.books
+            else [(d.name, engine.portfolio, engine.tracker) for d in engine.applicator.deployments]
+        )
+        weights = engine.composer.weights
+        rows = []
+        for name, portfolio, tracker in books:
+            metrics = tracker.metrics(portfolio.traded_notional)  # closed samples only
+            rows.append({
+                "strategy": name, "pnl": portfolio.equity - capital, "signals": tracker.signals,
+                "fills": tracker.fills, "sharpe": metrics["sharpe"], "periods": metrics["periods"],
+                "weight": weights.get(name, 1.0),
+            })  # fmt: skip
+        return rows
 
     def _publish_status(self) -> None:
         # Refreshed every tactical cycle: if Redis is away, the next one will do.
@@ -306,6 +380,21 @@ class CoreService:
         if self.engine is None:
             raise RuntimeError("CoreService.start() was not called")
         return self.engine
+
+
+def _unchanged_states(
+    trial: StrategyApplicator, previous: StrategyApplicator
+) -> dict[str, dict[str, Any]]:
+    """States of the trial set's instances whose model the previous set runs unchanged (same
+    name, type and config) and that did not raise: what the previous set should continue from."""
+    before = {d.name: (d.type_name, d.config) for d in previous.deployments}
+    same = {d.name for d in trial.deployments if before.get(d.name) == (d.type_name, d.config)}
+    raised = {str(e).split(" raised on ", 1)[0] for e in trial.errors}
+    return {
+        key: strategy.to_state()
+        for key, strategy in trial.instances().items()
+        if key.partition("|")[0] in same - raised
+    }
 
 
 def _versions(deployments: list[StrategyDeployment]) -> set[tuple[str, str]]:

@@ -23,6 +23,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fast-cycle-ms", type=float, default=100.0)
     p.add_argument("--tactical-cycle-s", type=float, default=1.0)
     p.add_argument("--namespace", default="se", help="Redis key prefix")
+    p.add_argument(
+        "--metrics-port", type=int, default=None, help="serve Prometheus /metrics on 127.0.0.1:PORT"
+    )
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(handler=_core)
 
@@ -78,6 +81,7 @@ def _core(args: argparse.Namespace) -> int:
             namespace=args.namespace,
             source=source,
             fresh=bool(args.replay),
+            metrics_port=args.metrics_port,
         )
     if args.json:
         print_json(summary)

@@ -18,6 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--redis-port", type=int, default=6379, help="default 6379")
     p.add_argument("--mlflow-port", type=int, default=5000, help="default 5000")
     p.add_argument("--prefect-port", type=int, default=4200, help="default 4200")
+    p.add_argument("--dashboard-port", type=int, default=8050, help="default 8050")
     p.add_argument("--no-deploy", action="store_true", help="skip the work pool and deploy")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(handler=_up)
@@ -38,6 +39,7 @@ def _up(args: argparse.Namespace) -> int:
         redis_port=args.redis_port,
         mlflow_port=args.mlflow_port,
         prefect_port=args.prefect_port,
+        dashboard_port=args.dashboard_port,
         deploy=not args.no_deploy,
     )
     result = services.up(config, echo=_quiet if args.json else print)
@@ -58,6 +60,7 @@ def _instructions(urls: dict[str, Any], prefect_home: str) -> str:
     api = urls["prefect_api"]
     return "\n".join(
         [
+            f"  Dashboard:   {urls['dashboard']}",
             f"  MLflow UI:   {urls['mlflow_ui']}",
             f"  Prefect UI:  {urls['prefect_ui']}",
             f"  REDIS_URL:   {urls['redis']}",

@@ -178,7 +178,8 @@ def test_make_up_starts_every_service_and_make_down_stops_them_twice_safely(tmp_
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     env.update(STRATEGY_ENGINE_VAR_DIR=str(tmp_path / "var"),
                STRATEGY_ENGINE_MLFLOW_DIR=str(tmp_path / "mlflow"))  # fmt: skip
-    ports = {name: _free_port() for name in ("REDIS_PORT", "MLFLOW_PORT", "PREFECT_PORT")}
+    names = ("REDIS_PORT", "MLFLOW_PORT", "PREFECT_PORT", "DASHBOARD_PORT")
+    ports = {name: _free_port() for name in names}
     try:
         up = _make("up", env, *(f"{name}={port}" for name, port in ports.items()))
         listed = _cli("services", "--json", env=env)
@@ -190,16 +191,17 @@ def test_make_up_starts_every_service_and_make_down_stops_them_twice_safely(tmp_
     assert f"MLflow UI:   http://127.0.0.1:{ports['MLFLOW_PORT']}" in up.stdout
     assert f"Prefect UI:  http://127.0.0.1:{ports['PREFECT_PORT']}" in up.stdout
     assert "deployment run 'register-and-promote/ma-crossover'" in up.stdout
+    assert f"Dashboard:   http://127.0.0.1:{ports['DASHBOARD_PORT']}" in up.stdout
     running = json.loads(listed.stdout)
     assert [(s["name"], s["running"], s["answering"]) for s in running] == [
-        ("redis", True, True), ("mlflow", True, True), ("prefect", True, True),
-        ("worker", True, True),
+        ("redis", True, True), ("dashboard", True, True), ("mlflow", True, True),
+        ("prefect", True, True), ("worker", True, True),
     ]  # fmt: skip
     assert first_down.returncode == 0, first_down.stderr
     assert not any(psutil.pid_exists(s["pid"]) and _not_zombie(s["pid"]) for s in running)
     assert list((tmp_path / "var" / "run").glob("*.pid")) == []
     assert second_down.returncode == 0, second_down.stderr
-    assert second_down.stdout.count("not running") == 4
+    assert second_down.stdout.count("not running") == 5
 
 
 def _not_zombie(pid: int) -> bool:

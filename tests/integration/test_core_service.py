@@ -100,3 +100,25 @@ def test_malformed_and_implausible_entries_are_dead_lettered_and_the_core_carrie
     assert any("crossed book" in r for r in reasons)
     assert any("non-positive price" in r for r in reasons)
     assert any("goes back" in r for r in reasons)
+
+
+def test_a_weights_control_message_reweights_the_running_set(
+    redis_connection: RedisConnection, redis_namespace: str, bars
+):
+    store = RedisStore(redis_connection.client, redis_namespace)
+    FeedPublisher(redis_connection.client, redis_namespace).publish(FEED, bars)
+    message = {"action": "weights", "weights": {"strategy.breakout": 0.5}}
+
+    run_core(
+        _settings(),
+        redis_connection,
+        namespace=redis_namespace,
+        source=LocalStrategies(TYPES),
+        before_run=lambda service: store.publish_control(message),
+    )
+
+    status = read_status(redis_connection, "core-1", redis_namespace)
+    assert status is not None
+    assert status["last_control"] == "applied weights to 1 strategies: strategy.breakout 1->0.5"
+    weights = {row["strategy"]: row["weight"] for row in status["per_strategy"]}
+    assert weights == {"strategy.breakout": 0.5, "strategy.ma_crossover": 1.0}

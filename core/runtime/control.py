@@ -1,0 +1,129 @@
+"""Apply control-channel messages that change how the running set trades (strategy weights).
+
+A ``weights`` message comes from the adaptation flow::
+
+    {"action": "weights", "weights": {"strategy.ma_crossover": 0.5, ...}, "changes": [...]}
+
+The core checks it against its own :class:`WeightLimits` whatever the sender was configured
+with: every named strategy must be in the active set and every weight a finite number within
+the limits, moved by at most ``max_step``. One bad entry refuses the whole message (nothing is
+applied), so a message is applied whole or not at all. A new weight takes effect at each
+instance's next signal: the composer weighs positions as they are signalled.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from core.engine.engine import TradingEngine
+from core.errors import ConfigError
+
+MAX_WEIGHTS = 1_000
+"""Most strategies one message may name (a size limit on untrusted input)."""
+
+
+@dataclass(frozen=True)
+class WeightLimits:
+    """The core's own bounds on weights set through the control channel."""
+
+    min_weight: float = 0.0
+    max_weight: float = 2.0
+    max_step: float | None = None
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.min_weight) and math.isfinite(self.max_weight)):
+            raise ConfigError(
+                f"weight limits must be finite, were [{self.min_weight}, {self.max_weight}]"
+            )
+        if not 0.0 <= self.min_weight <= self.max_weight:
+            raise ConfigError(
+                f"weight limits need 0 <= min_weight <= max_weight, "
+                f"were [{self.min_weight}, {self.max_weight}]"
+            )
+        if self.max_step is not None and not self.max_step > 0.0:
+            raise ConfigError(f"max_step must be > 0, was {self.max_step}")
+
+
+class _Refused(Exception):
+    """A message that cannot be applied; the text says why."""
+
+
+def apply_control(engine: TradingEngine, message: Any, limits: WeightLimits | None = None) -> str:
+    """Apply a ``weights`` control message to ``engine``; return one line saying what happened.
+
+    Parameters
+    ----------
+    engine
+        The running engine; its composer's weights change only if the whole message is valid.
+    message
+        The decoded control message (a dict from JSON, never unpickled).
+    limits
+        The core's bounds (default :class:`WeightLimits`).
+
+    Returns
+    -------
+    str
+        ``"applied weights: ..."``, ``"refused weights message: <reason>"`` or, for a message
+        of another action, ``"ignored control message: ..."``.
+    """
+    bounds = limits or WeightLimits()
+    if not isinstance(message, Mapping):
+        return f"refused control message: expected a JSON object, was {type(message).__name__}"
+    action = message.get("action")
+    if action != "weights":
+        return f"ignored control message: action {action!r} is not a weights update"
+    try:
+        wanted = _weights(message.get("weights"))
+        current = current_weights(engine)
+        for name, weight in wanted.items():
+            _check(name, weight, current, bounds)
+    except _Refused as exc:
+        return f"refused weights message: {exc}"
+    engine.composer.set_weights({**current, **wanted})
+    moves = ", ".join(f"{n} {current[n]:g}->{w:g}" for n, w in sorted(wanted.items()))
+    return f"applied weights to {len(wanted)} strategies: {moves}"
+
+
+def current_weights(engine: TradingEngine) -> dict[str, float]:
+    """The weight the composer gives each active strategy (the deployment's unless changed)."""
+    set_by_control = engine.composer.weights
+    return {
+        d.name: float(set_by_control.get(d.name, d.weight)) for d in engine.applicator.deployments
+    }
+
+
+def _weights(raw: Any) -> dict[str, float]:
+    if not isinstance(raw, Mapping) or not raw:
+        raise _Refused(f"'weights' must be a non-empty object of strategy -> number, was {raw!r}")
+    if len(raw) > MAX_WEIGHTS:
+        raise _Refused(f"'weights' names {len(raw)} strategies, at most {MAX_WEIGHTS} allowed")
+    found = {}
+    for name, value in raw.items():
+        if not isinstance(name, str):
+            raise _Refused(f"strategy names must be strings, was {name!r}")
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise _Refused(f"weight of {name!r} must be a number, was {value!r}")
+        found[name] = float(value)
+    return found
+
+
+def _check(name: str, weight: float, current: Mapping[str, float], limits: WeightLimits) -> None:
+    if name not in current:
+        known = ", ".join(sorted(current)) or "none"
+        raise _Refused(f"strategy {name!r} is not in the active set (active: {known})")
+    if not math.isfinite(weight):
+        raise _Refused(f"weight of {name!r} must be finite, was {weight}")
+    if not limits.min_weight <= weight <= limits.max_weight:
+        raise _Refused(
+            f"weight of {name!r} must be within [{limits.min_weight:g}, {limits.max_weight:g}], "
+            f"was {weight:g}"
+        )
+    step = abs(weight - current[name])
+    if limits.max_step is not None and step > limits.max_step + 1e-12:
+        raise _Refused(
+            f"weight of {name!r} may move by at most {limits.max_step:g} per message, "
+            f"was {current[name]:g} -> {weight:g}"
+        )

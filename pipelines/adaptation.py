@@ -1,0 +1,591 @@
+"""Strategy Adaptation Engine: move live strategies' weights and parameters within bounds.
+
+:class:`AdaptationEngine` is pure: current weights, the strategic context and each strategy's
+recent performance in, a list of :class:`Change` out (what, old, new, why). The :func:`adapt`
+flow reads the context and the core's status from Redis, runs it, records every change (an
+MLflow run in experiment ``adaptation`` with ``changes.json``, and the ``adaptation`` context)
+and sends the new weights to the core on the control channel.
+
+Rules (stateless: each run computes a *target* from the base weight, so running every minute in
+the same conditions converges and then changes nothing):
+
+1. target weight = the strategy's ``base_weight`` times every factor that applies:
+
+   * turbulent regime (the ``regime`` context's turbulent probability at least
+     ``turbulent_probability``): trend-following strategies x ``turbulent_trend_scale``,
+     mean-reversion strategies x ``turbulent_reversion_scale``;
+   * losing strategy (recent Sharpe below ``sharpe_floor`` over at least ``min_periods``
+     periods): x ``losing_scale``;
+   * risk-off (the ``macro`` stance is ``risk_off``, or the market sentiment of the ``news``
+     context is at or below ``bearish_sentiment``): equity-exposed strategies x
+     ``risk_off_scale``;
+
+2. the target is clamped to ``[min_weight, max_weight]``;
+3. the weight moves toward it by at most ``max_step`` per run;
+4. a bounded parameter moves to its ``turbulent`` value in a turbulent regime and back to its
+   ``base`` otherwise, clamped to its range and by at most its ``max_step``.
+
+No change is made for a move smaller than ``1e-9``. Every change says why.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+from prefect import flow, task
+
+from core import codec
+from core.errors import ConfigError
+
+Style = Literal["trend_following", "mean_reversion", "other"]
+ADAPTATION_EXPERIMENT = "adaptation"
+ADAPTATION_SCHEMA_VERSION = 1
+_EPS = 1e-9
+
+
+def _finite(value: float, name: str) -> None:
+    if not math.isfinite(value):
+        raise ConfigError(f"{name} must be finite, was {value}")
+
+
+class ParamBounds(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """The allowed range of one numeric parameter and where the rules move it."""
+
+    min: float
+    max: float
+    base: float
+    turbulent: float | None = None
+    max_step: float | None = None
+
+    def check(self, where: str) -> None:
+        for field in ("min", "max", "base"):
+            _finite(getattr(self, field), f"{where}.{field}")
+        if self.min > self.max:
+            raise ConfigError(f"{where}: min must be <= max, was {self.min} > {self.max}")
+        if not self.min <= self.base <= self.max:
+            raise ConfigError(
+                f"{where}.base must be within [{self.min}, {self.max}], was {self.base}"
+            )
+        if self.turbulent is not None and not self.min <= self.turbulent <= self.max:
+            raise ConfigError(
+                f"{where}.turbulent must be within [{self.min}, {self.max}], was {self.turbulent}"
+            )
+        if self.max_step is not None and not self.max_step > 0.0:
+            raise ConfigError(f"{where}.max_step must be > 0, was {self.max_step}")
+
+
+class StrategyBounds(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """How far the engine may move one strategy."""
+
+    base_weight: float = 1.0
+    min_weight: float = 0.0
+    max_weight: float = 2.0
+    max_step: float = 0.25
+    style: Style = "other"
+    equity: bool = True
+    params: dict[str, ParamBounds] = msgspec.field(default_factory=dict)
+
+    def check(self, where: str) -> None:
+        for field in ("base_weight", "min_weight", "max_weight", "max_step"):
+            _finite(getattr(self, field), f"{where}.{field}")
+        if self.min_weight < 0.0:
+            raise ConfigError(f"{where}.min_weight must be >= 0, was {self.min_weight}")
+        if self.min_weight > self.max_weight:
+            raise ConfigError(
+                f"{where}: min_weight must be <= max_weight, "
+                f"was {self.min_weight} > {self.max_weight}"
+            )
+        if not self.min_weight <= self.base_weight <= self.max_weight:
+            raise ConfigError(
+                f"{where}.base_weight must be within [{self.min_weight}, {self.max_weight}], "
+                f"was {self.base_weight}"
+            )
+        if not self.max_step > 0.0:
+            raise ConfigError(f"{where}.max_step must be > 0, was {self.max_step}")
+        for name, param in self.params.items():
+            param.check(f"{where}.params.{name}")
+
+
+class AdaptationBounds(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """The validated configuration of the adaptation engine (see the module's rules)."""
+
+    strategies: dict[str, StrategyBounds]
+    turbulent_probability: float = 0.5
+    turbulent_trend_scale: float = 0.5
+    turbulent_reversion_scale: float = 1.5
+    sharpe_floor: float = -0.5
+    min_periods: int = 20
+    losing_scale: float = 0.5
+    risk_off_scale: float = 0.5
+    bearish_sentiment: float = -0.2
+
+    def __post_init__(self) -> None:
+        if not self.strategies:
+            raise ConfigError("adaptation bounds name no strategy")
+        for name, bounds in self.strategies.items():
+            bounds.check(f"strategies.{name}")
+        if not 0.0 < self.turbulent_probability <= 1.0:
+            raise ConfigError(
+                f"turbulent_probability must be in (0, 1], was {self.turbulent_probability}"
+            )
+        for field in ("turbulent_trend_scale", "turbulent_reversion_scale", "losing_scale"):
+            self._positive(field)
+        self._positive("risk_off_scale")
+        _finite(self.sharpe_floor, "sharpe_floor")
+        _finite(self.bearish_sentiment, "bearish_sentiment")
+        if self.min_periods < 1:
+            raise ConfigError(f"min_periods must be >= 1, was {self.min_periods}")
+
+    def _positive(self, field: str) -> None:
+        value = getattr(self, field)
+        if not (math.isfinite(value) and value > 0.0):
+            raise ConfigError(f"{field} must be a finite number > 0, was {value}")
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> AdaptationBounds:
+        """Validate a plain dict (JSON); errors name the offending field and value.
+
+        Raises
+        ------
+        ConfigError
+            On an unknown field, a wrong type or a value out of range.
+        """
+        try:
+            return msgspec.convert(dict(raw), cls)
+        except msgspec.ValidationError as exc:
+            raise ConfigError(f"adaptation bounds: {exc}") from None
+
+    def to_dict(self) -> dict[str, Any]:
+        result: dict[str, Any] = msgspec.to_builtins(self)
+        return result
+
+
+class Change(msgspec.Struct, frozen=True, kw_only=True):
+    """One adjustment: ``what`` is ``"weight"`` or ``"param:<name>"``."""
+
+    strategy: str
+    what: str
+    old: float
+    new: float
+    why: str
+
+    def to_dict(self) -> dict[str, Any]:
+        result: dict[str, Any] = msgspec.to_builtins(self)
+        return result
+
+
+class Context(msgspec.Struct, frozen=True, kw_only=True):
+    """What the strategic tier says, reduced to what the rules read (None: not known)."""
+
+    turbulent_probability: float | None = None
+    regime: str | None = None
+    macro_stance: str | None = None
+    market_sentiment: float | None = None
+
+    @classmethod
+    def from_documents(
+        cls,
+        regime: Mapping[str, Any] | None,
+        news: Mapping[str, Any] | None,
+        macro: Mapping[str, Any] | None,
+    ) -> Context:
+        """Read the ``regime``, ``news`` and ``macro`` context documents (any may be None)."""
+        return cls(
+            turbulent_probability=_optional_float((regime or {}).get("turbulent_probability")),
+            regime=(regime or {}).get("label"),
+            macro_stance=(macro or {}).get("stance"),
+            market_sentiment=_optional_float(((news or {}).get("market") or {}).get("sentiment")),
+        )
+
+
+class Performance(msgspec.Struct, frozen=True, kw_only=True):
+    """A strategy's recent performance as the tracker measures it."""
+
+    sharpe: float
+    periods: int
+
+
+def _optional_float(value: Any) -> float | None:
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None
+
+
+class AdaptationEngine:
+    """Apply the module's rules within ``bounds``; pure (no I/O, no clock)."""
+
+    def __init__(self, bounds: AdaptationBounds) -> None:
+        self.bounds = bounds
+
+    def adapt(
+        self,
+        current_weights: Mapping[str, float],
+        context: Context,
+        recent_performance: Mapping[str, Performance],
+        current_params: Mapping[str, Mapping[str, float]] | None = None,
+    ) -> list[Change]:
+        """Return the changes for every bounded strategy, weights first, in name order.
+
+        A strategy missing from ``current_weights`` is taken at its ``base_weight``; one missing
+        from ``recent_performance`` is not judged on performance. Parameters missing from
+        ``current_params`` are taken at their ``base``.
+        """
+        changes = []
+        for name in sorted(self.bounds.strategies):
+            bounds = self.bounds.strategies[name]
+            old = float(current_weights.get(name, bounds.base_weight))
+            change = self._weight(name, bounds, old, context, recent_performance.get(name))
+            if change is not None:
+                changes.append(change)
+            params = (current_params or {}).get(name, {})
+            changes.extend(self._params(name, bounds, params, context))
+        return changes
+
+    def turbulent(self, context: Context) -> bool:
+        p = context.turbulent_probability
+        return p is not None and p >= self.bounds.turbulent_probability
+
+    def _weight(
+        self,
+        name: str,
+        bounds: StrategyBounds,
+        old: float,
+        context: Context,
+        performance: Performance | None,
+    ) -> Change | None:
+        factor, reasons = self._factors(bounds, context, performance)
+        if not reasons:
+            reasons.append(f"no adverse condition: toward base weight {bounds.base_weight:g}")
+        wanted = bounds.base_weight * factor
+        target = min(max(wanted, bounds.min_weight), bounds.max_weight)
+        if target != wanted:
+            reasons.append(
+                f"target {wanted:.4g} clamped to [{bounds.min_weight:g}, {bounds.max_weight:g}]"
+            )
+        new = _step(old, target, bounds.max_step)
+        if abs(new - old) <= _EPS:
+            return None
+        if new != target:
+            reasons.append(f"step limited to {bounds.max_step:g} (target {target:.4g})")
+        return Change(strategy=name, what="weight", old=old, new=new, why="; ".join(reasons))
+
+    def _factors(
+        self, bounds: StrategyBounds, context: Context, performance: Performance | None
+    ) -> tuple[float, list[str]]:
+        cfg = self.bounds
+        factor, reasons = 1.0, []
+        if self.turbulent(context):
+            scale = {
+                "trend_following": cfg.turbulent_trend_scale,
+                "mean_reversion": cfg.turbulent_reversion_scale,
+            }.get(bounds.style)
+            if scale is not None:
+                factor *= scale
+                reasons.append(
+                    f"turbulent regime (p={context.turbulent_probability:.2f}): "
+                    f"{bounds.style} x{scale:g}"
+                )
+        if (
+            performance is not None
+            and performance.periods >= cfg.min_periods
+            and performance.sharpe < cfg.sharpe_floor
+        ):
+            factor *= cfg.losing_scale
+            reasons.append(
+                f"recent Sharpe {performance.sharpe:.2f} < {cfg.sharpe_floor:g} over "
+                f"{performance.periods} periods: x{cfg.losing_scale:g}"
+            )
+        risk_off = self._risk_off(context)
+        if bounds.equity and risk_off:
+            factor *= cfg.risk_off_scale
+            reasons.append(f"risk-off ({risk_off}): equity exposure x{cfg.risk_off_scale:g}")
+        return factor, reasons
+
+    def _risk_off(self, context: Context) -> str:
+        why = []
+        if context.macro_stance == "risk_off":
+            why.append("macro stance risk_off")
+        sentiment = context.market_sentiment
+        if sentiment is not None and sentiment <= self.bounds.bearish_sentiment:
+            why.append(f"market sentiment {sentiment:.2f} <= {self.bounds.bearish_sentiment:g}")
+        return ", ".join(why)
+
+    def _params(
+        self, name: str, bounds: StrategyBounds, current: Mapping[str, float], context: Context
+    ) -> list[Change]:
+        turbulent = self.turbulent(context)
+        changes = []
+        for param, rule in sorted(bounds.params.items()):
+            old = float(current.get(param, rule.base))
+            wanted = rule.turbulent if turbulent and rule.turbulent is not None else rule.base
+            target = min(max(wanted, rule.min), rule.max)
+            new = target if rule.max_step is None else _step(old, target, rule.max_step)
+            if abs(new - old) <= _EPS:
+                continue
+            why = (
+                f"turbulent regime (p={context.turbulent_probability:.2f}): toward {target:g}"
+                if turbulent and rule.turbulent is not None
+                else f"not turbulent: back toward base {target:g}"
+            )
+            if new != target:
+                why += f"; step limited to {rule.max_step}"
+            changes.append(Change(strategy=name, what=f"param:{param}", old=old, new=new, why=why))
+        return changes
+
+
+def _step(old: float, target: float, max_step: float) -> float:
+    """Move from ``old`` toward ``target`` by at most ``max_step``."""
+    if abs(target - old) <= max_step:
+        return target
+    return old + math.copysign(max_step, target - old)
+
+
+def apply_changes(
+    weights: Mapping[str, float], params: Mapping[str, Mapping[str, float]], changes: list[Change]
+) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+    """Weights and parameters after ``changes``."""
+    new_weights = dict(weights)
+    new_params = {k: dict(v) for k, v in params.items()}
+    for change in changes:
+        if change.what == "weight":
+            new_weights[change.strategy] = change.new
+        else:
+            new_params.setdefault(change.strategy, {})[change.what.removeprefix("param:")] = (
+                change.new
+            )
+    return new_weights, new_params
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading what the core publishes
+# ---------------------------------------------------------------------------------------------
+
+
+def default_bounds(strategies: list[str]) -> AdaptationBounds:
+    """Bounds for registered model names ``strategy.<type>``, styled by the type's catalogue spec.
+
+    Trend-following types are ``trend_following``, statistical-arbitrage types
+    ``mean_reversion``; a type trading one instrument's direction (bars, news, macro) is
+    equity-exposed, a pair, quote or funding type (market-neutral by construction) is not. A
+    name the catalogue does not know gets neutral bounds.
+    """
+    from core.strategies.base import DataKind, Family
+    from core.strategies.catalogue import strategy_type
+
+    styles: dict[Family, Style] = {
+        Family.TREND_FOLLOWING: "trend_following",
+        Family.STATISTICAL_ARBITRAGE: "mean_reversion",
+    }
+    directional = {DataKind.BARS, DataKind.NEWS, DataKind.MACRO}
+    found = {}
+    for name in strategies:
+        try:
+            spec = strategy_type(name.removeprefix("strategy.")).spec
+        except ConfigError:
+            found[name] = StrategyBounds(equity=False)
+            continue
+        found[name] = StrategyBounds(
+            style=styles.get(spec.family, "other"), equity=spec.data_kind in directional
+        )
+    return AdaptationBounds(strategies=found)
+
+
+def performance_from_status(status: Mapping[str, Any] | None) -> dict[str, Performance]:
+    """Per-strategy ``sharpe`` and ``periods`` from a core status report, where it has them.
+
+    The status is expected to carry ``per_strategy`` rows as ``TradingEngine.summary()`` makes
+    them (``strategy``, ``sharpe``, ``periods``); rows without both numbers are skipped.
+    """
+    found = {}
+    for row in (status or {}).get("per_strategy") or []:
+        if not isinstance(row, Mapping):
+            continue
+        sharpe, periods = _optional_float(row.get("sharpe")), row.get("periods")
+        if isinstance(row.get("strategy"), str) and sharpe is not None and isinstance(periods, int):
+            found[row["strategy"]] = Performance(sharpe=sharpe, periods=periods)
+    return found
+
+
+def weights_from_status(
+    status: Mapping[str, Any] | None, previous: Mapping[str, Any] | None
+) -> dict[str, float]:
+    """The core's current weights: its status ``weights`` if published, else the last
+    adaptation's, else each active deployment's own ``weight`` (1.0 when absent)."""
+    published = (status or {}).get("weights")
+    if isinstance(published, Mapping):
+        return {str(k): float(v) for k, v in published.items() if _optional_float(v) is not None}
+    earlier = (previous or {}).get("weights")
+    if isinstance(earlier, Mapping):
+        return {str(k): float(v) for k, v in earlier.items() if _optional_float(v) is not None}
+    active = (status or {}).get("active_set") or []
+    return {
+        str(d["name"]): float(d.get("weight", 1.0))
+        for d in active
+        if isinstance(d, Mapping) and "name" in d
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Prefect flow
+# ---------------------------------------------------------------------------------------------
+
+
+@task(name="read-adaptation-inputs", retries=2, retry_delay_seconds=1)
+def read_inputs(namespace: str, core: str) -> dict[str, Any]:
+    """Read the three contexts, the core's status and the last adaptation from Redis."""
+    from core.adapters.redis_server import connect
+    from core.adapters.redis_store import RedisStore
+
+    with connect() as connection:
+        store = RedisStore(connection.client, namespace=namespace)
+        return {
+            "regime": store.get_context("regime"),
+            "news": store.get_context("news"),
+            "macro": store.get_context("macro"),
+            "previous": store.get_context("adaptation"),
+            "status": store.load_report(f"status:{core}"),
+        }
+
+
+@task(name="log-adaptation", retries=2, retry_delay_seconds=1)
+def log_adaptation(record: dict[str, Any]) -> str:
+    """Record the run in MLflow experiment ``adaptation`` with ``changes.json``."""
+    from mlflow.entities import Metric, RunStatus, RunTag
+
+    from registry.store import MlflowStore
+
+    store = MlflowStore()
+    client = store.client
+    run = client.create_run(
+        store.experiment_id(ADAPTATION_EXPERIMENT),
+        run_name=f"adapt {record['core']}",
+        tags={"kind": "adaptation", "core": record["core"]},
+    )
+    run_id = str(run.info.run_id)
+    now_ms = int(time.time() * 1000)
+    metrics = [Metric("changes", float(len(record["changes"])), now_ms, 0)]
+    metrics += [Metric(f"weight.{k}", float(v), now_ms, 0) for k, v in record["weights"].items()]
+    client.log_batch(run_id, metrics=metrics, tags=[RunTag("sent", str(record["sent"]))])
+    with tempfile.TemporaryDirectory(prefix="adaptation-") as tmp:
+        path = Path(tmp) / "changes.json"
+        path.write_bytes(codec.dumps(record))
+        client.log_artifact(run_id, str(path))
+    client.set_terminated(run_id, RunStatus.to_string(RunStatus.FINISHED))
+    return run_id
+
+
+@task(name="send-adaptation", retries=2, retry_delay_seconds=1)
+def send_adaptation(namespace: str, record: dict[str, Any], send: bool) -> int:
+    """Store the ``adaptation`` context; publish the weights on the control channel if ``send``."""
+    from core.adapters.redis_server import connect
+    from core.adapters.redis_store import RedisStore
+
+    with connect() as connection:
+        store = RedisStore(connection.client, namespace=namespace)
+        store.set_context("adaptation", record)
+        if not (send and record["changes"]):
+            return 0
+        message = {
+            "action": "weights",
+            "weights": record["weights"],
+            "changes": record["changes"],
+        }
+        return store.publish_control(message)
+
+
+def plan_adaptation(
+    inputs: Mapping[str, Any], bounds: Mapping[str, Any] | None, core: str
+) -> dict[str, Any]:
+    """The adaptation record for ``inputs`` (what :func:`read_inputs` returns); pure.
+
+    With no ``bounds``, :func:`default_bounds` over the active set in the core's status; with
+    neither, nothing is adapted and ``skipped`` says why.
+    """
+    status = inputs.get("status")
+    previous = inputs.get("previous")
+    active = [
+        str(d["name"])
+        for d in (status or {}).get("active_set") or []
+        if isinstance(d, Mapping) and "name" in d
+    ]
+    context = Context.from_documents(inputs.get("regime"), inputs.get("news"), inputs.get("macro"))
+    record: dict[str, Any] = {
+        "schema_version": ADAPTATION_SCHEMA_VERSION,
+        "core": core,
+        "computed_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "context": msgspec.to_builtins(context),
+        "context_as_of": {
+            k: (inputs.get(k) or {}).get("as_of") for k in ("regime", "news", "macro")
+        },
+        "weights": {},
+        "params": {},
+        "changes": [],
+    }
+    if not bounds and not active:
+        return {**record, "skipped": f"no bounds given and no active set in status:{core}"}
+    config = AdaptationBounds.from_dict(bounds) if bounds else default_bounds(active)
+    weights = weights_from_status(status, previous)
+    params = (previous or {}).get("params") or {}
+    performance = performance_from_status(status)
+    changes = AdaptationEngine(config).adapt(weights, context, performance, params)
+    start = {n: weights.get(n, b.base_weight) for n, b in config.strategies.items()}
+    new_weights, new_params = apply_changes(start, params, changes)
+    return {
+        **record,
+        "performance": {k: msgspec.to_builtins(v) for k, v in performance.items()},
+        "performance_missing": sorted(set(config.strategies) - set(performance)),
+        "weights": new_weights,
+        "params": new_params,
+        "changes": [c.to_dict() for c in changes],
+    }
+
+
+@flow(name="adapt", log_prints=False)
+def adapt(
+    namespace: str | None = None,
+    core: str = "core-1",
+    bounds: dict[str, Any] | None = None,
+    send: bool = True,
+) -> dict[str, Any]:
+    """Adjust the core's strategy weights (and bounded parameters) from context and performance.
+
+    Reads the ``regime``, ``news`` and ``macro`` contexts and ``status:<core>`` from Redis
+    (``$REDIS_URL`` or the embedded server), applies :class:`AdaptationEngine` with ``bounds``
+    (defaults: :func:`default_bounds` over the core's active set), records every change (MLflow
+    experiment ``adaptation``, ``changes.json``; context ``adaptation``) and, with ``send`` and
+    at least one change, publishes ``{"action": "weights", "weights", "changes"}`` on the
+    control channel for :func:`core.runtime.control.apply_control`.
+    """
+    from pipelines.strategic import namespace_or_default
+
+    space = namespace_or_default(namespace)
+    record = plan_adaptation(read_inputs(space, core), bounds, core)
+    record["sent"] = bool(send and record["changes"])
+    record["run_id"] = log_adaptation(record)
+    record["received_by"] = send_adaptation(space, record, send)
+    return record
+
+
+__all__ = [
+    "ADAPTATION_EXPERIMENT",
+    "AdaptationBounds",
+    "AdaptationEngine",
+    "Change",
+    "Context",
+    "ParamBounds",
+    "Performance",
+    "StrategyBounds",
+    "adapt",
+    "apply_changes",
+    "default_bounds",
+    "performance_from_status",
+    "plan_adaptation",
+    "weights_from_status",
+]
