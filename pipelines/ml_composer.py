@@ -42,6 +42,7 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
+from core.config import FrozenConfig
 from core.errors import ConfigError
 from core.features.direction import (
     FeatureParams,
@@ -62,7 +63,7 @@ DEFAULT_SYMBOLS = ("AAPL", "MSFT", "JPM", "XOM", "JNJ", "KO", "WMT", "GE")
 ModelKind = Literal["xgboost", "sklearn"]
 
 
-class ComposerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+class ComposerConfig(FrozenConfig, frozen=True, kw_only=True):
     """Parameters of one ML Composer run (data, splits, models, backtest)."""
 
     symbols: tuple[str, ...] = DEFAULT_SYMBOLS
@@ -114,13 +115,6 @@ class ComposerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw
             f"need 0 < lower <= upper < 1, was {self.lower}, {self.upper}",
         )
         _need(self.cost_bps >= 0.0, f"cost_bps must be >= 0, was {self.cost_bps}")
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ComposerConfig:
-        try:
-            return msgspec.convert(data, cls, strict=False)
-        except msgspec.ValidationError as exc:
-            raise ConfigError(f"ComposerConfig: {exc}") from None
 
 
 def _need(condition: bool, message: str) -> None:

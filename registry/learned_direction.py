@@ -26,7 +26,7 @@ import mlflow.artifacts
 import numpy as np
 import skops.io as sio
 import xgboost as xgb
-from mlflow.entities import Metric, Param, RunStatus, RunTag
+from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from sklearn.pipeline import Pipeline
 
@@ -215,20 +215,11 @@ def log_direction_model(
         **_library_versions(kind),
         "model_kind": kind,
     }
-    name = model_name(DIRECTION_TYPE)
-    client = registry.client
-    run = client.create_run(registry.store.experiment_id(), run_name=name, tags=tags)
-    run_id = run.info.run_id
-    try:
-        _log_run(registry, run_id, document, validation, metrics, model)
-        client.set_terminated(run_id, RunStatus.to_string(RunStatus.FINISHED))
-    except Exception:
-        client.set_terminated(run_id, RunStatus.to_string(RunStatus.FAILED))
-        raise
-    registry._ensure_model(name, DIRECTION_TYPE)
-    source = f"{run.info.artifact_uri}/{MODEL_ARTIFACT}"
-    created = client.create_model_version(name, source=source, run_id=run_id, tags=tags)
-    return RegisteredVersion(name=name, version=str(created.version), run_id=run_id)
+    return registry.register_run(
+        DIRECTION_TYPE,
+        tags,
+        lambda run_id: _log_run(registry, run_id, document, validation, metrics, model),
+    )
 
 
 def _log_run(

@@ -25,7 +25,7 @@ from typing import Any
 
 import mlflow.artifacts
 import skops.io as sio
-from mlflow.entities import Metric, Param, RunStatus, RunTag
+from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from sklearn.pipeline import Pipeline
 
@@ -172,20 +172,13 @@ def log_sentiment_model(
     document = strategy_document(SENTIMENT_TYPE, config)
     registry = StrategyRegistry(store)
     tags = {**_lineage_tags(SENTIMENT_TYPE, data_hash, validation, symbols, None), **_versions()}
-    name = model_name(SENTIMENT_TYPE)
-    client = registry.client
-    run = client.create_run(registry.store.experiment_id(), run_name=name, tags=tags)
-    run_id = run.info.run_id
-    try:
-        _log_run(registry, run_id, document, validation, metrics, model, model_config)
-        client.set_terminated(run_id, RunStatus.to_string(RunStatus.FINISHED))
-    except Exception:
-        client.set_terminated(run_id, RunStatus.to_string(RunStatus.FAILED))
-        raise
-    registry._ensure_model(name, SENTIMENT_TYPE)
-    source = f"{run.info.artifact_uri}/{MODEL_ARTIFACT}"
-    created = client.create_model_version(name, source=source, run_id=run_id, tags=tags)
-    return RegisteredVersion(name=name, version=str(created.version), run_id=run_id)
+    return registry.register_run(
+        SENTIMENT_TYPE,
+        tags,
+        lambda run_id: _log_run(
+            registry, run_id, document, validation, metrics, model, model_config
+        ),
+    )
 
 
 def _log_run(

@@ -14,7 +14,7 @@ import json
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -154,12 +154,27 @@ class StrategyRegistry:
         """
         document = strategy_document(type_name, config)
         tags = _lineage_tags(type_name, data_hash, validation, symbols, code_version)
+        return self.register_run(
+            type_name,
+            tags,
+            lambda run_id: self._log_run(run_id, document, validation, metrics or {}),
+        )
+
+    def register_run(
+        self, type_name: str, tags: dict[str, str], log: Callable[[str], None]
+    ) -> RegisteredVersion:
+        """Open a run, let ``log`` fill it, close it, and register its model as a new version.
+
+        The one way a version comes to exist, for rule and learned strategies alike: ``log``
+        writes params, metrics and artifacts (the model under ``model/``); a failure marks the
+        run FAILED and registers nothing.
+        """
         name = model_name(type_name)
         client = self.client
         run = client.create_run(self.store.experiment_id(), run_name=name, tags=tags)
         run_id = run.info.run_id
         try:
-            self._log_run(run_id, document, validation, metrics or {})
+            log(run_id)
             client.set_terminated(run_id, RunStatus.to_string(RunStatus.FINISHED))
         except Exception:
             client.set_terminated(run_id, RunStatus.to_string(RunStatus.FAILED))

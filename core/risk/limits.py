@@ -7,10 +7,10 @@ any well-formed order; a deployment states the limits it wants.
 from __future__ import annotations
 
 import math
-from typing import Any, Self
 
 import msgspec
 
+from core.config import FrozenConfig
 from core.errors import ConfigError
 
 
@@ -25,7 +25,7 @@ def _non_negative(name: str, value: float | None) -> None:
         raise ConfigError(f"{name} must be a finite number >= 0, was {value}")
 
 
-class RiskLimits(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+class RiskLimits(FrozenConfig, frozen=True, kw_only=True):
     """What the pre-trade risk manager allows.
 
     Attributes
@@ -87,18 +87,3 @@ class RiskLimits(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_onl
         """Return the largest absolute position allowed in ``symbol`` (``inf`` when unlimited)."""
         limit = self.position_overrides.get(symbol, self.max_position)
         return math.inf if limit is None else limit
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Self:
-        """Build and validate limits from plain data (JSON, CLI overrides, a registry param)."""
-        try:
-            return msgspec.convert(data, cls, strict=False)
-        except msgspec.ValidationError as exc:
-            raise ConfigError(f"{cls.__name__}: {exc}") from None
-
-    def to_dict(self) -> dict[str, Any]:
-        result: dict[str, Any] = msgspec.to_builtins(self)
-        return result
-
-    def replace(self, **changes: Any) -> Self:
-        return type(self).from_dict({**self.to_dict(), **changes})

@@ -16,6 +16,7 @@ from typing import Any, ClassVar, Generic, Self, TypeVar
 import msgspec
 import pandas as pd
 
+from core.config import FrozenConfig
 from core.errors import ConfigError
 from core.model import Lineage, Signal
 
@@ -55,7 +56,7 @@ EVENT_KINDS: dict[DataKind, frozenset[str]] = {
 }
 
 
-class StrategyConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+class StrategyConfig(FrozenConfig, frozen=True, kw_only=True):
     """Base of every strategy config: frozen, typed, unknown fields rejected.
 
     Subclasses check ranges in ``__post_init__`` and raise :class:`ConfigError` naming the value.
@@ -66,19 +67,8 @@ class StrategyConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Self:
-        """Build and validate a config from plain data (JSON, CLI overrides, a registry param)."""
-        resolved = {cls.aliases.get(key, key): value for key, value in data.items()}
-        try:
-            return msgspec.convert(resolved, cls, strict=False)
-        except msgspec.ValidationError as exc:
-            raise ConfigError(f"{cls.__name__}: {exc}") from None
-
-    def to_dict(self) -> dict[str, Any]:
-        result: dict[str, Any] = msgspec.to_builtins(self)
-        return result
-
-    def replace(self, **changes: Any) -> Self:
-        return type(self).from_dict({**self.to_dict(), **changes})
+        """Build and validate a config, accepting the short names in ``aliases``."""
+        return super().from_dict({cls.aliases.get(key, key): value for key, value in data.items()})
 
     @classmethod
     def json_schema(cls) -> dict[str, Any]:

@@ -17,11 +17,11 @@ this package, and the live core should not pay scikit-learn's import time for a 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-import msgspec
 import numpy as np
 
+from core.config import FrozenConfig
 from core.errors import ConfigError
 from core.strategies.news.text import TOKEN_PATTERN
 
@@ -33,7 +33,7 @@ BEARISH, BULLISH, NEUTRAL = 0, 1, 2
 LABELS = (BEARISH, BULLISH, NEUTRAL)
 
 
-class SentimentModelConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+class SentimentModelConfig(FrozenConfig, frozen=True, kw_only=True):
     """Hyper-parameters of the TF-IDF + logistic-regression classifier."""
 
     ngram_max: int = 2
@@ -53,10 +53,6 @@ class SentimentModelConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=Tr
             raise ConfigError(f"C must be > 0, was {self.C}")
         if self.max_iter < 1:
             raise ConfigError(f"max_iter must be >= 1, was {self.max_iter}")
-
-    def to_dict(self) -> dict[str, Any]:
-        result: dict[str, Any] = msgspec.to_builtins(self)
-        return result
 
 
 def _check_labels(labels: Sequence[int], texts: Sequence[str], what: str) -> np.ndarray:
