@@ -25,6 +25,7 @@ from typing import Any, Protocol
 from core.engine.applicator import StrategyApplicator
 from core.engine.engine import ENGINE_STATE_KEY, PositionSizing, TradingEngine
 from core.engine.execution import BarFillModel
+from core.online import OnlineGenerator, variant_configs
 from core.ports import StrategyDeployment, StrategySource
 from core.risk import RiskLimits, RiskManager
 from core.runtime.outbox import BufferedWriter
@@ -91,6 +92,9 @@ class CoreSettings:
     notional: float = 10_000.0
     capital: float = 1_000_000.0
     risk: RiskLimits = field(default_factory=RiskLimits)
+    # Shadow parameter variants of this model (its registered name), 0 for none.
+    shadow_of: str = ""
+    shadow_variants: int = 0
 
 
 @dataclass
@@ -156,6 +160,7 @@ class CoreService:
             risk=RiskManager(self.settings.risk),
             sink=self.writer,
             state_store=_CursorStampedStore(self.writer, self._cursor),
+            shadow=self._shadow_for(deployments),
         )
         self.restored = self.engine.restore(self.writer, self.board.read_fills())
         self.feed.ensure_groups()
@@ -169,6 +174,23 @@ class CoreService:
     def request_stop(self) -> None:
         """Finish the current cycle, checkpoint, and return from :meth:`run` (signal-safe)."""
         self._stop = True
+
+    def _shadow_for(self, deployments: list[StrategyDeployment]) -> OnlineGenerator | None:
+        """The online generator over variants of ``shadow_of``, if asked for and running."""
+        settings = self.settings
+        live = next((d for d in deployments if d.name == settings.shadow_of), None)
+        if live is None or settings.shadow_variants < 2:
+            return None
+        configs = variant_configs(
+            live.type_name, live.config, max_variants=settings.shadow_variants
+        )
+        return OnlineGenerator(
+            live,
+            configs,
+            fill_model=BarFillModel(fee_bps=settings.fee_bps),
+            capital=settings.notional,
+            sizing=PositionSizing(notional=settings.notional),
+        )
 
     def attach_control(self, control: Callable[[], bool]) -> None:
         """Poll ``control`` every tactical cycle; True asks for a reload."""
@@ -348,6 +370,7 @@ class CoreService:
             "risk_mode": str(engine.risk.mode),
             "redis": self.writer.stats(),
             "reloads": self.reloads,
+            "online": engine.shadow.report() if engine.shadow is not None else None,
             "last_control": self.last_control,
             "last_error": self.last_error,
         }

@@ -20,6 +20,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--strategies",
         help="comma-separated types to run with default configs instead of the registry set",
     )
+    p.add_argument("--shadow", default="", help="model to run parameter variants of, in shadow")
+    p.add_argument("--variants", type=int, default=8, help="how many shadow variants (2-16)")
     p.add_argument("--fast-cycle-ms", type=float, default=100.0)
     p.add_argument("--tactical-cycle-s", type=float, default=1.0)
     p.add_argument("--namespace", default="se", help="Redis key prefix")
@@ -68,6 +70,8 @@ def _core(args: argparse.Namespace) -> int:
         fast_cycle_s=args.fast_cycle_ms / 1000.0,
         tactical_cycle_s=args.tactical_cycle_s,
         until_end=args.until_end,
+        shadow_of=args.shadow,
+        shadow_variants=args.variants if args.shadow else 0,
     )
     with redis_connection() as connection:
         if args.replay:

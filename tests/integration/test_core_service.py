@@ -122,3 +122,21 @@ def test_a_weights_control_message_reweights_the_running_set(
     assert status["last_control"] == "applied weights to 1 strategies: strategy.breakout 1->0.5"
     weights = {row["strategy"]: row["weight"] for row in status["per_strategy"]}
     assert weights == {"strategy.breakout": 0.5, "strategy.ma_crossover": 1.0}
+
+
+def test_shadow_variants_run_beside_the_live_set_and_never_trade(
+    redis_connection: RedisConnection, redis_namespace: str, bars
+):
+    FeedPublisher(redis_connection.client, redis_namespace).publish(FEED, bars)
+    settings = _settings(shadow_of="strategy.ma_crossover", shadow_variants=4)
+
+    summary = run_core(
+        settings, redis_connection, namespace=redis_namespace, source=LocalStrategies(TYPES)
+    )
+
+    store = RedisStore(redis_connection.client, redis_namespace)
+    status = read_status(redis_connection, "core-1", redis_namespace)
+    assert status is not None and status["online"] is not None
+    assert len(status["online"]["weights"]) == 4
+    assert store.read_fills() == _backtest(bars).all_fills  # the shadow placed nothing
+    assert summary["events_in"] == len(bars)
