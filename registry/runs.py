@@ -9,11 +9,12 @@ from typing import Any
 import numpy as np
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 
-from core.reporting.plots import equity_figure
+from core.reporting.plots import equity_figure, latency_figure
 from registry.store import MlflowStore
 
 BACKTEST_EXPERIMENT = "backtests"
 LEARNING_EXPERIMENT = "learning"
+CORE_EXPERIMENT = "core-runs"
 
 
 def log_backtest(
@@ -95,5 +96,35 @@ def log_decision(
     }
     client.log_batch(run_id, metrics=_metrics(metrics))
     client.log_dict(run_id, decision, "decision.json")
+    client.set_terminated(run_id, RunStatus.to_string(RunStatus.FINISHED))
+    return run_id
+
+
+def log_core_run(
+    store: MlflowStore,
+    run_name: str,
+    *,
+    summary: dict[str, Any],
+    ts_ns: np.ndarray,
+    equity: np.ndarray,
+    tick_to_signal_ns: np.ndarray,
+    in_process_ns: np.ndarray,
+    tags: dict[str, str],
+) -> str:
+    """Log a core run: its numbers, equity and drawdown, and its latency histograms."""
+    client = store.client
+    run = client.create_run(store.experiment_id(CORE_EXPERIMENT), run_name=run_name, tags=tags)
+    run_id = str(run.info.run_id)
+    flat = {
+        f"{group}.{k}": v
+        for group in ("fast_cycle", "tactical_cycle", "tick_to_signal", "in_process")
+        for k, v in (summary.get(group) or {}).items()
+    }
+    client.log_batch(run_id, metrics=_metrics({**summary, **flat}))
+    client.log_figure(run_id, equity_figure(ts_ns, equity, title=run_name), "equity.png")
+    for name, samples in (("tick_to_signal", tick_to_signal_ns), ("in_process", in_process_ns)):
+        figure = latency_figure(samples / 1e3, title=f"{run_name}: {name.replace('_', ' ')}")
+        client.log_figure(run_id, figure, f"latency_{name}.png")
+    client.log_dict(run_id, summary, "summary.json")
     client.set_terminated(run_id, RunStatus.to_string(RunStatus.FINISHED))
     return run_id

@@ -96,6 +96,7 @@ def run_core(
     fresh: bool = False,
     before_run: Callable[[CoreService], None] | None = None,
     metrics_port: int | None = None,
+    log_to_mlflow: bool = False,
 ) -> dict[str, Any]:
     """Run one core until SIGTERM/SIGINT (or the end of its feeds); return its summary.
 
@@ -140,7 +141,28 @@ def run_core(
         if metrics is not None:
             metrics.stop()
         control.close()
+    if log_to_mlflow:
+        summary["mlflow_run"] = _log_run(service, summary)
     return summary
+
+
+def _log_run(service: CoreService, summary: dict[str, Any]) -> str:
+    """Record a finished run in MLflow with its equity and latency plots."""
+    from registry.runs import log_core_run
+    from registry.store import MlflowStore
+
+    assert service.engine is not None
+    ts, equity = service.engine.tracker.equity_curve()
+    return log_core_run(
+        MlflowStore(),
+        f"core {service.settings.name} on {', '.join(service.settings.feeds)}",
+        summary=summary,
+        ts_ns=ts,
+        equity=equity,
+        tick_to_signal_ns=service.tick_to_signal.samples(),
+        in_process_ns=service.in_process.samples(),
+        tags={"core": service.settings.name, "feeds": ",".join(service.settings.feeds)},
+    )
 
 
 def read_status(connection: RedisConnection, name: str, namespace: str) -> dict[str, Any] | None:

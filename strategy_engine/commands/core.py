@@ -28,6 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--metrics-port", type=int, default=None, help="serve Prometheus /metrics on 127.0.0.1:PORT"
     )
+    p.add_argument("--no-mlflow", action="store_true", help="do not log a finished run to MLflow")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(handler=_core)
 
@@ -86,6 +87,7 @@ def _core(args: argparse.Namespace) -> int:
             source=source,
             fresh=bool(args.replay),
             metrics_port=args.metrics_port,
+            log_to_mlflow=args.until_end and not args.no_mlflow,
         )
     if args.json:
         print_json(summary)

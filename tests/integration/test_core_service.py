@@ -140,3 +140,21 @@ def test_shadow_variants_run_beside_the_live_set_and_never_trade(
     assert len(status["online"]["weights"]) == 4
     assert store.read_fills() == _backtest(bars).all_fills  # the shadow placed nothing
     assert summary["events_in"] == len(bars)
+
+
+def test_a_finished_run_is_logged_to_mlflow_with_equity_and_latency_plots(
+    redis_connection: RedisConnection, redis_namespace: str, bars, mlflow_dir
+):
+    FeedPublisher(redis_connection.client, redis_namespace).publish(FEED, bars)
+
+    summary = run_core(
+        _settings(),
+        redis_connection,
+        namespace=redis_namespace,
+        source=LocalStrategies(TYPES),
+        log_to_mlflow=True,
+    )
+
+    run_dir = next(mlflow_dir.rglob(summary["mlflow_run"]))
+    plots = sorted(p.name for p in run_dir.rglob("*.png"))
+    assert plots == ["equity.png", "latency_in_process.png", "latency_tick_to_signal.png"]
