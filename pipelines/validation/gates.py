@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from core.errors import ConfigError, DataError, ValidationGateFailed
-from pipelines.validation.suites import HELPER_PREFIX, SPECS, TS, Rule
+from pipelines.validation.suites import HELPER_PREFIX, SPECS, TIME_COLUMNS, Rule, freshness
 
 MAX_EXAMPLES = 5
 
@@ -106,7 +106,14 @@ class GateReport:
             raise ValidationGateFailed(self.message(), report=self.to_dict())
 
 
-def validate_bars(frame: pd.DataFrame, *, name: str = "bars", min_rows: int = 1) -> GateReport:
+def validate_bars(
+    frame: pd.DataFrame,
+    *,
+    name: str = "bars",
+    min_rows: int = 1,
+    as_of_ns: int | None = None,
+    max_age_s: float | None = None,
+) -> GateReport:
     """Validate OHLCV bars.
 
     Parameters
@@ -118,39 +125,91 @@ def validate_bars(frame: pd.DataFrame, *, name: str = "bars", min_rows: int = 1)
         Suite name shown in the report.
     min_rows
         Fewest rows the frame must have.
+    as_of_ns, max_age_s
+        Freshness, on every gate: given both, the newest ``ts_event`` must be at most
+        ``max_age_s`` seconds older than ``as_of_ns`` (int ns UTC). Without them no freshness
+        rule is added.
 
     Returns
     -------
     GateReport
         One result per rule: nulls, positive prices, ``volume >= 0``,
         ``high >= max(open, close)``, ``low <= min(open, close)``, strictly increasing and
-        unique timestamps, row count.
+        unique timestamps, row count (and freshness if asked).
     """
-    return _run("bars", frame, name, min_rows=min_rows)
+    return _run("bars", frame, name, min_rows, _fresh(as_of_ns, max_age_s))
 
 
-def validate_quotes(frame: pd.DataFrame, *, name: str = "quotes", min_rows: int = 1) -> GateReport:
+def validate_quotes(
+    frame: pd.DataFrame,
+    *,
+    name: str = "quotes",
+    min_rows: int = 1,
+    as_of_ns: int | None = None,
+    max_age_s: float | None = None,
+) -> GateReport:
     """Validate quotes (``ts_event, bid_price, bid_size, ask_price, ask_size``, opt. ``symbol``)."""
-    return _run("quotes", frame, name, min_rows=min_rows)
+    return _run("quotes", frame, name, min_rows, _fresh(as_of_ns, max_age_s))
 
 
-def validate_trades(frame: pd.DataFrame, *, name: str = "trades", min_rows: int = 1) -> GateReport:
+def validate_trades(
+    frame: pd.DataFrame,
+    *,
+    name: str = "trades",
+    min_rows: int = 1,
+    as_of_ns: int | None = None,
+    max_age_s: float | None = None,
+) -> GateReport:
     """Validate trades (``ts_event, price, size``, optionally ``symbol``)."""
-    return _run("trades", frame, name, min_rows=min_rows)
+    return _run("trades", frame, name, min_rows, _fresh(as_of_ns, max_age_s))
 
 
 def validate_funding(
-    frame: pd.DataFrame, *, name: str = "funding", min_rows: int = 1, max_abs_rate: float = 0.01
+    frame: pd.DataFrame,
+    *,
+    name: str = "funding",
+    min_rows: int = 1,
+    max_abs_rate: float = 0.01,
+    as_of_ns: int | None = None,
+    max_age_s: float | None = None,
 ) -> GateReport:
     """Validate funding rates (``ts_event, rate``); ``max_abs_rate`` bounds one 8 h interval."""
-    if not (isinstance(max_abs_rate, float | int) and 0 < max_abs_rate < math.inf):
+    if not _positive_finite(max_abs_rate):
         raise ConfigError(f"max_abs_rate must be a positive finite number, was {max_abs_rate!r}")
-    return _run("funding", frame, name, min_rows=min_rows, max_abs_rate=float(max_abs_rate))
+    fresh = _fresh(as_of_ns, max_age_s)
+    return _run("funding", frame, name, min_rows, fresh, max_abs_rate=float(max_abs_rate))
 
 
-def validate_text(frame: pd.DataFrame, *, name: str = "text", min_rows: int = 1) -> GateReport:
+def validate_text(
+    frame: pd.DataFrame,
+    *,
+    name: str = "text",
+    min_rows: int = 1,
+    as_of_ns: int | None = None,
+    max_age_s: float | None = None,
+) -> GateReport:
     """Validate text items (``ts_event, text``): a timestamp and a non-blank text on every row."""
-    return _run("text", frame, name, min_rows=min_rows)
+    return _run("text", frame, name, min_rows, _fresh(as_of_ns, max_age_s))
+
+
+def validate_macro(
+    frame: pd.DataFrame,
+    *,
+    name: str = "macro",
+    min_rows: int = 1,
+    as_of_ns: int | None = None,
+    max_age_s: float | None = None,
+) -> GateReport:
+    """Validate macro points (``ts_event`` = publication day, ``period_start, series, value``).
+
+    Returns
+    -------
+    GateReport
+        One result per rule: nulls (a publication date on every row), ``ts_event >=
+        period_start``, per series strictly increasing ``period_start`` and non-decreasing
+        ``ts_event``, row count (and freshness if asked).
+    """
+    return _run("macro", frame, name, min_rows, _fresh(as_of_ns, max_age_s))
 
 
 _GATES = {
@@ -159,11 +218,12 @@ _GATES = {
     "trades": validate_trades,
     "funding": validate_funding,
     "text": validate_text,
+    "macro": validate_macro,
 }
 
 
 def validate(kind: str, frame: pd.DataFrame, **options: Any) -> GateReport:
-    """Validate ``frame`` with the gate for ``kind`` (bars, quotes, trades, funding, text).
+    """Validate ``frame`` with the gate for ``kind`` (bars, quotes, trades, funding, text, macro).
 
     Raises
     ------
@@ -185,7 +245,34 @@ def validate(kind: str, frame: pd.DataFrame, **options: Any) -> GateReport:
     return gate(frame, **options)
 
 
-def _run(kind: str, frame: pd.DataFrame, name: str, *, min_rows: int, **options: Any) -> GateReport:
+def _positive_finite(value: Any) -> bool:
+    return isinstance(value, float | int) and not isinstance(value, bool) and 0 < value < math.inf
+
+
+def _fresh(as_of_ns: int | None, max_age_s: float | None) -> Rule | None:
+    """Return the freshness rule, or None when no ``as_of_ns`` is given; check both options."""
+    if as_of_ns is None and max_age_s is None:
+        return None
+    if as_of_ns is None or max_age_s is None:
+        raise ConfigError(
+            f"freshness needs both as_of_ns and max_age_s, got as_of_ns={as_of_ns!r}, "
+            f"max_age_s={max_age_s!r}"
+        )
+    if isinstance(as_of_ns, bool) or not isinstance(as_of_ns, int | np.integer):
+        raise ConfigError(f"as_of_ns must be integer nanoseconds UTC, was {as_of_ns!r}")
+    if not _positive_finite(max_age_s):
+        raise ConfigError(f"max_age_s must be a positive finite number, was {max_age_s!r}")
+    return freshness(int(as_of_ns), float(max_age_s))
+
+
+def _run(
+    kind: str,
+    frame: pd.DataFrame,
+    name: str,
+    min_rows: int,
+    fresh: Rule | None,
+    **options: Any,
+) -> GateReport:
     if not isinstance(frame, pd.DataFrame):
         raise DataError(f"the {kind} gate needs a pandas DataFrame, got {type(frame).__name__}")
     if isinstance(min_rows, bool) or not isinstance(min_rows, int) or min_rows < 0:
@@ -198,6 +285,8 @@ def _run(kind: str, frame: pd.DataFrame, name: str, *, min_rows: int, **options:
     # unexpected index labels are row positions.
     work = frame.reset_index(drop=True)
     rules = spec.build(work, min_rows=min_rows, **options)
+    if fresh is not None:
+        rules.append(fresh)
     return _report(name, work, list(frame.columns), rules, _validate_with_gx(name, work, rules))
 
 
@@ -266,8 +355,11 @@ def _result(work: pd.DataFrame, columns: list[str], rule: Rule, outcome: Any) ->
     error = _exception_message(outcome.exception_info)
     if error:
         return ExpectationResult(rule.name, rule.columns, False, 0, detail=f"GX error: {error}")
-    if "unexpected_count" not in raw:  # a table-level rule (row count)
-        detail = "" if outcome.success else f"observed {raw.get('observed_value')}"
+    if "unexpected_count" not in raw:  # a single-value rule (row count, newest ts_event)
+        observed = raw.get("observed_value")
+        if len(rule.columns) == 1:
+            observed = _plain(rule.columns[0], observed)
+        detail = "" if outcome.success else f"observed {observed}"
         return ExpectationResult(rule.name, rule.columns, bool(outcome.success), 0, detail=detail)
     positions = list(raw.get("partial_unexpected_index_list") or [])[:MAX_EXAMPLES]
     return ExpectationResult(
@@ -304,14 +396,14 @@ def _examples(
 
 
 def _plain(column: Any, value: Any) -> Any:
-    """Turn a cell into a JSON-safe value; ``ts_event`` nanoseconds become an ISO string."""
+    """Turn a cell into a JSON-safe value; timestamp nanoseconds become an ISO string."""
     if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
         return None
     if isinstance(value, np.generic):
         value = value.item()
         if isinstance(value, float) and math.isnan(value):
             return None
-    if column == TS and isinstance(value, int | float):
+    if column in TIME_COLUMNS and isinstance(value, int | float):
         return pd.Timestamp(int(value), unit="ns", tz="UTC").isoformat()
     if isinstance(value, bool | int | float | str):
         return value

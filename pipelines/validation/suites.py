@@ -33,6 +33,9 @@ QUOTE_COLUMNS = (TS, "bid_price", "bid_size", "ask_price", "ask_size")
 TRADE_COLUMNS = (TS, "price", "size")
 FUNDING_COLUMNS = (TS, "rate")
 TEXT_COLUMNS = (TS, "text")
+MACRO_COLUMNS = (TS, "period_start", "series", "value")
+# Columns holding int64 ns UTC stamps: report examples show them as ISO times.
+TIME_COLUMNS = frozenset({TS, "period_start"})
 
 
 @dataclass(frozen=True)
@@ -81,6 +84,26 @@ def row_count(min_rows: int) -> Rule:
     return Rule(f"row count >= {min_rows}", (), expectation)
 
 
+def freshness(as_of_ns: int, max_age_s: float) -> Rule:
+    """Bound the newest ``ts_event``: no older than ``max_age_s`` seconds before ``as_of_ns``.
+
+    GX has no freshness expectation; the newest timestamp is the column's maximum, so a
+    single-value check on it says whether the feed is stale.
+    """
+    oldest_allowed = as_of_ns - round(max_age_s * 1_000_000_000)
+    expectation = _gxe().ExpectColumnMaxToBeBetween(column=TS, min_value=oldest_allowed)
+    return Rule(f"newest {TS} within {_duration(max_age_s)} of as_of", (TS,), expectation)
+
+
+def _duration(seconds: float) -> str:
+    """Return ``3 days``, ``1 hour``, ``90 s``: the largest whole unit, else seconds."""
+    for unit, size in (("day", 86_400), ("hour", 3_600), ("minute", 60)):
+        if seconds >= size and seconds % size == 0:
+            count = int(seconds // size)
+            return f"{count} {unit}{'' if count == 1 else 's'}"
+    return f"{seconds:g} s"
+
+
 def _per_symbol(work: pd.DataFrame) -> str:
     return " per symbol" if SYMBOL in work.columns else ""
 
@@ -111,17 +134,24 @@ def ts_order(work: pd.DataFrame, *, strictly: bool) -> Rule:
     symbols stacked together is ordered only within each symbol. The first row of each symbol
     has no step (NaN) and passes, as in GX's own increasing check.
     """
-    helper = f"{HELPER_PREFIX}ts_step_sign"
     symbol = work[SYMBOL] if SYMBOL in work.columns else None
     if symbol is not None and VENUE in work.columns:
         # One symbol on two venues (spot and perpetual) is two feeds, each ordered on its own.
         symbol = symbol.astype(str) + "@" + work[VENUE].astype(str)
-    work[helper] = _step_signs(work[TS], symbol)
+    return _ordered(work, TS, symbol, strictly=strictly, suffix=_per_symbol(work))
+
+
+def _ordered(
+    work: pd.DataFrame, column: str, group: pd.Series | None, *, strictly: bool, suffix: str
+) -> Rule:
+    """Add the sign of each row's step in ``column`` (within its group) and bound it at 0."""
+    helper = f"{HELPER_PREFIX}{column}_step_sign"
+    work[helper] = _step_signs(work[column], group)
     word = "strictly increasing" if strictly else "non-decreasing"
     expectation = _gxe().ExpectColumnValuesToBeBetween(
         column=helper, min_value=0, strict_min=strictly
     )
-    return Rule(f"{TS} {word}{_per_symbol(work)}", (TS,), expectation)
+    return Rule(f"{column} {word}{suffix}", (column,), expectation)
 
 
 def ts_unique(work: pd.DataFrame) -> Rule:
@@ -217,10 +247,35 @@ def text_rules(work: pd.DataFrame, *, min_rows: int = 1) -> list[Rule]:
     ]
 
 
+def macro_rules(work: pd.DataFrame, *, min_rows: int = 1) -> list[Rule]:
+    """Build the macro rules: publication date present, not before the period, ordered series.
+
+    ``ts_event`` is the day a figure was published, ``period_start`` the start of the period it
+    measures. A figure cannot be public before its period begins; within a series each period
+    comes once and in order, and publications do not go back in time.
+    """
+    published = _gxe().ExpectColumnPairValuesAToBeGreaterThanB(
+        column_A=TS,
+        column_B="period_start",
+        or_equal=True,
+        # A missing date is reported by its not-null rule, not a second time here.
+        ignore_row_if="either_value_is_missing",
+    )
+    series = work["series"]
+    return [
+        *not_null(MACRO_COLUMNS),
+        Rule(f"{TS} >= period_start", (TS, "period_start"), published),
+        _ordered(work, "period_start", series, strictly=True, suffix=" per series"),
+        _ordered(work, TS, series, strictly=False, suffix=" per series"),
+        row_count(min_rows),
+    ]
+
+
 SPECS: dict[str, GateSpec] = {
     "bars": GateSpec("bars", BAR_COLUMNS, bars_rules),
     "quotes": GateSpec("quotes", QUOTE_COLUMNS, quotes_rules),
     "trades": GateSpec("trades", TRADE_COLUMNS, trades_rules),
     "funding": GateSpec("funding", FUNDING_COLUMNS, funding_rules),
     "text": GateSpec("text", TEXT_COLUMNS, text_rules),
+    "macro": GateSpec("macro", MACRO_COLUMNS, macro_rules),
 }

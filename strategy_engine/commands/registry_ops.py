@@ -14,13 +14,16 @@ if TYPE_CHECKING:
     from core.data.loaders import LoadResult
 
 MAX_REJECTS_SHOWN = 5
-# The loader for each gate kind; each reads the CSV layout its docstring names.
+DAY_S = 86_400
+# The loader ("module:function") for each gate kind; each reads the CSV layout its docstring
+# names.
 LOADERS = {
-    "bars": "read_bars_frame",
-    "quotes": "read_binance_quotes_frame",
-    "trades": "read_binance_trades_frame",
-    "funding": "read_funding_frame",
-    "text": "read_tweets_frame",
+    "bars": "core.data.loaders:read_bars_frame",
+    "quotes": "core.data.loaders:read_binance_quotes_frame",
+    "trades": "core.data.loaders:read_binance_trades_frame",
+    "funding": "core.data.loaders:read_funding_frame",
+    "text": "core.data.loaders:read_tweets_frame",
+    "macro": "core.data.macro:read_fred_series",
 }
 
 
@@ -37,6 +40,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("validate", help="run a data gate on a CSV; exit 1 if it fails")
     p.add_argument("--kind", required=True, choices=sorted(LOADERS), help="data kind")
     p.add_argument("--csv", required=True, help="the file to check")
+    p.add_argument(
+        "--max-age-days",
+        type=float,
+        help="fail if the newest timestamp is more than N days before --as-of (default: now)",
+    )
+    p.add_argument("--as-of", help="freshness reference day, YYYY-MM-DD (UTC 00:00)")
+    p.add_argument(
+        "--publication-lag-days",
+        type=int,
+        help="macro only: days after the month's end at which the series is published "
+        "(default: known FRED series' lag)",
+    )
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(handler=_validate)
 
@@ -110,14 +125,16 @@ def _validate(args: argparse.Namespace) -> int:
     from pipelines.validation import validate
 
     path = Path(args.csv)
-    loaded = _loader(args.kind)(path)
-    report = validate(args.kind, loaded.frame, name=f"{args.kind}:{path.name}")
+    freshness = _freshness(args.as_of, args.max_age_days)
+    loaded = _load(args.kind, path, args.publication_lag_days)
+    report = validate(args.kind, loaded.frame, name=f"{args.kind}:{path.name}", **freshness)
     # A row the loader had to drop is bad data the gate never saw: it fails the check too.
     success = report.success and not loaded.rejected
     result = {
         "kind": args.kind,
         "csv": str(path),
         "success": success,
+        "freshness": _freshness_text(freshness),
         "loader_rejections": {
             "count": len(loaded.rejected),
             "examples": [
@@ -142,13 +159,56 @@ def _validate(args: argparse.Namespace) -> int:
     return 0 if success else 1
 
 
-def _loader(kind: str) -> Callable[[Path], LoadResult]:
-    from core.data import loaders
+def _freshness(as_of: str | None, max_age_days: float | None) -> dict[str, Any]:
+    """Return the gate's freshness options (none without ``--max-age-days``)."""
+    import math
 
-    name = LOADERS.get(kind)
-    if name is None:
+    import pandas as pd
+
+    if max_age_days is None:
+        if as_of is not None:
+            raise ConfigError(f"--as-of {as_of} needs --max-age-days")
+        return {}
+    if not (0 < max_age_days < math.inf):
+        raise ConfigError(f"--max-age-days must be a positive number, was {max_age_days:g}")
+    if as_of is None:
+        as_of_ns = pd.Timestamp.now(tz="UTC").value
+    else:
+        try:
+            as_of_ns = pd.Timestamp(as_of, tz="UTC").as_unit("ns").value
+        except ValueError:
+            raise ConfigError(f"--as-of must be a date YYYY-MM-DD, was {as_of!r}") from None
+    return {"as_of_ns": as_of_ns, "max_age_s": max_age_days * DAY_S}
+
+
+def _freshness_text(freshness: dict[str, Any]) -> dict[str, Any] | None:
+    """Return the freshness reference as ISO time and days, for the JSON result."""
+    if not freshness:
+        return None
+    import pandas as pd
+
+    as_of = pd.Timestamp(freshness["as_of_ns"], unit="ns", tz="UTC").isoformat()
+    return {"as_of": as_of, "max_age_days": freshness["max_age_s"] / DAY_S}
+
+
+def _load(kind: str, path: Path, publication_lag_days: int | None) -> LoadResult:
+    if publication_lag_days is None:
+        return _loader(kind)(path)
+    if kind != "macro":
+        raise ConfigError(f"--publication-lag-days applies to --kind macro only, not {kind!r}")
+    from core.data.macro import read_fred_series
+
+    return read_fred_series(path, publication_lag_days=publication_lag_days)
+
+
+def _loader(kind: str) -> Callable[[Path], LoadResult]:
+    import importlib
+
+    target = LOADERS.get(kind)
+    if target is None:
         raise ConfigError(f"unknown data kind {kind!r}; expected one of {', '.join(LOADERS)}")
-    loader: Callable[[Path], LoadResult] = getattr(loaders, name)
+    module, name = target.split(":")
+    loader: Callable[[Path], LoadResult] = getattr(importlib.import_module(module), name)
     return loader
 
 

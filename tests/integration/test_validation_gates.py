@@ -14,16 +14,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from core.data.macro import read_fred_series
 from core.errors import ConfigError, ValidationGateFailed
 from pipelines.validation import (
     GateReport,
     validate,
     validate_bars,
     validate_funding,
+    validate_macro,
     validate_quotes,
     validate_text,
     validate_trades,
 )
+from pipelines.validation.suites import SPECS
 
 pytestmark = pytest.mark.integration
 
@@ -31,6 +34,8 @@ REPO = Path(__file__).resolve().parents[2]
 DATA = Path(os.environ.get("STRATEGY_ENGINE_DATA") or REPO / "data")
 STOCKNET = DATA / "equities_daily_stocknet88" / "prices"
 FXCM = DATA / "fx_triangle_daily_lean" / "fxcm"
+FRED = DATA / "macro_fred_monetary"
+DAY_S = 86_400
 
 
 def _ns(dates: pd.Series, hours: int = 0) -> pd.Series:
@@ -301,3 +306,135 @@ def test_validating_writes_no_gx_files_to_the_working_directory_or_home(
 
     assert list(workdir.iterdir()) == []
     assert list(home.iterdir()) == []
+
+
+# --- macro series and freshness -----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def m2_and_fedfunds() -> pd.DataFrame:
+    frames = [read_fred_series(FRED / f"{series}.csv").frame for series in ("M2SL", "FEDFUNDS")]
+    return pd.concat(frames, ignore_index=True)
+
+
+def _as_of(day: str) -> int:
+    return pd.Timestamp(day, tz="UTC").as_unit("ns").value
+
+
+def test_the_shipped_m2_and_fed_funds_series_pass_the_macro_gate(
+    m2_and_fedfunds: pd.DataFrame,
+) -> None:
+    report = validate_macro(m2_and_fedfunds, name="M2SL+FEDFUNDS")
+
+    assert report.success, report.summary_text()
+    # PROVENANCE.md: M2SL has 778 monthly rows, FEDFUNDS 833.
+    assert report.rows == 778 + 833
+    names = {r.expectation for r in report.results}
+    assert {
+        "ts_event is not null",
+        "ts_event >= period_start",
+        "period_start strictly increasing per series",
+        "ts_event non-decreasing per series",
+        "row count >= 1",
+    } <= names
+
+
+def test_a_macro_figure_without_a_publication_date_fails_only_its_not_null_rule(
+    m2_and_fedfunds: pd.DataFrame,
+) -> None:
+    bad = m2_and_fedfunds.copy()
+    bad.loc[10, "ts_event"] = None
+
+    report = validate("macro", bad)
+
+    assert _counts(report) == {"ts_event is not null": 1}
+    example = report.failed()[0].examples[0]
+    assert example["ts_event"] is None
+    assert example["period_start"][:10] == _day(m2_and_fedfunds.loc[10, "period_start"])
+
+
+def test_a_macro_figure_published_before_its_period_starts_is_flagged(
+    m2_and_fedfunds: pd.DataFrame,
+) -> None:
+    bad = m2_and_fedfunds.copy()
+    bad.loc[10, "ts_event"] = bad.loc[10, "period_start"] - DAY_S * 1_000_000_000
+
+    report = validate("macro", bad)
+
+    # The month before was published after its own end, i.e. after this period began, so a
+    # stamp before this period's start is also a step back in publication time.
+    assert _counts(report) == {
+        "ts_event >= period_start": 1,
+        "ts_event non-decreasing per series": 1,
+    }
+    example = report.failed()[0].examples[0]
+    assert example["ts_event"] < example["period_start"]  # ISO strings of one format sort as time
+
+
+def test_a_repeated_macro_period_breaks_the_strict_period_order(
+    m2_and_fedfunds: pd.DataFrame,
+) -> None:
+    m2 = m2_and_fedfunds[m2_and_fedfunds["series"] == "M2SL"]
+    repeated = pd.concat([m2.iloc[:51], m2.iloc[[50]], m2.iloc[51:]], ignore_index=True)
+
+    report = validate_macro(repeated)
+
+    assert _counts(report) == {"period_start strictly increasing per series": 1}
+
+
+def test_the_aapl_bars_are_stale_a_month_after_their_last_day(aapl: pd.DataFrame) -> None:
+    report = validate("bars", aapl, as_of_ns=_as_of("2017-10-01"), max_age_s=7 * DAY_S)
+
+    [failed] = report.failed()
+    assert failed.expectation == "newest ts_event within 7 days of as_of"
+    # PROVENANCE.md: the stocknet prices end on 2017-09-01.
+    assert failed.detail == "observed 2017-09-01T00:00:00+00:00"
+
+
+def test_the_aapl_bars_are_fresh_four_days_after_their_last_day(aapl: pd.DataFrame) -> None:
+    report = validate("bars", aapl, as_of_ns=_as_of("2017-09-05"), max_age_s=7 * DAY_S)
+
+    assert report.success, report.summary_text()
+    assert report.results[-1].expectation == "newest ts_event within 7 days of as_of"
+
+
+def test_without_as_of_no_freshness_rule_is_added(aapl: pd.DataFrame) -> None:
+    report = validate_bars(aapl)
+
+    assert not any(r.expectation.startswith("newest") for r in report.results)
+
+
+def test_freshness_needs_both_as_of_and_max_age(aapl: pd.DataFrame) -> None:
+    with pytest.raises(ConfigError, match="max_age_s=None"):
+        validate("bars", aapl, as_of_ns=_as_of("2017-09-05"))
+    with pytest.raises(ConfigError, match="max_age_s must be a positive"):
+        validate("text", aapl, as_of_ns=_as_of("2017-09-05"), max_age_s=-1.0)
+
+
+def test_every_gate_checks_a_row_count() -> None:
+    for kind, spec in SPECS.items():
+        report = validate(kind, pd.DataFrame(columns=list(spec.required)), min_rows=1)
+
+        assert "row count >= 1" in [r.expectation for r in report.failed()], kind
+
+
+def test_the_validate_command_checks_a_fred_csv_and_its_freshness(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from strategy_engine.cli import main
+
+    csv = str(FRED / "FEDFUNDS.csv")
+
+    assert main(["validate", "--kind", "macro", "--csv", csv, "--json"]) == 0
+    passed = json.loads(capsys.readouterr().out)
+    # FEDFUNDS' last period is 2023-11; it is published 7 days after that month ends.
+    stale = ["--as-of", "2024-03-01", "--max-age-days", "30"]
+    assert main(["validate", "--kind", "macro", "--csv", csv, *stale, "--json"]) == 1
+    failed = json.loads(capsys.readouterr().out)
+
+    assert passed["success"] and passed["gate"]["rows"] == 833  # PROVENANCE.md
+    assert passed["freshness"] is None
+    assert [f["expectation"] for f in failed["failed_expectations"]] == [
+        "newest ts_event within 30 days of as_of"
+    ]
+    assert failed["freshness"] == {"as_of": "2024-03-01T00:00:00+00:00", "max_age_days": 30.0}
