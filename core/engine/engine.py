@@ -11,17 +11,15 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import msgspec
-
 from core.engine.applicator import Routed, StrategyApplicator
 from core.engine.books import StrategyBook
 from core.engine.clock import SimulatedClock
 from core.engine.composer import StrategyComposer
-from core.engine.execution import BarFillModel, PaperBroker
+from core.engine.execution import BarFillModel, PaperBroker, TakerFillModel
 from core.engine.portfolio import Portfolio
 from core.engine.tracker import PerformanceTracker
 from core.errors import ConfigError
-from core.model import Bar, Fill, Order, Signal
+from core.model import Bar, Fill, Order, Quote, Signal
 from core.ports import SignalSink, StateStore, StrategyDeployment
 from core.risk import RiskLimits, RiskManager
 
@@ -85,6 +83,7 @@ class TradingEngine:
         deployments: list[StrategyDeployment],
         *,
         fill_model: BarFillModel | None = None,
+        quote_fill_model: TakerFillModel | None = None,
         initial_capital: float = 1.0,
         sink: SignalSink | None = None,
         state_store: StateStore | None = None,
@@ -97,7 +96,7 @@ class TradingEngine:
     ) -> None:
         self.applicator = StrategyApplicator(deployments)
         self.composer = StrategyComposer({d.name: d.weight for d in deployments})
-        self.broker = PaperBroker(fill_model or BarFillModel())
+        self.broker = PaperBroker(fill_model or BarFillModel(), quote_fill_model)
         self.portfolio = Portfolio(initial_capital)
         self.tracker = PerformanceTracker(initial_capital)
         self.clock = clock or SimulatedClock()
@@ -132,17 +131,22 @@ class TradingEngine:
         tracker.events += 1
         portfolio = self.portfolio
         books = self.books
+        broker = self.broker
+        # An order's latency counts from the local receive time of the event that decided it.
+        broker.local_ns = getattr(event, "ts_recv", 0) or ts
         if isinstance(event, Bar):
             if books:
                 for book in books.values():
                     book.on_bar(event)
             # Most bars have no order waiting: test the broker's book before calling it.
-            if event.symbol in self.broker._pending:
-                fill = self.broker.on_bar_open(event)
+            if event.symbol in broker._pending:
+                fill = broker.on_bar_open(event)
                 if fill is not None:
                     portfolio.apply_fill(fill)
                     self._record_fill(fill)
             portfolio.mark(event.symbol, event.close)
+        elif isinstance(event, Quote):
+            self._on_quote(event)
         routed = self.applicator.on_event(event)
         if routed:
             for one in routed:
@@ -228,7 +232,7 @@ class TradingEngine:
             "instances": instance_keys,
             "composer": self.composer.to_state(),
             "risk": self.risk.to_state(),
-            "pending": msgspec.to_builtins(self.broker.pending()),
+            "pending": self.broker.pending_state(),
         }
 
     def restore(self, state_store: StateStore, fills: Sequence[Fill]) -> bool:
@@ -242,7 +246,7 @@ class TradingEngine:
         self.applicator.restore({k: s for k, s in states.items() if s is not None})
         self.composer.restore(snapshot["composer"])
         self.risk.restore(snapshot["risk"])
-        self.broker.restore_pending(msgspec.convert(snapshot["pending"], list[Order]))
+        self.broker.restore_pending_state(snapshot["pending"])
         for fill in fills[: snapshot["fills_applied"]]:
             self.portfolio.apply_fill(fill)
         self.clock.advance_to(snapshot["ts"])
@@ -333,6 +337,18 @@ class TradingEngine:
             self._outbox_size += 1
         else:
             self.broker.submit(symbol, 0.0, ts_event, strategy)  # cancel: the position stays
+
+    def _on_quote(self, quote: Quote) -> None:
+        """Fill the pending orders the quote reaches; mark symbol and symbol:venue to the mid."""
+        if self.broker._pending and self.broker.quote_model is not None:
+            for fill in self.broker.on_quote(quote):
+                self.portfolio.apply_fill(fill)
+                self._record_fill(fill)
+        if 0.0 < quote.bid_price <= quote.ask_price:
+            mid = quote.mid
+            self.portfolio.mark(quote.symbol, mid)
+            if quote.venue:
+                self.portfolio.mark(f"{quote.symbol}:{quote.venue}", mid)
 
     def _record_fill(self, fill: Fill) -> None:
         self.tracker.fills += 1

@@ -1,44 +1,125 @@
-"""Paper execution for bars: an order decided at a bar's close fills at the next bar's open."""
+"""Paper execution: pending orders filled by the market data that follows their decision.
+
+Bars: an order decided at a bar's close fills at the symbol's next open, with slippage and a
+fee, optionally capped at a fraction of each bar's volume (the rest waits for later bars).
+
+Quotes (taker): an order fills against the first quote of its symbol received at least
+``latency_ns`` after the decision, buys at the ask and sells at the bid, capped at the quoted
+size (the rest waits for later quotes), paying the venue's taker fee. An order names a venue by
+a qualified symbol ``"BTCUSDT:spot"``; a plain ``"BTCUSDT"`` takes the first venue that quotes.
+
+A new decision for a symbol replaces whatever of its previous order is unfilled. Order ids
+derive from the symbol and the deciding event's timestamp, fill ids from the order id and the
+fill's sequence number (``<order_id>-1``, ``-2``, ...), so a replayed decision produces the
+same ids and a store that dedupes by id never fills twice.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
-from core.errors import ConfigError
-from core.model import Bar, Fill, Order, Side
+import msgspec
+
+from core.errors import ConfigError, MessageError
+from core.model import Bar, Fill, Order, Quote, Side
 
 
 @dataclass(frozen=True)
 class BarFillModel:
-    """Next-open fills with slippage and a fee, both in basis points of the traded notional."""
+    """Next-open fills with slippage and a fee, both in basis points of the traded notional.
+
+    ``max_volume_fraction`` (None = no cap) caps each fill at that fraction of the bar's volume.
+    """
 
     fee_bps: float = 0.0
     slippage_bps: float = 0.0
+    max_volume_fraction: float | None = None
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.fee_bps <= 1000.0:
             raise ConfigError(f"fee_bps must be within [0, 1000], was {self.fee_bps}")
         if not 0.0 <= self.slippage_bps <= 1000.0:
             raise ConfigError(f"slippage_bps must be within [0, 1000], was {self.slippage_bps}")
+        cap = self.max_volume_fraction
+        if cap is not None and not 0.0 < cap <= 1.0:
+            raise ConfigError(f"max_volume_fraction must be within (0, 1], was {cap}")
 
     def fill_price(self, order: Order, bar: Bar) -> float:
         slip = bar.open * self.slippage_bps / 1e4
         return bar.open + slip if order.side is Side.BUY else bar.open - slip
 
+    def fill_quantity(self, remaining: float, bar: Bar) -> float:
+        """How much of ``remaining`` this bar can fill (all of it without a volume cap)."""
+        if self.max_volume_fraction is None:
+            return remaining
+        return min(remaining, self.max_volume_fraction * bar.volume)
+
     def fee(self, quantity: float, price: float) -> float:
         return abs(quantity) * price * self.fee_bps / 1e4
 
 
-class PaperBroker:
-    """Hold each symbol's pending order until that symbol's next bar, then fill it.
+def _no_fees() -> dict[str, float]:
+    return {}
 
-    Order and fill ids derive from the symbol and the deciding bar's timestamp, so a replayed
-    decision produces the same ids and a store that dedupes by id never fills twice.
+
+@dataclass(frozen=True)
+class TakerFillModel:
+    """Taker fills against the quote seen ``latency_ns`` after the decision.
+
+    Parameters
+    ----------
+    latency_ns
+        Decision to order arrival, on the local receive clock (``ts_recv``, else ``ts_event``).
+    taker_fee_bps
+        Taker fee per venue in basis points of the notional; other venues pay
+        ``default_fee_bps``.
     """
 
-    def __init__(self, fill_model: BarFillModel) -> None:
+    latency_ns: int = 0
+    taker_fee_bps: Mapping[str, float] = field(default_factory=_no_fees)
+    default_fee_bps: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.latency_ns < 0:
+            raise ConfigError(f"latency_ns must be >= 0, was {self.latency_ns}")
+        for venue, bps in {**self.taker_fee_bps, "default": self.default_fee_bps}.items():
+            if not 0.0 <= bps <= 1000.0:
+                raise ConfigError(
+                    f"taker fee for {venue!r} must be within [0, 1000] bps, was {bps}"
+                )
+
+    def fee_bps(self, venue: str) -> float:
+        return self.taker_fee_bps.get(venue, self.default_fee_bps)
+
+    def price_and_size(self, side: Side, quote: Quote) -> tuple[float, float]:
+        """The price a taker pays on ``side`` and how much is quoted there."""
+        if side is Side.BUY:
+            return quote.ask_price, quote.ask_size
+        return quote.bid_price, quote.bid_size
+
+
+@dataclass(slots=True)
+class _Working:
+    """An order and what is left of it: quantity unfilled, fills so far, decision time."""
+
+    order: Order
+    remaining: float
+    fills: int = 0
+    decided_ns: int = 0
+
+
+class PaperBroker:
+    """Hold each symbol's pending order until market data for that symbol fills it."""
+
+    def __init__(self, fill_model: BarFillModel, quote_model: TakerFillModel | None = None) -> None:
         self.fill_model = fill_model
-        self._pending: dict[str, Order] = {}
+        self.quote_model = quote_model
+        # The local clock of the event being processed, set by the engine; an order's latency
+        # counts from it. Zero means "use the order's own timestamp".
+        self.local_ns = 0
+        self._pending: dict[str, _Working] = {}
 
     def submit(
         self, symbol: str, quantity_delta: float, ts_event: int, strategy: str = ""
@@ -55,30 +136,98 @@ class PaperBroker:
             ts_event=ts_event,
             strategy=strategy,
         )
-        self._pending[symbol] = order
+        self._pending[symbol] = _Working(order, order.quantity, 0, self.local_ns or ts_event)
         return order
 
     def on_bar_open(self, bar: Bar) -> Fill | None:
-        """Fill the symbol's pending order at this bar's open."""
-        order = self._pending.pop(bar.symbol, None)
-        if order is None:
+        """Fill (some of) the symbol's pending order at this bar's open."""
+        working = self._pending.get(bar.symbol)
+        if working is None:
             return None
-        price = self.fill_model.fill_price(order, bar)
+        model = self.fill_model
+        quantity = model.fill_quantity(working.remaining, bar)
+        if quantity <= 0.0:  # a bar without volume fills nothing; the order keeps waiting
+            return None
+        price = model.fill_price(working.order, bar)
+        return self._fill(working, quantity, price, model.fee(quantity, price), bar.ts_event)
+
+    def on_quote(self, quote: Quote) -> list[Fill]:
+        """Fill the pending orders ``quote`` reaches (its symbol, plain or at its venue)."""
+        model = self.quote_model
+        if model is None or not _usable(quote):
+            return []
+        fills = []
+        for key in (quote.symbol, f"{quote.symbol}:{quote.venue}" if quote.venue else ""):
+            working = self._pending.get(key)
+            if working is None:
+                continue
+            if (quote.ts_recv or quote.ts_event) < working.decided_ns + model.latency_ns:
+                continue  # the order has not reached the venue yet
+            price, size = model.price_and_size(working.order.side, quote)
+            quantity = min(working.remaining, size)
+            if quantity <= 0.0:
+                continue
+            fee = quantity * price * model.fee_bps(quote.venue) / 1e4
+            fills.append(self._fill(working, quantity, price, fee, quote.ts_event))
+        return fills
+
+    def pending(self) -> list[Order]:
+        """The orders waiting (as decided; :meth:`pending_state` has what is left of them)."""
+        return [working.order for working in self._pending.values()]
+
+    def pending_state(self) -> list[dict[str, Any]]:
+        """JSON-safe pending orders with their unfilled quantity, fill count and decision time."""
+        return [
+            {
+                "order": msgspec.to_builtins(w.order),
+                "remaining": w.remaining,
+                "fills": w.fills,
+                "decided_ns": w.decided_ns,
+            }
+            for w in self._pending.values()
+        ]
+
+    def restore_pending(self, orders: list[Order]) -> None:
+        """Re-queue orders decided before a restart and not yet filled at all."""
+        self._pending = {o.symbol: _Working(o, o.quantity, 0, o.ts_event) for o in orders}
+
+    def restore_pending_state(self, state: list[dict[str, Any]]) -> None:
+        """Re-queue from :meth:`pending_state` (or from plain orders, as older snapshots hold)."""
+        self._pending = {}
+        for item in state:
+            if "order" not in item:  # a snapshot from before partial fills: an order as decided
+                order = msgspec.convert(item, Order)
+                self._pending[order.symbol] = _Working(order, order.quantity, 0, order.ts_event)
+                continue
+            order = msgspec.convert(item["order"], Order)
+            remaining, fills = float(item["remaining"]), int(item["fills"])
+            if not 0.0 < remaining <= order.quantity or fills < 0:
+                raise MessageError(
+                    f"pending order {order.order_id} has remaining={remaining} fills={fills}"
+                )
+            self._pending[order.symbol] = _Working(order, remaining, fills, int(item["decided_ns"]))
+
+    def _fill(
+        self, working: _Working, quantity: float, price: float, fee: float, ts_event: int
+    ) -> Fill:
+        order = working.order
+        working.fills += 1
+        working.remaining -= quantity
+        if working.remaining <= 0.0:
+            del self._pending[order.symbol]
         return Fill(
-            fill_id=f"{order.order_id}-1",
+            fill_id=f"{order.order_id}-{working.fills}",
             order_id=order.order_id,
             symbol=order.symbol,
             side=order.side,
-            quantity=order.quantity,
+            quantity=quantity,
             price=price,
-            fee=self.fill_model.fee(order.quantity, price),
-            ts_event=bar.ts_event,
+            fee=fee,
+            ts_event=ts_event,
             strategy=order.strategy,
         )
 
-    def pending(self) -> list[Order]:
-        return list(self._pending.values())
 
-    def restore_pending(self, orders: list[Order]) -> None:
-        """Re-queue orders decided before a restart and not yet filled."""
-        self._pending = {order.symbol: order for order in orders}
+def _usable(quote: Quote) -> bool:
+    """A quote a taker could trade on: positive prices, not crossed."""
+    return 0.0 < quote.bid_price <= quote.ask_price
