@@ -24,7 +24,7 @@ from typing import Any, Protocol
 
 from core.engine.applicator import StrategyApplicator
 from core.engine.engine import ENGINE_STATE_KEY, PositionSizing, TradingEngine
-from core.engine.execution import BarFillModel
+from core.engine.execution import BarFillModel, TakerFillModel
 from core.online import OnlineGenerator, variant_configs
 from core.ports import StrategyDeployment, StrategySource
 from core.risk import RiskLimits, RiskManager
@@ -92,6 +92,9 @@ class CoreSettings:
     notional: float = 10_000.0
     capital: float = 1_000_000.0
     risk: RiskLimits = field(default_factory=RiskLimits)
+    # Taker orders on quote feeds fill at the first quote this long after the decision.
+    taker_latency_ms: float = 5.0
+    taker_fee_bps: dict[str, float] = field(default_factory=lambda: {"spot": 10.0, "usdm": 2.0})
     # Shadow parameter variants of this model (its registered name), 0 for none.
     shadow_of: str = ""
     shadow_variants: int = 0
@@ -155,6 +158,10 @@ class CoreService:
         self.engine = TradingEngine(
             deployments,
             fill_model=BarFillModel(fee_bps=self.settings.fee_bps),
+            quote_fill_model=TakerFillModel(
+                latency_ns=int(self.settings.taker_latency_ms * 1e6),
+                taker_fee_bps=self.settings.taker_fee_bps,
+            ),
             initial_capital=self.settings.capital,
             sizing=PositionSizing(notional=self.settings.notional),
             risk=RiskManager(self.settings.risk),

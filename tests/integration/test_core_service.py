@@ -158,3 +158,29 @@ def test_a_finished_run_is_logged_to_mlflow_with_equity_and_latency_plots(
     run_dir = next(mlflow_dir.rglob(summary["mlflow_run"]))
     plots = sorted(p.name for p in run_dir.rglob("*.png"))
     assert plots == ["equity.png", "latency_in_process.png", "latency_tick_to_signal.png"]
+
+
+def test_latency_arbitrage_trades_the_stale_spot_quote_through_the_core(
+    redis_connection: RedisConnection, redis_namespace: str
+):
+    feed = "crypto_l2_binance_hftbacktest"
+    events = replay_events(feed, symbols=["BTCUSDT"])
+    FeedPublisher(redis_connection.client, redis_namespace).publish(feed, events)
+    settings = CoreSettings(feeds=(feed,), until_end=True, tactical_cycle_s=0.5)
+
+    summary = run_core(
+        settings, redis_connection, namespace=redis_namespace, source=LocalStrategies(("latency",))
+    )
+
+    fills = RedisStore(redis_connection.client, redis_namespace).read_fills()
+    spot = {
+        (q.ts_recv, q.bid_price, q.ask_price)
+        for q in events
+        if q.kind == "quote" and q.venue == "spot"
+    }
+    assert summary["signals_out"] > 0 and fills
+    assert {f.symbol for f in fills} == {"BTCUSDT:spot"}
+    for fill in fills:  # every fill is at a real spot quote's price, taker side
+        price = {True: 2, False: 1}[fill.side.value == "buy"]
+        assert any(q[price] == fill.price for q in spot)
+        assert fill.fee == pytest.approx(fill.quantity * fill.price * 10.0 / 1e4)

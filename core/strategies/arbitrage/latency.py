@@ -144,6 +144,11 @@ class LeadLagLatency(Strategy[LatencyConfig]):
     def subscriptions(self) -> tuple[str, ...]:
         return (self.symbol.split(":", 1)[0],)
 
+    def legs(self, signal: Signal) -> dict[str, float]:
+        # It trades the lagging venue's stale quote: ``<symbol>:<venue>`` is that instrument.
+        base = self.symbol.split(":", 1)[0]
+        return {f"{base}:{self.config.lagger_venue}": signal.target_position}
+
     def update(self, quote: Quote) -> Signal | None:
         if quote.kind != "quote":  # the feed also carries trades; this rule reads only quotes
             return None
