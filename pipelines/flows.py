@@ -221,3 +221,36 @@ def _outcome(
         else {"train_end_ns": windows.train_end, "test_start_ns": windows.test_start},
         "decision": {"promoted": promoted, "reason": why},
     }
+
+
+@flow(name="ml-composer", log_prints=False)
+def ml_composer(
+    symbols: list[str] | None = None,
+    kinds: list[str] | None = None,
+    register: bool = True,
+    stack: bool = True,
+) -> dict[str, Any]:
+    """Train the direction models (XGBoost, scikit-learn) walk-forward and register each;
+    fit the stacked model that weights the rule strategies' signals.
+
+    Registered versions are not promoted here: ``retrain`` or an operator decides that.
+    """
+    from pipelines.ml_composer import ComposerConfig, run_ml_composer
+    from pipelines.stacking import StackingSettings, fit_stack
+
+    config = ComposerConfig(symbols=tuple(symbols)) if symbols else ComposerConfig()
+    chosen = tuple(kinds or ("xgboost", "sklearn"))
+    report = run_ml_composer(config, kinds=chosen, register=register)  # type: ignore[arg-type]
+    outcome: dict[str, Any] = {
+        "data_hash": report.data_hash,
+        "models": {
+            kind: {
+                "out_of_sample": trained.evaluation.metrics,
+                "version": trained.version.version if trained.version else None,
+            }
+            for kind, trained in report.models.items()
+        },
+    }
+    if stack:
+        outcome["stacking"] = fit_stack(StackingSettings())
+    return outcome

@@ -78,3 +78,19 @@ def test_a_csv_that_fails_the_gate_records_the_report_and_promotes_nothing(
     assert run.info.status == "FAILED"
     report = registry.client.download_artifacts(run.info.run_id, "validation.json", str(tmp_path))
     assert json.loads(Path(report).read_text())["success"] is False
+
+
+def test_the_ml_composer_flow_registers_both_model_kinds_and_fits_the_stack(
+    prefect_harness, mlflow_dir
+):
+    from pipelines.flows import ml_composer
+
+    outcome = ml_composer(symbols=["AAPL", "KO", "XOM"])
+
+    registry = StrategyRegistry()
+    versions = {v["version"] for v in registry.list_strategies()[0]["versions"]}
+    assert {m["version"] for m in outcome["models"].values()} == versions == {"1", "2"}
+    for model in outcome["models"].values():
+        assert 0.0 < model["out_of_sample"]["hit_rate"] < 1.0
+    assert abs(sum(outcome["stacking"]["weights"].values()) - 1.0) < 1e-9
+    assert registry.get_alias("strategy.ml_direction", "champion") is None  # not promoted here
