@@ -19,6 +19,7 @@ from core.data.streams import bars_stream, pair_stream
 from core.errors import ConfigError, DataError
 from core.strategies.base import DataKind
 from core.strategies.catalogue import strategy_type
+from strategy_engine.progress import progress
 
 CSV_KINDS = (DataKind.BARS, DataKind.PAIR_BARS)
 
@@ -93,6 +94,7 @@ def backtest_dataset(
     fee_bps: float = 0.0,
     allow_short: bool = False,
     fast: bool = False,
+    quiet: bool = True,
 ) -> dict[str, Any]:
     """Backtest ``strategy`` on a shipped data set (see :func:`core.backtest.runner.backtest`)."""
     result = backtest(
@@ -103,6 +105,9 @@ def backtest_dataset(
         fast=fast,
         fee_bps=fee_bps,
         allow_short=allow_short,
+        watch=lambda events: progress(
+            events, desc=f"{strategy} on {dataset}", quiet=quiet, total=len(events), unit="ev"
+        ),
     )
     return {**result, "fee_bps": fee_bps}
 

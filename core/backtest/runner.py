@@ -12,7 +12,7 @@ becomes an order filled at the symbol's bar t+1 open, one unit per instance (a p
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -70,6 +70,7 @@ def backtest(
     fast: bool = False,
     fee_bps: float = 0.0,
     allow_short: bool = False,
+    watch: Callable[[list[Any]], Iterable[Any]] | None = None,
 ) -> dict[str, Any]:
     """Backtest ``type_name`` on a shipped data set (its own by default).
 
@@ -94,23 +95,31 @@ def backtest(
     """
     config = resolve_config(type_name, params, allow_short=allow_short)
     stream = stream_for(type_name, dataset, symbols, fast, params=config)
-    return backtest_stream(stream, config, fee_bps=fee_bps)
+    return backtest_stream(stream, config, fee_bps=fee_bps, watch=watch)
 
 
 def backtest_stream(
-    stream: Stream, config: dict[str, Any], *, fee_bps: float = 0.0
+    stream: Stream,
+    config: dict[str, Any],
+    *,
+    fee_bps: float = 0.0,
+    watch: Callable[[list[Any]], Iterable[Any]] | None = None,
 ) -> dict[str, Any]:
     """Backtest an already built stream: the engine for bar kinds, else the family simulator."""
     kind = strategy_type(stream.type_name).spec.data_kind
     if kind in ENGINE_KINDS:
-        return engine_backtest(stream, config, fee_bps=fee_bps)
+        return engine_backtest(stream, config, fee_bps=fee_bps, watch=watch)
     from core.backtest.simulators import simulate
 
     return simulate(stream, config)
 
 
 def engine_backtest(
-    stream: Stream, config: dict[str, Any], *, fee_bps: float = 0.0
+    stream: Stream,
+    config: dict[str, Any],
+    *,
+    fee_bps: float = 0.0,
+    watch: Callable[[list[Any]], Iterable[Any]] | None = None,
 ) -> dict[str, Any]:
     """Run ``stream`` through the trading engine with one deployment of ``stream.type_name``.
 
@@ -138,7 +147,8 @@ def engine_backtest(
         sizing=PositionSizing(notional=NOTIONAL_PER_INSTANCE) if basket else PositionSizing(),
         keep_history=True,
     )
-    summary = engine.run(stream.events)
+    # ``watch`` lets a caller see the replay go by (a progress bar) without touching the events.
+    summary = engine.run(watch(stream.events) if watch is not None else stream.events)
     if summary["strategy_errors"]:
         raise StrategyError(summary["strategy_errors"][0])
     ts, equity = engine.tracker.equity_curve()

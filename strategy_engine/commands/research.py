@@ -70,6 +70,7 @@ def _backtest(args: argparse.Namespace) -> int:
             fee_bps=args.fee_bps,
             allow_short=args.allow_short,
             fast=args.fast,
+            quiet=args.json,
         )
     else:
         result = backtest_csv(
