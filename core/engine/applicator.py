@@ -40,6 +40,7 @@ class Routed:
     signal: Signal
     instance_key: str
     legs: dict[str, float]
+    strategy: Strategy[Any] | None = None  # the instance, for what must call it back (fills)
 
 
 class StrategyApplicator:
@@ -90,7 +91,7 @@ class StrategyApplicator:
             try:
                 signal = strategy.update(event)
                 if signal is not None:
-                    out.append(Routed(signal, key, strategy.legs(signal)))
+                    out.append(Routed(signal, key, strategy.legs(signal), strategy))
             except Exception as exc:  # a strategy's bug must not stop the others
                 self._quarantine(slot, strategy.symbol, exc)
         return out
@@ -137,7 +138,7 @@ class StrategyApplicator:
             try:
                 signal = strategy.update(event)
                 if signal is not None:
-                    out.append(Routed(signal, key, strategy.legs(signal)))
+                    out.append(Routed(signal, key, strategy.legs(signal), strategy))
             except Exception as exc:  # a strategy's bug must not stop the others
                 self._quarantine(slot, strategy.symbol, exc)
         return out

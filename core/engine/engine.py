@@ -16,12 +16,15 @@ from core.engine.books import StrategyBook
 from core.engine.clock import SimulatedClock
 from core.engine.composer import StrategyComposer
 from core.engine.execution import BarFillModel, PaperBroker, TakerFillModel
+from core.engine.makers import RestingQuotes
 from core.engine.portfolio import Portfolio
+from core.engine.quote_fills import QuoteFillConfig
 from core.engine.tracker import PerformanceTracker
 from core.errors import ConfigError
-from core.model import Bar, Fill, Order, Quote, Signal
+from core.model import Bar, Fill, Order, Quote, Signal, Trade
 from core.ports import SignalSink, StateStore, StrategyDeployment
 from core.risk import RiskLimits, RiskManager
+from core.strategies.base import Family
 
 ENGINE_STATE_KEY = "engine"
 SHADOW_STATE_KEY = "shadow"
@@ -84,6 +87,7 @@ class TradingEngine:
         *,
         fill_model: BarFillModel | None = None,
         quote_fill_model: TakerFillModel | None = None,
+        maker_fills: QuoteFillConfig | None = None,
         initial_capital: float = 1.0,
         sink: SignalSink | None = None,
         state_store: StateStore | None = None,
@@ -101,6 +105,7 @@ class TradingEngine:
         self.tracker = PerformanceTracker(initial_capital)
         self.clock = clock or SimulatedClock()
         self.sizing = sizing or PositionSizing()
+        self.makers = RestingQuotes(maker_fills) if maker_fills is not None else None
         # With one strategy the portfolio is its book; with several, each gets its own.
         names = sorted({d.name for d in deployments})
         self.books = (
@@ -147,6 +152,14 @@ class TradingEngine:
             portfolio.mark(event.symbol, event.close)
         elif isinstance(event, Quote):
             self._on_quote(event)
+        elif isinstance(event, Trade) and self.makers is not None:
+            for fill in self.makers.on_trade(event, tracker.events):
+                portfolio.apply_fill(fill)
+                self._record_fill(fill)
+                own = books.get(fill.strategy) if books else None
+                if own is not None:  # the maker's own book: its PnL is its fills' alone
+                    own.portfolio.apply_fill(fill)
+                    own.tracker.fills += 1
         routed = self.applicator.on_event(event)
         if routed:
             for one in routed:
@@ -233,6 +246,7 @@ class TradingEngine:
             "composer": self.composer.to_state(),
             "risk": self.risk.to_state(),
             "pending": self.broker.pending_state(),
+            "makers": self.makers.inventories() if self.makers is not None else {},
         }
 
     def restore(self, state_store: StateStore, fills: Sequence[Fill]) -> bool:
@@ -247,6 +261,8 @@ class TradingEngine:
         self.composer.restore(snapshot["composer"])
         self.risk.restore(snapshot["risk"])
         self.broker.restore_pending_state(snapshot["pending"])
+        if self.makers is not None:
+            self.makers.restore_inventories(snapshot.get("makers", {}))
         for fill in fills[: snapshot["fills_applied"]]:
             self.portfolio.apply_fill(fill)
         self.clock.advance_to(snapshot["ts"])
@@ -302,6 +318,15 @@ class TradingEngine:
         self._outbox_size += 1
         if self._keep_history:
             self.all_signals.append(signal)
+        if routed.strategy is not None and routed.strategy.spec.family is Family.MARKET_MAKING:
+            # A market maker states quotes (or pulls them), not a position: quotes rest until
+            # prints fill them; without a maker fill model they are only recorded.
+            if self.makers is not None:
+                self.makers.place(routed.instance_key, routed.strategy, signal)
+            book = self.books.get(signal.strategy) if self.books else None
+            if book is not None:
+                book.tracker.signals += 1
+            return
         sizing, portfolio = self.sizing, self.portfolio
         if sizing.notional is None:  # fixed units: the factor needs no price
             factor = sizing.units

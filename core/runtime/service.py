@@ -25,6 +25,7 @@ from typing import Any, Protocol
 from core.engine.applicator import StrategyApplicator
 from core.engine.engine import ENGINE_STATE_KEY, PositionSizing, TradingEngine
 from core.engine.execution import BarFillModel, TakerFillModel
+from core.engine.quote_fills import QuoteFillConfig
 from core.online import OnlineGenerator, variant_configs
 from core.ports import StrategyDeployment, StrategySource
 from core.risk import RiskLimits, RiskManager
@@ -85,7 +86,8 @@ class CoreSettings:
     feeds: tuple[str, ...] = ()
     fast_cycle_s: float = 0.1
     tactical_cycle_s: float = 1.0
-    read_count: int = 5000
+    # Entries per read: small enough that a backlog is worked off in cycles within budget.
+    read_count: int = 1000
     until_end: bool = False
     registry_check_s: float = 30.0
     fee_bps: float = 1.0
@@ -162,6 +164,7 @@ class CoreService:
                 latency_ns=int(self.settings.taker_latency_ms * 1e6),
                 taker_fee_bps=self.settings.taker_fee_bps,
             ),
+            maker_fills=QuoteFillConfig(),
             initial_capital=self.settings.capital,
             sizing=PositionSizing(notional=self.settings.notional),
             risk=RiskManager(self.settings.risk),

@@ -180,3 +180,33 @@ def test_latency_arbitrage_trades_the_stale_spot_quote_through_the_core(
     for fill in fills:  # every fill is at a real spot quote, on the taker's side
         assert fill.price in (asks if fill.side.value == "buy" else bids)
         assert fill.fee == pytest.approx(fill.quantity * fill.price * 10.0 / 1e4)
+
+
+def test_market_makers_quote_and_get_filled_by_real_prints_in_the_core(
+    redis_connection: RedisConnection, redis_namespace: str
+):
+    feed = "crypto_l2_binance_hftbacktest"
+    events = replay_events(feed, symbols=["BTCUSDT"], fast=True)
+    FeedPublisher(redis_connection.client, redis_namespace).publish(feed, events)
+    settings = CoreSettings(feeds=(feed,), until_end=True, tactical_cycle_s=0.5)
+
+    summary = run_core(
+        settings,
+        redis_connection,
+        namespace=redis_namespace,
+        source=LocalStrategies(("adaptive_quote", "spread_adjuster")),
+    )
+
+    fills = RedisStore(redis_connection.client, redis_namespace).read_fills()
+    prints = {t.price for t in events if t.kind == "trade"}
+    assert summary["signals_by_strategy"]["strategy.adaptive_quote"] > 0
+    assert fills and {f.strategy for f in fills} <= {
+        "strategy.adaptive_quote",
+        "strategy.spread_adjuster",
+    }
+    for fill in fills:  # a resting bid fills only on a print at or below it, an ask at or above
+        near = [
+            p for p in prints if (p <= fill.price if fill.side.value == "buy" else p >= fill.price)
+        ]
+        assert near
+    assert len({f.fill_id for f in fills}) == len(fills)
