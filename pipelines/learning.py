@@ -25,7 +25,7 @@ from core.errors import ConfigError, DataError
 from core.ports import StrategyDeployment
 from core.strategies.base import DataKind
 from core.strategies.catalogue import strategy_type
-from pipelines.lifecycle import AdmittedBars, admit_bars, data_hash, gate_bars, gate_summary
+from pipelines.lifecycle import AdmittedBars, admit_bars
 from pipelines.validation import GateReport
 from registry.strategy_registry import CHAMPION, StrategyRegistry, model_name
 
@@ -207,11 +207,8 @@ __all__ = [
     "Windows",
     "admit",
     "champion_config",
-    "data_hash",
     "decide",
     "evaluate",
-    "gate_bars",
-    "gate_summary",
     "split_windows",
     "train_challenger",
     "variants",
