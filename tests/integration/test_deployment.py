@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import socket
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,12 +36,24 @@ def _free_port() -> int:
 
 
 def _api(method: str, url: str, body: Any = None) -> Any:
+    """Call the Prefect REST API, retrying what its own client retries (429, 502, 503).
+
+    A busy server answers 503 while its SQLite store is locked; Prefect's client backs off
+    and retries, and so does this test rather than fail on a loaded machine.
+    """
     data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(
-        url, data=data, method=method, headers={"Content-Type": "application/json"}
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return json.loads(response.read())
+    for attempt in range(6):
+        request = urllib.request.Request(
+            url, data=data, method=method, headers={"Content-Type": "application/json"}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            if exc.code not in (429, 502, 503) or attempt == 5:
+                raise
+            time.sleep(0.5 * 2**attempt)
+    raise AssertionError("unreachable")
 
 
 @pytest.fixture(scope="module")
