@@ -26,6 +26,7 @@ from core.ports import StrategyDeployment
 from core.strategies.base import DataKind
 from core.strategies.catalogue import strategy_type
 from pipelines.lifecycle import AdmittedBars, admit_bars
+from pipelines.progress import progress
 from pipelines.validation import GateReport
 from registry.strategy_registry import CHAMPION, StrategyRegistry, model_name
 
@@ -154,7 +155,8 @@ def train_challenger(
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Pick the variant with the best training-window Sharpe; return it and every score."""
     scored = []
-    for config in variants(settings.strategy, base, settings.max_variants):
+    candidates = variants(settings.strategy, base, settings.max_variants)
+    for config in progress(candidates, desc="challenger candidates", total=len(candidates)):
         train = evaluate(
             settings.strategy, config, admitted, start=None, end=windows.train_end,
             fee_bps=settings.fee_bps,

@@ -52,6 +52,7 @@ from core.features.direction import (
 )
 from core.strategies.ml.direction import Predictor, targets_from_probabilities
 from pipelines import lifecycle
+from pipelines.progress import progress
 from registry.learned_direction import log_direction_model, predictor_for
 from registry.store import MlflowStore
 from registry.strategy_registry import RegisteredVersion
@@ -477,7 +478,7 @@ def run_ml_composer(
     digest = f"sha256:{lifecycle.data_hash(admitted)}"
     models: dict[str, TrainedDirection] = {}
     validation: dict[str, Any] = {}
-    for kind in kinds:
+    for kind in progress(kinds, desc="training", total=len(kinds), unit="model"):
         evaluation = walk_forward(data, kind, config)
         validation = training_validation(gate, lookahead, evaluation.folds, config.purge)
         model = train_model(kind, data.features, data.label, config)

@@ -19,7 +19,7 @@ from core.data.streams import bars_stream, pair_stream
 from core.errors import ConfigError, DataError
 from core.strategies.base import DataKind
 from core.strategies.catalogue import strategy_type
-from strategy_engine.progress import progress
+from pipelines.progress import progress
 
 CSV_KINDS = (DataKind.BARS, DataKind.PAIR_BARS)
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import pkgutil
 import sys
 from collections.abc import Callable, Sequence
 
 from core.errors import StrategyEngineError
+from pipelines.progress import QUIET_ENV
 from strategy_engine import commands
 
 Handler = Callable[[argparse.Namespace], int]
@@ -18,6 +20,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     handler: Handler = args.handler
+    quiet = getattr(args, "json", False)
+    before = os.environ.get(QUIET_ENV)
+    if quiet:
+        os.environ[QUIET_ENV] = "1"  # machines read stdout; no progress bars on stderr either
     try:
         return handler(args)
     except (StrategyEngineError, OSError) as exc:
@@ -26,6 +32,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    finally:
+        if quiet and before is None:
+            os.environ.pop(QUIET_ENV, None)
 
 
 def build_parser() -> argparse.ArgumentParser:

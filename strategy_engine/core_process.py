@@ -24,7 +24,7 @@ from core.runtime.control import apply_control
 from core.runtime.outbox import BufferedWriter
 from core.runtime.service import CoreService, CoreSettings
 from core.strategies.catalogue import strategy_type
-from strategy_engine.progress import progress
+from pipelines.progress import progress
 from strategy_engine.settings import VAR_DIR, apply_environment_defaults
 
 # What "Redis is away" looks like from redis-py; anything else is a bug to surface.

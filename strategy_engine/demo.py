@@ -16,7 +16,7 @@ import sys
 import time
 from typing import Any
 
-from strategy_engine.progress import progress
+from pipelines.progress import progress
 from strategy_engine.settings import REPO_ROOT, VAR_DIR, apply_environment_defaults
 
 DATASET = "equities_daily_stocknet88"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from pipelines.progress import progress
 from strategy_engine.output import print_json
-from strategy_engine.progress import progress
 
 _COLUMNS = (
     "type",
