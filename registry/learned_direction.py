@@ -15,9 +15,7 @@ and a skops file is refused if it holds any type outside :data:`DIRECTION_SKLEAR
 from __future__ import annotations
 
 import importlib.metadata
-import json
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +24,6 @@ import mlflow.artifacts
 import numpy as np
 import skops.io as sio
 import xgboost as xgb
-from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from sklearn.pipeline import Pipeline
 
@@ -34,15 +31,12 @@ from core.errors import RegistryError
 from core.ports import StrategyDeployment
 from core.strategies.ml.direction import MLDirection, MLDirectionConfig, Predictor
 from registry.learned_models import _schema_types
-from registry.packaging import STRATEGY_FILE, save_strategy_model, strategy_document
+from registry.packaging import strategy_document
 from registry.source import MlflowStrategySource
 from registry.store import MlflowStore
 from registry.strategy_registry import (
-    MODEL_ARTIFACT,
-    VALIDATION_FILE,
     RegisteredVersion,
     StrategyRegistry,
-    _flatten,
     _lineage_tags,
     model_name,
 )
@@ -215,37 +209,15 @@ def log_direction_model(
         **_library_versions(kind),
         "model_kind": kind,
     }
-    return registry.register_run(
-        DIRECTION_TYPE,
-        tags,
-        lambda run_id: _log_run(registry, run_id, document, validation, metrics, model),
-    )
 
-
-def _log_run(
-    registry: StrategyRegistry,
-    run_id: str,
-    document: dict[str, Any],
-    validation: dict[str, Any],
-    metrics: dict[str, float],
-    model: Any,
-) -> None:
-    now_ms = int(time.time() * 1000)
-    registry.client.log_batch(
-        run_id,
-        metrics=[Metric(key, float(value), now_ms, 0) for key, value in metrics.items()],
-        params=[Param(key, value) for key, value in _flatten(document["config"]).items()],
-        tags=[RunTag("schema_version", str(document["schema_version"]))],
-    )
-    with tempfile.TemporaryDirectory(prefix="direction-version-") as tmp:
-        folder = Path(tmp)
-        (folder / STRATEGY_FILE).write_text(json.dumps(document, indent=2, sort_keys=True))
-        (folder / VALIDATION_FILE).write_text(json.dumps(validation, indent=2, default=str))
-        save_strategy_model(folder / MODEL_ARTIFACT, document)
-        if model is not None:
+    def add_model(folder: Path) -> None:
+        if model is not None:  # a linear model lives in the config itself
             (folder / DIRECTION_MODEL_DIR).mkdir()
-            save_direction_model(document["config"]["model"], model, folder / DIRECTION_MODEL_DIR)
-        registry.client.log_artifacts(run_id, str(folder))
+            save_direction_model(kind, model, folder / DIRECTION_MODEL_DIR)
+
+    return registry.register_document(
+        document, tags, validation=validation, metrics=metrics, add_files=add_model
+    )
 
 
 # -- loading -------------------------------------------------------------------------------------

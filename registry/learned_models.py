@@ -17,7 +17,6 @@ import hashlib
 import importlib.metadata
 import json
 import tempfile
-import time
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,7 +24,6 @@ from typing import Any
 
 import mlflow.artifacts
 import skops.io as sio
-from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from sklearn.pipeline import Pipeline
 
@@ -34,16 +32,12 @@ from core.strategies.news.sentiment_model import SentimentModelConfig, lexicon_f
 from registry.packaging import (
     STRATEGY_FILE,
     parse_strategy_document,
-    save_strategy_model,
     strategy_document,
 )
 from registry.store import MlflowStore
 from registry.strategy_registry import (
-    MODEL_ARTIFACT,
-    VALIDATION_FILE,
     RegisteredVersion,
     StrategyRegistry,
-    _flatten,
     _lineage_tags,
     model_name,
 )
@@ -172,42 +166,22 @@ def log_sentiment_model(
     document = strategy_document(SENTIMENT_TYPE, config)
     registry = StrategyRegistry(store)
     tags = {**_lineage_tags(SENTIMENT_TYPE, data_hash, validation, symbols, None), **_versions()}
-    return registry.register_run(
-        SENTIMENT_TYPE,
-        tags,
-        lambda run_id: _log_run(
-            registry, run_id, document, validation, metrics, model, model_config
-        ),
-    )
 
-
-def _log_run(
-    registry: StrategyRegistry,
-    run_id: str,
-    document: dict[str, Any],
-    validation: dict[str, Any],
-    metrics: dict[str, float],
-    model: Pipeline,
-    model_config: SentimentModelConfig | None,
-) -> None:
-    now_ms = int(time.time() * 1000)
-    params = _flatten(document["config"])
-    if model_config is not None:
-        params.update({f"model.{k}": str(v) for k, v in model_config.to_dict().items()})
-    registry.client.log_batch(
-        run_id,
-        metrics=[Metric(key, float(value), now_ms, 0) for key, value in metrics.items()],
-        params=[Param(key, value) for key, value in params.items()],
-        tags=[RunTag("schema_version", str(document["schema_version"]))],
-    )
-    with tempfile.TemporaryDirectory(prefix="sentiment-version-") as tmp:
-        folder = Path(tmp)
-        (folder / STRATEGY_FILE).write_text(json.dumps(document, indent=2, sort_keys=True))
-        (folder / VALIDATION_FILE).write_text(json.dumps(validation, indent=2, default=str))
-        save_strategy_model(folder / MODEL_ARTIFACT, document)
+    def add_model(folder: Path) -> None:
         (folder / SENTIMENT_MODEL_DIR).mkdir()
         save_sentiment_model(model, folder / SENTIMENT_MODEL_DIR / SENTIMENT_MODEL_FILE)
-        registry.client.log_artifacts(run_id, str(folder))
+
+    extra = (
+        {f"model.{k}": str(v) for k, v in model_config.to_dict().items()} if model_config else {}
+    )
+    return registry.register_document(
+        document,
+        tags,
+        validation=validation,
+        metrics=metrics,
+        extra_params=extra,
+        add_files=add_model,
+    )
 
 
 def load_registered_sentiment_model(

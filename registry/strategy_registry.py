@@ -154,11 +154,7 @@ class StrategyRegistry:
         """
         document = strategy_document(type_name, config)
         tags = _lineage_tags(type_name, data_hash, validation, symbols, code_version)
-        return self.register_run(
-            type_name,
-            tags,
-            lambda run_id: self._log_run(run_id, document, validation, metrics or {}),
-        )
+        return self.register_document(document, tags, validation=validation, metrics=metrics or {})
 
     def register_run(
         self, type_name: str, tags: dict[str, str], log: Callable[[str], None]
@@ -184,26 +180,43 @@ class StrategyRegistry:
         created = client.create_model_version(name, source=source, run_id=run_id, tags=tags)
         return RegisteredVersion(name=name, version=str(created.version), run_id=run_id)
 
-    def _log_run(
+    def register_document(
         self,
-        run_id: str,
         document: dict[str, Any],
+        tags: dict[str, str],
+        *,
         validation: dict[str, Any],
         metrics: dict[str, float],
-    ) -> None:
-        now_ms = int(time.time() * 1000)
-        self.client.log_batch(
-            run_id,
-            metrics=[Metric(key, float(value), now_ms, 0) for key, value in metrics.items()],
-            params=[Param(key, value) for key, value in _flatten(document["config"]).items()],
-            tags=[RunTag("schema_version", str(document["schema_version"]))],
-        )
-        with tempfile.TemporaryDirectory(prefix="strategy-version-") as tmp:
-            folder = Path(tmp)
-            (folder / STRATEGY_FILE).write_text(json.dumps(document, indent=2, sort_keys=True))
-            (folder / VALIDATION_FILE).write_text(json.dumps(validation, indent=2, default=str))
-            save_strategy_model(folder / MODEL_ARTIFACT, document)
-            self.client.log_artifacts(run_id, str(folder))
+        extra_params: dict[str, str] | None = None,
+        add_files: Callable[[Path], None] | None = None,
+    ) -> RegisteredVersion:
+        """Register a version from its ``strategy.json`` document, in one run.
+
+        The run holds the config as params (plus ``extra_params``), the metrics,
+        ``strategy.json``, the validation report and the pyfunc model; ``add_files`` writes what
+        a learned strategy adds (its fitted model in its library's own format) into the folder
+        that is uploaded as the run's artifacts.
+        """
+
+        def log(run_id: str) -> None:
+            now_ms = int(time.time() * 1000)
+            params = {**_flatten(document["config"]), **(extra_params or {})}
+            self.client.log_batch(
+                run_id,
+                metrics=[Metric(key, float(value), now_ms, 0) for key, value in metrics.items()],
+                params=[Param(key, value) for key, value in params.items()],
+                tags=[RunTag("schema_version", str(document["schema_version"]))],
+            )
+            with tempfile.TemporaryDirectory(prefix="strategy-version-") as tmp:
+                folder = Path(tmp)
+                (folder / STRATEGY_FILE).write_text(json.dumps(document, indent=2, sort_keys=True))
+                (folder / VALIDATION_FILE).write_text(json.dumps(validation, indent=2, default=str))
+                save_strategy_model(folder / MODEL_ARTIFACT, document)
+                if add_files is not None:
+                    add_files(folder)
+                self.client.log_artifacts(run_id, str(folder))
+
+        return self.register_run(document["type"], tags, log)
 
     def _ensure_model(self, name: str, type_name: str) -> None:
         try:
