@@ -134,9 +134,15 @@ class Strategy(ABC, Generic[C]):
     def update(self, event: Any) -> Signal | None:
         """Consume one event in O(1); return a signal when the target position changes."""
 
-    @abstractmethod
     def reset(self) -> None:
-        """Return to the state of a freshly built strategy."""
+        """Return to the state of a freshly built strategy (its name and lineage stay).
+
+        A strategy's state is whatever its constructor builds from the config, so building
+        again is the one reset that can never forget a field.
+        """
+        lineage = self.lineage
+        self.__init__(self.config, self.symbol, name=self.name)  # type: ignore[misc]
+        self.lineage = lineage
 
     @abstractmethod
     def to_state(self) -> dict[str, Any]:

@@ -182,9 +182,6 @@ class FundingRateCarry(Strategy[FundingRateConfig]):
         }
         return self._emit(event.ts_event, target, abs(carry), reason)
 
-    def reset(self) -> None:
-        self.__init__(self.config, self.symbol, name=self.name)  # type: ignore[misc]
-
     def to_state(self) -> dict[str, Any]:
         return {
             **self._base_state(),

@@ -189,9 +189,6 @@ class LeadLagLatency(Strategy[LatencyConfig]):
         strength = max(reason["buy_edge_bps"], reason["sell_edge_bps"], 0.0)
         return self._emit(quote.ts_event, target, strength, reason)
 
-    def reset(self) -> None:
-        self.__init__(self.config, self.symbol, name=self.name)  # type: ignore[misc]
-
     def to_state(self) -> dict[str, Any]:
         basis = self._basis.to_state()
         return {

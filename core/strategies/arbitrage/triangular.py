@@ -146,9 +146,6 @@ class Triangular(Strategy[TriangularConfig]):
         strength = (max(forward, reverse) - hurdle) * 1e4 if target else 0.0
         return self._emit(ts_event, target, strength, reason)
 
-    def reset(self) -> None:
-        self.__init__(self.config, self.symbol, name=self.name)  # type: ignore[misc]
-
     def to_state(self) -> dict[str, Any]:
         return {
             **self._base_state(),

@@ -143,9 +143,6 @@ class FedPolicy(Strategy[FedPolicyConfig]):
         }
         return self._emit(bar.ts_event, target, abs(score - cfg.tightening_threshold), reason)
 
-    def reset(self) -> None:
-        self.__init__(self.config, self.symbol, name=self.name)  # type: ignore[misc]
-
     def to_state(self) -> dict[str, Any]:
         return {
             **self._base_state(),

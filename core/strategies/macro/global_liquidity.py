@@ -170,9 +170,6 @@ class GlobalLiquidity(Strategy[GlobalLiquidityConfig]):
         }
         return self._emit(bar.ts_event, target, target, reason)
 
-    def reset(self) -> None:
-        self.__init__(self.config, self.symbol, name=self.name)  # type: ignore[misc]
-
     def to_state(self) -> dict[str, Any]:
         return {**self._base_state(), "m2": self._m2.to_state(), "base": self._base.to_state()}
 

@@ -145,9 +145,6 @@ class MacroTrend(Strategy[MacroTrendConfig]):
         }
         return self._emit(ts_event, target, abs(month_close / sma - 1.0), reason)
 
-    def reset(self) -> None:
-        self.__init__(self.config, self.symbol, name=self.name)  # type: ignore[misc]
-
     def to_state(self) -> dict[str, Any]:
         return {
             **self._base_state(),

@@ -230,9 +230,6 @@ class RegimeShift(Strategy[RegimeShiftConfig]):
         target = float(self.config.regime_exposure[regime])
         return self._emit(ts_event, target, float(probabilities[regime]), reason)
 
-    def reset(self) -> None:
-        self.__init__(self.config, self.symbol, name=self.name)  # type: ignore[misc]
-
     def to_state(self) -> dict[str, Any]:
         return {
             **self._base_state(),

@@ -203,9 +203,6 @@ class QuotingStrategy(Strategy[C]):
         q = self.inventory
         return self._emit(ts_event, q, 1.0, {**reason, "inventory": q})
 
-    def reset(self) -> None:
-        self.__init__(self.config, self.symbol, name=self.name)  # type: ignore[misc]
-
     def to_state(self) -> dict[str, Any]:
         return {
             **self._base_state(),

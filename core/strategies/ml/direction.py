@@ -217,7 +217,9 @@ class MLDirection(Strategy[MLDirectionConfig]):
 
     def reset(self) -> None:
         # The predictor is a dependency, not state: a reset strategy keeps it.
-        self.__init__(self.config, self.symbol, name=self.name, predictor=self._predictor)  # type: ignore[misc]
+        predictor = self._predictor
+        super().reset()
+        self._predictor = predictor
 
     def to_state(self) -> dict[str, Any]:
         return {**self._base_state(), "features": self._features.to_state()}

@@ -184,9 +184,6 @@ class EarningsReaction(Strategy[EarningsReactionConfig]):
         strength = self._event_strength if target != 0.0 else 0.0
         return self._emit(bar.ts_event, target, strength, reason)
 
-    def reset(self) -> None:
-        self.__init__(self.config, self.symbol, name=self.name)  # type: ignore[misc]
-
     def to_state(self) -> dict[str, Any]:
         return {
             **self._base_state(),

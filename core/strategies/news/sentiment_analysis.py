@@ -136,9 +136,6 @@ class SentimentAnalysis(Strategy[SentimentAnalysisConfig]):
         reason = {"daily_sentiment": daily, "sentiment_ewma": ewma, "tweets": float(count)}
         return self._emit(bar.ts_event, _target(ewma, self.config), abs(ewma), reason)
 
-    def reset(self) -> None:
-        self.__init__(self.config, self.symbol, name=self.name)  # type: ignore[misc]
-
     def to_state(self) -> dict[str, Any]:
         return {
             **self._base_state(),

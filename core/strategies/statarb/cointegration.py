@@ -150,9 +150,6 @@ class Cointegration(Strategy[CointegrationConfig]):
         strength = abs(z) if math.isfinite(z) else 0.0
         return self._emit(ts_event, self._position, strength, reason)
 
-    def reset(self) -> None:
-        self.__init__(self.config, self.symbol, name=self.name)  # type: ignore[misc]
-
     def to_state(self) -> dict[str, Any]:
         return {
             **self._base_state(),

@@ -185,9 +185,6 @@ class MeanReversion(Strategy[MeanReversionConfig]):
         reason = {"z": z, "mean": mean, "std": std}
         return self._emit(bar.ts_event, self._position, abs(z), reason)
 
-    def reset(self) -> None:
-        self.__init__(self.config, self.symbol, name=self.name)  # type: ignore[misc]
-
     def to_state(self) -> dict[str, Any]:
         return {
             **self._base_state(),

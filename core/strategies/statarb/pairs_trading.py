@@ -210,9 +210,6 @@ class PairsTrading(Strategy[PairsTradingConfig]):
         # A degenerate warm-up (a constant leg) starts over rather than trade a meaningless fit.
         self._moments = _Moments()
 
-    def reset(self) -> None:
-        self.__init__(self.config, self.symbol, name=self.name)  # type: ignore[misc]
-
     def to_state(self) -> dict[str, Any]:
         return {
             **self._base_state(),

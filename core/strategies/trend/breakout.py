@@ -207,9 +207,6 @@ class Breakout(Strategy[BreakoutConfig]):
             self._atr = (1.0 - self._alpha) * self._atr + self._alpha * true_range
         self._prev_close = bar.close
 
-    def reset(self) -> None:
-        self.__init__(self.config, self.symbol, name=self.name)  # type: ignore[misc]
-
     def to_state(self) -> dict[str, Any]:
         return {
             **self._base_state(),

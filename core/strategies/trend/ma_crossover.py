@@ -78,9 +78,6 @@ class MACrossover(Strategy[MACrossoverConfig]):
         strength = abs(fast - slow) / slow if slow else 0.0
         return self._emit(bar.ts_event, target, strength, {"fast_ma": fast, "slow_ma": slow})
 
-    def reset(self) -> None:
-        self.__init__(self.config, self.symbol, name=self.name)  # type: ignore[misc]
-
     def to_state(self) -> dict[str, Any]:
         return {**self._base_state(), "fast": self._fast.to_state(), "slow": self._slow.to_state()}
 

@@ -138,9 +138,6 @@ class Momentum(Strategy[MomentumConfig]):
         reason = {"momentum": momentum, "vol": vol}
         return self._emit(bar.ts_event, target, abs(momentum), reason)
 
-    def reset(self) -> None:
-        self.__init__(self.config, self.symbol, name=self.name)  # type: ignore[misc]
-
     def to_state(self) -> dict[str, Any]:
         return {
             **self._base_state(),
