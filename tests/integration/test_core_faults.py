@@ -138,11 +138,22 @@ def test_a_core_survives_redis_being_killed_and_restarted_with_no_output_lost_or
     seen: dict[str, Any] = {}
 
     def kill_then_restart(service: CoreService) -> None:
-        # Killed while the core works through a read of 2500 bars: their signals are made
-        # with Redis away and must wait in the buffer.
-        _wait_for(lambda: _events(service) > 0, what="the core's first events")
-        server.kill()
-        seen["signals_at_kill"] = service.engine.tracker.signals  # type: ignore[union-attr]
+        # Redis is killed right after a read hands the core a batch of bars, before the core
+        # works through it: that batch's signals are made with Redis away and must wait in the
+        # buffer. Killing from inside the read makes that order certain, not a race.
+        killed = threading.Event()
+        read = service.feed.read
+
+        def read_then_kill(count: int, block_ms: int) -> Any:
+            delivery = read(count, block_ms)
+            if delivery.events and _events(service) > 0 and not killed.is_set():
+                server.kill()
+                seen["signals_at_kill"] = service.engine.tracker.signals  # type: ignore[union-attr]
+                killed.set()
+            return delivery
+
+        service.feed.read = read_then_kill  # type: ignore[method-assign]
+        _wait_for(killed.is_set, what="a read to hand over a batch")
         _wait_for(lambda: service.read_errors >= 3, what="reads failing while Redis is away")
         seen["signals_while_away"] = service.engine.tracker.signals  # type: ignore[union-attr]
         seen["writer_while_away"] = service.writer.stats()
@@ -153,9 +164,7 @@ def test_a_core_survives_redis_being_killed_and_restarted_with_no_output_lost_or
         connect(server.url) as connection,
     ):
         FeedPublisher(connection.client, namespace).publish(FEED, bars)
-        settings = CoreSettings(
-            feeds=(FEED,), until_end=True, tactical_cycle_s=0.2, read_count=2500
-        )
+        settings = CoreSettings(feeds=(FEED,), until_end=True, tactical_cycle_s=0.2, read_count=500)
         summary = _run_core_beside(
             connection, settings, namespace, LocalStrategies(TYPES), kill_then_restart
         )
