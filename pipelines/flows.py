@@ -227,7 +227,7 @@ def _outcome(
 def ml_composer(
     symbols: list[str] | None = None,
     kinds: list[str] | None = None,
-    register: bool = True,
+    register_models: bool = True,
     stack: bool = True,
 ) -> dict[str, Any]:
     """Train the direction models (XGBoost, scikit-learn) walk-forward and register each;
@@ -240,7 +240,7 @@ def ml_composer(
 
     config = ComposerConfig(symbols=tuple(symbols)) if symbols else ComposerConfig()
     chosen = tuple(kinds or ("xgboost", "sklearn"))
-    report = run_ml_composer(config, kinds=chosen, register=register)  # type: ignore[arg-type]
+    report = run_ml_composer(config, kinds=chosen, register=register_models)  # type: ignore[arg-type]
     outcome: dict[str, Any] = {
         "data_hash": report.data_hash,
         "models": {
