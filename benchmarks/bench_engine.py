@@ -63,6 +63,7 @@ VENV_DIR = ROOT / "var" / "bench-venv"
 CROSSOVER = {"fast_period": 10, "slow_period": 30, "ma_type": "sma", "allow_short": False}
 PNL_RTOL = 1e-6
 QUICK_SYMBOLS, QUICK_ROWS = 3, 500
+BATCH = 1024  # events per engine batch (the core's default stream read)
 
 TARGETS = {
     "bar_updates_per_second_per_core": 1_000_000.0,
@@ -168,17 +169,26 @@ def _deployment(type_name: str, instances: Sequence[str], config: dict[str, Any]
 
 
 def time_engine(
-    deployments: list[StrategyDeployment], data: BarData, repeats: int, budget_s: float
+    deployments: list[StrategyDeployment],
+    data: BarData,
+    repeats: int,
+    budget_s: float,
+    vectorize: bool = True,
 ) -> dict[str, Any]:
-    """Best wall time of a fresh engine's ``on_event`` loop plus ``finish`` over the bars."""
+    """Best wall time of a fresh engine's ``on_batch`` loop plus ``finish`` over the bars.
+
+    The events go in batches of :data:`BATCH` (as a core reads them from its streams); with
+    ``vectorize`` the types that have a batch form update all their symbols per batch at once.
+    """
     counts: dict[str, int] = {}
+    batches = [data.events[i : i + BATCH] for i in range(0, len(data.events), BATCH)]
 
     def once() -> float:
-        engine = TradingEngine(deployments, initial_capital=data.capital)
-        on_event = engine.on_event
+        engine = TradingEngine(deployments, initial_capital=data.capital, vectorize=vectorize)
+        on_batch = engine.on_batch
         start = time.perf_counter()
-        for event in data.events:
-            on_event(event)
+        for batch in batches:
+            on_batch(batch)
         engine.finish()
         seconds = time.perf_counter() - start
         counts.update(
@@ -210,15 +220,52 @@ def bench_bar_strategies(data: BarData, repeats: int = 3, budget_s: float = 20.0
         name: time_engine([_deployment(name, data.instances)], data, repeats, budget_s)
         for name in bar_types()
     }
+    for name in batch_types():  # the same type one instance per symbol, for comparison
+        per_type[name]["per_instance"] = time_engine(
+            [_deployment(name, data.instances)], data, repeats, budget_s, vectorize=False
+        )
     together = time_engine(
         [_deployment(name, data.instances) for name in bar_types()], data, repeats, budget_s
     )
     return {
         "dataset": BAR_DATASET,
         "symbols": len(data.instances),
+        "batch": BATCH,
+        "batch_forms": batch_types(),
         "per_type": per_type,
         "all_types_one_engine": {"types": bar_types(), **together},
     }
+
+
+def batch_types() -> list[str]:
+    """The bar types with a batch form (every symbol of a batch in one numpy update)."""
+    return [c.spec.name for c in strategy_types() if c.batch_type is not None]
+
+
+def bench_wide_universe(
+    data: BarData, copies: int = 10, repeats: int = 3, budget_s: float = 30.0
+) -> dict[str, Any]:
+    """The batch forms on a wider universe: each ticker's real bars under ``copies`` names.
+
+    A batch form's cost per batch is mostly fixed (a few dozen numpy calls), so its gain
+    grows with the number of symbols a batch holds; 88 tickers is a small universe.
+    """
+    frames = {
+        f"{symbol}.{k}": frame for symbol, frame in data.frames.items() for k in range(copies)
+    }
+    stream = bars_stream("ma_crossover", BAR_DATASET, frames)
+    wide = BarData(frames, stream.events, stream.instances, stream.capital)
+    out: dict[str, Any] = {"symbols": len(wide.instances), "copies": copies}
+    for name in batch_types():
+        deployment = [_deployment(name, wide.instances)]
+        batched = time_engine(deployment, wide, repeats, budget_s)
+        single = time_engine(deployment, wide, repeats, budget_s, vectorize=False)
+        out[name] = {
+            "batch_form": batched,
+            "per_instance": single,
+            "speedup": single["seconds"] / batched["seconds"],
+        }
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -462,6 +509,8 @@ def run_benchmarks(quick: bool = False, compare: bool = True) -> dict[str, Any]:
         "references": REFERENCES,
     }
     report["bar_strategies"] = bench_bar_strategies(bars, repeats, 2.0 if quick else 20.0)
+    if not quick:
+        report["wide_universe"] = bench_wide_universe(bars, repeats=repeats)
     report["fast_tier"] = bench_fast_tier(tape, repeats)
     report["risk"] = bench_risk_checks(20_000 if quick else 1_000_000, repeats)
     if compare:

@@ -4,18 +4,29 @@ Events are routed by symbol: each strategy instance subscribes to the symbols it
 for most, two legs for a pair, three pairs for a triangle), and instances of strategies that
 read symbol-less context (macro series) receive those events too. Routing is a dict lookup, so
 an event costs O(strategies on its symbol).
+
+A deployment that runs on many symbols, of a type with a batch form (``core.strategies.batch``),
+keeps all its symbols as rows of numpy arrays instead of one object each. :meth:`prepare` hands
+a whole batch of events to those forms at once (every symbol in a few array operations); the
+events are then fed through :meth:`on_event` in the same order and each picks up the signals
+prepared for it, in the same place among the other strategies' signals as one at a time. An
+event that was not prepared updates the batch forms alone, so results never depend on batching.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
 
 from core.errors import StrategyError
 from core.model import Lineage, Signal
 from core.ports import StrategyDeployment
-from core.strategies.base import EVENT_KINDS, Strategy
+from core.strategies.base import EVENT_KINDS, DataKind, Strategy
+from core.strategies.batch import BatchStrategy
 from core.strategies.catalogue import build, strategy_type
 
 # Message kinds that carry no symbol and go to every instance that consumes the kind.
@@ -28,9 +39,18 @@ class _Slot:
     event_kinds: frozenset[str]
     instances: dict[str, Strategy[Any]] = field(default_factory=dict)
     quarantined: str | None = None
+    batch: BatchStrategy[Any] | None = None  # the batch form, when the slot runs as one
+    rows: dict[str, int] = field(default_factory=dict)  # symbol -> row of the batch form
+
+    def runs(self, symbol: str) -> bool:
+        return symbol in self.instances or symbol in self.rows
 
 
-_Route = tuple[_Slot, Strategy[Any], str]  # (slot, instance, "<model name>|<symbol>")
+# (slot, instance or None for a batch form's row, "<model name>|<symbol>", row or -1)
+_Route = tuple[_Slot, Strategy[Any] | None, str, int]
+# What :meth:`StrategyApplicator.prepare` computed for one event: signals by batch-form slot.
+_Prepared = dict[int, "Routed"]
+_NOTHING: _Prepared = {}
 
 
 @dataclass(frozen=True)
@@ -48,19 +68,22 @@ class StrategyApplicator:
 
     A deployment that names its symbols gets its instances at start; one that names none gets
     an instance per symbol on that symbol's first event. A strategy that raises is quarantined
-    (its error kept) and the others keep running.
+    (its error kept) and the others keep running. With ``vectorize`` (the default), a type
+    with a batch form runs as one when its deployment is not pinned to a single symbol.
     """
 
-    def __init__(self, deployments: list[StrategyDeployment]) -> None:
-        self._slots = [
-            _Slot(d, EVENT_KINDS[strategy_type(d.type_name).spec.data_kind]) for d in deployments
-        ]
-        # Each route carries its instance's snapshot key, built once rather than per signal.
+    def __init__(self, deployments: list[StrategyDeployment], *, vectorize: bool = True) -> None:
+        self._slots = [self._slot(d, vectorize) for d in deployments]
         self._routes: dict[str, list[_Route]] = defaultdict(list)
         self._broadcast: list[_Route] = []
         self._lazy = [slot for slot in self._slots if not slot.deployment.symbols]
+        self._batched = [slot for slot in self._slots if slot.batch is not None]
         self._seen: set[str] = set()
         self.errors: list[StrategyError] = []
+        # The prepared batch: its events, what each got, and how many were consumed.
+        self._plan_events: Sequence[Any] = ()
+        self._plan: list[_Prepared] = []
+        self._plan_next = 0
         for slot in self._slots:
             for symbol in slot.deployment.symbols:
                 self._add_instance(slot, symbol)
@@ -69,8 +92,36 @@ class StrategyApplicator:
     def deployments(self) -> list[StrategyDeployment]:
         return [slot.deployment for slot in self._slots]
 
+    @property
+    def vectorized(self) -> list[str]:
+        """Names of the models running as batch forms."""
+        return [slot.deployment.name for slot in self._batched]
+
+    def prepare(self, events: Sequence[Any]) -> None:
+        """Run the batch forms over ``events`` now; feed the same events to :meth:`on_event`
+        next, in order (it raises if they come otherwise, as state has moved on)."""
+        self._check_plan_consumed()
+        if not self._batched:
+            return
+        positions, symbols = [], []
+        for i, event in enumerate(events):
+            if event.kind == "bar":
+                if event.symbol not in self._seen:
+                    self._targets(event.symbol)
+                positions.append(i)
+                symbols.append(event.symbol)
+        plan: list[_Prepared] = [_NOTHING] * len(events)
+        if positions:
+            bars = [events[i] for i in positions]
+            ts = np.fromiter((bar.ts_event for bar in bars), np.int64, len(bars))
+            close = np.fromiter((bar.close for bar in bars), np.float64, len(bars))
+            for slot in self._batched:
+                self._prepare_slot(slot, plan, positions, symbols, ts, close)
+        self._plan_events, self._plan, self._plan_next = events, plan, 0
+
     def on_event(self, event: Any) -> list[Routed]:
         """Feed one event to every instance subscribed to it; return the signals it caused."""
+        prepared = self._prepared_for(event) if self._plan_events else None
         kind = event.kind
         if kind in BROADCAST_KINDS:
             return self._dispatch(event, kind, self._broadcast)
@@ -85,8 +136,17 @@ class StrategyApplicator:
         if symbol not in self._seen:
             self._targets(symbol)
         out = []
-        for slot, strategy, key in self._routes.get(symbol, ()):
+        for slot, strategy, key, row in self._routes.get(symbol, ()):
             if slot.quarantined is not None or kind not in slot.event_kinds:
+                continue
+            if strategy is None:  # a batch form's row: prepared, or updated alone now
+                routed = (
+                    prepared.get(id(slot))
+                    if prepared is not None
+                    else self._update_row(slot, row, key, event)
+                )
+                if routed is not None:
+                    out.append(routed)
                 continue
             try:
                 signal = strategy.update(event)
@@ -97,12 +157,30 @@ class StrategyApplicator:
         return out
 
     def instances(self) -> dict[str, Strategy[Any]]:
-        """Every live instance keyed ``<model name>|<symbol>`` (the state-snapshot key)."""
-        return {
-            _key(slot, symbol): strategy
-            for slot in self._slots
-            for symbol, strategy in slot.instances.items()
-        }
+        """Every live instance keyed ``<model name>|<symbol>`` (the state-snapshot key).
+
+        A batch form's rows are returned as instances built from their state (copies).
+        """
+        out: dict[str, Strategy[Any]] = {}
+        for slot in self._slots:
+            for symbol, strategy in slot.instances.items():
+                out[_key(slot, symbol)] = strategy
+            for symbol in slot.rows:
+                copy = self._build(slot, symbol)
+                copy.restore(self._row_state(slot, symbol))
+                out[_key(slot, symbol)] = copy
+        return out
+
+    def states(self) -> dict[str, dict[str, Any]]:
+        """Every instance's ``to_state`` keyed ``<model name>|<symbol>``."""
+        self._check_plan_consumed()
+        out: dict[str, dict[str, Any]] = {}
+        for slot in self._slots:
+            for symbol, strategy in slot.instances.items():
+                out[_key(slot, symbol)] = strategy.to_state()
+            for symbol in slot.rows:
+                out[_key(slot, symbol)] = self._row_state(slot, symbol)
+        return out
 
     def restore(self, states: dict[str, dict[str, Any]]) -> int:
         """Rebuild the instances named in ``states`` (``<model>|<symbol>``) and restore them.
@@ -116,47 +194,147 @@ class StrategyApplicator:
             slot = slots.get(name)
             if slot is None or not symbol:
                 continue
-            if symbol not in slot.instances:
+            if not slot.runs(symbol):
                 self._add_instance(slot, symbol)
-            slot.instances[symbol].restore(state)
+            if slot.batch is not None:
+                slot.batch.restore_row(slot.rows[symbol], state)
+            else:
+                slot.instances[symbol].restore(state)
             restored += 1
         return restored
+
+    # -- batch forms --------------------------------------------------------------------------
+
+    def _prepare_slot(
+        self,
+        slot: _Slot,
+        plan: list[_Prepared],
+        positions: list[int],
+        symbols: list[str],
+        ts: np.ndarray,
+        close: np.ndarray,
+    ) -> None:
+        batch = slot.batch
+        if batch is None or slot.quarantined is not None:
+            return
+        rows_of = slot.rows
+        picked = [k for k, symbol in enumerate(symbols) if symbol in rows_of]
+        if len(picked) != len(symbols):  # a slot pinned to some symbols sees only those
+            at = np.asarray(picked, dtype=np.intp)
+            ts, close = ts[at], close[at]
+            positions = [positions[k] for k in picked]
+            symbols = [symbols[k] for k in picked]
+        rows = np.fromiter((rows_of[s] for s in symbols), np.int64, len(symbols))
+        try:
+            emitted = batch.update_in_rounds(rows, ts, close)
+        except Exception as exc:  # as for an instance: this model stops, the others go on
+            self._quarantine(slot, _named(symbols), exc)
+            return
+        slot_id = id(slot)
+        for k, signal in emitted:
+            position = positions[k]
+            if plan[position] is _NOTHING:
+                plan[position] = {}
+            routed = Routed(
+                signal, _key(slot, signal.symbol), {signal.symbol: signal.target_position}
+            )
+            plan[position][slot_id] = routed
+
+    def _update_row(self, slot: _Slot, row: int, key: str, bar: Any) -> Routed | None:
+        """A batch form's row advanced by one unprepared bar."""
+        batch = slot.batch
+        assert batch is not None
+        try:
+            emitted = batch.update(
+                np.array([row], dtype=np.int64),
+                np.array([bar.ts_event], dtype=np.int64),
+                np.array([bar.close], dtype=np.float64),
+            )
+        except Exception as exc:
+            self._quarantine(slot, bar.symbol, exc)
+            return None
+        if not emitted:
+            return None
+        signal = emitted[0][1]
+        return Routed(signal, key, {signal.symbol: signal.target_position})
+
+    def _prepared_for(self, event: Any) -> _Prepared:
+        at = self._plan_next
+        if self._plan_events[at] is not event:
+            raise RuntimeError(
+                f"event {at} of a prepared batch was not the one prepared; batch forms are ahead"
+            )
+        prepared = self._plan[at]
+        if at + 1 == len(self._plan_events):
+            self._plan_events, self._plan, self._plan_next = (), [], 0
+        else:
+            self._plan_next = at + 1
+        return prepared
+
+    def _check_plan_consumed(self) -> None:
+        if self._plan_events:
+            left = len(self._plan_events) - self._plan_next
+            raise RuntimeError(f"{left} prepared events were not fed to the applicator")
+
+    def _row_state(self, slot: _Slot, symbol: str) -> dict[str, Any]:
+        assert slot.batch is not None
+        return slot.batch.row_state(slot.rows[symbol])
+
+    # -- instances ----------------------------------------------------------------------------
+
+    def _slot(self, deployment: StrategyDeployment, vectorize: bool) -> _Slot:
+        cls = strategy_type(deployment.type_name)
+        slot = _Slot(deployment, EVENT_KINDS[cls.spec.data_kind])
+        many = len(deployment.symbols) != 1
+        if vectorize and many and cls.batch_type is not None:
+            assert cls.spec.data_kind is DataKind.BARS  # batch forms read bars only
+            config = cls.config_type.from_dict(deployment.config)
+            slot.batch = cls.batch_type(config, deployment.name, _lineage(deployment))
+        return slot
 
     def _targets(self, symbol: str) -> list[_Route]:
         if symbol not in self._seen:
             self._seen.add(symbol)
             for slot in self._lazy:
-                if symbol not in slot.instances:  # restored instances exist already
+                if not slot.runs(symbol):  # restored instances exist already
                     self._add_instance(slot, symbol)
         return self._routes.get(symbol, [])
 
     def _dispatch(self, event: Any, kind: str, targets: list[_Route]) -> list[Routed]:
         out: list[Routed] = []
-        for slot, strategy, key in targets:
+        for slot, strategy, _, _ in targets:
             if slot.quarantined is not None or kind not in slot.event_kinds:
                 continue
+            assert strategy is not None  # batch forms read bars, which are never dispatched
             try:
                 signal = strategy.update(event)
                 if signal is not None:
-                    out.append(Routed(signal, key, strategy.legs(signal), strategy))
+                    out.append(
+                        Routed(signal, _key(slot, strategy.symbol), strategy.legs(signal), strategy)
+                    )
             except Exception as exc:  # a strategy's bug must not stop the others
                 self._quarantine(slot, strategy.symbol, exc)
         return out
 
-    def _add_instance(self, slot: _Slot, symbol: str) -> None:
+    def _build(self, slot: _Slot, symbol: str) -> Strategy[Any]:
         deployment = slot.deployment
         strategy = build(
             deployment.type_name, deployment.config, symbol, instance_name=deployment.name
         )
-        strategy.lineage = Lineage(
-            model_name=deployment.name,
-            model_version=deployment.version,
-            validation_run=deployment.validation_run,
-        )
+        strategy.lineage = _lineage(deployment)
         if deployment.predictor is not None:
             strategy.attach_predictor(deployment.predictor)  # type: ignore[attr-defined]
+        return strategy
+
+    def _add_instance(self, slot: _Slot, symbol: str) -> None:
+        if slot.batch is not None:
+            row = slot.batch.add_symbol(symbol)
+            slot.rows[symbol] = row
+            self._routes[symbol].append((slot, None, _key(slot, symbol), row))
+            return
+        strategy = self._build(slot, symbol)
         slot.instances[symbol] = strategy
-        route = (slot, strategy, _key(slot, strategy.symbol))
+        route = (slot, strategy, _key(slot, strategy.symbol), -1)
         for subscribed in strategy.subscriptions():
             self._routes[subscribed].append(route)
         if slot.event_kinds & BROADCAST_KINDS:
@@ -166,6 +344,21 @@ class StrategyApplicator:
         reason = f"{slot.deployment.name} raised on {symbol}: {type(exc).__name__}: {exc}"
         slot.quarantined = reason
         self.errors.append(StrategyError(reason))
+
+
+def _lineage(deployment: StrategyDeployment) -> Lineage:
+    return Lineage(
+        model_name=deployment.name,
+        model_version=deployment.version,
+        validation_run=deployment.validation_run,
+    )
+
+
+def _named(symbols: list[str], most: int = 3) -> str:
+    """The distinct symbols of a batch, the first ``most`` by name."""
+    distinct = sorted(set(symbols))
+    more = f" and {len(distinct) - most} more" if len(distinct) > most else ""
+    return ", ".join(distinct[:most]) + more
 
 
 def _key(slot: _Slot, symbol: str) -> str:

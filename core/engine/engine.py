@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any, Protocol
 
 from core.engine.applicator import Routed, StrategyApplicator
@@ -32,6 +33,8 @@ SHADOW_STATE_KEY = "shadow"
 
 class Shadow(Protocol):
     """Something that sees every event but never trades (``core.online.OnlineGenerator``)."""
+
+    def prepare(self, events: Sequence[Any]) -> None: ...
 
     def on_event(self, event: Any) -> None: ...
 
@@ -97,8 +100,10 @@ class TradingEngine:
         flush_every: int = 2048,
         keep_history: bool = False,
         shadow: Shadow | None = None,
+        vectorize: bool = True,
     ) -> None:
-        self.applicator = StrategyApplicator(deployments)
+        self.vectorize = vectorize
+        self.applicator = StrategyApplicator(deployments, vectorize=vectorize)
         self.composer = StrategyComposer({d.name: d.weight for d in deployments})
         self.broker = PaperBroker(fill_model or BarFillModel(), quote_fill_model)
         self.portfolio = Portfolio(initial_capital)
@@ -178,10 +183,28 @@ class TradingEngine:
         if self._outbox_size >= self._flush_every:
             self.flush()
 
-    def run(self, events: Iterable[Any]) -> dict[str, Any]:
+    def prepare(self, events: Sequence[Any]) -> None:
+        """Let the batch forms take ``events`` at once; feed them to :meth:`on_event` next.
+
+        Only strategy updates run ahead (they depend on nothing but their own events); fills,
+        marks, orders and risk still happen event by event, so the results are those of
+        feeding the events one at a time.
+        """
+        self.applicator.prepare(events)
+        if self.shadow is not None:
+            self.shadow.prepare(events)
+
+    def on_batch(self, events: Sequence[Any]) -> None:
+        """:meth:`prepare` then :meth:`on_event` for each event."""
+        self.prepare(events)
         on_event = self.on_event
         for event in events:
             on_event(event)
+
+    def run(self, events: Iterable[Any], batch_size: int = 1024) -> dict[str, Any]:
+        iterator = iter(events)
+        while batch := list(islice(iterator, batch_size)):
+            self.on_batch(batch)
         self.finish()
         return self.summary()
 
@@ -203,12 +226,12 @@ class TradingEngine:
             self._sink.save_positions(self.portfolio.positions())
         if self._state_store is None:
             return
-        instances = self.applicator.instances()
-        for key, strategy in instances.items():
-            self._state_store.save_state(key, strategy.to_state())
+        states = self.applicator.states()
+        for key, state in states.items():
+            self._state_store.save_state(key, state)
         if self.shadow is not None:
             self._state_store.save_state(SHADOW_STATE_KEY, self.shadow.to_state())
-        self._state_store.save_state(ENGINE_STATE_KEY, self.snapshot(list(instances)))
+        self._state_store.save_state(ENGINE_STATE_KEY, self.snapshot(list(states)))
 
     def swap_deployments(self, deployments: list[StrategyDeployment]) -> StrategyApplicator:
         """Run ``deployments`` from the next event on; return the applicator they replace.
@@ -218,11 +241,11 @@ class TradingEngine:
         Positions, pending orders and the ledger are the engine's and stay as they are.
         """
         old = self.applicator
-        new = StrategyApplicator(deployments)
+        new = StrategyApplicator(deployments, vectorize=self.vectorize)
         before = {d.name: d for d in old.deployments}
         carried = {
-            key: strategy.to_state()
-            for key, strategy in old.instances().items()
+            key: state
+            for key, state in old.states().items()
             if _compatible(before.get(key.partition("|")[0]), deployments)
         }
         new.restore(carried)

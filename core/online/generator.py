@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -212,6 +213,10 @@ class OnlineGenerator:
 
     # -- the per-event path -------------------------------------------------------------------
 
+    def prepare(self, events: Sequence[Any]) -> None:
+        """Let the variants' batch forms take ``events`` at once (fed next, in order)."""
+        self.applicator.prepare(events)
+
     def on_event(self, event: Any) -> None:
         """Feed one event to every variant; O(K) (plus one O(K x symbols) sum per period)."""
         ts = event.ts_event
@@ -338,7 +343,7 @@ class OnlineGenerator:
             "bandit": self.bandit.to_state(),
             "books": self.books.to_state(),
             "composers": [c.to_state() for c in self._composers],
-            "strategies": {k: s.to_state() for k, s in self.applicator.instances().items()},
+            "strategies": self.applicator.states(),
         }
 
     def restore(self, state: dict[str, Any]) -> None:

@@ -100,6 +100,8 @@ class CoreSettings:
     # Shadow parameter variants of this model (its registered name), 0 for none.
     shadow_of: str = ""
     shadow_variants: int = 0
+    # Types with a batch form update all the symbols of a read at once (numpy), not one by one.
+    vectorize: bool = True
 
 
 @dataclass
@@ -170,6 +172,7 @@ class CoreService:
             risk=RiskManager(self.settings.risk),
             sink=self.writer,
             state_store=_CursorStampedStore(self.writer, self._cursor),
+            vectorize=self.settings.vectorize,
             shadow=self._shadow_for(deployments),
         )
         self.restored = self.engine.restore(self.writer, self.board.read_fills())
@@ -243,12 +246,15 @@ class CoreService:
             return 0
         started = time.perf_counter_ns()
         signalled: list[int] = []
+        # Batch forms take the whole read at once; an event's signal waits for that too.
+        engine.prepare(delivery.events)
+        prepared = time.perf_counter_ns() - started
         for event, arrived in zip(delivery.events, delivery.arrivals_ns, strict=True):
             before = engine.tracker.signals
             t0 = time.perf_counter_ns()
             engine.on_event(event)
             if engine.tracker.signals != before:
-                self.in_process.record(time.perf_counter_ns() - t0)
+                self.in_process.record(time.perf_counter_ns() - t0 + prepared)
                 signalled.append(arrived)
         engine.flush()
         if signalled and self.writer.connected:
@@ -350,6 +356,7 @@ class CoreService:
             "tactical_cycle": self.tactical.summary(),
             "tick_to_signal": self.tick_to_signal.summary(),
             "in_process": self.in_process.summary(),
+            "vectorized": engine.applicator.vectorized,
             "reloads": self.reloads,
             "strategy_errors": result["strategy_errors"],
             "redis": self.writer.stats(),
@@ -368,6 +375,7 @@ class CoreService:
                 {"name": d.name, "version": d.version, "alias": d.alias}
                 for d in engine.applicator.deployments
             ],
+            "vectorized": engine.applicator.vectorized,
             "fast_cycle": self.fast.summary(),
             "tactical_cycle": self.tactical.summary(),
             "tick_to_signal": self.tick_to_signal.summary(),
@@ -424,8 +432,8 @@ def _unchanged_states(
     same = {d.name for d in trial.deployments if before.get(d.name) == (d.type_name, d.config)}
     raised = {str(e).split(" raised on ", 1)[0] for e in trial.errors}
     return {
-        key: strategy.to_state()
-        for key, strategy in trial.instances().items()
+        key: state
+        for key, state in trial.states().items()
         if key.partition("|")[0] in same - raised
     }
 

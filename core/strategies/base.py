@@ -11,7 +11,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, ClassVar, Generic, Self, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Self, TypeVar
 
 import msgspec
 import pandas as pd
@@ -19,6 +19,9 @@ import pandas as pd
 from core.config import FrozenConfig
 from core.errors import ConfigError
 from core.model import Lineage, Signal
+
+if TYPE_CHECKING:
+    from core.strategies.batch import BatchStrategy
 
 
 class Family(StrEnum):
@@ -107,6 +110,8 @@ class Strategy(ABC, Generic[C]):
 
     spec: ClassVar[StrategySpec]
     config_type: ClassVar[type[StrategyConfig]]
+    # The type's batch form (``core.strategies.batch``), if it has one: many symbols per update.
+    batch_type: ClassVar[type[BatchStrategy[Any]] | None] = None
 
     def __init__(self, config: C, symbol: str, *, name: str | None = None) -> None:
         self.config = config

@@ -62,8 +62,13 @@ def format_report(report: dict[str, Any]) -> str:
         lines.append(f"| {name} | {events:,} | {seconds:.3f} | {rate:,.0f} | {goal} |")
 
     for name, r in bars["per_type"].items():
-        row(f"engine: {name} (bar-updates/s)", r["events"], r["seconds"], r["events_per_second"],
-            f"{target:,.0f}")  # fmt: skip
+        form = " batch form" if name in bars.get("batch_forms", ()) else ""
+        row(f"engine: {name}{form} (bar-updates/s)", r["events"], r["seconds"],
+            r["events_per_second"], f"{target:,.0f}")  # fmt: skip
+        if "per_instance" in r:
+            single = r["per_instance"]
+            row(f"engine: {name} per instance (bar-updates/s)", single["events"],
+                single["seconds"], single["events_per_second"])  # fmt: skip
     together = bars["all_types_one_engine"]
     row(
         f"engine: {len(together['types'])} bar types in one engine (bar-updates/s)",
@@ -72,6 +77,14 @@ def format_report(report: dict[str, Any]) -> str:
         together["bar_updates_per_second"],
         f"{target:,.0f}",
     )
+    wide = report.get("wide_universe", {})
+    for name, case in wide.items():
+        if not isinstance(case, dict):
+            continue
+        for form in ("batch_form", "per_instance"):
+            r = case[form]
+            row(f"engine: {name} {form.replace('_', ' ')}, {wide['symbols']} symbols "
+                f"(bar-updates/s)", r["events"], r["seconds"], r["events_per_second"])  # fmt: skip
     fast = report["fast_tier"]
     for name, r in fast["update_only"].items():
         row(f"fast tier: {name} update only (events/s)", r["events"], r["seconds"],

@@ -30,12 +30,15 @@ def _settings(**overrides) -> CoreSettings:
 
 
 def _backtest(events) -> TradingEngine:
+    # One instance per symbol here, while the core runs ma_crossover's batch form: the two
+    # must write the same signals and fills.
     engine = TradingEngine(
         LocalStrategies(TYPES).load_active_set(),
         fill_model=BarFillModel(fee_bps=1.0),
         initial_capital=1_000_000.0,
         sizing=PositionSizing(notional=10_000.0),
         keep_history=True,
+        vectorize=False,
     )
     engine.run(events)
     return engine
@@ -53,6 +56,7 @@ def test_a_core_run_on_a_feed_writes_the_backtests_signals_and_fills(
     store = RedisStore(redis_connection.client, redis_namespace)
     reference = _backtest(bars)
     assert summary["events_in"] == len(bars)
+    assert summary["vectorized"] == ["strategy.ma_crossover"]
     assert store.read_signals() == reference.all_signals
     assert store.read_fills() == reference.all_fills
     assert summary["fast_cycle"]["count"] > 0 and summary["in_process"]["count"] > 0

@@ -70,17 +70,20 @@ def test_two_runs_give_identical_signals_and_fills(aapl_bars):
     assert first.all_fills == second.all_fills
 
 
-def test_a_strategy_that_raises_is_quarantined_and_the_others_keep_running(aapl_bars):
+@pytest.mark.parametrize("vectorize", [False, True], ids=["instances", "batch-form"])
+def test_a_strategy_that_raises_is_quarantined_and_the_others_keep_running(aapl_bars, vectorize):
     good = StrategyDeployment(name="good", version="1", type_name="ma_crossover", config={})
     bad = StrategyDeployment(name="bad", version="1", type_name="ma_crossover", config={})
-    engine = TradingEngine([good, bad], keep_history=True)
+    engine = TradingEngine([good, bad], keep_history=True, vectorize=vectorize)
     bars = list(iter_bars(aapl_bars, "AAPL"))
     engine.on_event(bars[0])
-    broken = engine.applicator.instances()["bad|AAPL"]
-    broken._slow = None  # type: ignore[assignment]  # any bug inside the strategy
+    if vectorize:
+        (broken,) = [s.batch for s in engine.applicator._slots if s.deployment is bad]
+    else:
+        broken = engine.applicator.instances()["bad|AAPL"]
+    broken._slow = None  # type: ignore[union-attr]  # any bug inside the strategy
 
-    for bar in bars[1:]:
-        engine.on_event(bar)
+    engine.run(bars[1:])
 
     assert any("bad raised on AAPL" in str(e) for e in engine.applicator.errors)
     assert {s.strategy for s in engine.all_signals} == {"good"}

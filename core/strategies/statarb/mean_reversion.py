@@ -25,7 +25,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from core.model import Bar, Signal
+from core.indicator_banks import Bank, FloatArray, IntArray
+from core.model import Bar, Lineage, Signal
 from core.strategies.base import (
     DataKind,
     Family,
@@ -35,6 +36,7 @@ from core.strategies.base import (
     Tier,
     require,
 )
+from core.strategies.batch import BatchStrategy, batch_form
 from core.strategies.catalogue import register
 
 
@@ -79,6 +81,16 @@ def _step(position: float, z: float, config: MeanReversionConfig) -> float:
     return position
 
 
+def _rebased(filled: list[float]) -> tuple[float, float, float]:
+    """Anchor (the exact mean) and the exact sums of deviations and squared deviations."""
+    anchor = math.fsum(filled) / len(filled)
+    return (
+        anchor,
+        math.fsum(v - anchor for v in filled),
+        math.fsum((v - anchor) ** 2 for v in filled),
+    )
+
+
 class _RollingMoments:
     """Mean and population std of the last ``period`` values in O(1) per update.
 
@@ -119,10 +131,7 @@ class _RollingMoments:
         return self._anchor + shift, math.sqrt(variance)
 
     def _rebase(self) -> None:
-        filled = self._buffer[: self._count]
-        self._anchor = math.fsum(filled) / len(filled)
-        self._sum = math.fsum(v - self._anchor for v in filled)
-        self._sq = math.fsum((v - self._anchor) ** 2 for v in filled)
+        self._anchor, self._sum, self._sq = _rebased(self._buffer[: self._count])
 
     def to_state(self) -> dict[str, Any]:
         # The sums are saved as they are (JSON floats round-trip exactly), so a restored
@@ -212,6 +221,129 @@ class MeanReversion(Strategy[MeanReversionConfig]):
             position = _step(position, float(z[i]), config)
             target[i] = position
         return pd.Series(target, index=frame.index)
+
+
+class _RollingMomentsBank(Bank):
+    """:class:`_RollingMoments` for many rows, with the same operations in the same order."""
+
+    _fields = ("_buffer", "_index", "_count", "_anchor", "_sum", "_sq")
+
+    def __init__(self, period: int, capacity: int = 16) -> None:
+        super().__init__(capacity)
+        self.period = period
+        self._buffer = np.zeros((self._capacity, period))
+        self._index = np.zeros(self._capacity, dtype=np.int64)
+        self._count = np.zeros(self._capacity, dtype=np.int64)
+        self._anchor = np.full(self._capacity, math.nan)
+        self._sum = np.zeros(self._capacity)
+        self._sq = np.zeros(self._capacity)
+
+    def _reset_row(self, row: int) -> None:
+        self._buffer[row] = 0.0
+        self._index[row] = self._count[row] = 0
+        self._anchor[row] = math.nan
+        self._sum[row] = self._sq[row] = 0.0
+
+    def update(self, rows: IntArray, x: FloatArray) -> tuple[FloatArray, FloatArray]:
+        """Add ``x[k]`` to row ``rows[k]`` (rows distinct); (mean, std), NaN while warming up."""
+        period = self.period
+        anchor = self._anchor[rows]
+        fresh = np.isnan(anchor)
+        if fresh.any():
+            anchor[fresh] = x[fresh]
+        index, count = self._index[rows], self._count[rows]
+        old = np.where(count >= period, self._buffer[rows, index] - anchor, 0.0)
+        new = x - anchor
+        total = self._sum[rows] + (new - old)
+        square = self._sq[rows] + (new * new - old * old)
+        self._buffer[rows, index] = x
+        index = (index + 1) % period
+        count = np.minimum(count + 1, period)
+        for k in np.flatnonzero(index == 0).tolist():  # once per turn: rebuilt exactly
+            filled = self._buffer[rows[k], : count[k]].tolist()
+            anchor[k], total[k], square[k] = _rebased(filled)
+        self._index[rows], self._count[rows] = index, count
+        self._anchor[rows], self._sum[rows], self._sq[rows] = anchor, total, square
+        n = float(period)
+        shift = total / n
+        deviation = np.sqrt(np.maximum(square / n - shift * shift, 0.0))
+        warming = count < period
+        mean = anchor + shift
+        mean[warming] = deviation[warming] = math.nan
+        return mean, deviation
+
+    def row_state(self, row: int) -> dict[str, Any]:
+        anchor = float(self._anchor[row])
+        return {
+            "buffer": self._buffer[row].tolist(),
+            "index": int(self._index[row]),
+            "count": int(self._count[row]),
+            "anchor": None if math.isnan(anchor) else anchor,
+            "sum": float(self._sum[row]),
+            "sq": float(self._sq[row]),
+        }
+
+    def restore_row(self, row: int, state: dict[str, Any]) -> None:
+        buffer = [float(v) for v in state["buffer"]]
+        if len(buffer) != self.period:
+            raise ValueError(f"state buffer has {len(buffer)} values, window is {self.period}")
+        self._buffer[row] = buffer
+        self._index[row] = int(state["index"])
+        self._count[row] = int(state["count"])
+        self._anchor[row] = math.nan if state["anchor"] is None else float(state["anchor"])
+        self._sum[row] = float(state["sum"])
+        self._sq[row] = float(state["sq"])
+
+
+@batch_form(MeanReversion)
+class MeanReversionBatch(BatchStrategy[MeanReversionConfig]):
+    """:class:`MeanReversion` over many symbols: the moments as a bank, positions as a row."""
+
+    reason_names = ("z", "mean", "std")
+
+    def __init__(
+        self, config: MeanReversionConfig, name: str, lineage: Lineage, capacity: int = 16
+    ) -> None:
+        super().__init__(config, name, lineage, capacity)
+        self._moments = _RollingMomentsBank(config.window, capacity)
+        self._position = np.zeros(self._moments.rows or capacity)
+        self._short = -1.0 if config.allow_short else 0.0
+
+    def _add_rows(self) -> int:
+        row = self._moments.add_row()
+        if row == self._position.size:
+            self._position = np.concatenate([self._position, np.zeros(self._position.size)])
+        self._position[row] = 0.0
+        return row
+
+    def _step(
+        self, rows: IntArray, close: FloatArray
+    ) -> tuple[FloatArray, FloatArray, list[FloatArray]]:
+        mean, std = self._moments.update(rows, close)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            z = np.where(std <= _FLAT * np.abs(mean), 0.0, (close - mean) / std)
+        ready = ~np.isnan(mean)
+        z[~ready] = math.nan
+        position = self._position[rows]
+        config = self.config
+        # _step's rules in reverse order of precedence: later assignments win.
+        step = position.copy()
+        step[
+            ((position > 0.0) & (z >= -config.z_exit)) | ((position < 0.0) & (z <= config.z_exit))
+        ] = 0.0
+        step[z < -config.z_entry] = 1.0
+        step[z > config.z_entry] = self._short
+        position = np.where(ready, step, position)
+        self._position[rows] = position
+        target = np.where(ready, position, math.nan)
+        return target, np.abs(z), [z, mean, std]
+
+    def _row_state(self, row: int) -> dict[str, Any]:
+        return {"moments": self._moments.row_state(row), "position": float(self._position[row])}
+
+    def _restore_row(self, row: int, state: dict[str, Any]) -> None:
+        self._moments.restore_row(row, state["moments"])
+        self._position[row] = float(state["position"])
 
 
 def ou_half_life(prices: np.ndarray | pd.Series) -> float:

@@ -8,8 +8,9 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 import pandas as pd
 
+from core.indicator_banks import ExponentialMeanBank, FloatArray, IntArray, RollingMeanBank
 from core.indicators import ExponentialMean, RollingMean
-from core.model import Bar, Signal
+from core.model import Bar, Lineage, Signal
 from core.strategies.base import (
     DataKind,
     Family,
@@ -19,6 +20,7 @@ from core.strategies.base import (
     Tier,
     require,
 )
+from core.strategies.batch import BatchStrategy, batch_form
 from core.strategies.catalogue import register
 
 
@@ -94,6 +96,52 @@ class MACrossover(Strategy[MACrossoverConfig]):
         low = -1.0 if config.allow_short else 0.0
         target = pd.Series(np.where(fast > slow, 1.0, low), index=frame.index)
         return target.where(slow.notna())
+
+
+@batch_form(MACrossover)
+class MACrossoverBatch(BatchStrategy[MACrossoverConfig]):
+    """:class:`MACrossover` over many symbols: the two averages as banks, one row per symbol."""
+
+    reason_names = ("fast_ma", "slow_ma")
+
+    def __init__(
+        self, config: MACrossoverConfig, name: str, lineage: Lineage, capacity: int = 16
+    ) -> None:
+        super().__init__(config, name, lineage, capacity)
+        self._fast = _average_bank(config.ma_type, config.fast_period, capacity)
+        self._slow = _average_bank(config.ma_type, config.slow_period, capacity)
+        self._low = -1.0 if config.allow_short else 0.0
+
+    def _add_rows(self) -> int:
+        row = self._fast.add_row()
+        self._slow.add_row()
+        return row
+
+    def _step(
+        self, rows: IntArray, close: FloatArray
+    ) -> tuple[FloatArray, FloatArray, list[FloatArray]]:
+        fast = self._fast.update(rows, close)
+        slow = self._slow.update(rows, close)
+        target = np.where(fast > slow, 1.0, self._low)
+        target[np.isnan(slow)] = np.nan
+        with np.errstate(divide="ignore", invalid="ignore"):
+            strength = np.where(slow != 0.0, np.abs(fast - slow) / slow, 0.0)
+        return target, strength, [fast, slow]
+
+    def _row_state(self, row: int) -> dict[str, Any]:
+        return {"fast": self._fast.row_state(row), "slow": self._slow.row_state(row)}
+
+    def _restore_row(self, row: int, state: dict[str, Any]) -> None:
+        self._fast.restore_row(row, state["fast"])
+        self._slow.restore_row(row, state["slow"])
+
+
+def _average_bank(kind: str, period: int, capacity: int) -> RollingMeanBank | ExponentialMeanBank:
+    return (
+        RollingMeanBank(period, capacity)
+        if kind == "sma"
+        else ExponentialMeanBank(period, capacity)
+    )
 
 
 def _vector_average(close: pd.Series, kind: str, period: int) -> pd.Series:
