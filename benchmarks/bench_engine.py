@@ -52,6 +52,7 @@ from core.engine.engine import PositionSizing, TradingEngine
 from core.engine.execution import BarFillModel
 from core.ports import StrategyDeployment
 from core.strategies.base import DataKind
+from core.strategies.batch import BatchMode
 from core.strategies.catalogue import build, strategy_types
 
 HERE = Path(__file__).resolve().parent
@@ -173,18 +174,20 @@ def time_engine(
     data: BarData,
     repeats: int,
     budget_s: float,
-    vectorize: bool = True,
+    batch_forms: BatchMode = "auto",
 ) -> dict[str, Any]:
     """Best wall time of a fresh engine's ``on_batch`` loop plus ``finish`` over the bars.
 
-    The events go in batches of :data:`BATCH` (as a core reads them from its streams); with
-    ``vectorize`` the types that have a batch form update all their symbols per batch at once.
+    The events go in batches of :data:`BATCH` (as a core reads them from its streams);
+    ``batch_forms`` as in :class:`TradingEngine` ("auto", the default, runs one instance per
+    symbol on 88 tickers; "always" updates all the symbols of a batch at once where a type has
+    a batch form).
     """
     counts: dict[str, int] = {}
     batches = [data.events[i : i + BATCH] for i in range(0, len(data.events), BATCH)]
 
     def once() -> float:
-        engine = TradingEngine(deployments, initial_capital=data.capital, vectorize=vectorize)
+        engine = TradingEngine(deployments, initial_capital=data.capital, batch_forms=batch_forms)
         on_batch = engine.on_batch
         start = time.perf_counter()
         for batch in batches:
@@ -220,9 +223,9 @@ def bench_bar_strategies(data: BarData, repeats: int = 3, budget_s: float = 20.0
         name: time_engine([_deployment(name, data.instances)], data, repeats, budget_s)
         for name in bar_types()
     }
-    for name in batch_types():  # the same type one instance per symbol, for comparison
-        per_type[name]["per_instance"] = time_engine(
-            [_deployment(name, data.instances)], data, repeats, budget_s, vectorize=False
+    for name in batch_types():  # the same type in its batch form, for comparison
+        per_type[name]["batch_form"] = time_engine(
+            [_deployment(name, data.instances)], data, repeats, budget_s, batch_forms="always"
         )
     together = time_engine(
         [_deployment(name, data.instances) for name in bar_types()], data, repeats, budget_s
@@ -258,8 +261,8 @@ def bench_wide_universe(
     out: dict[str, Any] = {"symbols": len(wide.instances), "copies": copies}
     for name in batch_types():
         deployment = [_deployment(name, wide.instances)]
-        batched = time_engine(deployment, wide, repeats, budget_s)
-        single = time_engine(deployment, wide, repeats, budget_s, vectorize=False)
+        batched = time_engine(deployment, wide, repeats, budget_s, batch_forms="always")
+        single = time_engine(deployment, wide, repeats, budget_s, batch_forms="never")
         out[name] = {
             "batch_form": batched,
             "per_instance": single,

@@ -18,6 +18,8 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import repeat
+from operator import attrgetter
 from typing import Any
 
 import numpy as np
@@ -26,8 +28,11 @@ from core.errors import StrategyError
 from core.model import Lineage, Signal
 from core.ports import StrategyDeployment
 from core.strategies.base import EVENT_KINDS, DataKind, Strategy
-from core.strategies.batch import BatchStrategy
+from core.strategies.batch import BatchMode, BatchStrategy
 from core.strategies.catalogue import build, strategy_type
+
+_TS = attrgetter("ts_event")
+_CLOSE = attrgetter("close")
 
 # Message kinds that carry no symbol and go to every instance that consumes the kind.
 BROADCAST_KINDS = frozenset({"macro"})
@@ -40,10 +45,24 @@ class _Slot:
     instances: dict[str, Strategy[Any]] = field(default_factory=dict)
     quarantined: str | None = None
     batch: BatchStrategy[Any] | None = None  # the batch form, when the slot runs as one
+    promote_at: int | None = None  # instances from which it switches to its batch form
     rows: dict[str, int] = field(default_factory=dict)  # symbol -> row of the batch form
+    # The applicator's symbol id -> this slot's row (-1: not run here), for numpy lookups.
+    row_by_id: np.ndarray = field(default_factory=lambda: np.full(16, -1, dtype=np.int64))
 
     def runs(self, symbol: str) -> bool:
         return symbol in self.instances or symbol in self.rows
+
+    def map_row(self, symbol_id: int, row: int) -> None:
+        self.cover(symbol_id + 1)
+        self.row_by_id[symbol_id] = row
+
+    def cover(self, ids: int) -> None:
+        """Make ``row_by_id`` long enough for symbol ids below ``ids``."""
+        if ids > self.row_by_id.size:
+            grown = np.full(max(2 * self.row_by_id.size, ids), -1, dtype=np.int64)
+            grown[: self.row_by_id.size] = self.row_by_id
+            self.row_by_id = grown
 
 
 # (slot, instance or None for a batch form's row, "<model name>|<symbol>", row or -1)
@@ -68,17 +87,24 @@ class StrategyApplicator:
 
     A deployment that names its symbols gets its instances at start; one that names none gets
     an instance per symbol on that symbol's first event. A strategy that raises is quarantined
-    (its error kept) and the others keep running. With ``vectorize`` (the default), a type
-    with a batch form runs as one when its deployment is not pinned to a single symbol.
+    (its error kept) and the others keep running.
+
+    ``batch_forms``: "auto" runs a type's batch form once its deployment runs on the form's
+    ``auto_from`` symbols (a deployment that names none switches when its symbols reach that
+    many, its instances' states moved over exactly); "always" wherever a batch form exists and
+    the deployment is not pinned to one symbol; "never" one instance per symbol throughout.
     """
 
-    def __init__(self, deployments: list[StrategyDeployment], *, vectorize: bool = True) -> None:
-        self._slots = [self._slot(d, vectorize) for d in deployments]
+    def __init__(
+        self, deployments: list[StrategyDeployment], *, batch_forms: BatchMode = "auto"
+    ) -> None:
+        self._slots = [self._slot(d, batch_forms) for d in deployments]
         self._routes: dict[str, list[_Route]] = defaultdict(list)
         self._broadcast: list[_Route] = []
         self._lazy = [slot for slot in self._slots if not slot.deployment.symbols]
         self._batched = [slot for slot in self._slots if slot.batch is not None]
         self._seen: set[str] = set()
+        self._symbol_ids: dict[str, int] = {}  # symbols of batch-form rows, numbered once
         self.errors: list[StrategyError] = []
         # The prepared batch: its events, what each got, and how many were consumed.
         self._plan_events: Sequence[Any] = ()
@@ -103,20 +129,24 @@ class StrategyApplicator:
         self._check_plan_consumed()
         if not self._batched:
             return
-        positions, symbols = [], []
-        for i, event in enumerate(events):
-            if event.kind == "bar":
-                if event.symbol not in self._seen:
-                    self._targets(event.symbol)
-                positions.append(i)
-                symbols.append(event.symbol)
+        # Columns of the batch's bars, built by comprehensions (no per-event branches).
+        positions = [i for i, event in enumerate(events) if event.kind == "bar"]
+        bars = events if len(positions) == len(events) else [events[i] for i in positions]
+        symbols = [bar.symbol for bar in bars]
+        for symbol in dict.fromkeys(symbols).keys() - self._seen:
+            self._targets(symbol)
         plan: list[_Prepared] = [_NOTHING] * len(events)
-        if positions:
-            bars = [events[i] for i in positions]
-            ts = np.fromiter((bar.ts_event for bar in bars), np.int64, len(bars))
-            close = np.fromiter((bar.close for bar in bars), np.float64, len(bars))
+        if bars:
+            n = len(bars)
+            ids = np.fromiter(map(self._symbol_ids.get, symbols, repeat(-1)), np.int64, n)
+            ts = np.fromiter(map(_TS, bars), np.int64, n)
+            close = np.fromiter(map(_CLOSE, bars), np.float64, n)
+            at = np.asarray(positions, dtype=np.int64)
+            if ids.min() < 0:  # symbols no batch form runs
+                ours = ids >= 0
+                ids, at, ts, close = ids[ours], at[ours], ts[ours], close[ours]
             for slot in self._batched:
-                self._prepare_slot(slot, plan, positions, symbols, ts, close)
+                self._prepare_slot(slot, plan, ids, at, ts, close)
         self._plan_events, self._plan, self._plan_next = events, plan, 0
 
     def on_event(self, event: Any) -> list[Routed]:
@@ -209,36 +239,33 @@ class StrategyApplicator:
         self,
         slot: _Slot,
         plan: list[_Prepared],
-        positions: list[int],
-        symbols: list[str],
+        ids: np.ndarray,
+        positions: np.ndarray,
         ts: np.ndarray,
         close: np.ndarray,
     ) -> None:
+        """Run one batch form over the bars (symbol ids, event positions, times, closes)."""
         batch = slot.batch
         if batch is None or slot.quarantined is not None:
             return
-        rows_of = slot.rows
-        picked = [k for k, symbol in enumerate(symbols) if symbol in rows_of]
-        if len(picked) != len(symbols):  # a slot pinned to some symbols sees only those
-            at = np.asarray(picked, dtype=np.intp)
-            ts, close = ts[at], close[at]
-            positions = [positions[k] for k in picked]
-            symbols = [symbols[k] for k in picked]
-        rows = np.fromiter((rows_of[s] for s in symbols), np.int64, len(symbols))
+        slot.cover(len(self._symbol_ids))
+        rows = slot.row_by_id[ids]  # -1: a symbol this slot does not run (pinned slots)
+        if rows.size and rows.min() < 0:
+            mine = rows >= 0
+            rows, positions, ts, close = rows[mine], positions[mine], ts[mine], close[mine]
         try:
-            emitted = batch.update_in_rounds(rows, ts, close)
+            emitted = batch.update_in_rounds(rows, ts, close, positions)
         except Exception as exc:  # as for an instance: this model stops, the others go on
-            self._quarantine(slot, _named(symbols), exc)
+            self._quarantine(slot, _named([batch.symbols[r] for r in rows.tolist()]), exc)
             return
-        slot_id = id(slot)
-        for k, signal in emitted:
-            position = positions[k]
+        slot_id, name = id(slot), slot.deployment.name
+        for position, signal in emitted:
             if plan[position] is _NOTHING:
                 plan[position] = {}
-            routed = Routed(
-                signal, _key(slot, signal.symbol), {signal.symbol: signal.target_position}
+            symbol = signal.symbol
+            plan[position][slot_id] = Routed(
+                signal, f"{name}|{symbol}", {symbol: signal.target_position}
             )
-            plan[position][slot_id] = routed
 
     def _update_row(self, slot: _Slot, row: int, key: str, bar: Any) -> Routed | None:
         """A batch form's row advanced by one unprepared bar."""
@@ -282,15 +309,39 @@ class StrategyApplicator:
 
     # -- instances ----------------------------------------------------------------------------
 
-    def _slot(self, deployment: StrategyDeployment, vectorize: bool) -> _Slot:
+    def _slot(self, deployment: StrategyDeployment, mode: BatchMode) -> _Slot:
         cls = strategy_type(deployment.type_name)
         slot = _Slot(deployment, EVENT_KINDS[cls.spec.data_kind])
-        many = len(deployment.symbols) != 1
-        if vectorize and many and cls.batch_type is not None:
-            assert cls.spec.data_kind is DataKind.BARS  # batch forms read bars only
-            config = cls.config_type.from_dict(deployment.config)
-            slot.batch = cls.batch_type(config, deployment.name, _lineage(deployment))
+        form, symbols = cls.batch_type, len(deployment.symbols)
+        if form is None or symbols == 1 or mode == "never":
+            return slot
+        if mode == "always" or (form.auto_from is not None and symbols >= form.auto_from):
+            slot.batch = self._batch_form(deployment)
+        elif form.auto_from is not None and symbols == 0:
+            slot.promote_at = form.auto_from
         return slot
+
+    @staticmethod
+    def _batch_form(deployment: StrategyDeployment) -> BatchStrategy[Any]:
+        cls = strategy_type(deployment.type_name)
+        assert cls.batch_type is not None and cls.spec.data_kind is DataKind.BARS
+        config = cls.config_type.from_dict(deployment.config)
+        return cls.batch_type(config, deployment.name, _lineage(deployment))
+
+    def _promote(self, slot: _Slot) -> None:
+        """Move a slot's instances into its batch form, state for state (exactly)."""
+        batch = slot.batch = self._batch_form(slot.deployment)
+        slot.promote_at = None
+        for symbol, strategy in slot.instances.items():
+            row = batch.add_symbol(symbol)
+            batch.restore_row(row, strategy.to_state())
+            slot.rows[symbol] = row
+            slot.map_row(self._symbol_ids.setdefault(symbol, len(self._symbol_ids)), row)
+            routes = self._routes[symbol]
+            routes[:] = [(s, None, key, row) if s is slot else (s, i, key, r)
+                         for s, i, key, r in routes]  # fmt: skip
+        slot.instances.clear()
+        self._batched = [s for s in self._slots if s.batch is not None]
 
     def _targets(self, symbol: str) -> list[_Route]:
         if symbol not in self._seen:
@@ -330,6 +381,7 @@ class StrategyApplicator:
         if slot.batch is not None:
             row = slot.batch.add_symbol(symbol)
             slot.rows[symbol] = row
+            slot.map_row(self._symbol_ids.setdefault(symbol, len(self._symbol_ids)), row)
             self._routes[symbol].append((slot, None, _key(slot, symbol), row))
             return
         strategy = self._build(slot, symbol)
@@ -339,6 +391,8 @@ class StrategyApplicator:
             self._routes[subscribed].append(route)
         if slot.event_kinds & BROADCAST_KINDS:
             self._broadcast.append(route)
+        if slot.promote_at is not None and len(slot.instances) >= slot.promote_at:
+            self._promote(slot)
 
     def _quarantine(self, slot: _Slot, symbol: str, exc: Exception) -> None:
         reason = f"{slot.deployment.name} raised on {symbol}: {type(exc).__name__}: {exc}"

@@ -26,6 +26,7 @@ from core.model import Bar, Fill, Order, Quote, Signal, Trade
 from core.ports import SignalSink, StateStore, StrategyDeployment
 from core.risk import RiskLimits, RiskManager
 from core.strategies.base import Family
+from core.strategies.batch import BatchMode
 
 ENGINE_STATE_KEY = "engine"
 SHADOW_STATE_KEY = "shadow"
@@ -100,10 +101,10 @@ class TradingEngine:
         flush_every: int = 2048,
         keep_history: bool = False,
         shadow: Shadow | None = None,
-        vectorize: bool = True,
+        batch_forms: BatchMode = "auto",
     ) -> None:
-        self.vectorize = vectorize
-        self.applicator = StrategyApplicator(deployments, vectorize=vectorize)
+        self.batch_forms: BatchMode = batch_forms
+        self.applicator = StrategyApplicator(deployments, batch_forms=batch_forms)
         self.composer = StrategyComposer({d.name: d.weight for d in deployments})
         self.broker = PaperBroker(fill_model or BarFillModel(), quote_fill_model)
         self.portfolio = Portfolio(initial_capital)
@@ -241,7 +242,7 @@ class TradingEngine:
         Positions, pending orders and the ledger are the engine's and stay as they are.
         """
         old = self.applicator
-        new = StrategyApplicator(deployments, vectorize=self.vectorize)
+        new = StrategyApplicator(deployments, batch_forms=self.batch_forms)
         before = {d.name: d for d in old.deployments}
         carried = {
             key: state

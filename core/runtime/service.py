@@ -31,6 +31,7 @@ from core.ports import StrategyDeployment, StrategySource
 from core.risk import RiskLimits, RiskManager
 from core.runtime.outbox import BufferedWriter
 from core.runtime.timing import LatencyRecorder, TierTimer
+from core.strategies.batch import BatchMode
 
 
 class Feed(Protocol):
@@ -100,8 +101,9 @@ class CoreSettings:
     # Shadow parameter variants of this model (its registered name), 0 for none.
     shadow_of: str = ""
     shadow_variants: int = 0
-    # Types with a batch form update all the symbols of a read at once (numpy), not one by one.
-    vectorize: bool = True
+    # Types with a batch form update all the symbols of a read at once (numpy), not one by one:
+    # "auto" from the form's measured break-even universe, "always", or "never".
+    batch_forms: BatchMode = "auto"
 
 
 @dataclass
@@ -172,7 +174,7 @@ class CoreService:
             risk=RiskManager(self.settings.risk),
             sink=self.writer,
             state_store=_CursorStampedStore(self.writer, self._cursor),
-            vectorize=self.settings.vectorize,
+            batch_forms=self.settings.batch_forms,
             shadow=self._shadow_for(deployments),
         )
         self.restored = self.engine.restore(self.writer, self.board.read_fills())

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, Literal, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -27,7 +27,11 @@ from core.strategies.base import Strategy, StrategyConfig
 
 C = TypeVar("C", bound=StrategyConfig)
 
-# (index into the batch's input arrays, the signal that input caused)
+# When the applicator runs a batch form: from the form's ``auto_from`` symbols on, always
+# (where one exists and the model is not pinned to one symbol), or never.
+BatchMode = Literal["auto", "always", "never"]
+
+# (the input's label, by default its index in the input arrays; the signal it caused)
 Emitted = list[tuple[int, Signal]]
 
 
@@ -42,6 +46,10 @@ class BatchStrategy(ABC, Generic[C]):
     strategy_type: ClassVar[type[Strategy[Any]]]
     # Names of the ``reason`` entries, in the order :meth:`_step` returns their arrays.
     reason_names: ClassVar[tuple[str, ...]]
+    # The universe size from which the "auto" mode runs this form (None: only "always").
+    # Each array operation costs about a microsecond whatever its length, so a form pays off
+    # only when a batch holds many symbols; ``strategy-engine bench`` measures where.
+    auto_from: ClassVar[int | None] = 256
 
     def __init__(self, config: C, name: str, lineage: Lineage, capacity: int = 16) -> None:
         self.config = config
@@ -65,8 +73,11 @@ class BatchStrategy(ABC, Generic[C]):
         self.symbols.append(symbol)
         return row
 
-    def update(self, rows: IntArray, ts: IntArray, close: FloatArray) -> Emitted:
-        """Advance the distinct ``rows`` by one bar each; the signals of changed targets."""
+    def update(
+        self, rows: IntArray, ts: IntArray, close: FloatArray, labels: IntArray | None = None
+    ) -> Emitted:
+        """Advance the distinct ``rows`` by one bar each; the signals of changed targets,
+        each with its input's label (``labels[k]``, or ``k`` without labels)."""
         target, strength, reasons = self._step(rows, close)
         # NaN != anything: a warming-up row (target NaN) is dropped by the isnan test, and a
         # row's first target always differs from its NaN "last".
@@ -78,54 +89,66 @@ class BatchStrategy(ABC, Generic[C]):
             return []
         changed_rows = rows[picked]
         self._last_target[changed_rows] = target[picked]
-        columns = [a[picked].tolist() for a in reasons]
-        names, symbols = self.reason_names, self.symbols
+        named = picked if labels is None else labels[picked]
+        return self._signals(picked, named, changed_rows, ts, target, strength, reasons)
+
+    def _signals(
+        self,
+        picked: npt.NDArray[np.intp],
+        labels: npt.NDArray[np.integer[Any]],
+        rows: IntArray,
+        ts: IntArray,
+        target: FloatArray,
+        strength: FloatArray,
+        reasons: list[FloatArray],
+    ) -> Emitted:
+        """The signals of the ``picked`` inputs (whose ``rows`` changed target)."""
+        name, lineage, names, symbols = self.name, self.lineage, self.reason_names, self.symbols
+        columns = (
+            labels.tolist(),
+            rows.tolist(),
+            ts[picked].tolist(),
+            target[picked].tolist(),
+            strength[picked].tolist(),
+            zip(*(a[picked].tolist() for a in reasons), strict=True),
+        )
         return [
             (
                 k,
                 Signal(
-                    strategy=self.name,
+                    strategy=name,
                     symbol=symbols[row],
                     ts_event=stamp,
                     target_position=position,
                     strength=force,
-                    reason={n: column[j] for n, column in zip(names, columns, strict=True)},
-                    lineage=self.lineage,
+                    reason=dict(zip(names, values, strict=True)),
+                    lineage=lineage,
                 ),
             )
-            for j, (k, row, stamp, position, force) in enumerate(
-                zip(
-                    picked.tolist(),
-                    changed_rows.tolist(),
-                    ts[picked].tolist(),
-                    target[picked].tolist(),
-                    strength[picked].tolist(),
-                    strict=True,
-                )
-            )
+            for k, row, stamp, position, force, values in zip(*columns, strict=True)
         ]
 
-    def update_in_rounds(self, rows: IntArray, ts: IntArray, close: FloatArray) -> Emitted:
+    def update_in_rounds(
+        self, rows: IntArray, ts: IntArray, close: FloatArray, labels: IntArray | None = None
+    ) -> Emitted:
         """Advance rows that may repeat (several bars of a symbol in one batch), in order.
 
         The k-th bar of every symbol goes in round k, so each round's rows are distinct and
-        each symbol still sees its bars in their order.
+        each symbol still sees its bars in their order. Signals come round by round.
         """
         if rows.size == 0:
             return []
+        names = np.arange(rows.size) if labels is None else labels
         rank = _occurrence_rank(rows)
         rounds = int(rank.max()) + 1
         if rounds == 1:
-            return self.update(rows, ts, close)
+            return self.update(rows, ts, close, names)
         by_round = np.argsort(rank, kind="stable")
         bounds = np.searchsorted(rank[by_round], np.arange(rounds + 1))
         emitted: Emitted = []
         for start, stop in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
-            picked = by_round[start:stop]
-            emitted += [
-                (int(picked[k]), signal)
-                for k, signal in self.update(rows[picked], ts[picked], close[picked])
-            ]
+            at = by_round[start:stop]
+            emitted += self.update(rows[at], ts[at], close[at], names[at])
         return emitted
 
     def row_state(self, row: int) -> dict[str, Any]:

@@ -62,13 +62,12 @@ def format_report(report: dict[str, Any]) -> str:
         lines.append(f"| {name} | {events:,} | {seconds:.3f} | {rate:,.0f} | {goal} |")
 
     for name, r in bars["per_type"].items():
-        form = " batch form" if name in bars.get("batch_forms", ()) else ""
-        row(f"engine: {name}{form} (bar-updates/s)", r["events"], r["seconds"],
-            r["events_per_second"], f"{target:,.0f}")  # fmt: skip
-        if "per_instance" in r:
-            single = r["per_instance"]
-            row(f"engine: {name} per instance (bar-updates/s)", single["events"],
-                single["seconds"], single["events_per_second"])  # fmt: skip
+        row(f"engine: {name} (bar-updates/s)", r["events"], r["seconds"], r["events_per_second"],
+            f"{target:,.0f}")  # fmt: skip
+        if "batch_form" in r:
+            form = r["batch_form"]
+            row(f"engine: {name} batch form (bar-updates/s)", form["events"], form["seconds"],
+                form["events_per_second"])  # fmt: skip
     together = bars["all_types_one_engine"]
     row(
         f"engine: {len(together['types'])} bar types in one engine (bar-updates/s)",

@@ -23,9 +23,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--shadow", default="", help="model to run parameter variants of, in shadow")
     p.add_argument("--variants", type=int, default=8, help="how many shadow variants (2-16)")
     p.add_argument(
-        "--per-instance",
-        action="store_true",
-        help="run every strategy one instance per symbol (no batch forms; same results)",
+        "--batch-forms",
+        choices=("auto", "always", "never"),
+        default="auto",
+        help="update many symbols per numpy call where a type has a batch form (same results)",
     )
     p.add_argument("--fast-cycle-ms", type=float, default=100.0)
     p.add_argument("--tactical-cycle-s", type=float, default=1.0)
@@ -78,7 +79,7 @@ def _core(args: argparse.Namespace) -> int:
         until_end=args.until_end,
         shadow_of=args.shadow,
         shadow_variants=args.variants if args.shadow else 0,
-        vectorize=not args.per_instance,
+        batch_forms=args.batch_forms,
     )
     with redis_connection() as connection:
         if args.replay:

@@ -26,7 +26,9 @@ def bars() -> list[Bar]:
 
 
 def _settings(**overrides) -> CoreSettings:
-    return CoreSettings(feeds=(FEED,), until_end=True, tactical_cycle_s=0.2, **overrides)
+    return CoreSettings(
+        feeds=(FEED,), until_end=True, tactical_cycle_s=0.2, batch_forms="always", **overrides
+    )
 
 
 def _backtest(events) -> TradingEngine:
@@ -38,7 +40,7 @@ def _backtest(events) -> TradingEngine:
         initial_capital=1_000_000.0,
         sizing=PositionSizing(notional=10_000.0),
         keep_history=True,
-        vectorize=False,
+        batch_forms="never",
     )
     engine.run(events)
     return engine

@@ -18,7 +18,7 @@ from core.engine.engine import TradingEngine
 from core.engine.execution import BarFillModel
 from core.model import Bar, Lineage, Signal
 from core.ports import StrategyDeployment
-from core.strategies.batch import BatchStrategy
+from core.strategies.batch import BatchMode, BatchStrategy
 from core.strategies.catalogue import strategy_type, strategy_types
 
 TICKERS = 12  # a real slice of the 88-ticker universe: every symbol has ~1,250 bars
@@ -28,6 +28,7 @@ VARIANTS = {
         {"fast_period": 5, "slow_period": 20, "ma_type": "ema", "allow_short": True},
     ],
     "mean_reversion": [{}, {"window": 7, "z_entry": 1.5, "z_exit": 0.2, "allow_short": False}],
+    "momentum": [{}, {"lookback": 20, "skip": 2, "vol_span": 10, "max_leverage": 1.0}],
 }
 BATCHED = sorted(VARIANTS)
 CASES = [(name, config) for name in BATCHED for config in VARIANTS[name]]
@@ -128,28 +129,41 @@ def test_a_snapshot_of_either_form_resumes_in_the_other(universe, name, config):
     assert later == [pair for pair in expected if pair[0] >= half]
 
 
-def _deployments() -> list[StrategyDeployment]:
-    return [
+def _deployments(universe: list[Bar] | None = None) -> list[StrategyDeployment]:
+    deployments = [
         StrategyDeployment(name="trend", version="3", type_name="ma_crossover", config={}),
         StrategyDeployment(name="fade", version="1", type_name="mean_reversion", config={}),
         StrategyDeployment(name="breakout", version="2", type_name="breakout", config={}),
     ]
+    if universe is not None:  # models pinned to some symbols: a batch form, and one instance
+        symbols = sorted({bar.symbol for bar in universe})
+        fast = {"lookback": 20, "skip": 2, "vol_span": 10}
+        deployments += [
+            StrategyDeployment(
+                name="pinned", version="1", type_name="momentum", config=fast, symbols=symbols[:3]
+            ),
+            StrategyDeployment(
+                name="alone", version="1", type_name="momentum", config=fast, symbols=symbols[3:4]
+            ),
+        ]
+    return deployments
 
 
-def _engine(vectorize: bool) -> TradingEngine:
+def _engine(batch_forms: BatchMode, universe: list[Bar] | None = None) -> TradingEngine:
     return TradingEngine(
-        _deployments(),
+        _deployments(universe),
         fill_model=BarFillModel(fee_bps=1.0),
         initial_capital=100_000.0,
         keep_history=True,
-        vectorize=vectorize,
+        batch_forms=batch_forms,
     )
 
 
 def test_an_engine_with_batch_forms_trades_exactly_as_one_without(universe):
-    batched, single = _engine(True), _engine(False)
+    batched, single = _engine("always", universe), _engine("never", universe)
 
-    assert batched.applicator.vectorized == ["trend", "fade"]  # breakout has no batch form
+    # breakout has no batch form; a model pinned to one symbol runs as an instance
+    assert batched.applicator.vectorized == ["trend", "fade", "pinned"]
     assert single.applicator.vectorized == []
     a = batched.run(universe, batch_size=500)
     b = single.run(universe)
@@ -157,12 +171,15 @@ def test_an_engine_with_batch_forms_trades_exactly_as_one_without(universe):
     assert a == b
     assert batched.all_signals == single.all_signals
     assert batched.all_fills == single.all_fills
-    assert {s.strategy for s in batched.all_signals} == {"trend", "fade", "breakout"}
+    assert {s.strategy for s in batched.all_signals} == set(batched.applicator.vectorized) | {
+        "breakout",
+        "alone",
+    }
     assert batched.applicator.states() == single.applicator.states()
 
 
 def test_events_fed_one_at_a_time_or_prepared_in_batches_agree(universe):
-    prepared, unprepared = _engine(True), _engine(True)
+    prepared, unprepared = _engine("always"), _engine("always")
     prepared.run(universe[:3000], batch_size=333)
     for bar in universe[:3000]:
         unprepared.on_event(bar)
@@ -171,8 +188,30 @@ def test_events_fed_one_at_a_time_or_prepared_in_batches_agree(universe):
     assert prepared.applicator.states() == unprepared.applicator.states()
 
 
+def test_a_batch_form_pinned_to_some_symbols_skips_the_others(universe):
+    symbols = sorted({bar.symbol for bar in universe})
+    pinned = [
+        StrategyDeployment(
+            name="some", version="1", type_name="ma_crossover", config={}, symbols=symbols[::4]
+        )
+    ]
+    batched = StrategyApplicator(pinned, batch_forms="always")
+    single = StrategyApplicator(pinned, batch_forms="never")
+    got, expected = [], []
+    for start in range(0, len(universe), 500):
+        chunk = universe[start : start + 500]
+        batched.prepare(chunk)
+        for bar in chunk:
+            got += [r.signal for r in batched.on_event(bar)]
+            expected += [r.signal for r in single.on_event(bar)]
+
+    assert got == expected
+    assert {s.symbol for s in got} == set(symbols[::4])
+    assert batched.states() == single.states()
+
+
 def test_prepared_events_must_be_fed_in_their_order(universe):
-    applicator = StrategyApplicator(_deployments())
+    applicator = StrategyApplicator(_deployments(), batch_forms="always")
     applicator.prepare(universe[:10])
 
     with pytest.raises(RuntimeError, match="prepared events were not fed"):
@@ -182,7 +221,7 @@ def test_prepared_events_must_be_fed_in_their_order(universe):
 
 
 def test_a_hot_swap_carries_batch_form_state_to_the_same_config(universe):
-    engine = _engine(True)
+    engine = _engine("always")
     engine.run(universe[:4000])
     before = engine.applicator.states()
     moved = [
@@ -198,3 +237,27 @@ def test_a_hot_swap_carries_batch_form_state_to_the_same_config(universe):
     carried = {k: v for k, v in before.items() if k.startswith("trend|")}
     assert carried and {k: v for k, v in after.items() if k.startswith("trend|")} == carried
     assert not any(k.startswith("fade|") for k in after)  # a new config starts fresh
+
+
+def test_auto_switches_a_growing_deployment_to_its_batch_form_without_a_seam(universe, monkeypatch):
+    # Lowered from the measured break-even so that the 12-ticker slice crosses it mid-run.
+    monkeypatch.setattr(strategy_type("ma_crossover").batch_type, "auto_from", 6)
+    auto, single = _engine("auto"), _engine("never")
+    half = len(universe) // 2
+    auto.run(universe[:half], batch_size=300)
+    single.run(universe[:half])
+    assert auto.applicator.vectorized == ["trend"]  # mean_reversion's stays at its default
+
+    auto.run(universe[half:], batch_size=300)
+    single.run(universe[half:])
+
+    assert auto.all_signals == single.all_signals
+    assert auto.all_fills == single.all_fills
+    assert auto.applicator.states() == single.applicator.states()
+
+
+def test_auto_keeps_instances_below_the_break_even_and_for_forms_never_chosen(universe):
+    engine = _engine("auto", universe)
+    engine.run(universe[:2000])
+
+    assert engine.applicator.vectorized == []  # 12 symbols, and momentum is never automatic

@@ -70,14 +70,14 @@ def test_two_runs_give_identical_signals_and_fills(aapl_bars):
     assert first.all_fills == second.all_fills
 
 
-@pytest.mark.parametrize("vectorize", [False, True], ids=["instances", "batch-form"])
-def test_a_strategy_that_raises_is_quarantined_and_the_others_keep_running(aapl_bars, vectorize):
+@pytest.mark.parametrize("batch_forms", ["never", "always"])
+def test_a_strategy_that_raises_is_quarantined_and_the_others_keep_running(aapl_bars, batch_forms):
     good = StrategyDeployment(name="good", version="1", type_name="ma_crossover", config={})
     bad = StrategyDeployment(name="bad", version="1", type_name="ma_crossover", config={})
-    engine = TradingEngine([good, bad], keep_history=True, vectorize=vectorize)
+    engine = TradingEngine([good, bad], keep_history=True, batch_forms=batch_forms)
     bars = list(iter_bars(aapl_bars, "AAPL"))
     engine.on_event(bars[0])
-    if vectorize:
+    if batch_forms == "always":
         (broken,) = [s.batch for s in engine.applicator._slots if s.deployment is bad]
     else:
         broken = engine.applicator.instances()["bad|AAPL"]
