@@ -29,6 +29,8 @@ from core.strategies.base import Family
 from core.strategies.batch import BatchMode
 
 ENGINE_STATE_KEY = "engine"
+COMPOSER = "composer"
+"""``Order.strategy`` of the orders placed when weights or the active set change."""
 SHADOW_STATE_KEY = "shadow"
 
 
@@ -234,12 +236,15 @@ class TradingEngine:
             self._state_store.save_state(SHADOW_STATE_KEY, self.shadow.to_state())
         self._state_store.save_state(ENGINE_STATE_KEY, self.snapshot(list(states)))
 
-    def swap_deployments(self, deployments: list[StrategyDeployment]) -> StrategyApplicator:
+    def swap_deployments(
+        self, deployments: list[StrategyDeployment], *, settle: bool = True
+    ) -> StrategyApplicator:
         """Run ``deployments`` from the next event on; return the applicator they replace.
 
         An instance of a model whose type and config are unchanged carries its state over (a
         new version with the same parameters does not re-warm); any other starts fresh.
-        Positions, pending orders and the ledger are the engine's and stay as they are.
+        Pending orders and the ledger stay. With ``settle`` the composition follows at once
+        (:meth:`settle`); a caller that may still :meth:`revert` settles once it keeps the set.
         """
         old = self.applicator
         new = StrategyApplicator(deployments, batch_forms=self.batch_forms)
@@ -251,13 +256,34 @@ class TradingEngine:
         }
         new.restore(carried)
         self.applicator = new
-        self.composer.set_weights({d.name: d.weight for d in deployments})
+        if settle:
+            self.settle()
         return old
 
     def revert(self, applicator: StrategyApplicator) -> None:
-        """Go back to a previous applicator (a new set that failed its first cycle)."""
+        """Go back to a previous applicator (a new set that failed its first cycle, unsettled)."""
         self.applicator = applicator
-        self.composer.set_weights({d.name: d.weight for d in applicator.deployments})
+
+    def settle(self) -> dict[str, float]:
+        """Compose for the running set: models that left it give up their positions, weights
+        become the set's, and the targets that moves are traded to now. Returns them."""
+        deployments = self.applicator.deployments
+        targets = self.composer.retain(d.name for d in deployments)
+        targets.update(self.composer.set_weights({d.name: d.weight for d in deployments}))
+        self._trade_to(targets)
+        return targets
+
+    def set_weights(self, weights: dict[str, float]) -> dict[str, float]:
+        """Weigh the strategies anew now: every target they change is recomposed and the
+        orders that move the positions there are placed. Returns the changed targets."""
+        targets = self.composer.set_weights(weights)
+        self._trade_to(targets)
+        return targets
+
+    def _trade_to(self, targets: dict[str, float]) -> None:
+        ts, portfolio = self.clock.now_ns(), self.portfolio
+        for symbol, target in targets.items():
+            self._place(symbol, target - portfolio.quantity(symbol), ts, COMPOSER)
 
     def snapshot(self, instance_keys: list[str]) -> dict[str, Any]:
         """The engine's own state besides strategies and fills (JSON-safe)."""
@@ -297,6 +323,8 @@ class TradingEngine:
             shadow_state = state_store.load_state(SHADOW_STATE_KEY)
             if shadow_state is not None:
                 self.shadow.restore(shadow_state)
+        # Models that left the set while the core was down give up their positions now.
+        self._trade_to(self.composer.retain(d.name for d in self.applicator.deployments))
         return True
 
     def flush(self) -> None:

@@ -7,8 +7,8 @@ A ``weights`` message comes from the adaptation flow::
 The core checks it against its own :class:`WeightLimits` whatever the sender was configured
 with: every named strategy must be in the active set and every weight a finite number within
 the limits, moved by at most ``max_step``. One bad entry refuses the whole message (nothing is
-applied), so a message is applied whole or not at all. A new weight takes effect at each
-instance's next signal: the composer weighs positions as they are signalled.
+applied), so a message is applied whole or not at all. An applied message recomposes every
+target the changed weights touch and places the orders that move the positions there at once.
 """
 
 from __future__ import annotations
@@ -82,7 +82,7 @@ def apply_control(engine: TradingEngine, message: Any, limits: WeightLimits | No
             _check(name, weight, current, bounds)
     except _Refused as exc:
         return f"refused weights message: {exc}"
-    engine.composer.set_weights({**current, **wanted})
+    engine.set_weights({**current, **wanted})
     moves = ", ".join(f"{n} {current[n]:g}->{w:g}" for n, w in sorted(wanted.items()))
     return f"applied weights to {len(wanted)} strategies: {moves}"
 

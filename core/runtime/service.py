@@ -5,9 +5,10 @@ One loop, two clocks of work:
 - every **fast cycle** (100 ms by default) it reads what arrived on its feeds (blocking at most
   the cycle's budget), runs every event through the engine (applicator, composer, risk,
   execution, tracker) and writes the signals, orders and fills it produced;
-- every **tactical cycle** (1-60 s) it checkpoints (outputs, positions, strategy and engine
-  state), then acknowledges the entries whose effects the checkpoint holds, publishes its
-  status, and applies a pending reload.
+- every **tactical cycle** (1-60 s) it keeps or reverts the set a reload swapped in (kept:
+  the composer settles, trading away models that left), applies control messages and a due
+  reload, checkpoints (outputs, positions, strategy and engine state), then acknowledges the
+  entries whose effects the checkpoint holds and publishes its status.
 
 A crash between two checkpoints loses nothing: unacknowledged entries are delivered again to
 the restarted core, which restores the last checkpoint and redoes the same work with the same
@@ -276,6 +277,8 @@ class CoreService:
         started = time.perf_counter_ns()
         engine = self._engine()
         self._judge_pending_reload()
+        # Before the checkpoint: orders a control message or a settled set placed go out with it.
+        self._maybe_reload()
         engine.checkpoint()
         if self.writer.drain(force=True) and self._unacked:
             try:
@@ -283,7 +286,6 @@ class CoreService:
                 self._unacked = []
             except self._transient as exc:
                 self.last_error = f"ack failed: {type(exc).__name__}: {exc}"
-        self._maybe_reload()
         self._publish_status()
         self.tactical.record(time.perf_counter_ns() - started)
 
@@ -313,7 +315,8 @@ class CoreService:
             # An empty answer is far likelier a registry mishap than a wish to stop trading.
             self.last_error = "reload skipped, kept the running set: the registry set is empty"
             return
-        self._pending = _Pending(engine.swap_deployments(wanted), len(engine.applicator.errors))
+        previous = engine.swap_deployments(wanted, settle=False)
+        self._pending = _Pending(previous, len(engine.applicator.errors))
         self.reloads += 1
 
     def _poll_control(self) -> bool:
@@ -338,6 +341,8 @@ class CoreService:
             pending.previous.restore(_unchanged_states(trial, pending.previous))
             self.reloads -= 1
             self.last_error = f"reload reverted, new set failed its first cycle: {failure}"
+        else:
+            engine.settle()  # kept: models that left give up their positions, new weights apply
 
     # -- reporting ----------------------------------------------------------------------------
 
