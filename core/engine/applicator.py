@@ -67,7 +67,7 @@ class _Slot:
 
 # (slot, instance or None for a batch form's row, "<model name>|<symbol>", row or -1)
 _Route = tuple[_Slot, Strategy[Any] | None, str, int]
-# What :meth:`StrategyApplicator.prepare` computed for one event: signals by batch-form slot.
+# What :meth:`StrategyApplicator.prepare` computed for one event: signals by instance key.
 _Prepared = dict[int, "Routed"]
 _NOTHING: _Prepared = {}
 
@@ -171,7 +171,7 @@ class StrategyApplicator:
                 continue
             if strategy is None:  # a batch form's row: prepared, or updated alone now
                 routed = (
-                    prepared.get(id(slot))
+                    prepared.get(key)
                     if prepared is not None
                     else self._update_row(slot, row, key, event)
                 )
@@ -258,14 +258,13 @@ class StrategyApplicator:
         except Exception as exc:  # as for an instance: this model stops, the others go on
             self._quarantine(slot, _named([batch.symbols[r] for r in rows.tolist()]), exc)
             return
-        slot_id, name = id(slot), slot.deployment.name
+        name = slot.deployment.name
         for position, signal in emitted:
             if plan[position] is _NOTHING:
                 plan[position] = {}
             symbol = signal.symbol
-            plan[position][slot_id] = Routed(
-                signal, f"{name}|{symbol}", {symbol: signal.target_position}
-            )
+            key = f"{name}|{symbol}"
+            plan[position][key] = Routed(signal, key, {symbol: signal.target_position})
 
     def _update_row(self, slot: _Slot, row: int, key: str, bar: Any) -> Routed | None:
         """A batch form's row advanced by one unprepared bar."""
@@ -315,9 +314,9 @@ class StrategyApplicator:
         form, symbols = cls.batch_type, len(deployment.symbols)
         if form is None or symbols == 1 or mode == "never":
             return slot
-        if mode == "always" or (form.auto_from is not None and symbols >= form.auto_from):
+        if mode == "always" or symbols >= form.auto_from:
             slot.batch = self._batch_form(deployment)
-        elif form.auto_from is not None and symbols == 0:
+        elif symbols == 0:
             slot.promote_at = form.auto_from
         return slot
 

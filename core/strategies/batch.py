@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, ClassVar, Generic, Literal, TypeVar
 
 import numpy as np
@@ -40,16 +40,17 @@ class BatchStrategy(ABC, Generic[C]):
 
     Subclasses set nothing by hand: :func:`batch_form` links them to their strategy type.
     They create their indicator banks in ``__init__``, add a row to each in :meth:`_add_rows`,
-    and compute targets in :meth:`_step`.
+    compute targets in :meth:`_step`, and explain the few that changed in :meth:`_explain`.
     """
 
     strategy_type: ClassVar[type[Strategy[Any]]]
-    # Names of the ``reason`` entries, in the order :meth:`_step` returns their arrays.
+    # Names of the ``reason`` entries, in the order :meth:`_explain` returns them.
     reason_names: ClassVar[tuple[str, ...]]
-    # The universe size from which the "auto" mode runs this form (None: only "always").
-    # Each array operation costs about a microsecond whatever its length, so a form pays off
-    # only when a batch holds many symbols; ``strategy-engine bench`` measures where.
-    auto_from: ClassVar[int | None] = 256
+    # The universe size from which the "auto" mode runs this form. Each array operation costs
+    # about a microsecond whatever its length, so a form pays off only when a batch holds many
+    # symbols; ``strategy-engine bench`` measures where (a form whose targets move on most bars
+    # never pays: building the signals, the same in both forms, is then the cost).
+    auto_from: ClassVar[int] = 256
 
     def __init__(self, config: C, name: str, lineage: Lineage, capacity: int = 16) -> None:
         self.config = config
@@ -78,7 +79,7 @@ class BatchStrategy(ABC, Generic[C]):
     ) -> Emitted:
         """Advance the distinct ``rows`` by one bar each; the signals of changed targets,
         each with its input's label (``labels[k]``, or ``k`` without labels)."""
-        target, strength, reasons = self._step(rows, close)
+        target = self._step(rows, close)
         # NaN != anything: a warming-up row (target NaN) is dropped by the isnan test, and a
         # row's first target always differs from its NaN "last".
         picked = np.flatnonzero(target != self._last_target[rows])
@@ -90,7 +91,7 @@ class BatchStrategy(ABC, Generic[C]):
         changed_rows = rows[picked]
         self._last_target[changed_rows] = target[picked]
         named = picked if labels is None else labels[picked]
-        return self._signals(picked, named, changed_rows, ts, target, strength, reasons)
+        return self._signals(picked, named, changed_rows, ts, target)
 
     def _signals(
         self,
@@ -99,8 +100,6 @@ class BatchStrategy(ABC, Generic[C]):
         rows: IntArray,
         ts: IntArray,
         target: FloatArray,
-        strength: FloatArray,
-        reasons: list[FloatArray],
     ) -> Emitted:
         """The signals of the ``picked`` inputs (whose ``rows`` changed target)."""
         name, lineage, names, symbols = self.name, self.lineage, self.reason_names, self.symbols
@@ -109,8 +108,7 @@ class BatchStrategy(ABC, Generic[C]):
             rows.tolist(),
             ts[picked].tolist(),
             target[picked].tolist(),
-            strength[picked].tolist(),
-            zip(*(a[picked].tolist() for a in reasons), strict=True),
+            *self._explain(picked),
         )
         return [
             (
@@ -172,10 +170,15 @@ class BatchStrategy(ABC, Generic[C]):
         """Add one row to every bank; return its index."""
 
     @abstractmethod
-    def _step(
-        self, rows: IntArray, close: FloatArray
-    ) -> tuple[FloatArray, FloatArray, list[FloatArray]]:
-        """Targets (NaN while warming up), strengths and the ``reason_names`` arrays."""
+    def _step(self, rows: IntArray, close: FloatArray) -> FloatArray:
+        """Advance ``rows``; their targets (NaN while warming up)."""
+
+    @abstractmethod
+    def _explain(
+        self, picked: npt.NDArray[np.intp]
+    ) -> tuple[list[float], Iterable[tuple[float, ...]]]:
+        """Strength and ``reason_names`` values of the last step's ``picked`` inputs (plain
+        floats, computed as the per-instance form does: only changed targets need them)."""
 
     @abstractmethod
     def _row_state(self, row: int) -> dict[str, Any]: ...

@@ -28,7 +28,6 @@ VARIANTS = {
         {"fast_period": 5, "slow_period": 20, "ma_type": "ema", "allow_short": True},
     ],
     "mean_reversion": [{}, {"window": 7, "z_entry": 1.5, "z_exit": 0.2, "allow_short": False}],
-    "momentum": [{}, {"lookback": 20, "skip": 2, "vol_span": 10, "max_leverage": 1.0}],
 }
 BATCHED = sorted(VARIANTS)
 CASES = [(name, config) for name in BATCHED for config in VARIANTS[name]]
@@ -137,13 +136,21 @@ def _deployments(universe: list[Bar] | None = None) -> list[StrategyDeployment]:
     ]
     if universe is not None:  # models pinned to some symbols: a batch form, and one instance
         symbols = sorted({bar.symbol for bar in universe})
-        fast = {"lookback": 20, "skip": 2, "vol_span": 10}
+        short = {"window": 7, "z_entry": 1.5}
         deployments += [
             StrategyDeployment(
-                name="pinned", version="1", type_name="momentum", config=fast, symbols=symbols[:3]
+                name="pinned",
+                version="1",
+                type_name="mean_reversion",
+                config=short,
+                symbols=symbols[:3],
             ),
             StrategyDeployment(
-                name="alone", version="1", type_name="momentum", config=fast, symbols=symbols[3:4]
+                name="alone",
+                version="1",
+                type_name="mean_reversion",
+                config=short,
+                symbols=symbols[3:4],
             ),
         ]
     return deployments
@@ -256,8 +263,8 @@ def test_auto_switches_a_growing_deployment_to_its_batch_form_without_a_seam(uni
     assert auto.applicator.states() == single.applicator.states()
 
 
-def test_auto_keeps_instances_below_the_break_even_and_for_forms_never_chosen(universe):
+def test_auto_keeps_instances_below_the_break_even(universe):
     engine = _engine("auto", universe)
     engine.run(universe[:2000])
 
-    assert engine.applicator.vectorized == []  # 12 symbols, and momentum is never automatic
+    assert engine.applicator.vectorized == []  # 12 symbols

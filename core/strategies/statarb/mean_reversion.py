@@ -20,6 +20,7 @@ ns UTC), ``open, high, low, close, volume`` (float64), one row per bar in time o
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -308,6 +309,7 @@ class MeanReversionBatch(BatchStrategy[MeanReversionConfig]):
         self._moments = _RollingMomentsBank(config.window, capacity)
         self._position = np.zeros(self._moments.rows or capacity)
         self._short = -1.0 if config.allow_short else 0.0
+        self._moments_seen: tuple[FloatArray, ...] = ()
 
     def _add_rows(self) -> int:
         row = self._moments.add_row()
@@ -316,9 +318,7 @@ class MeanReversionBatch(BatchStrategy[MeanReversionConfig]):
         self._position[row] = 0.0
         return row
 
-    def _step(
-        self, rows: IntArray, close: FloatArray
-    ) -> tuple[FloatArray, FloatArray, list[FloatArray]]:
+    def _step(self, rows: IntArray, close: FloatArray) -> FloatArray:
         mean, std = self._moments.update(rows, close)
         with np.errstate(divide="ignore", invalid="ignore"):
             z = np.where(std <= _FLAT * np.abs(mean), 0.0, (close - mean) / std)
@@ -335,8 +335,12 @@ class MeanReversionBatch(BatchStrategy[MeanReversionConfig]):
         step[z > config.z_entry] = self._short
         position = np.where(ready, step, position)
         self._position[rows] = position
-        target = np.where(ready, position, math.nan)
-        return target, np.abs(z), [z, mean, std]
+        self._moments_seen = z, mean, std
+        return np.where(ready, position, math.nan)
+
+    def _explain(self, picked: np.ndarray) -> tuple[list[float], Iterable[tuple[float, ...]]]:
+        z, mean, std = (a[picked].tolist() for a in self._moments_seen)
+        return [abs(v) for v in z], zip(z, mean, std, strict=True)
 
     def _row_state(self, row: int) -> dict[str, Any]:
         return {"moments": self._moments.row_state(row), "position": float(self._position[row])}

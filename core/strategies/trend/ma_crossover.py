@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -111,22 +112,25 @@ class MACrossoverBatch(BatchStrategy[MACrossoverConfig]):
         self._fast = _average_bank(config.ma_type, config.fast_period, capacity)
         self._slow = _average_bank(config.ma_type, config.slow_period, capacity)
         self._low = -1.0 if config.allow_short else 0.0
+        self._averages: tuple[FloatArray, FloatArray] = (np.empty(0), np.empty(0))
 
     def _add_rows(self) -> int:
         row = self._fast.add_row()
         self._slow.add_row()
         return row
 
-    def _step(
-        self, rows: IntArray, close: FloatArray
-    ) -> tuple[FloatArray, FloatArray, list[FloatArray]]:
+    def _step(self, rows: IntArray, close: FloatArray) -> FloatArray:
         fast = self._fast.update(rows, close)
         slow = self._slow.update(rows, close)
         target = np.where(fast > slow, 1.0, self._low)
         target[np.isnan(slow)] = np.nan
-        with np.errstate(divide="ignore", invalid="ignore"):
-            strength = np.where(slow != 0.0, np.abs(fast - slow) / slow, 0.0)
-        return target, strength, [fast, slow]
+        self._averages = fast, slow
+        return target
+
+    def _explain(self, picked: np.ndarray) -> tuple[list[float], Iterable[tuple[float, ...]]]:
+        fast, slow = (a[picked].tolist() for a in self._averages)
+        strength = [abs(f - s) / s if s else 0.0 for f, s in zip(fast, slow, strict=True)]
+        return strength, zip(fast, slow, strict=True)
 
     def _row_state(self, row: int) -> dict[str, Any]:
         return {"fast": self._fast.row_state(row), "slow": self._slow.row_state(row)}

@@ -25,8 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from core.indicator_banks import Bank, FloatArray, IntArray
-from core.model import Bar, Lineage, Signal
+from core.model import Bar, Signal
 from core.strategies.base import (
     DataKind,
     Family,
@@ -36,7 +35,6 @@ from core.strategies.base import (
     Tier,
     require,
 )
-from core.strategies.batch import BatchStrategy, batch_form
 from core.strategies.catalogue import register
 
 
@@ -174,89 +172,3 @@ class Momentum(Strategy[MomentumConfig]):
         target = np.sign(momentum) * size
         target[: config.warmup - 1] = np.nan
         return pd.Series(target.to_numpy(), index=frame.index)
-
-
-class _MomentumRows(Bank):
-    """Per-row closes ring, write index, bar count and EWMA variance of :class:`Momentum`."""
-
-    _fields = ("closes", "index", "count", "variance")
-
-    def __init__(self, ring: int, capacity: int) -> None:
-        super().__init__(capacity)
-        self.closes = np.full((self._capacity, ring), math.nan)
-        self.index = np.zeros(self._capacity, dtype=np.int64)
-        self.count = np.zeros(self._capacity, dtype=np.int64)
-        self.variance = np.full(self._capacity, math.nan)
-
-    def _reset_row(self, row: int) -> None:
-        self.closes[row] = math.nan
-        self.index[row] = self.count[row] = 0
-        self.variance[row] = math.nan
-
-
-@batch_form(Momentum)
-class MomentumBatch(BatchStrategy[MomentumConfig]):
-    """:class:`Momentum` over many symbols, with the same operations in the same order."""
-
-    reason_names = ("momentum", "vol")
-    # Its target moves on almost every bar, so building signals, not updating state, is the
-    # cost; measured slower than one instance per symbol at 88 to 880 symbols: never automatic.
-    auto_from = None
-
-    def __init__(
-        self, config: MomentumConfig, name: str, lineage: Lineage, capacity: int = 16
-    ) -> None:
-        super().__init__(config, name, lineage, capacity)
-        self._ring = config.lookback + config.skip + 1
-        self._rows = _MomentumRows(self._ring, capacity)
-        self._alpha = 2.0 / (config.vol_span + 1.0)
-
-    def _add_rows(self) -> int:
-        return self._rows.add_row()
-
-    def _step(
-        self, rows: IntArray, close: FloatArray
-    ) -> tuple[FloatArray, FloatArray, list[FloatArray]]:
-        config, state, size, alpha = self.config, self._rows, self._ring, self._alpha
-        index, count = state.index[rows], state.count[rows]
-        previous = state.closes[rows, index - 1]  # index -1 wraps to the ring's end, as a list
-        r = close / previous - 1.0
-        squared = r * r
-        variance = state.variance[rows]
-        blended = np.where(np.isnan(variance), squared, (1.0 - alpha) * variance + alpha * squared)
-        variance = np.where(count > 0, blended, variance)
-        state.variance[rows] = variance
-        state.closes[rows, index] = close
-        index = (index + 1) % size
-        count += 1
-        state.index[rows], state.count[rows] = index, count
-        recent = state.closes[rows, (index - 1 - config.skip) % size]
-        momentum = recent / state.closes[rows, index] - 1.0
-        vol = np.sqrt(variance * config.periods_per_year)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            capped = np.minimum(config.vol_target / vol, config.max_leverage)
-        sized = np.where(vol <= 0.0, config.max_leverage, capped)
-        target = np.where(momentum == 0.0, 0.0, np.copysign(sized, momentum))
-        target[count < config.warmup] = math.nan
-        return target, np.abs(momentum), [momentum, vol]
-
-    def _row_state(self, row: int) -> dict[str, Any]:
-        state = self._rows
-        variance = float(state.variance[row])
-        return {
-            "closes": [None if math.isnan(c) else c for c in state.closes[row].tolist()],
-            "index": int(state.index[row]),
-            "count": int(state.count[row]),
-            "variance": None if math.isnan(variance) else variance,
-        }
-
-    def _restore_row(self, row: int, state: dict[str, Any]) -> None:
-        closes = [math.nan if c is None else float(c) for c in state["closes"]]
-        if len(closes) != self._ring:
-            raise ValueError(f"state has {len(closes)} closes, lookback + skip + 1 is {self._ring}")
-        rows = self._rows
-        rows.closes[row] = closes
-        rows.index[row] = int(state["index"])
-        rows.count[row] = int(state["count"])
-        variance = state["variance"]
-        rows.variance[row] = math.nan if variance is None else float(variance)
