@@ -68,7 +68,7 @@ class _Slot:
 # (slot, instance or None for a batch form's row, "<model name>|<symbol>", row or -1)
 _Route = tuple[_Slot, Strategy[Any] | None, str, int]
 # What :meth:`StrategyApplicator.prepare` computed for one event: signals by instance key.
-_Prepared = dict[int, "Routed"]
+_Prepared = dict[str, "Routed"]
 _NOTHING: _Prepared = {}
 
 

@@ -296,6 +296,7 @@ class TradingEngine:
             "composer": self.composer.to_state(),
             "risk": self.risk.to_state(),
             "pending": self.broker.pending_state(),
+            "order_ids": self.broker.issued_state(),
             "makers": self.makers.inventories() if self.makers is not None else {},
         }
 
@@ -311,6 +312,7 @@ class TradingEngine:
         self.composer.restore(snapshot["composer"])
         self.risk.restore(snapshot["risk"])
         self.broker.restore_pending_state(snapshot["pending"])
+        self.broker.restore_issued_state(snapshot.get("order_ids", {}))  # older: none kept
         if self.makers is not None:
             self.makers.restore_inventories(snapshot.get("makers", {}))
         for fill in fills[: snapshot["fills_applied"]]:

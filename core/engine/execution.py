@@ -120,6 +120,10 @@ class PaperBroker:
         # counts from it. Zero means "use the order's own timestamp".
         self.local_ns = 0
         self._pending: dict[str, _Working] = {}
+        # Per symbol, the time of its last order id and how many ids that time has had: a
+        # second order at the same time (two strategies, or a new weight, on one bar) gets
+        # its own id, so the store, which writes each id once, records both.
+        self._issued: dict[str, tuple[int, int]] = {}
 
     def submit(
         self, symbol: str, quantity_delta: float, ts_event: int, strategy: str = ""
@@ -128,8 +132,11 @@ class PaperBroker:
         self._pending.pop(symbol, None)
         if quantity_delta == 0.0:
             return None
+        last = self._issued.get(symbol)
+        revision = last[1] + 1 if last is not None and last[0] == ts_event else 0
+        self._issued[symbol] = (ts_event, revision)
         order = Order(
-            order_id=f"{symbol}-{ts_event}",
+            order_id=f"{symbol}-{ts_event}" + (f"-r{revision}" if revision else ""),
             symbol=symbol,
             side=Side.BUY if quantity_delta > 0 else Side.SELL,
             quantity=abs(quantity_delta),
@@ -186,6 +193,13 @@ class PaperBroker:
             }
             for w in self._pending.values()
         ]
+
+    def issued_state(self) -> dict[str, list[int]]:
+        """JSON-safe record of the last order id per symbol (see ``_issued``)."""
+        return {symbol: [ts, revision] for symbol, (ts, revision) in self._issued.items()}
+
+    def restore_issued_state(self, state: dict[str, list[int]]) -> None:
+        self._issued = {symbol: (int(ts), int(rev)) for symbol, (ts, rev) in state.items()}
 
     def restore_pending(self, orders: list[Order]) -> None:
         """Re-queue orders decided before a restart and not yet filled at all."""

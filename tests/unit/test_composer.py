@@ -129,6 +129,7 @@ def test_the_engine_trades_to_new_weights_at_once_on_real_bars(aapl_events, cut)
 
     assert targets == {"AAPL": 0.5 * held[TREND] + held[FADE]}
     assert [o.strategy for o in sink.orders].count(COMPOSER) == 1
+    assert len({o.order_id for o in sink.orders}) == len(sink.orders)  # each recorded once
     fill_at_open = engine.portfolio.quantity("AAPL")
     assert fill_at_open == pytest.approx(targets["AAPL"])
 

@@ -95,6 +95,23 @@ def test_a_new_decision_replaces_the_unfilled_remainder(aapl_bars):
     assert fills[0].price == bars[2].open
 
 
+def test_a_second_order_at_the_same_time_gets_its_own_id_across_a_restart(aapl_bars):
+    bars = list(iter_bars(aapl_bars, "AAPL"))[:3]
+    broker = PaperBroker(BarFillModel())
+    ts = bars[0].ts_event
+    ids = [broker.submit("AAPL", q, ts) for q in (2.0, -1.0)]
+    broker.submit("AAPL", 0.0, ts)  # a cancel issues no id
+    restarted = PaperBroker(BarFillModel())
+    restarted.restore_issued_state(broker.issued_state())
+    again = restarted.submit("AAPL", 3.0, ts)
+    later = restarted.submit("AAPL", 1.0, bars[1].ts_event)
+
+    named = [o.order_id for o in (*ids, again, later) if o is not None]
+    assert named == [f"AAPL-{ts}", f"AAPL-{ts}-r1", f"AAPL-{ts}-r2", f"AAPL-{bars[1].ts_event}"]
+    fill = restarted.on_bar_open(bars[2])
+    assert fill is not None and fill.order_id == named[-1]
+
+
 def _capped_engine(store: RedisStore | None) -> TradingEngine:
     deployment = StrategyDeployment(name="ma", version="1", type_name="ma_crossover", config={})
     return TradingEngine(
