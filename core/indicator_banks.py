@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from core.indicators import saved_ring
+
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
@@ -99,9 +101,7 @@ class RollingMeanBank(Bank):
         }
 
     def restore_row(self, row: int, state: dict[str, Any]) -> None:
-        buffer = [float(v) for v in state["buffer"]]
-        if len(buffer) != self.period:
-            raise ValueError(f"state buffer has {len(buffer)} values, period is {self.period}")
+        buffer = saved_ring(state, self.period)
         self._buffer[row] = buffer
         self._index[row] = int(state["index"])
         self._seen[row] = int(state["count"])

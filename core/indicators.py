@@ -10,6 +10,14 @@ import math
 from typing import Any
 
 
+def saved_ring(state: dict[str, Any], length: int, what: str = "period") -> list[float]:
+    """The ``buffer`` of a ring-buffer snapshot, refused unless it holds ``length`` values."""
+    buffer = [float(v) for v in state["buffer"]]
+    if len(buffer) != length:
+        raise ValueError(f"state buffer has {len(buffer)} values, {what} is {length}")
+    return buffer
+
+
 class RollingMean:
     """Simple moving average over the last ``period`` values, via a ring buffer and a running sum.
 
@@ -56,9 +64,7 @@ class RollingMean:
         }
 
     def restore(self, state: dict[str, Any]) -> None:
-        buffer = [float(v) for v in state["buffer"]]
-        if len(buffer) != self.period:
-            raise ValueError(f"state buffer has {len(buffer)} values, period is {self.period}")
+        buffer = saved_ring(state, self.period)
         self._buffer = buffer
         self._index = int(state["index"])
         self._count = int(state["count"])

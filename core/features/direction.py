@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from core.errors import ConfigError
+from core.indicators import saved_ring
 
 # A window whose log-volume variance is below this is treated as flat (z-score 0).
 FLAT_VARIANCE = 1e-12
@@ -249,9 +250,7 @@ class _RollingMoments:
         }
 
     def restore(self, state: dict[str, Any]) -> None:
-        buffer = [float(v) for v in state["buffer"]]
-        if len(buffer) != self.window:
-            raise ValueError(f"state buffer has {len(buffer)} values, window is {self.window}")
+        buffer = saved_ring(state, self.window, "window")
         self._buffer = buffer
         self._index = int(state["index"])
         self._count = int(state["count"])

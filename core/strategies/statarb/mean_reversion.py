@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from core.indicator_banks import Bank, FloatArray, IntArray
+from core.indicators import saved_ring
 from core.model import Bar, Lineage, Signal
 from core.strategies.base import (
     DataKind,
@@ -147,9 +148,7 @@ class _RollingMoments:
         }
 
     def restore(self, state: dict[str, Any]) -> None:
-        buffer = [float(v) for v in state["buffer"]]
-        if len(buffer) != self.period:
-            raise ValueError(f"state buffer has {len(buffer)} values, window is {self.period}")
+        buffer = saved_ring(state, self.period, "window")
         self._buffer = buffer
         self._index = int(state["index"])
         self._count = int(state["count"])
@@ -285,9 +284,7 @@ class _RollingMomentsBank(Bank):
         }
 
     def restore_row(self, row: int, state: dict[str, Any]) -> None:
-        buffer = [float(v) for v in state["buffer"]]
-        if len(buffer) != self.period:
-            raise ValueError(f"state buffer has {len(buffer)} values, window is {self.period}")
+        buffer = saved_ring(state, self.period, "window")
         self._buffer[row] = buffer
         self._index[row] = int(state["index"])
         self._count[row] = int(state["count"])
