@@ -10,6 +10,7 @@ from core.data.loaders import merge_bars
 from core.engine.engine import PositionSizing, TradingEngine
 from core.engine.execution import BarFillModel
 from core.ports import StrategyDeployment
+from core.strategies.batch import BatchMode
 
 pytestmark = pytest.mark.integration
 
@@ -27,9 +28,10 @@ def events():
     return merge_bars({s: r.frame for s, r in loaded.items()})
 
 
-def _engine(store: RedisStore | None) -> TradingEngine:
+def _engine(store: RedisStore | None, batch_forms: BatchMode = "auto") -> TradingEngine:
     return TradingEngine(
         DEPLOYMENTS,
+        batch_forms=batch_forms,
         keep_history=store is None,
         fill_model=BarFillModel(fee_bps=1.0),
         initial_capital=30_000.0,
@@ -46,19 +48,21 @@ def _uninterrupted(events):
     return engine
 
 
-def test_a_restart_from_a_checkpoint_ends_where_an_uninterrupted_run_ends(redis_store, events):
+# Either form may write the checkpoint and either resume it: their states are the same.
+@pytest.mark.parametrize(
+    ("before", "after"), [("auto", "auto"), ("always", "never"), ("never", "always")]
+)
+def test_a_restart_from_a_checkpoint_ends_where_an_uninterrupted_run_ends(
+    redis_store, events, before, after
+):
     cut = len(events) * 3 // 5
-    first = _engine(redis_store)
-    for event in events[:cut]:
-        first.on_event(event)
-    first.checkpoint()
+    first = _engine(redis_store, before)
+    first.run(events[:cut], batch_size=256)  # run() ends with a checkpoint
     del first  # the process stops here
 
-    second = _engine(redis_store)
+    second = _engine(redis_store, after)
     assert second.restore(redis_store, redis_store.read_fills())
-    for event in events[cut:]:
-        second.on_event(event)
-    second.finish()
+    second.run(events[cut:], batch_size=256)
 
     reference = _uninterrupted(events)
     assert second.portfolio.positions() == reference.portfolio.positions()
