@@ -95,3 +95,42 @@ def test_work_done_after_the_last_checkpoint_is_redone_without_duplicating_fills
     assert len({f.fill_id for f in fills}) == len(fills)
     assert len(fills) == reference.tracker.fills
     assert second.portfolio.positions() == reference.portfolio.positions()
+
+
+def _held(engine: TradingEngine, model: str) -> dict[str, float]:
+    """The model's non-zero positions as the composer holds them, by symbol."""
+    return {
+        symbol: position
+        for symbol, per in engine.composer.to_state()["legs"].items()
+        for key, position in per.items()
+        if key.startswith(f"{model}|") and position != 0.0
+    }
+
+
+def test_a_model_that_left_the_set_while_the_core_was_down_is_unwound_on_restore(
+    redis_store, events
+):
+    first = _engine(redis_store)
+    first.run(events[: len(events) // 2])
+    leaving, staying = DEPLOYMENTS  # the crossover is long somewhere at this point
+    gone = _held(first, leaving.name)
+    assert gone
+    del first
+
+    second = TradingEngine(
+        [staying],  # the registry set no longer holds the crossover
+        fill_model=BarFillModel(fee_bps=1.0),
+        initial_capital=30_000.0,
+        sizing=PositionSizing(notional=10_000.0),
+        sink=redis_store,
+        state_store=redis_store,
+    )
+    second.restore(redis_store, redis_store.read_fills())
+    second.flush()
+
+    assert _held(second, leaving.name) == {}
+    kept = _held(second, staying.name)
+    for symbol in gone:
+        assert second.composer.target(symbol) == kept.get(symbol, 0.0)
+    unwinding = [o for o in redis_store.read_orders() if o.strategy == "composer"]
+    assert {o.symbol for o in unwinding} == set(gone)
