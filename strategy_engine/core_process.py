@@ -114,6 +114,7 @@ def run_core(
         group=group,
         consumer=settings.name,
         dead_letter=lambda where, reason, raw: store.dead_letter(where, reason, raw),
+        shard=settings.shard,
     )
     control = client.pubsub(ignore_subscribe_messages=True)
     control.subscribe(store.key("control"))

@@ -2,9 +2,10 @@
 
 One stream per feed (``{ns}:md:{feed}``), each entry one event in the versioned envelope plus
 ``t_pub``, the wall-clock nanoseconds at which it reached Redis (tick-to-signal latency starts
-there). A feed ends with an entry ``end=1``. Each core reads through its own consumer group, so
-several cores can each take their symbols from the same feeds, and a restarted core first gets
-back the entries it had read but not acknowledged, then resumes after them.
+there). A feed ends with an entry ``end=1``. Each core reads through its own consumer group
+and keeps the entries of its own symbols (``core.runtime.shard``), so several cores can split a
+universe on the same feeds, and a restarted core first gets back the entries it had read but
+not acknowledged, then resumes after them.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import redis
 from core import codec
 from core.errors import MessageError
 from core.runtime.guard import EventGuard
+from core.runtime.shard import SymbolShard
 
 END_FIELD = b"end"
 PUBLISH_BATCH = 2000
@@ -104,6 +106,7 @@ class Delivery:
     arrivals_ns: list[int] = field(default_factory=list)
     ended: set[str] = field(default_factory=set)
     rejected: int = 0
+    skipped: int = 0  # entries of symbols other cores own
 
 
 class FeedReader:
@@ -125,12 +128,14 @@ class FeedReader:
         consumer: str,
         dead_letter: DeadLetter,
         guard: EventGuard | None = None,
+        shard: SymbolShard | None = None,
     ) -> None:
         self.client = client
         self.keys = {feed_key(namespace, f): f for f in feeds}
         self.group = group
         self.consumer = consumer
         self.guard = guard or EventGuard()
+        self.shard = shard or SymbolShard()
         self._dead_letter = dead_letter
         self._recovering = True  # first drain our own pending entries (read, never acked)
         # Where the recovery read goes on from: XREADGROUP with id 0 returns the same pending
@@ -220,7 +225,11 @@ class FeedReader:
         payload = fields.get(b"msg", b"")
         event: Any = None
         try:
-            event = codec.decode(payload)
+            event = self.shard.admit(codec.decode(payload))
+            if event is None:  # another core's symbol: theirs to check and to act on
+                delivery.refs.append((key, entry_id))
+                delivery.skipped += 1
+                return
             reason = self.guard.check(event)
         except MessageError as exc:
             reason = str(exc)

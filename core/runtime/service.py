@@ -31,6 +31,7 @@ from core.online import OnlineGenerator, variant_configs
 from core.ports import StrategyDeployment, StrategySource
 from core.risk import RiskLimits, RiskManager
 from core.runtime.outbox import BufferedWriter
+from core.runtime.shard import SymbolShard
 from core.runtime.timing import LatencyRecorder, TierTimer
 from core.strategies.batch import BatchMode
 
@@ -58,26 +59,34 @@ class Board(Protocol):
 CURSOR_FIELD = "feed_cursor"
 
 
-class _CursorStampedStore:
-    """The writer as the engine's state store, with the feed cursor inside the engine snapshot.
+def state_key(core: str, key: str) -> str:
+    """Where core ``core`` keeps state ``key``: cores that split a universe share a store."""
+    return f"{core}/{key}"
+
+
+class _CoreStateStore:
+    """The writer as one core's state store, with the feed cursor inside its engine snapshot.
 
     The engine snapshot is the checkpoint's commit point, and acknowledgements follow it; a
     crash in between used to redeliver entries whose effects the snapshot already held, which
     the restarted core then applied twice. Written in the same value, the cursor tells the
-    restarted core exactly which redelivered entries to skip.
+    restarted core exactly which redelivered entries to skip. Keys carry the core's name; a
+    snapshot written before they did is still found under the bare key.
     """
 
-    def __init__(self, writer: BufferedWriter, cursor: dict[str, str]) -> None:
+    def __init__(self, writer: BufferedWriter, cursor: dict[str, str], core: str) -> None:
         self._writer = writer
         self._cursor = cursor
+        self._core = core
 
     def save_state(self, key: str, state: dict[str, Any]) -> None:
         if key == ENGINE_STATE_KEY:
             state = {**state, CURSOR_FIELD: dict(self._cursor)}
-        self._writer.save_state(key, state)
+        self._writer.save_state(state_key(self._core, key), state)
 
     def load_state(self, key: str) -> dict[str, Any] | None:
-        return self._writer.load_state(key)
+        state = self._writer.load_state(state_key(self._core, key))
+        return state if state is not None else self._writer.load_state(key)
 
 
 @dataclass(frozen=True)
@@ -105,6 +114,8 @@ class CoreSettings:
     # Types with a batch form update all the symbols of a read at once (numpy), not one by one:
     # "auto" from the form's measured break-even universe, "always", or "never".
     batch_forms: BatchMode = "auto"
+    # The symbols this core takes from its feeds (every symbol by default).
+    shard: SymbolShard = field(default_factory=SymbolShard)
 
 
 @dataclass
@@ -144,6 +155,7 @@ class CoreService:
         self.tick_to_signal = LatencyRecorder()
         self.in_process = LatencyRecorder()
         self.rejected = 0
+        self.skipped = 0  # entries of other cores' symbols
         self.reloads = 0
         self.read_errors = 0
         self.last_error = ""
@@ -162,6 +174,7 @@ class CoreService:
     def start(self) -> None:
         """Load the active set, restore the last checkpoint, join the feeds' consumer groups."""
         deployments = self.source.load_active_set()
+        states = _CoreStateStore(self.writer, self._cursor, self.settings.name)
         self.engine = TradingEngine(
             deployments,
             fill_model=BarFillModel(fee_bps=self.settings.fee_bps),
@@ -174,15 +187,15 @@ class CoreService:
             sizing=PositionSizing(notional=self.settings.notional),
             risk=RiskManager(self.settings.risk),
             sink=self.writer,
-            state_store=_CursorStampedStore(self.writer, self._cursor),
+            state_store=states,
             batch_forms=self.settings.batch_forms,
             shadow=self._shadow_for(deployments),
         )
-        self.restored = self.engine.restore(self.writer, self.board.read_fills())
+        self.restored = self.engine.restore(states, self.board.read_fills())
         self.feed.ensure_groups()
         if self.restored:
             # Entries checkpointed but not acknowledged before a crash come back: skip them.
-            snapshot = self.writer.load_state(ENGINE_STATE_KEY) or {}
+            snapshot = states.load_state(ENGINE_STATE_KEY) or {}
             self._cursor.update(snapshot.get(CURSOR_FIELD, {}))
             self.feed.resume_after(dict(self._cursor))
         self._next_registry_check = time.monotonic() + self.settings.registry_check_s
@@ -269,6 +282,7 @@ class CoreService:
             self._cursor[key] = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
         self._ended |= delivery.ended
         self.rejected += delivery.rejected
+        self.skipped += delivery.skipped
         if delivery.events:
             self.fast.record(time.perf_counter_ns() - started)
         return len(delivery.events) + len(delivery.ended) + delivery.rejected
@@ -354,6 +368,8 @@ class CoreService:
             "restored_from_checkpoint": self.restored,
             "events_in": result["events"],
             "events_rejected": self.rejected,
+            "events_skipped": self.skipped,
+            "shard": self.settings.shard.describe(),
             "signals_out": result["signals"],
             "signals_by_strategy": _signals_by_strategy(result),
             "orders": result["risk"]["accepted"],
@@ -391,6 +407,8 @@ class CoreService:
             "positions": {p.symbol: p.quantity for p in engine.portfolio.positions()},
             "per_strategy": self._per_strategy(engine),
             "events_rejected": self.rejected,
+            "events_skipped": self.skipped,
+            "shard": self.settings.shard.describe(),
             "equity": engine.portfolio.equity,
             "risk_mode": str(engine.risk.mode),
             "redis": self.writer.stats(),

@@ -23,6 +23,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--shadow", default="", help="model to run parameter variants of, in shadow")
     p.add_argument("--variants", type=int, default=8, help="how many shadow variants (2-16)")
     p.add_argument(
+        "--symbols", default="", help="only these symbols (A,B,...): cores can split a universe"
+    )
+    p.add_argument("--shard", default="", help="only hash partition K of N of the symbols (K/N)")
+    p.add_argument(
         "--batch-forms",
         choices=("auto", "always", "never"),
         default="auto",
@@ -55,6 +59,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _core(args: argparse.Namespace) -> int:
     from core.runtime.service import CoreSettings
+    from core.runtime.shard import SymbolShard
     from strategy_engine.core_process import (
         AliasSource,
         LocalStrategies,
@@ -80,6 +85,7 @@ def _core(args: argparse.Namespace) -> int:
         shadow_of=args.shadow,
         shadow_variants=args.variants if args.shadow else 0,
         batch_forms=args.batch_forms,
+        shard=SymbolShard.parse(args.symbols, args.shard),
     )
     with redis_connection() as connection:
         if args.replay:

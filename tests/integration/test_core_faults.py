@@ -32,7 +32,7 @@ from core.engine.execution import BarFillModel
 from core.model import Bar, Signal
 from core.ports import StrategyDeployment, StrategySource
 from core.runtime.outbox import BufferedWriter
-from core.runtime.service import CoreService, CoreSettings
+from core.runtime.service import CoreService, CoreSettings, state_key
 from core.strategies.catalogue import build
 from strategy_engine.core_process import (
     TRANSIENT,
@@ -242,13 +242,15 @@ def test_a_core_killed_with_sigkill_resumes_from_its_checkpoint_without_a_duplic
         _wait_for(lambda: store.load_report("status:core-1") is not None, what="the core's status")
         publisher.start()
         _wait_for(
-            lambda: (store.load_state("engine") or {}).get("events", 0) >= 1000,
+            lambda: (
+                (store.load_state(state_key("core-1", "engine")) or {}).get("events", 0) >= 1000
+            ),
             timeout_s=20,
             what="a checkpoint covering 1000 events",
         )
         first.kill()  # SIGKILL: no last checkpoint, no acknowledgement
         first.wait(timeout=10)
-        checkpointed = store.load_state("engine")
+        checkpointed = store.load_state(state_key("core-1", "engine"))
     publisher.join(timeout=30)
     assert not publisher.is_alive()
     assert checkpointed is not None and checkpointed["events"] < len(bars)

@@ -13,6 +13,7 @@ from core.engine.engine import PositionSizing, TradingEngine
 from core.engine.execution import BarFillModel
 from core.model import Bar, Quote
 from core.runtime.service import CoreSettings
+from core.runtime.shard import SymbolShard
 from strategy_engine.core_process import LocalStrategies, read_status, run_core
 
 pytestmark = pytest.mark.integration
@@ -65,6 +66,40 @@ def test_a_core_run_on_a_feed_writes_the_backtests_signals_and_fills(
     status = read_status(redis_connection, "core-1", redis_namespace)
     assert status is not None
     assert {s["name"] for s in status["active_set"]} == {f"strategy.{t}" for t in TYPES}
+
+
+def test_two_cores_split_a_feed_by_symbol_and_together_do_one_cores_work(
+    redis_connection: RedisConnection, redis_namespace: str, bars
+):
+    FeedPublisher(redis_connection.client, redis_namespace).publish(FEED, bars)
+
+    summaries = [
+        run_core(
+            _settings(name=f"core-{k}", shard=SymbolShard(index=k, count=2)),
+            redis_connection,
+            namespace=redis_namespace,
+            source=LocalStrategies(TYPES),
+        )
+        for k in range(2)
+    ]
+
+    store = RedisStore(redis_connection.client, redis_namespace)
+    reference = _backtest(bars)
+    taken = [s["events_in"] for s in summaries]
+    assert all(taken) and sum(taken) == len(bars)
+    assert [s["events_skipped"] for s in summaries] == taken[::-1]
+    assert sorted(store.read_fills(), key=_fill_id) == sorted(reference.all_fills, key=_fill_id)
+    assert sorted(store.read_signals(), key=_signal_key) == sorted(
+        reference.all_signals, key=_signal_key
+    )
+
+
+def _fill_id(fill) -> str:
+    return fill.fill_id
+
+
+def _signal_key(signal) -> tuple:
+    return signal.ts_event, signal.strategy, signal.symbol
 
 
 def test_malformed_and_implausible_entries_are_dead_lettered_and_the_core_carries_on(
