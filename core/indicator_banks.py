@@ -10,6 +10,7 @@ bit-identical to the per-symbol objects and its row states are their ``to_state`
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from typing import Any
 
 import numpy as np
@@ -21,7 +22,7 @@ FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
 
-class Bank:
+class Bank(ABC):
     """Per-row numpy arrays (named in ``_fields``) that double in length when rows run out."""
 
     _fields: tuple[str, ...] = ()
@@ -44,8 +45,9 @@ class Bank:
         self._reset_row(row)
         return row
 
+    @abstractmethod
     def _reset_row(self, row: int) -> None:
-        raise NotImplementedError
+        """Put ``row`` in the state of a freshly built indicator."""
 
 
 class RollingMeanBank(Bank):
