@@ -127,14 +127,19 @@ class StrategyApplicator:
         """Run the batch forms over ``events`` now; feed the same events to :meth:`on_event`
         next, in order (it raises if they come otherwise, as state has moved on)."""
         self._check_plan_consumed()
-        if not self._batched:
+        if not (self._batched or any(slot.promote_at is not None for slot in self._lazy)):
             return
         # Columns of the batch's bars, built by comprehensions (no per-event branches).
         positions = [i for i, event in enumerate(events) if event.kind == "bar"]
         bars = events if len(positions) == len(events) else [events[i] for i in positions]
         symbols = [bar.symbol for bar in bars]
-        for symbol in dict.fromkeys(symbols).keys() - self._seen:
+        # Every instance the batch needs exists (and every switch to a batch form is made)
+        # before any event is fed: one made midway would miss the batch's prepared bars.
+        named = symbols if len(bars) == len(events) else _symbols_named(events)
+        for symbol in [s for s in dict.fromkeys(named) if s not in self._seen]:
             self._targets(symbol)
+        if not self._batched:
+            return
         plan: list[_Prepared] = [_NOTHING] * len(events)
         if bars:
             n = len(bars)
@@ -405,6 +410,17 @@ def _lineage(deployment: StrategyDeployment) -> Lineage:
         model_version=deployment.version,
         validation_run=deployment.validation_run,
     )
+
+
+def _symbols_named(events: Sequence[Any]) -> list[str]:
+    """Every symbol the events name (a news item's several; none for macro), in order."""
+    named: list[str] = []
+    for event in events:
+        if event.kind == "news":
+            named += event.symbols
+        elif event.kind not in BROADCAST_KINDS:
+            named.append(event.symbol)
+    return named
 
 
 def _named(symbols: list[str], most: int = 3) -> str:

@@ -16,7 +16,7 @@ from core.data.loaders import iter_merged_bars
 from core.engine.applicator import StrategyApplicator
 from core.engine.engine import TradingEngine
 from core.engine.execution import BarFillModel
-from core.model import Bar, Lineage, Signal
+from core.model import Bar, Lineage, NewsItem, Signal
 from core.ports import StrategyDeployment
 from core.strategies.batch import BatchMode, BatchStrategy
 from core.strategies.catalogue import strategy_type, strategy_types
@@ -268,3 +268,26 @@ def test_auto_keeps_instances_below_the_break_even(universe):
     engine.run(universe[:2000])
 
     assert engine.applicator.vectorized == []  # 12 symbols
+
+
+def test_no_switch_to_a_batch_form_happens_midway_through_a_prepared_batch(universe, monkeypatch):
+    # mean_reversion switches at once; the crossover only when a news item names a 13th symbol
+    # in the middle of a batch that the other form has already prepared.
+    monkeypatch.setattr(strategy_type("mean_reversion").batch_type, "auto_from", 3)
+    monkeypatch.setattr(strategy_type("ma_crossover").batch_type, "auto_from", TICKERS + 1)
+    seen: set[str] = set()
+    everyone = next(
+        i for i, bar in enumerate(universe) if seen.add(bar.symbol) or len(seen) == TICKERS
+    )
+    batch = 400
+    at = (everyone // batch + 1) * batch + 100  # the 101st event of the next batch
+    news = NewsItem(ts_event=universe[at].ts_event, text="a new name", symbols=("NEW",))
+    events = [*universe[:at], news, *universe[at:]]
+    auto, single = _engine("auto"), _engine("never")
+
+    auto.run(events, batch_size=batch)  # 12 symbols seen before the news item's batch starts
+    single.run(events)
+
+    assert auto.applicator.vectorized == ["trend", "fade"]
+    assert auto.all_signals == single.all_signals
+    assert auto.applicator.states() == single.applicator.states()
