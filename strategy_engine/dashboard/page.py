@@ -45,7 +45,8 @@ HTML = """<!doctype html>
 <div id="last-error" class="error" hidden></div>
 <section class="grid">
   <div class="panel"><h2>Active strategy set</h2>
-    <table id="active-set"><thead><tr><th>Name</th><th>Version</th><th>Alias</th></tr></thead>
+    <table id="active-set"><thead><tr><th>Name</th><th>Version</th><th>Alias</th>
+    <th>Form</th></tr></thead>
     <tbody></tbody></table></div>
   <div class="panel span2"><h2>Cycle time and latency</h2>
     <table id="timing"><thead><tr><th>Tier</th><th>Count</th><th>p50 &micro;s</th>
@@ -184,7 +185,9 @@ function render(s) {
   err.hidden = !st.last_error;
   setText("last-error", st.last_error ? "Last error: " + st.last_error : "");
 
-  fillTable("active-set", s.active_set, [[(d) => d.name], [(d) => d.version], [(d) => d.alias]]);
+  const batched = st.vectorized || [];
+  fillTable("active-set", s.active_set, [[(d) => d.name], [(d) => d.version], [(d) => d.alias],
+    [(d) => batched.includes(d.name) ? "batch" : "instances"]]);
   const tiers = [["fast", st.fast_cycle], ["tactical", st.tactical_cycle],
                  ["tick to signal", st.tick_to_signal]].filter(([, t]) => t);
   fillTable("timing", tiers, [

@@ -300,7 +300,7 @@ def _assert_tables_show_redis(
     browser: WebDriver, store: RedisStore, regime_label: str, stance: str
 ) -> None:
     active = sorted(row.split() for row in browser.texts("#active-set tbody tr"))
-    assert active == [[f"strategy.{t}", "local", "local"] for t in sorted(TYPES)]
+    assert active == [[f"strategy.{t}", "local", "local", "instances"] for t in sorted(TYPES)]
     newest = store.read_signals(count=1)[-1]
     first_signal = browser.texts("#signals tbody tr:first-child td")
     assert first_signal[1:3] == [newest.strategy, newest.symbol]
