@@ -57,6 +57,7 @@ class Board(Protocol):
 
 
 CURSOR_FIELD = "feed_cursor"
+DEFAULT_CORE = "core-1"
 
 
 def state_key(core: str, key: str) -> str:
@@ -70,8 +71,10 @@ class _CoreStateStore:
     The engine snapshot is the checkpoint's commit point, and acknowledgements follow it; a
     crash in between used to redeliver entries whose effects the snapshot already held, which
     the restarted core then applied twice. Written in the same value, the cursor tells the
-    restarted core exactly which redelivered entries to skip. Keys carry the core's name; a
-    snapshot written before they did is still found under the bare key.
+    restarted core exactly which redelivered entries to skip. Keys carry the core's name. A
+    snapshot written before they did sits under the bare key; only the default core reads it
+    (one core ran then, almost always under the default name), so that a second core started
+    later never takes the first one's state for its own.
     """
 
     def __init__(self, writer: BufferedWriter, cursor: dict[str, str], core: str) -> None:
@@ -86,14 +89,16 @@ class _CoreStateStore:
 
     def load_state(self, key: str) -> dict[str, Any] | None:
         state = self._writer.load_state(state_key(self._core, key))
-        return state if state is not None else self._writer.load_state(key)
+        if state is None and self._core == DEFAULT_CORE:
+            state = self._writer.load_state(key)
+        return state
 
 
 @dataclass(frozen=True)
 class CoreSettings:
     """How one core runs; every field has a default an operator may override."""
 
-    name: str = "core-1"
+    name: str = DEFAULT_CORE
     feeds: tuple[str, ...] = ()
     fast_cycle_s: float = 0.1
     tactical_cycle_s: float = 1.0

@@ -94,6 +94,35 @@ def test_two_cores_split_a_feed_by_symbol_and_together_do_one_cores_work(
     )
 
 
+def test_a_checkpoint_under_the_older_bare_keys_is_read_by_the_default_core_only(
+    redis_connection: RedisConnection, redis_namespace: str, bars
+):
+    client = redis_connection.client
+    FeedPublisher(client, redis_namespace).publish(FEED, bars)
+    run_core(
+        _settings(), redis_connection, namespace=redis_namespace, source=LocalStrategies(TYPES)
+    )
+    # Move the checkpoint to the keys an older version wrote: without the core's name.
+    states = RedisStore(client, redis_namespace).key("state")
+    saved = client.hgetall(states)
+    client.delete(states)
+    client.hset(states, mapping={k.decode().removeprefix("core-1/"): v for k, v in saved.items()})
+    FeedPublisher(client, redis_namespace).publish(FEED, [])  # a new end for the restarted core
+
+    again = run_core(
+        _settings(), redis_connection, namespace=redis_namespace, source=LocalStrategies(TYPES)
+    )
+    other = run_core(
+        _settings(name="core-2"),
+        redis_connection,
+        namespace=redis_namespace,
+        source=LocalStrategies(TYPES),
+    )
+
+    assert again["restored_from_checkpoint"] is True
+    assert other["restored_from_checkpoint"] is False
+
+
 def _fill_id(fill) -> str:
     return fill.fill_id
 
