@@ -14,7 +14,6 @@ and a skops file is refused if it holds any type outside :data:`DIRECTION_SKLEAR
 
 from __future__ import annotations
 
-import importlib.metadata
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +38,8 @@ from registry.strategy_registry import (
     StrategyRegistry,
     _lineage_tags,
     model_name,
+    package_versions,
+    require_metrics,
 )
 
 DIRECTION_TYPE = "ml_direction"
@@ -155,15 +156,8 @@ def _load_skops(path: Path) -> Pipeline:
 # -- registration --------------------------------------------------------------------------------
 
 
-def _library_versions(kind: str) -> dict[str, str]:
-    packages = {"xgboost": ("xgboost-cpu",), "sklearn": ("scikit-learn", "skops")}.get(kind, ())
-    found = {}
-    for package in packages:
-        try:
-            found[f"{package}_version"] = importlib.metadata.version(package)
-        except importlib.metadata.PackageNotFoundError:
-            found[f"{package}_version"] = "unknown"
-    return found
+# The libraries each model kind needs to load (a linear model is plain numbers in the config).
+_LIBRARIES = {"xgboost": ("xgboost-cpu",), "sklearn": ("scikit-learn", "skops")}
 
 
 def log_direction_model(
@@ -196,9 +190,7 @@ def log_direction_model(
     RegisteredVersion
         Name, version and run id of the new version.
     """
-    missing = [key for key in METRIC_KEYS if key not in metrics]
-    if missing:
-        raise RegistryError(f"direction model metrics lack {missing}, have {sorted(metrics)}")
+    require_metrics("direction model", metrics, METRIC_KEYS)
     document = strategy_document(DIRECTION_TYPE, strategy_config)
     kind = document["config"]["model"]
     if (kind == "linear") != (model is None):
@@ -206,7 +198,7 @@ def log_direction_model(
     registry = StrategyRegistry(store)
     tags = {
         **_lineage_tags(DIRECTION_TYPE, data_hash, validation, symbols, None),
-        **_library_versions(kind),
+        **package_versions(*_LIBRARIES.get(kind, ())),
         "model_kind": kind,
     }
 

@@ -14,7 +14,6 @@ refuses any file that holds a type outside :data:`SENTIMENT_TRUSTED_TYPES`.
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata
 import json
 import tempfile
 import zipfile
@@ -40,6 +39,8 @@ from registry.strategy_registry import (
     StrategyRegistry,
     _lineage_tags,
     model_name,
+    package_versions,
+    require_metrics,
 )
 
 SENTIMENT_TYPE = "sentiment_analysis"
@@ -116,13 +117,6 @@ def text_data_hash(texts: Sequence[str], labels: Sequence[int]) -> str:
     return f"sha256:{digest.hexdigest()}"
 
 
-def _versions() -> dict[str, str]:
-    return {
-        f"{package}_version": importlib.metadata.version(package)
-        for package in ("scikit-learn", "skops")
-    }
-
-
 def log_sentiment_model(
     model: Pipeline,
     metrics: dict[str, float],
@@ -159,13 +153,14 @@ def log_sentiment_model(
     RegisteredVersion
         Name, version and run id of the new version.
     """
-    missing = [key for key in METRIC_KEYS if key not in metrics]
-    if missing:
-        raise RegistryError(f"sentiment model metrics lack {missing}, have {sorted(metrics)}")
+    require_metrics("sentiment model", metrics, METRIC_KEYS)
     config = {**(strategy_config or {}), "lexicon": lexicon_from_model(model, lexicon_size)}
     document = strategy_document(SENTIMENT_TYPE, config)
     registry = StrategyRegistry(store)
-    tags = {**_lineage_tags(SENTIMENT_TYPE, data_hash, validation, symbols, None), **_versions()}
+    tags = {
+        **_lineage_tags(SENTIMENT_TYPE, data_hash, validation, symbols, None),
+        **package_versions("scikit-learn", "skops"),
+    }
 
     def add_model(folder: Path) -> None:
         (folder / SENTIMENT_MODEL_DIR).mkdir()

@@ -84,6 +84,24 @@ def _flatten(config: dict[str, Any], prefix: str = "") -> dict[str, str]:
     return flat
 
 
+def package_versions(*packages: str) -> dict[str, str]:
+    """``<package>_version`` tags of the libraries a learned model needs to load."""
+    found = {}
+    for package in packages:
+        try:
+            found[f"{package}_version"] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            found[f"{package}_version"] = "unknown"
+    return found
+
+
+def require_metrics(what: str, metrics: dict[str, float], keys: tuple[str, ...]) -> None:
+    """Refuse to register ``what`` without each of its out-of-sample metrics ``keys``."""
+    missing = [key for key in keys if key not in metrics]
+    if missing:
+        raise RegistryError(f"{what} metrics lack {missing}, have {sorted(metrics)}")
+
+
 def _lineage_tags(
     type_name: str,
     data_hash: str,

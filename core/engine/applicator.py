@@ -192,19 +192,13 @@ class StrategyApplicator:
         return out
 
     def instances(self) -> dict[str, Strategy[Any]]:
-        """Every live instance keyed ``<model name>|<symbol>`` (the state-snapshot key).
-
-        A batch form's rows are returned as instances built from their state (copies).
-        """
-        out: dict[str, Strategy[Any]] = {}
-        for slot in self._slots:
-            for symbol, strategy in slot.instances.items():
-                out[_key(slot, symbol)] = strategy
-            for symbol in slot.rows:
-                copy = self._build(slot, symbol)
-                copy.restore(self._row_state(slot, symbol))
-                out[_key(slot, symbol)] = copy
-        return out
+        """The per-symbol instances keyed ``<model name>|<symbol>`` (a batch form's rows are
+        not objects: :meth:`states` covers both)."""
+        return {
+            _key(slot, symbol): strategy
+            for slot in self._slots
+            for symbol, strategy in slot.instances.items()
+        }
 
     def states(self) -> dict[str, dict[str, Any]]:
         """Every instance's ``to_state`` keyed ``<model name>|<symbol>``."""
@@ -213,8 +207,9 @@ class StrategyApplicator:
         for slot in self._slots:
             for symbol, strategy in slot.instances.items():
                 out[_key(slot, symbol)] = strategy.to_state()
-            for symbol in slot.rows:
-                out[_key(slot, symbol)] = self._row_state(slot, symbol)
+            if slot.batch is not None:
+                for symbol, row in slot.rows.items():
+                    out[_key(slot, symbol)] = slot.batch.row_state(row)
         return out
 
     def restore(self, states: dict[str, dict[str, Any]]) -> int:
@@ -306,10 +301,6 @@ class StrategyApplicator:
         if self._plan_events:
             left = len(self._plan_events) - self._plan_next
             raise RuntimeError(f"{left} prepared events were not fed to the applicator")
-
-    def _row_state(self, slot: _Slot, symbol: str) -> dict[str, Any]:
-        assert slot.batch is not None
-        return slot.batch.row_state(slot.rows[symbol])
 
     # -- instances ----------------------------------------------------------------------------
 

@@ -59,17 +59,15 @@ class StrategyComposer:
     def retain(self, strategies: Iterable[str]) -> dict[str, float]:
         """Drop the positions of strategies not in ``strategies`` (they left the active set);
         return the new target of every symbol that held one."""
-        kept = set(strategies)
-        gone = {key for key, name in self._owner.items() if name not in kept | {_WEIGHTED}}
-        if not gone:
-            return {}
-        names = {self._owner[key] for key in gone}
-        changed = self._recompose(names)
-        for symbol in changed:
-            per_instance = self._legs[symbol]
-            for key in gone & per_instance.keys():
-                del per_instance[key]
-            changed[symbol] = self._compose(per_instance)
+        kept = set(strategies) | {_WEIGHTED}
+        gone = {key for key, name in self._owner.items() if name not in kept}
+        changed: dict[str, float] = {}
+        for symbol, per_instance in self._legs.items():
+            leaving = gone & per_instance.keys()
+            if leaving:
+                for key in leaving:
+                    del per_instance[key]
+                changed[symbol] = self._compose(per_instance)
         for key in gone:
             del self._owner[key]
         return changed

@@ -201,10 +201,6 @@ class PaperBroker:
     def restore_issued_state(self, state: dict[str, list[int]]) -> None:
         self._issued = {symbol: (int(ts), int(rev)) for symbol, (ts, rev) in state.items()}
 
-    def restore_pending(self, orders: list[Order]) -> None:
-        """Re-queue orders decided before a restart and not yet filled at all."""
-        self._pending = {o.symbol: _Working(o, o.quantity, 0, o.ts_event) for o in orders}
-
     def restore_pending_state(self, state: list[dict[str, Any]]) -> None:
         """Re-queue from :meth:`pending_state` (or from plain orders, as older snapshots hold)."""
         self._pending = {}

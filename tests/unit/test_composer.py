@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import pytest
 
+from core.adapters.redis_store import RedisStore
 from core.data.loaders import iter_bars
 from core.engine.composer import StrategyComposer
 from core.engine.engine import COMPOSER, TradingEngine
-from core.model import Fill, Order, Position, Signal
 from core.ports import StrategyDeployment
 from core.strategies.statarb.mean_reversion import MeanReversion, MeanReversionConfig
 from core.strategies.trend.ma_crossover import MACrossover, MACrossoverConfig
@@ -62,27 +60,7 @@ def test_state_round_trips_with_its_weights_and_an_older_snapshot_still_reads():
     assert older.on_legs(TREND, "trend|AAPL", {"AAPL": 8.0}) == {"AAPL": 0.5 * 8.0 - 4.0}
 
 
-class _Orders:
-    """Keeps the orders the engine records (the signals, fills and positions sink's order part)."""
-
-    def __init__(self) -> None:
-        self.orders: list[Order] = []
-
-    def publish_signals(self, signals: Sequence[Signal]) -> None:
-        pass
-
-    def record_orders(self, orders: Sequence[Order]) -> int:
-        self.orders += orders
-        return len(orders)
-
-    def record_fills(self, fills: Sequence[Fill]) -> int:
-        return len(fills)
-
-    def save_positions(self, positions: Sequence[Position]) -> None:
-        pass
-
-
-def _engine(sink: _Orders) -> TradingEngine:
+def _engine(sink: RedisStore) -> TradingEngine:
     return TradingEngine(
         [
             StrategyDeployment(name=TREND, version="1", type_name="ma_crossover", config={}),
@@ -116,9 +94,8 @@ def cut(aapl_bars) -> int:
     return 300 + int((long & holding)[300:].argmax()) + 1
 
 
-def test_the_engine_trades_to_new_weights_at_once_on_real_bars(aapl_events, cut):
-    sink = _Orders()
-    engine = _engine(sink)
+def test_the_engine_trades_to_new_weights_at_once_on_real_bars(aapl_events, cut, redis_store):
+    engine = _engine(redis_store)
     engine.run(aapl_events[:cut])
     held = _positions(engine)
     assert held[TREND] == 1.0
@@ -128,15 +105,15 @@ def test_the_engine_trades_to_new_weights_at_once_on_real_bars(aapl_events, cut)
     engine.flush()
 
     assert targets == {"AAPL": 0.5 * held[TREND] + held[FADE]}
-    assert [o.strategy for o in sink.orders].count(COMPOSER) == 1
-    assert len({o.order_id for o in sink.orders}) == len(sink.orders)  # each recorded once
+    orders = redis_store.read_orders()
+    assert [o.strategy for o in orders].count(COMPOSER) == 1
+    assert len({o.order_id for o in orders}) == len(orders)  # each order recorded once
     fill_at_open = engine.portfolio.quantity("AAPL")
     assert fill_at_open == pytest.approx(targets["AAPL"])
 
 
-def test_a_model_that_leaves_the_set_is_unwound_and_the_others_kept(aapl_events, cut):
-    sink = _Orders()
-    engine = _engine(sink)
+def test_a_model_that_leaves_the_set_is_unwound_and_the_others_kept(aapl_events, cut, redis_store):
+    engine = _engine(redis_store)
     engine.run(aapl_events[:cut])
     held = _positions(engine)
     assert held[TREND] == 1.0 and held[FADE] != 0.0
