@@ -8,6 +8,7 @@ Decoding checks the version, the kind and every field; anything else raises
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 from typing import Any, TypeVar
 
 import msgspec
@@ -45,37 +46,68 @@ def encode(message: msgspec.Struct) -> bytes:
     )
 
 
-def decode(payload: bytes | str, expected: type[T] | None = None) -> T:
-    """Decode a versioned envelope, validating its version, kind and fields."""
-    raw = payload.encode() if isinstance(payload, str) else payload
+def decode(
+    payload: bytes | str, expected: type[T] | None = None, *, kinds: Collection[str] = ()
+) -> T:
+    """Decode a versioned envelope, validating its version, kind and fields.
+
+    ``kinds``, if given, are the only message kinds accepted (a feed of market data takes no
+    orders). Every failure is a :class:`MessageError` whose ``code`` names it; bytes that are
+    not UTF-8 and nesting too deep for the decoder are failures like any other.
+    """
+    raw = payload.encode(errors="surrogatepass") if isinstance(payload, str) else payload
     if len(raw) > MAX_MESSAGE_BYTES:
-        raise MessageError(f"message too large: {len(raw)} bytes > {MAX_MESSAGE_BYTES}")
-    try:
-        envelope = _envelope_decoder.decode(raw)
-    except msgspec.DecodeError as exc:
-        raise MessageError(f"malformed message envelope: {exc}") from None
+        raise MessageError(
+            f"message too large: {len(raw)} bytes > {MAX_MESSAGE_BYTES}", "too_large"
+        )
+    envelope = _decode_part(raw, _envelope_decoder, "message envelope", "malformed_envelope")
     if envelope.v != SCHEMA_VERSION:
         raise MessageError(
-            f"unknown schema version {envelope.v} (this reader knows {SCHEMA_VERSION})"
+            f"unknown schema version {envelope.v} (this reader knows {SCHEMA_VERSION})",
+            "unknown_schema_version",
         )
     decoder = _data_decoders.get(envelope.kind)
     if decoder is None:
-        raise MessageError(f"unknown message kind {envelope.kind!r}")
-    try:
-        message = decoder.decode(envelope.data)
-    except msgspec.DecodeError as exc:
-        raise MessageError(f"malformed {envelope.kind} message: {exc}") from None
+        raise MessageError(f"unknown message kind {envelope.kind[:64]!r}", "unknown_kind")
+    if kinds and envelope.kind not in kinds:
+        raise MessageError(f"a {envelope.kind} message is not allowed here", "kind_not_allowed")
+    message = _decode_part(envelope.data, decoder, f"{envelope.kind} message", "malformed_message")
     if expected is not None and not isinstance(message, expected):
-        raise MessageError(f"expected a {expected.__name__} message, got {envelope.kind!r}")
+        raise MessageError(
+            f"expected a {expected.__name__} message, got {envelope.kind!r}", "wrong_kind"
+        )
     _reject_non_finite(envelope.kind, message)
-    return message  # type: ignore[return-value]
+    return message
+
+
+def _decode_part(raw: Any, decoder: msgspec.json.Decoder[Any], what: str, code: str) -> Any:
+    try:
+        return decoder.decode(raw)
+    except msgspec.DecodeError as exc:
+        if not _is_utf8(raw):
+            code = "not_utf8"
+        elif "out of range" in str(exc):  # a number beyond float64 (1e400) or int64/uint64
+            code = "value_out_of_range"
+        raise MessageError(f"malformed {what}: {exc}", code) from None
+    except UnicodeDecodeError as exc:  # msgspec checks UTF-8 inside strings as it meets them
+        raise MessageError(f"malformed {what}: not UTF-8 at byte {exc.start}", "not_utf8") from None
+    except RecursionError:
+        raise MessageError(f"malformed {what}: nested too deeply", "too_deep") from None
+
+
+def _is_utf8(raw: Any) -> bool:
+    try:
+        bytes(raw).decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _reject_non_finite(kind: str, message: Any) -> None:
     for name in message.__struct_fields__:
         value = getattr(message, name)
         if isinstance(value, float) and not math.isfinite(value):
-            raise MessageError(f"malformed {kind} message: field {name} is {value}")
+            raise MessageError(f"malformed {kind} message: field {name} is {value}", "non_finite")
 
 
 def dumps(obj: Any) -> bytes:

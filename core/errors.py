@@ -19,11 +19,23 @@ class MessageError(DataError):
     """A stored or received message is malformed or of an unknown schema version.
 
     The reader rejects that one message (dead-letter it) and carries on; nothing stored is changed.
+    ``code`` is a stable reason code (a :class:`core.runtime.ingest.RejectCode` value) for
+    counting rejections; the message is for people.
     """
+
+    def __init__(self, message: str, code: str = "malformed_message") -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class StrategyError(StrategyEngineError):
-    """A strategy raised while handling an event: that strategy alone is quarantined."""
+    """A strategy raised (or its numbers broke) on an event: that model is quarantined on that
+    symbol alone; ``model`` and ``symbol`` say which, when known."""
+
+    def __init__(self, message: str, *, model: str = "", symbol: str = "") -> None:
+        super().__init__(message)
+        self.model = model
+        self.symbol = symbol
 
 
 class AdapterError(StrategyEngineError):

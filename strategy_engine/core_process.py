@@ -21,14 +21,23 @@ from core.data.feeds import replay_events
 from core.errors import MessageError
 from core.ports import StrategyDeployment, StrategySource
 from core.runtime.control import apply_control
+from core.runtime.ingest import IngestionBoundary
 from core.runtime.outbox import BufferedWriter
 from core.runtime.service import CoreService, CoreSettings
 from core.strategies.catalogue import strategy_type
 from pipelines.progress import progress
 from strategy_engine.settings import VAR_DIR, apply_environment_defaults
 
-# What "Redis is away" looks like from redis-py; anything else is a bug to surface.
-TRANSIENT = (redis.ConnectionError, redis.TimeoutError, ConnectionError, OSError)
+# Redis failing to do what was asked: away (connection, timeout), or answering with an error
+# (OOM, READONLY, WRONGTYPE, NOSCRIPT, BUSY, ...). Either way the core backs off, retries and
+# counts, holds its outputs, and acknowledges nothing whose effects were not stored.
+TRANSIENT = (
+    redis.ConnectionError,
+    redis.TimeoutError,
+    redis.ResponseError,
+    ConnectionError,
+    OSError,
+)
 DEFAULT_NAMESPACE = "se"
 
 
@@ -107,15 +116,7 @@ def run_core(
     group = f"core:{settings.name}"
     if fresh:
         _forget(client, store, namespace, settings.feeds, group)
-    reader = FeedReader(
-        client,
-        namespace,
-        settings.feeds,
-        group=group,
-        consumer=settings.name,
-        dead_letter=lambda where, reason, raw: store.dead_letter(where, reason, raw),
-        shard=settings.shard,
-    )
+    reader = feed_reader(client, store, settings)
     control = client.pubsub(ignore_subscribe_messages=True)
     control.subscribe(store.key("control"))
     service = CoreService(
@@ -163,6 +164,20 @@ def _log_run(service: CoreService, summary: dict[str, Any]) -> str:
         tick_to_signal_ns=service.tick_to_signal.samples(),
         in_process_ns=service.in_process.samples(),
         tags={"core": service.settings.name, "feeds": ",".join(service.settings.feeds)},
+    )
+
+
+def feed_reader(client: redis.Redis, store: RedisStore, settings: CoreSettings) -> FeedReader:
+    """The core's reader of its feeds: its consumer group, its shard, its ingestion boundary."""
+    return FeedReader(
+        client,
+        store.namespace,
+        settings.feeds,
+        group=f"core:{settings.name}",
+        consumer=settings.name,
+        dead_letters=store,
+        boundary=IngestionBoundary(settings.ingest),
+        shard=settings.shard,
     )
 
 

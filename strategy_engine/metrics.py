@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from core.runtime.ingest import RejectCode
+
 if TYPE_CHECKING:
     from core.runtime.service import CoreService
     from core.runtime.timing import LatencyRecorder
@@ -29,8 +31,9 @@ LATENCY_BUCKETS_S: tuple[float, ...] = (
 )  # fmt: skip
 """Upper bounds (seconds) of the latency buckets: 100 µs up to ten fast-cycle budgets."""
 
-# Free-text rejection reasons become a small, fixed set of label values (a label per distinct
-# message would grow without bound). First match wins, so specific phrases come first.
+# Rejections carry a stable code (core.runtime.ingest.RejectCode), which is the label. Dead
+# letters written before codes existed have only free text: it maps to the same small, fixed set
+# (a label per distinct message would grow without bound). First match wins.
 _REASONS: tuple[tuple[str, str], ...] = (
     ("goes back", "out_of_order"),
     ("crossed book", "crossed_book"),
@@ -48,11 +51,15 @@ _REASONS: tuple[tuple[str, str], ...] = (
     ("expected a", "wrong_kind"),
     ("no 'msg' field", "missing_payload"),
 )
-REASON_LABELS: tuple[str, ...] = (*dict.fromkeys(label for _, label in _REASONS), "other")
+REASON_LABELS: tuple[str, ...] = (*(str(code) for code in RejectCode), "other")
+_CODES = frozenset(REASON_LABELS)
 
 
-def rejection_reason(reason: str) -> str:
-    """Return the metric label of a dead-letter reason (one of :data:`REASON_LABELS`)."""
+def rejection_reason(reason: str, code: str = "") -> str:
+    """Return the metric label of a dead letter (one of :data:`REASON_LABELS`): its code, or
+    for one recorded before codes existed, the label its reason's wording maps to."""
+    if code in _CODES:
+        return code
     text = reason.lower()
     return next((label for phrase, label in _REASONS if phrase in text), "other")
 
@@ -150,6 +157,7 @@ class CoreMetrics:
         summary: dict[str, Any] = {
             "core": service.settings.name,
             "events_rejected": service.rejected,
+            "rejected_by_reason": dict(service.rejected_by_reason),
             "reloads": service.reloads,
             "read_errors": service.read_errors,
             "redis": service.writer.stats(),

@@ -5,27 +5,26 @@ One stream per feed (``{ns}:md:{feed}``), each entry one event in the versioned 
 there). A feed ends with an entry ``end=1``. Each core reads through its own consumer group
 and keeps the entries of its own symbols (``core.runtime.shard``), so several cores can split a
 universe on the same feeds, and a restarted core first gets back the entries it had read but
-not acknowledged, then resumes after them.
+not acknowledged, then resumes after them. Every entry passes the ingestion boundary
+(:mod:`core.runtime.ingest`) before anything else looks at it.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeAlias, cast
+from typing import Any, Protocol, TypeAlias, cast
 
 import redis
 
 from core import codec
-from core.errors import MessageError
-from core.runtime.guard import EventGuard
+from core.runtime.ingest import END, IngestionBoundary, Rejection
 from core.runtime.shard import SymbolShard
 
 END_FIELD = b"end"
 PUBLISH_BATCH = 2000
 
-DeadLetter = Callable[[str, str, bytes], object]
 _Entry: TypeAlias = tuple[bytes, dict[bytes, bytes]]
 
 
@@ -97,6 +96,20 @@ class _Pacer:
         return True
 
 
+@dataclass(frozen=True)
+class RejectedEntry:
+    """A feed entry the boundary refused: where it is, why, and its fields as they came."""
+
+    key: str
+    entry_id: bytes
+    rejection: Rejection
+    fields: dict[bytes, bytes]
+
+    @property
+    def source(self) -> str:
+        return f"{self.key}#{self.entry_id.decode()}"
+
+
 @dataclass
 class Delivery:
     """One read from the feeds: valid events with their entry references and arrival times."""
@@ -105,17 +118,29 @@ class Delivery:
     refs: list[tuple[str, bytes]] = field(default_factory=list)
     arrivals_ns: list[int] = field(default_factory=list)
     ended: set[str] = field(default_factory=set)
-    rejected: int = 0
+    rejections: list[RejectedEntry] = field(default_factory=list)
     skipped: int = 0  # entries of symbols other cores own
+
+    @property
+    def rejected(self) -> int:
+        return len(self.rejections)
+
+
+class DeadLetters(Protocol):
+    """Where rejected entries go (:meth:`core.adapters.redis_store.RedisStore.reject_entries`)."""
+
+    def reject_entries(self, group: str, entries: Sequence[RejectedEntry]) -> None: ...
 
 
 class FeedReader:
-    """Read feeds through a consumer group, validate every entry, acknowledge on request.
+    """Read feeds through a consumer group; every entry passes the ingestion boundary.
 
-    Malformed entries (bad JSON, unknown version, missing field) and implausible events (see
-    :class:`core.runtime.guard.EventGuard`) are dead-lettered with the reason and acknowledged at
-    once, so they are never delivered again; the rest are returned for processing and
-    acknowledged by :meth:`ack` after the core has checkpointed their effects.
+    Entries the boundary rejects are dead-lettered with their code, reason and raw bytes and
+    acknowledged in one transaction, so each is recorded exactly once and never delivered
+    again; the rest are returned for processing and acknowledged by :meth:`ack` after the core
+    has checkpointed their effects. A Redis failure anywhere in a read loses no entry: a read
+    whose reply was lost is redone from the pending entries, and a read whose rejections could
+    not be recorded is held, its events with it, until they are.
     """
 
     def __init__(
@@ -126,23 +151,26 @@ class FeedReader:
         *,
         group: str,
         consumer: str,
-        dead_letter: DeadLetter,
-        guard: EventGuard | None = None,
+        dead_letters: DeadLetters,
+        boundary: IngestionBoundary | None = None,
         shard: SymbolShard | None = None,
     ) -> None:
         self.client = client
         self.keys = {feed_key(namespace, f): f for f in feeds}
         self.group = group
         self.consumer = consumer
-        self.guard = guard or EventGuard()
+        self.boundary = boundary or IngestionBoundary()
         self.shard = shard or SymbolShard()
-        self._dead_letter = dead_letter
+        self._dead_letters = dead_letters
         self._recovering = True  # first drain our own pending entries (read, never acked)
         # Where the recovery read goes on from: XREADGROUP with id 0 returns the same pending
         # entries on every call until they are acknowledged (at the next checkpoint), so
         # without a cursor a restarted core processed them again on every fast cycle.
         self._pending_cursor = dict.fromkeys(self.keys, "0")
+        # The last entry id handed out per stream key: a failed read goes back to it.
+        self._delivered = dict.fromkeys(self.keys, "0")
         self._covered: dict[str, tuple[int, int]] = {}
+        self._held: Delivery | None = None
 
     def resume_after(self, cursor: dict[str, str]) -> None:
         """Skip (and acknowledge) redelivered entries up to ``cursor``'s id per stream key.
@@ -160,33 +188,79 @@ class FeedReader:
                 if "BUSYGROUP" not in str(exc):
                     raise
 
+    def ended_feeds(self) -> set[str]:
+        """Feeds whose last entry is an end marker this group has already been given.
+
+        A core restarted after it consumed the end marker would otherwise wait for it forever.
+        """
+        ended = set()
+        for key, feed in self.keys.items():
+            last = cast(list[_Entry], self.client.xrevrange(key, count=1))
+            if not last or last[0][1].get(END_FIELD) != b"1":
+                continue
+            groups = cast(list[dict[str, Any]], self.client.xinfo_groups(key))
+            mine = next((g for g in groups if _text(g.get("name")) == self.group), None)
+            delivered = _text(mine.get("last-delivered-id")) if mine else ""
+            if delivered and _entry_id(delivered) >= _entry_id(last[0][0].decode()):
+                ended.add(feed)
+        return ended
+
     def read(self, count: int, block_ms: int) -> Delivery:
-        delivery = Delivery()
+        """The next entries, checked; raises the client's error if Redis fails (retry later)."""
+        if self._held is not None:  # its rejections first; its events follow them
+            self._dead_letters.reject_entries(self.group, self._held.rejections)
+            delivery, self._held = self._held, None
+            return delivery
         streams: dict[Any, Any] = (
             dict(self._pending_cursor) if self._recovering else dict.fromkeys(self.keys, ">")
         )
         try:
             response = self._read_group(streams, count, block_ms)
-        except redis.ResponseError as exc:
-            if "NOGROUP" not in str(exc):
-                raise
-            # Redis came back without its data (no persistence): the group is gone. Make it
-            # again; the feed's surviving entries are read from the start of the new stream.
-            self.ensure_groups()
-            response = self._read_group(streams, count, block_ms)
+        except Exception:
+            # The server may have handed the entries out before the reply was lost: they are
+            # pending now, and only a recovery read gets them back.
+            self._recover()
+            raise
+        delivery = Delivery()
         entries = 0
         for key_bytes, stream_entries in response or []:
             key = key_bytes.decode()
             for entry_id, fields in stream_entries:
                 entries += 1
                 self._take(delivery, key, entry_id, fields)
-            if self._recovering and stream_entries:
-                self._pending_cursor[key] = stream_entries[-1][0].decode()
+            if stream_entries:
+                last = stream_entries[-1][0].decode()
+                self._delivered[key] = last
+                if self._recovering:
+                    self._pending_cursor[key] = last
         if self._recovering and entries == 0:
             self._recovering = False
+        if delivery.rejections:
+            try:
+                self._dead_letters.reject_entries(self.group, delivery.rejections)
+            except Exception:
+                self._held = delivery
+                raise
         return delivery
 
+    def _recover(self) -> None:
+        self._recovering = True
+        self._pending_cursor = dict(self._delivered)
+
     def _read_group(
+        self, streams: dict[Any, Any], count: int, block_ms: int
+    ) -> list[tuple[bytes, list[_Entry]]]:
+        try:
+            return self._xreadgroup(streams, count, block_ms)
+        except redis.ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+        # Redis came back without its data (no persistence): the group is gone. Make it
+        # again; the feed's surviving entries are read from the start of the new stream.
+        self.ensure_groups()
+        return self._xreadgroup(streams, count, block_ms)
+
+    def _xreadgroup(
         self, streams: dict[Any, Any], count: int, block_ms: int
     ) -> list[tuple[bytes, list[_Entry]]]:
         return cast(
@@ -214,33 +288,30 @@ class FeedReader:
     def _take(
         self, delivery: Delivery, key: str, entry_id: bytes, fields: dict[bytes, bytes]
     ) -> None:
-        if fields.get(END_FIELD) == b"1":
-            delivery.ended.add(self.keys[key])
-            delivery.refs.append((key, entry_id))
-            return
         covered = self._covered.get(key)
         if covered is not None and _entry_id(entry_id.decode()) <= covered:
-            delivery.refs.append((key, entry_id))  # acknowledged with the next checkpoint
+            # Its effects are in the checkpoint (and an end marker's too): only acknowledge.
+            if fields.get(END_FIELD) == b"1":
+                delivery.ended.add(self.keys[key])
+            delivery.refs.append((key, entry_id))
             return
-        payload = fields.get(b"msg", b"")
-        event: Any = None
-        try:
-            event = self.shard.admit(codec.decode(payload))
-            if event is None:  # another core's symbol: theirs to check and to act on
-                delivery.refs.append((key, entry_id))
-                delivery.skipped += 1
-                return
-            reason = self.guard.check(event)
-        except MessageError as exc:
-            reason = str(exc)
-        if reason is not None:
-            self._dead_letter(f"{key}#{entry_id.decode()}", reason, payload)
-            self.client.xack(key, self.group, entry_id)
-            delivery.rejected += 1
-            return
-        delivery.events.append(event)
-        delivery.refs.append((key, entry_id))
-        delivery.arrivals_ns.append(int(fields.get(b"t_pub", b"0")))
+        outcome = self.boundary.admit_entry(self.keys[key], fields, narrow=self.shard.admit)
+        if outcome is END:
+            delivery.ended.add(self.keys[key])
+            delivery.refs.append((key, entry_id))
+        elif outcome is None:  # another core's symbol: theirs to check and to act on
+            delivery.refs.append((key, entry_id))
+            delivery.skipped += 1
+        elif isinstance(outcome, Rejection):
+            delivery.rejections.append(RejectedEntry(key, entry_id, outcome, fields))
+        else:
+            delivery.events.append(outcome)
+            delivery.refs.append((key, entry_id))
+            delivery.arrivals_ns.append(self.boundary.arrival_ns(fields))
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value or "")
 
 
 def _entry_id(value: str) -> tuple[int, int]:

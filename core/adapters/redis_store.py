@@ -12,14 +12,18 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, TypeAlias, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar, cast
 
 import msgspec
 import redis
 
 from core import codec
+from core.codec import MAX_MESSAGE_BYTES
 from core.errors import ConfigError, DataError, MessageError
 from core.model import Fill, Order, Position, Signal
+
+if TYPE_CHECKING:
+    from core.adapters.market_streams import RejectedEntry
 
 M = TypeVar("M", bound=msgspec.Struct)
 _Entry: TypeAlias = tuple[bytes, dict[bytes, bytes]]
@@ -289,8 +293,45 @@ class RedisStore:
         keys = [self.key("deadletter:ids"), self.key("deadletter")]
         return bool(self._add_once(keys=keys, args=[key, MAX_STREAM_LEN, *flat]))
 
+    def reject_entries(self, group: str, entries: Sequence[RejectedEntry]) -> None:
+        """Dead-letter feed entries and acknowledge them for ``group``, in one transaction.
+
+        Either both happen or neither, so a rejected entry is recorded exactly once: a core
+        that dies before the transaction gets the entry again, one that dies after never does.
+        The message is kept whole up to :data:`core.codec.MAX_MESSAGE_BYTES` (a longer one is
+        rejected for its size: its first bytes, size and digest are kept); the entry's other
+        fields are kept as JSON, each value up to 256 bytes.
+        """
+        if not entries:
+            return
+        now = str(time.time_ns())
+        with self.client.pipeline(transaction=True) as pipe:
+            for entry in entries:
+                raw = entry.fields.get(b"msg", b"")
+                others = {
+                    k.decode(errors="backslashreplace")[:64]: v[:256].decode(
+                        errors="backslashreplace"
+                    )
+                    for k, v in list(entry.fields.items())[:16]
+                    if k != b"msg"
+                }
+                fields = {
+                    "source": entry.source,
+                    "code": str(entry.rejection.code),
+                    "reason": entry.rejection.reason,
+                    "raw": raw[:MAX_MESSAGE_BYTES],
+                    "size": str(len(raw)),
+                    "digest": hashlib.blake2b(raw, digest_size=16).hexdigest(),
+                    "entry": codec.dumps(others),
+                    "ts": now,
+                }
+                pipe.xadd(self.key("deadletter"), fields, maxlen=MAX_STREAM_LEN, approximate=True)  # type: ignore[arg-type]
+                pipe.xack(entry.key, group, entry.entry_id)
+            pipe.execute()
+
     def read_dead_letters(self) -> list[dict[str, Any]]:
-        """Return the dead letters, oldest first, as dicts of id, source, reason, raw, size, ts."""
+        """Return the dead letters, oldest first, as dicts of id, source, code, reason, raw,
+        size, ts (``code`` is empty for rejections recorded before codes existed)."""
         letters = []
         for entry_id, fields in self._entries("deadletter"):
             text = {k.decode(): v.decode(errors="replace") for k, v in fields.items()}
@@ -298,6 +339,7 @@ class RedisStore:
                 {
                     "id": entry_id.decode(),
                     "source": text.get("source", ""),
+                    "code": text.get("code", ""),
                     "reason": text.get("reason", ""),
                     "raw": text.get("raw", ""),
                     "size": int(text.get("size", "0")),

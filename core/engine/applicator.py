@@ -15,6 +15,7 @@ event that was not prepared updates the batch forms alone, so results never depe
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -43,7 +44,9 @@ class _Slot:
     deployment: StrategyDeployment
     event_kinds: frozenset[str]
     instances: dict[str, Strategy[Any]] = field(default_factory=dict)
-    quarantined: str | None = None
+    # Symbols on which this model is quarantined, with the reason; their instance or row
+    # stays (so nothing re-creates it) but is routed no more events and checkpointed no more.
+    quarantined_symbols: dict[str, str] = field(default_factory=dict)
     batch: BatchStrategy[Any] | None = None  # the batch form, when the slot runs as one
     promote_at: int | None = None  # instances from which it switches to its batch form
     rows: dict[str, int] = field(default_factory=dict)  # symbol -> row of the batch form
@@ -86,8 +89,9 @@ class StrategyApplicator:
     """Apply every active strategy to the events of its symbols.
 
     A deployment that names its symbols gets its instances at start; one that names none gets
-    an instance per symbol on that symbol's first event. A strategy that raises is quarantined
-    (its error kept) and the others keep running.
+    an instance per symbol on that symbol's first event. A strategy that raises, or whose signal
+    is not finite, is quarantined on that symbol (its error kept): the same model goes on on
+    its other symbols, and the other models everywhere.
 
     ``batch_forms``: "auto" runs a type's batch form once its deployment runs on the form's
     ``auto_from`` symbols (a deployment that names none switches when its symbols reach that
@@ -106,6 +110,7 @@ class StrategyApplicator:
         self._seen: set[str] = set()
         self._symbol_ids: dict[str, int] = {}  # symbols of batch-form rows, numbered once
         self.errors: list[StrategyError] = []
+        self.restore_problems: list[str] = []
         # The prepared batch: its events, what each got, and how many were consumed.
         self._plan_events: Sequence[Any] = ()
         self._plan: list[_Prepared] = []
@@ -172,7 +177,7 @@ class StrategyApplicator:
             self._targets(symbol)
         out = []
         for slot, strategy, key, row in self._routes.get(symbol, ()):
-            if slot.quarantined is not None or kind not in slot.event_kinds:
+            if kind not in slot.event_kinds:
                 continue
             if strategy is None:  # a batch form's row: prepared, or updated alone now
                 routed = (
@@ -186,9 +191,10 @@ class StrategyApplicator:
             try:
                 signal = strategy.update(event)
                 if signal is not None:
+                    _check_finite(signal)
                     out.append(Routed(signal, key, strategy.legs(signal), strategy))
             except Exception as exc:  # a strategy's bug must not stop the others
-                self._quarantine(slot, strategy.symbol, exc)
+                self._quarantine_instance(slot, strategy, exc)
         return out
 
     def instances(self) -> dict[str, Strategy[Any]]:
@@ -205,17 +211,23 @@ class StrategyApplicator:
         self._check_plan_consumed()
         out: dict[str, dict[str, Any]] = {}
         for slot in self._slots:
+            # A quarantined instance's state is what failed: a restart starts it fresh.
+            skip = slot.quarantined_symbols
             for symbol, strategy in slot.instances.items():
-                out[_key(slot, symbol)] = strategy.to_state()
+                if symbol not in skip:
+                    out[_key(slot, symbol)] = strategy.to_state()
             if slot.batch is not None:
                 for symbol, row in slot.rows.items():
-                    out[_key(slot, symbol)] = slot.batch.row_state(row)
+                    if symbol not in skip:
+                        out[_key(slot, symbol)] = slot.batch.row_state(row)
         return out
 
     def restore(self, states: dict[str, dict[str, Any]]) -> int:
         """Rebuild the instances named in ``states`` (``<model>|<symbol>``) and restore them.
 
-        Snapshots of models no longer in the set are ignored; returns how many were restored.
+        Snapshots of models no longer in the set are ignored. A snapshot that does not
+        validate leaves that instance fresh, with the reason in :attr:`restore_problems`; the
+        others restore. Returns how many were restored.
         """
         slots = {slot.deployment.name: slot for slot in self._slots}
         restored = 0
@@ -226,12 +238,33 @@ class StrategyApplicator:
                 continue
             if not slot.runs(symbol):
                 self._add_instance(slot, symbol)
-            if slot.batch is not None:
-                slot.batch.restore_row(slot.rows[symbol], state)
-            else:
-                slot.instances[symbol].restore(state)
-            restored += 1
+            try:
+                self._restore_one(slot, symbol, state)
+                restored += 1
+            except Exception as exc:
+                self._start_fresh(slot, symbol)
+                self.restore_problems.append(
+                    f"{key}: saved state not restored ({type(exc).__name__}: {exc}); started fresh"[
+                        :400
+                    ]
+                )
         return restored
+
+    def _restore_one(self, slot: _Slot, symbol: str, state: dict[str, Any]) -> None:
+        if not isinstance(state, dict):
+            raise TypeError(f"a state is a JSON object, was {type(state).__name__}")
+        if slot.batch is not None:
+            slot.batch.restore_row(slot.rows[symbol], state)
+        else:
+            slot.instances[symbol].restore(state)
+
+    def _start_fresh(self, slot: _Slot, symbol: str) -> None:
+        """Put an instance (or batch row) back to the state a new one starts from."""
+        fresh = self._build(slot, symbol)
+        if slot.batch is not None:
+            slot.batch.restore_row(slot.rows[symbol], fresh.to_state())
+        else:
+            slot.instances[symbol].restore(fresh.to_state())
 
     # -- batch forms --------------------------------------------------------------------------
 
@@ -246,7 +279,7 @@ class StrategyApplicator:
     ) -> None:
         """Run one batch form over the bars (symbol ids, event positions, times, closes)."""
         batch = slot.batch
-        if batch is None or slot.quarantined is not None:
+        if batch is None:
             return
         slot.cover(len(self._symbol_ids))
         rows = slot.row_by_id[ids]  # -1: a symbol this slot does not run (pinned slots)
@@ -255,11 +288,19 @@ class StrategyApplicator:
             rows, positions, ts, close = rows[mine], positions[mine], ts[mine], close[mine]
         try:
             emitted = batch.update_in_rounds(rows, ts, close, positions)
-        except Exception as exc:  # as for an instance: this model stops, the others go on
-            self._quarantine(slot, _named([batch.symbols[r] for r in rows.tolist()]), exc)
+        except Exception as exc:
+            # The rows of one array call fail together and may be half-updated: each of
+            # those symbols stops for this model; its other symbols and the others go on.
+            for symbol in dict.fromkeys(batch.symbols[r] for r in rows.tolist()):
+                self._quarantine_row(slot, symbol, exc)
             return
         name = slot.deployment.name
         for position, signal in emitted:
+            if not _finite(signal):
+                self._quarantine_row(slot, signal.symbol, _not_finite(signal))
+                continue
+            if signal.symbol in slot.quarantined_symbols:
+                continue
             if plan[position] is _NOTHING:
                 plan[position] = {}
             symbol = signal.symbol
@@ -277,11 +318,14 @@ class StrategyApplicator:
                 np.array([bar.close], dtype=np.float64),
             )
         except Exception as exc:
-            self._quarantine(slot, bar.symbol, exc)
+            self._quarantine_row(slot, bar.symbol, exc)
             return None
         if not emitted:
             return None
         signal = emitted[0][1]
+        if not _finite(signal):
+            self._quarantine_row(slot, signal.symbol, _not_finite(signal))
+            return None
         return Routed(signal, key, {signal.symbol: signal.target_position})
 
     def _prepared_for(self, event: Any) -> _Prepared:
@@ -349,17 +393,18 @@ class StrategyApplicator:
     def _dispatch(self, event: Any, kind: str, targets: list[_Route]) -> list[Routed]:
         out: list[Routed] = []
         for slot, strategy, _, _ in targets:
-            if slot.quarantined is not None or kind not in slot.event_kinds:
+            if kind not in slot.event_kinds:
                 continue
             assert strategy is not None  # batch forms read bars, which are never dispatched
             try:
                 signal = strategy.update(event)
                 if signal is not None:
+                    _check_finite(signal)
                     out.append(
                         Routed(signal, _key(slot, strategy.symbol), strategy.legs(signal), strategy)
                     )
             except Exception as exc:  # a strategy's bug must not stop the others
-                self._quarantine(slot, strategy.symbol, exc)
+                self._quarantine_instance(slot, strategy, exc)
         return out
 
     def _build(self, slot: _Slot, symbol: str) -> Strategy[Any]:
@@ -389,10 +434,30 @@ class StrategyApplicator:
         if slot.promote_at is not None and len(slot.instances) >= slot.promote_at:
             self._promote(slot)
 
-    def _quarantine(self, slot: _Slot, symbol: str, exc: Exception) -> None:
+    def _quarantine_instance(self, slot: _Slot, strategy: Strategy[Any], exc: Exception) -> None:
+        """Stop routing events to one instance (one model on one symbol, or a pair's legs)."""
+        symbol = strategy.symbol
+        if symbol in slot.quarantined_symbols:
+            return
+        self._record(slot, symbol, exc)
+        for routes in (*self._routes.values(), self._broadcast):
+            routes[:] = [r for r in routes if r[1] is not strategy]
+
+    def _quarantine_row(self, slot: _Slot, symbol: str, exc: Exception) -> None:
+        """Stop one symbol's row of a batch form: unrouted, and left out of its array calls."""
+        if symbol in slot.quarantined_symbols:
+            return
+        self._record(slot, symbol, exc)
+        symbol_id = self._symbol_ids.get(symbol)
+        if symbol_id is not None and symbol_id < slot.row_by_id.size:
+            slot.row_by_id[symbol_id] = -1
+        routes = self._routes.get(symbol, [])
+        routes[:] = [r for r in routes if not (r[0] is slot and r[1] is None)]
+
+    def _record(self, slot: _Slot, symbol: str, exc: Exception) -> None:
         reason = f"{slot.deployment.name} raised on {symbol}: {type(exc).__name__}: {exc}"
-        slot.quarantined = reason
-        self.errors.append(StrategyError(reason))
+        slot.quarantined_symbols[symbol] = reason
+        self.errors.append(StrategyError(reason, model=slot.deployment.name, symbol=symbol))
 
 
 def _lineage(deployment: StrategyDeployment) -> Lineage:
@@ -401,6 +466,22 @@ def _lineage(deployment: StrategyDeployment) -> Lineage:
         model_version=deployment.version,
         validation_run=deployment.validation_run,
     )
+
+
+def _finite(signal: Signal) -> bool:
+    return math.isfinite(signal.target_position) and math.isfinite(signal.strength)
+
+
+def _not_finite(signal: Signal) -> FloatingPointError:
+    return FloatingPointError(
+        f"non-finite signal: target {signal.target_position}, strength {signal.strength}"
+    )
+
+
+def _check_finite(signal: Signal) -> None:
+    """A strategy whose numbers broke (inf, NaN) is quarantined, not traded on."""
+    if not _finite(signal):
+        raise _not_finite(signal)
 
 
 def _symbols_named(events: Sequence[Any]) -> list[str]:
@@ -412,13 +493,6 @@ def _symbols_named(events: Sequence[Any]) -> list[str]:
         elif event.kind not in BROADCAST_KINDS:
             named.append(event.symbol)
     return named
-
-
-def _named(symbols: list[str], most: int = 3) -> str:
-    """The distinct symbols of a batch, the first ``most`` by name."""
-    distinct = sorted(set(symbols))
-    more = f" and {len(distinct) - most} more" if len(distinct) > most else ""
-    return ", ".join(distinct[:most]) + more
 
 
 def _key(slot: _Slot, symbol: str) -> str:

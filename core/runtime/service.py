@@ -30,6 +30,7 @@ from core.engine.quote_fills import QuoteFillConfig
 from core.online import OnlineGenerator, variant_configs
 from core.ports import StrategyDeployment, StrategySource
 from core.risk import RiskLimits, RiskManager
+from core.runtime.ingest import IngestionBoundary, IngestLimits
 from core.runtime.outbox import BufferedWriter
 from core.runtime.shard import SymbolShard
 from core.runtime.timing import LatencyRecorder, TierTimer
@@ -47,6 +48,11 @@ class Feed(Protocol):
 
     def resume_after(self, cursor: dict[str, str]) -> None: ...
 
+    def ended_feeds(self) -> set[str]: ...
+
+    @property
+    def boundary(self) -> IngestionBoundary: ...
+
 
 class Board(Protocol):
     """Where the core publishes status and reads back fills (the Redis store)."""
@@ -57,6 +63,7 @@ class Board(Protocol):
 
 
 CURSOR_FIELD = "feed_cursor"
+INGEST_FIELD = "ingest"
 DEFAULT_CORE = "core-1"
 
 
@@ -77,14 +84,27 @@ class _CoreStateStore:
     later never takes the first one's state for its own.
     """
 
-    def __init__(self, writer: BufferedWriter, cursor: dict[str, str], core: str) -> None:
+    def __init__(
+        self,
+        writer: BufferedWriter,
+        cursor: dict[str, str],
+        core: str,
+        boundary: IngestionBoundary,
+    ) -> None:
         self._writer = writer
         self._cursor = cursor
         self._core = core
+        self._boundary = boundary
 
     def save_state(self, key: str, state: dict[str, Any]) -> None:
         if key == ENGINE_STATE_KEY:
-            state = {**state, CURSOR_FIELD: dict(self._cursor)}
+            # The boundary's state goes with the cursor: redelivered entries after the
+            # checkpoint meet the boundary as it was when they first came.
+            state = {
+                **state,
+                CURSOR_FIELD: dict(self._cursor),
+                INGEST_FIELD: self._boundary.to_state(),
+            }
         self._writer.save_state(state_key(self._core, key), state)
 
     def load_state(self, key: str) -> dict[str, Any] | None:
@@ -121,6 +141,8 @@ class CoreSettings:
     batch_forms: BatchMode = "auto"
     # The symbols this core takes from its feeds (every symbol by default).
     shard: SymbolShard = field(default_factory=SymbolShard)
+    # What the ingestion boundary lets through (ranges, time windows, price jumps).
+    ingest: IngestLimits = field(default_factory=IngestLimits)
 
 
 @dataclass
@@ -159,7 +181,7 @@ class CoreService:
         self.tactical = TierTimer(int(settings.tactical_cycle_s * 1e9))
         self.tick_to_signal = LatencyRecorder()
         self.in_process = LatencyRecorder()
-        self.rejected = 0
+        self.rejected_by_reason: dict[str, int] = {}
         self.skipped = 0  # entries of other cores' symbols
         self.reloads = 0
         self.read_errors = 0
@@ -179,7 +201,7 @@ class CoreService:
     def start(self) -> None:
         """Load the active set, restore the last checkpoint, join the feeds' consumer groups."""
         deployments = self.source.load_active_set()
-        states = _CoreStateStore(self.writer, self._cursor, self.settings.name)
+        states = _CoreStateStore(self.writer, self._cursor, self.settings.name, self.feed.boundary)
         self.engine = TradingEngine(
             deployments,
             fill_model=BarFillModel(fee_bps=self.settings.fee_bps),
@@ -203,7 +225,20 @@ class CoreService:
             snapshot = states.load_state(ENGINE_STATE_KEY) or {}
             self._cursor.update(snapshot.get(CURSOR_FIELD, {}))
             self.feed.resume_after(dict(self._cursor))
+            problem = self.feed.boundary.restore(snapshot.get(INGEST_FIELD) or {})
+            if problem is not None and INGEST_FIELD in snapshot:
+                self.last_error = problem
+        problems = self.engine.applicator.restore_problems
+        if problems:  # those instances started fresh; the summary lists them all
+            self.last_error = f"{len(problems)} saved state(s) not restored: {problems[0]}"
+        # A feed whose end marker this core consumed before a restart has ended already.
+        self._ended |= self.feed.ended_feeds()
         self._next_registry_check = time.monotonic() + self.settings.registry_check_s
+
+    @property
+    def rejected(self) -> int:
+        """Entries the ingestion boundary dead-lettered since this process started."""
+        return sum(self.rejected_by_reason.values())
 
     def request_stop(self) -> None:
         """Finish the current cycle, checkpoint, and return from :meth:`run` (signal-safe)."""
@@ -281,12 +316,15 @@ class CoreService:
         if signalled and self.writer.connected:
             written = self._wall_ns()
             for arrived in signalled:
-                self.tick_to_signal.record(written - arrived)
+                if arrived > 0:  # entries without t_pub have no tick-to-signal latency
+                    self.tick_to_signal.record(max(0, written - arrived))
         self._unacked.extend(delivery.refs)
         for key, entry_id in delivery.refs:  # in id order per stream: the last one wins
             self._cursor[key] = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
         self._ended |= delivery.ended
-        self.rejected += delivery.rejected
+        for rejected in delivery.rejections:
+            code = str(rejected.rejection.code)
+            self.rejected_by_reason[code] = self.rejected_by_reason.get(code, 0) + 1
         self.skipped += delivery.skipped
         if delivery.events:
             self.fast.record(time.perf_counter_ns() - started)
@@ -373,6 +411,7 @@ class CoreService:
             "restored_from_checkpoint": self.restored,
             "events_in": result["events"],
             "events_rejected": self.rejected,
+            "rejected_by_reason": dict(sorted(self.rejected_by_reason.items())),
             "events_skipped": self.skipped,
             "shard": self.settings.shard.describe(),
             "signals_out": result["signals"],
@@ -387,6 +426,7 @@ class CoreService:
             "vectorized": engine.applicator.vectorized,
             "reloads": self.reloads,
             "strategy_errors": result["strategy_errors"],
+            "restore_problems": list(engine.applicator.restore_problems),
             "redis": self.writer.stats(),
             "read_errors": self.read_errors,
             "last_error": self.last_error,
@@ -412,6 +452,7 @@ class CoreService:
             "positions": {p.symbol: p.quantity for p in engine.portfolio.positions()},
             "per_strategy": self._per_strategy(engine),
             "events_rejected": self.rejected,
+            "rejected_by_reason": dict(sorted(self.rejected_by_reason.items())),
             "events_skipped": self.skipped,
             "shard": self.settings.shard.describe(),
             "equity": engine.portfolio.equity,
@@ -460,7 +501,7 @@ def _unchanged_states(
     name, type and config) and that did not raise: what the previous set should continue from."""
     before = {d.name: (d.type_name, d.config) for d in previous.deployments}
     same = {d.name for d in trial.deployments if before.get(d.name) == (d.type_name, d.config)}
-    raised = {str(e).split(" raised on ", 1)[0] for e in trial.errors}
+    raised = {e.model for e in trial.errors}
     return {
         key: state
         for key, state in trial.states().items()

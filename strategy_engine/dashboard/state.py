@@ -53,7 +53,8 @@ class DeadLetterTally:
                 entries = cast(list[_Entry], client.xrange(key, min=start, count=TALLY_BATCH))
                 for entry_id, fields in entries:
                     reason = fields.get(b"reason", b"").decode(errors="replace")
-                    label = rejection_reason(reason)
+                    code = fields.get(b"code", b"").decode(errors="replace")
+                    label = rejection_reason(reason, code)
                     self.counts[label] = self.counts.get(label, 0) + 1
                     self._cursor = entry_id
                 if len(entries) < TALLY_BATCH:
@@ -186,7 +187,8 @@ class DashboardReader:
                     "id": entry_id.decode(),
                     "source": text.get("source", ""),
                     "reason": reason,
-                    "label": rejection_reason(reason),
+                    "code": text.get("code", ""),
+                    "label": rejection_reason(reason, text.get("code", "")),
                     "size": _int(text.get("size")),
                     "ts": _int(text.get("ts")),
                 }

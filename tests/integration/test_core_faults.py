@@ -23,7 +23,7 @@ from urllib.request import url2pathname
 
 import pytest
 
-from core.adapters.market_streams import FeedPublisher, FeedReader
+from core.adapters.market_streams import FeedPublisher
 from core.adapters.redis_server import RedisConnection, connect, fail_fast_client
 from core.adapters.redis_store import RedisStore
 from core.data.feeds import replay_events
@@ -38,6 +38,7 @@ from strategy_engine.core_process import (
     TRANSIENT,
     AliasSource,
     LocalStrategies,
+    feed_reader,
     read_status,
     run_core,
 )
@@ -273,14 +274,7 @@ def test_a_core_killed_with_sigkill_resumes_from_its_checkpoint_without_a_duplic
 def _service(client: Any, namespace: str, settings: CoreSettings) -> CoreService:
     """A core wired as ``run_core`` wires it, to be driven cycle by cycle."""
     store = RedisStore(client, namespace)
-    reader = FeedReader(
-        client,
-        namespace,
-        settings.feeds,
-        group=f"core:{settings.name}",
-        consumer=settings.name,
-        dead_letter=lambda where, reason, raw: store.dead_letter(where, reason, raw),
-    )
+    reader = feed_reader(client, store, settings)
     writer = BufferedWriter(store, transient=TRANSIENT)
     return CoreService(
         settings, source=LocalStrategies(TYPES), feed=reader, writer=writer, board=store,
@@ -620,9 +614,12 @@ def test_a_strategy_that_raises_is_quarantined_and_the_others_keep_running(
     signals = RedisStore(redis_connection.client, redis_namespace).read_signals()
     reference = _reference(feed, [crossover])
     assert summary["events_in"] == len(feed)
-    assert len(summary["strategy_errors"]) == 1
-    assert summary["strategy_errors"][0].startswith("strategy.ml_direction raised on AAPL")
-    assert "needs a fitted predictor" in summary["strategy_errors"][0]
+    # Quarantined per symbol: one error for each symbol it raised on, each naming it.
+    symbols = sorted({bar.symbol for bar in feed})
+    assert [e.split(":", 1)[0] for e in sorted(summary["strategy_errors"])] == [
+        f"strategy.ml_direction raised on {symbol}" for symbol in symbols
+    ]
+    assert all("needs a fitted predictor" in e for e in summary["strategy_errors"])
     assert summary["signals_by_strategy"].get("strategy.ml_direction", 0) == 0
     assert {s.strategy for s in signals} == {"strategy.ma_crossover"}
     assert _decisions(signals) == _decisions(reference.all_signals)
