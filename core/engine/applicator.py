@@ -440,8 +440,10 @@ class StrategyApplicator:
         if symbol in slot.quarantined_symbols:
             return
         self._record(slot, symbol, exc)
-        for routes in (*self._routes.values(), self._broadcast):
-            routes[:] = [r for r in routes if r[1] is not strategy]
+        # New lists, not edits in place: the event being dispatched iterates the old ones.
+        for subscribed in strategy.subscriptions():
+            self._routes[subscribed] = [r for r in self._routes[subscribed] if r[1] is not strategy]
+        self._broadcast = [r for r in self._broadcast if r[1] is not strategy]
 
     def _quarantine_row(self, slot: _Slot, symbol: str, exc: Exception) -> None:
         """Stop one symbol's row of a batch form: unrouted, and left out of its array calls."""
@@ -451,8 +453,9 @@ class StrategyApplicator:
         symbol_id = self._symbol_ids.get(symbol)
         if symbol_id is not None and symbol_id < slot.row_by_id.size:
             slot.row_by_id[symbol_id] = -1
-        routes = self._routes.get(symbol, [])
-        routes[:] = [r for r in routes if not (r[0] is slot and r[1] is None)]
+        if symbol in self._routes:  # a new list: the event being dispatched iterates the old
+            routes = self._routes[symbol]
+            self._routes[symbol] = [r for r in routes if not (r[0] is slot and r[1] is None)]
 
     def _record(self, slot: _Slot, symbol: str, exc: Exception) -> None:
         reason = f"{slot.deployment.name} raised on {symbol}: {type(exc).__name__}: {exc}"

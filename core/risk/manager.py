@@ -173,11 +173,14 @@ class RiskManager:
         self._ring_count = 0
 
     def to_state(self) -> dict[str, object]:
-        """Mode, halt reason and peak equity, so a restarted core keeps its kill switch."""
+        """Mode, halt reason and peak equity, so a restarted core keeps its kill switch; and
+        the decision counts, so a restarted core's summary counts every order it made."""
         return {
             "mode": str(self.mode),
             "halt_reason": self.halt_reason,
             "peak": None if math.isnan(self._peak) else self._peak,
+            "accepted": self.accepted,
+            "rejected_by_code": dict(self.rejected_by_code),
         }
 
     def restore(self, state: dict[str, object]) -> None:
@@ -185,6 +188,10 @@ class RiskManager:
         self.halt_reason = str(state["halt_reason"])
         peak = state["peak"]
         self._peak = math.nan if peak is None else float(peak)  # type: ignore[arg-type]
+        # Snapshots written before the counts were kept have none.
+        self.accepted = int(state.get("accepted", 0))  # type: ignore[call-overload]
+        counts = state.get("rejected_by_code") or {}
+        self.rejected_by_code = Counter({str(k): int(v) for k, v in counts.items()})  # type: ignore[attr-defined]
 
     # ------------------------------------------------------------------ the check
 

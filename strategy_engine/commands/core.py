@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from core.errors import ConfigError
 from strategy_engine.output import print_json
@@ -40,6 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--no-mlflow", action="store_true", help="do not log a finished run to MLflow")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    _ingest_options(p)
     p.set_defaults(handler=_core)
 
     p = sub.add_parser("replay", help="publish a shipped data set into its feed stream")
@@ -55,6 +57,59 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--namespace", default="se")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=_status)
+
+
+def _ingest_options(p: argparse.ArgumentParser) -> None:
+    """The ingestion boundary's bounds (core.runtime.ingest.IngestLimits), defaults shown."""
+    from core.runtime.ingest import DAY_NS, SECOND_NS, IngestLimits
+
+    d = IngestLimits()
+    g = p.add_argument_group("ingestion boundary (what a feed entry may be)")
+    g.add_argument(
+        "--live",
+        action="store_true",
+        help="live feeds: also refuse events older than --max-staleness-s against the clock",
+    )
+    g.add_argument("--max-staleness-s", type=float, default=d.max_staleness_ns / SECOND_NS)
+    g.add_argument(
+        "--max-clock-skew-s",
+        type=float,
+        default=d.max_clock_skew_ns / SECOND_NS,
+        help="how far ahead of this machine's clock an event time or t_pub may be",
+    )
+    g.add_argument(
+        "--max-time-jump-days",
+        type=float,
+        default=d.max_time_jump_ns / DAY_NS,
+        help="how far past the feed's newest time an event may jump",
+    )
+    g.add_argument(
+        "--max-price-jump",
+        type=float,
+        default=d.max_price_jump,
+        help="refuse a price beyond this multiple (or its inverse) of the last good one",
+    )
+    g.add_argument("--max-price", type=float, default=d.max_price, help="largest price taken")
+    g.add_argument("--max-size", type=float, default=d.max_size, help="largest size/volume taken")
+
+
+def _ingest_limits(args: argparse.Namespace) -> Any:
+    from core.runtime.ingest import DAY_NS, INT64_MAX, SECOND_NS, IngestLimits
+
+    def ns(option: str, value: float, unit: int) -> int:
+        if not 0 <= value * unit <= INT64_MAX:  # also refuses nan
+            raise ConfigError(f"--{option} must be a non-negative duration, was {value}")
+        return int(value * unit)
+
+    return IngestLimits(
+        live=args.live,
+        max_staleness_ns=ns("max-staleness-s", args.max_staleness_s, SECOND_NS),
+        max_clock_skew_ns=ns("max-clock-skew-s", args.max_clock_skew_s, SECOND_NS),
+        max_time_jump_ns=ns("max-time-jump-days", args.max_time_jump_days, DAY_NS),
+        max_price_jump=args.max_price_jump,
+        max_price=args.max_price,
+        max_size=args.max_size,
+    )
 
 
 def _core(args: argparse.Namespace) -> int:
@@ -86,6 +141,7 @@ def _core(args: argparse.Namespace) -> int:
         shadow_variants=args.variants if args.shadow else 0,
         batch_forms=args.batch_forms,
         shard=SymbolShard.parse(args.symbols, args.shard),
+        ingest=_ingest_limits(args),
     )
     with redis_connection() as connection:
         if args.replay:
