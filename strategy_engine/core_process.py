@@ -13,14 +13,14 @@ from typing import Any
 
 import redis
 
+from core.adapters.control_key import control_key
 from core.adapters.market_streams import FeedPublisher, FeedReader, feed_key
 from core.adapters.redis_server import RedisConnection, connect, fail_fast_client
 from core.adapters.redis_store import RedisStore
-from core.codec import loads
 from core.data.feeds import replay_events
-from core.errors import MessageError
 from core.ports import StrategyDeployment, StrategySource
-from core.runtime.control import apply_control
+from core.runtime.control import MAX_MESSAGES_PER_CYCLE, ControlInbox, WeightLimits
+from core.runtime.control_signing import ControlVerifier
 from core.runtime.ingest import IngestionBoundary
 from core.runtime.outbox import BufferedWriter
 from core.runtime.service import CoreService, CoreSettings
@@ -127,7 +127,10 @@ def run_core(
         board=store,
         transient=TRANSIENT,
     )
-    service.attach_control(lambda: _handle_control(control, service))
+    inbox = ControlInbox(
+        ControlVerifier(control_key()), store, core=settings.name, limits=WeightLimits()
+    )
+    service.attach_control(lambda: _handle_control(control, inbox, service))
     service.start()
     metrics = None
     if metrics_port is not None:
@@ -190,21 +193,19 @@ def read_status(connection: RedisConnection, name: str, namespace: str) -> dict[
     return status
 
 
-def _handle_control(pubsub: Any, service: CoreService) -> bool:
-    """Apply weight changes at once; any other control message asks for a reload."""
-    reload = False
-    while (message := pubsub.get_message(timeout=0)) is not None:
-        if message.get("type") != "message":
-            continue
-        try:
-            body = loads(message["data"])
-        except MessageError as exc:
-            service.note(f"ignored a malformed control message: {exc}")
-            continue
-        if isinstance(body, dict) and body.get("action") == "weights" and service.engine:
-            service.note(apply_control(service.engine, body))
-        else:
-            reload = True
+def _handle_control(pubsub: Any, inbox: ControlInbox, service: CoreService) -> bool:
+    """Take at most a cycle's share of control messages through the inbox; True: reload."""
+    payloads: list[bytes] = []
+    while len(payloads) < MAX_MESSAGES_PER_CYCLE:
+        message = pubsub.get_message(timeout=0)
+        if message is None:
+            break
+        if message.get("type") == "message" and isinstance(message.get("data"), bytes):
+            payloads.append(message["data"])
+    if not payloads or service.engine is None:
+        return False
+    reload, notes = inbox.handle(service.engine, payloads)
+    service.note(notes[-1])
     return reload
 
 

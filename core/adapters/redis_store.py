@@ -10,6 +10,7 @@ pipeline (a MULTI/EXEC transaction), so a batch is stored whole or not at all.
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar, cast
@@ -18,9 +19,11 @@ import msgspec
 import redis
 
 from core import codec
+from core.adapters.control_key import control_key
 from core.codec import MAX_MESSAGE_BYTES
 from core.errors import ConfigError, DataError, MessageError
 from core.model import Fill, Order, Position, Signal
+from core.runtime.control_signing import sign_control
 
 if TYPE_CHECKING:
     from core.adapters.market_streams import RejectedEntry
@@ -221,25 +224,44 @@ class RedisStore:
 
     # --- control ---------------------------------------------------------------------------
 
-    def publish_control(self, message: dict[str, Any]) -> int:
-        """Announce ``message`` (e.g. ``{"action": "reload"}``) on the control channel and log it.
+    def publish_control(
+        self, message: dict[str, Any], *, sender: str = "", key: bytes | None = None
+    ) -> int:
+        """Announce ``message`` (e.g. ``{"action": "reload"}``) on the control channel, signed
+        with the control key (:mod:`core.adapters.control_key` unless ``key`` is given), and
+        log it. Cores act only on signed messages (:mod:`core.runtime.control`).
 
         Returns
         -------
         int
             How many subscribers received it.
         """
-        payload = codec.dumps(message)
+        signed = sign_control(
+            message, key if key is not None else control_key(), sender=sender or _who()
+        )
         with self.client.pipeline() as pipe:
-            pipe.publish(self.key("control"), payload)
+            pipe.publish(self.key("control"), signed)
             pipe.xadd(
                 self.key("control:log"),
-                {"msg": payload},
+                {"msg": codec.dumps(message)},
                 maxlen=MAX_STREAM_LEN,
                 approximate=True,
             )
             received, _ = pipe.execute()
         return int(received)
+
+    def audit_control(self, record: dict[str, Any]) -> None:
+        """Append what a core did with a control message (who, what, outcome) to the audit."""
+        self.client.xadd(
+            self.key("control:audit"),
+            {"msg": codec.dumps(record)},
+            maxlen=MAX_STREAM_LEN,
+            approximate=True,
+        )
+
+    def read_control_audit(self) -> list[dict[str, Any]]:
+        """The audit of control messages, oldest first."""
+        return [codec.loads(fields[b"msg"]) for _, fields in self._entries("control:audit")]
 
     def read_control_log(self) -> list[dict[str, Any]]:
         """Return the control messages published so far, oldest first."""
@@ -254,7 +276,9 @@ class RedisStore:
 
     # --- dead letters ----------------------------------------------------------------------
 
-    def dead_letter(self, source: str, reason: str, raw: bytes | str, *, key: str = "") -> bool:
+    def dead_letter(
+        self, source: str, reason: str, raw: bytes | str, *, key: str = "", code: str = ""
+    ) -> bool:
         """Record rejected input with the reason; ``raw`` is kept up to 4 KiB.
 
         Parameters
@@ -267,6 +291,8 @@ class RedisStore:
             The rejected payload.
         key : str, optional
             A unique id of this rejection: a second call with the same key records nothing.
+        code : str, optional
+            A stable reason code (empty for free-text reasons).
 
         Returns
         -------
@@ -276,6 +302,7 @@ class RedisStore:
         data = raw.encode() if isinstance(raw, str) else raw
         fields: dict[str, str | bytes] = {
             "source": source,
+            "code": code,
             "reason": reason,
             "raw": data[:MAX_DEAD_LETTER_RAW],
             "size": str(len(data)),
@@ -396,6 +423,18 @@ class RedisStore:
         # while a new bad value written to the same place is recorded again.
         digest = hashlib.blake2b(payload, digest_size=8).hexdigest()
         self.dead_letter(self.key(source), reason, payload, key=f"{source}:{digest}")
+
+
+def _who() -> str:
+    """The default sender of a control message: this user at this host."""
+    import getpass
+    import socket
+
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = str(os.getuid())
+    return f"{user}@{socket.gethostname()}"
 
 
 def _json_dict(hash_name: str, field: str, value: dict[str, Any]) -> bytes:

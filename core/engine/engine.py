@@ -25,6 +25,7 @@ from core.errors import ConfigError
 from core.model import Bar, Fill, Order, Quote, Signal, Trade
 from core.ports import SignalSink, StateStore, StrategyDeployment
 from core.risk import RiskLimits, RiskManager
+from core.risk.manager import FLATTEN_STRATEGY
 from core.strategies.base import Family
 from core.strategies.batch import BatchMode
 
@@ -122,6 +123,8 @@ class TradingEngine:
             else {}
         )
         self.risk = risk or RiskManager(RiskLimits())
+        if self.risk.price_band is not None:  # fat-finger check at execution
+            self.broker.fill_guard = self.risk.check_fill_price
         self._sink = sink
         self._state_store = state_store
         self._flush_every = flush_every
@@ -152,7 +155,7 @@ class TradingEngine:
                 for book in books.values():
                     book.on_bar(event)
             # Most bars have no order waiting: test the broker's book before calling it.
-            if event.symbol in broker._pending:
+            if broker.has_pending(event.symbol):
                 fill = broker.on_bar_open(event)
                 if fill is not None:
                     portfolio.apply_fill(fill)
@@ -176,7 +179,7 @@ class TradingEngine:
         flatten = self.risk.on_equity(equity, ts, portfolio.quantities)
         if flatten:
             for order in flatten:
-                self._place(order.symbol, -portfolio.quantity(order.symbol), ts, "risk")
+                self._place(order.symbol, -portfolio.quantity(order.symbol), ts, FLATTEN_STRATEGY)
         tracker.on_equity(ts, equity, portfolio.gross_exposure)
         if books:
             for book in books.values():
@@ -272,6 +275,20 @@ class TradingEngine:
         targets.update(self.composer.set_weights({d.name: d.weight for d in deployments}))
         self._trade_to(targets)
         return targets
+
+    def halt(self, reason: str, *, flatten: bool = False) -> None:
+        """Stop every order that opens or increases a position; with ``flatten``, also close
+        every position now (the orders go out with the next flush)."""
+        self.risk.halt(reason)
+        if flatten:
+            ts, quantities = self.clock.now_ns(), self.portfolio.quantities
+            for symbol in sorted(quantities):
+                if quantities[symbol] != 0.0:
+                    self._place(symbol, -quantities[symbol], ts, FLATTEN_STRATEGY)
+
+    def resume(self) -> None:
+        """Trade normally again after :meth:`halt` (or a tripped kill switch)."""
+        self.risk.resume()
 
     def set_weights(self, weights: dict[str, float]) -> dict[str, float]:
         """Weigh the strategies anew now: every target they change is recomposed and the
@@ -399,17 +416,19 @@ class TradingEngine:
 
     def _place(self, symbol: str, delta: float, ts_event: int, strategy: str) -> None:
         """Queue the order that moves ``symbol`` by ``delta``, if the risk manager accepts it."""
-        order = self.broker.submit(symbol, delta, ts_event, strategy)
+        portfolio = self.portfolio
+        price = portfolio.last_price(symbol)
+        order = self.broker.submit(symbol, delta, ts_event, strategy, price)
         if order is None:
             return
-        portfolio = self.portfolio
         decision = self.risk.check(
             order,
-            price=portfolio.last_price(symbol),
+            price=price,
             position=portfolio.quantity(symbol),
             gross_exposure=portfolio.gross_exposure,
             equity=portfolio.equity,
             ts_ns=ts_event,
+            net_exposure=portfolio.net_exposure,
         )
         if decision.accepted:
             self._outbox.orders.append(order)
@@ -419,7 +438,7 @@ class TradingEngine:
 
     def _on_quote(self, quote: Quote) -> None:
         """Fill the pending orders the quote reaches; mark symbol and symbol:venue to the mid."""
-        if self.broker._pending and self.broker.quote_model is not None:
+        if self.broker.quote_model is not None and self.broker.pending_count:
             for fill in self.broker.on_quote(quote):
                 self.portfolio.apply_fill(fill)
                 self._record_fill(fill)

@@ -16,7 +16,7 @@ same ids and a store that dedupes by id never fills twice.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -102,12 +102,18 @@ class TakerFillModel:
 
 @dataclass(slots=True)
 class _Working:
-    """An order and what is left of it: quantity unfilled, fills so far, decision time."""
+    """An order and what is left of it: quantity unfilled, fills so far, decision time, and
+    the price it was decided at (0: unknown), which a fill's price is held against."""
 
     order: Order
     remaining: float
     fills: int = 0
     decided_ns: int = 0
+    decided_price: float = 0.0
+
+
+# Asked before every fill: (order, decided price, fill price, fill time) -> may it fill?
+FillGuard = Callable[[Order, float, float, int], bool]
 
 
 class PaperBroker:
@@ -120,15 +126,23 @@ class PaperBroker:
         # counts from it. Zero means "use the order's own timestamp".
         self.local_ns = 0
         self._pending: dict[str, _Working] = {}
+        # The risk manager's price band: a fill it refuses cancels the rest of the order.
+        self.fill_guard: FillGuard | None = None
         # Per symbol, the time of its last order id and how many ids that time has had: a
         # second order at the same time (two strategies, or a new weight, on one bar) gets
         # its own id, so the store, which writes each id once, records both.
         self._issued: dict[str, tuple[int, int]] = {}
 
     def submit(
-        self, symbol: str, quantity_delta: float, ts_event: int, strategy: str = ""
+        self,
+        symbol: str,
+        quantity_delta: float,
+        ts_event: int,
+        strategy: str = "",
+        decided_price: float = 0.0,
     ) -> Order | None:
-        """Replace the symbol's pending order with one for ``quantity_delta`` (None when zero)."""
+        """Replace the symbol's pending order with one for ``quantity_delta`` (None when zero),
+        decided at ``decided_price`` (0: unknown)."""
         self._pending.pop(symbol, None)
         if quantity_delta == 0.0:
             return None
@@ -143,8 +157,17 @@ class PaperBroker:
             ts_event=ts_event,
             strategy=strategy,
         )
-        self._pending[symbol] = _Working(order, order.quantity, 0, self.local_ns or ts_event)
+        self._pending[symbol] = _Working(
+            order, order.quantity, 0, self.local_ns or ts_event, decided_price
+        )
         return order
+
+    def has_pending(self, symbol: str) -> bool:
+        return symbol in self._pending
+
+    @property
+    def pending_count(self) -> int:
+        return len(self._pending)
 
     def on_bar_open(self, bar: Bar) -> Fill | None:
         """Fill (some of) the symbol's pending order at this bar's open."""
@@ -156,6 +179,8 @@ class PaperBroker:
         if quantity <= 0.0:  # a bar without volume fills nothing; the order keeps waiting
             return None
         price = model.fill_price(working.order, bar)
+        if not self._may_fill(working, price, bar.ts_event):
+            return None
         return self._fill(working, quantity, price, model.fee(quantity, price), bar.ts_event)
 
     def on_quote(self, quote: Quote) -> list[Fill]:
@@ -172,11 +197,18 @@ class PaperBroker:
                 continue  # the order has not reached the venue yet
             price, size = model.price_and_size(working.order.side, quote)
             quantity = min(working.remaining, size)
-            if quantity <= 0.0:
+            if quantity <= 0.0 or not self._may_fill(working, price, quote.ts_event):
                 continue
             fee = quantity * price * model.fee_bps(quote.venue) / 1e4
             fills.append(self._fill(working, quantity, price, fee, quote.ts_event))
         return fills
+
+    def _may_fill(self, working: _Working, price: float, ts_event: int) -> bool:
+        guard = self.fill_guard
+        if guard is None or guard(working.order, working.decided_price, price, ts_event):
+            return True
+        del self._pending[working.order.symbol]  # cancelled: the position stays as it is
+        return False
 
     def pending(self) -> list[Order]:
         """The orders waiting (as decided; :meth:`pending_state` has what is left of them)."""
@@ -190,6 +222,7 @@ class PaperBroker:
                 "remaining": w.remaining,
                 "fills": w.fills,
                 "decided_ns": w.decided_ns,
+                "decided_price": w.decided_price,
             }
             for w in self._pending.values()
         ]
@@ -215,7 +248,13 @@ class PaperBroker:
                 raise MessageError(
                     f"pending order {order.order_id} has remaining={remaining} fills={fills}"
                 )
-            self._pending[order.symbol] = _Working(order, remaining, fills, int(item["decided_ns"]))
+            self._pending[order.symbol] = _Working(
+                order,
+                remaining,
+                fills,
+                int(item["decided_ns"]),
+                float(item.get("decided_price", 0.0)),  # older snapshots: none kept
+            )
 
     def _fill(
         self, working: _Working, quantity: float, price: float, fee: float, ts_event: int

@@ -96,6 +96,11 @@ class Portfolio:
         """Sum of |quantity| x last price over all symbols."""
         return self._gross
 
+    @property
+    def net_exposure(self) -> float:
+        """Sum of quantity x last price over all symbols (long minus short)."""
+        return self._market_value
+
     def positions(self) -> list[Position]:
         return [
             Position(

@@ -1,7 +1,9 @@
 """Pre-trade risk limits: a frozen, validated config that serializes to JSON.
 
-``None`` means "no limit" for every optional limit, so the default :class:`RiskLimits` accepts
-any well-formed order; a deployment states the limits it wants.
+``None`` means "no limit" for every optional limit, so the bare :class:`RiskLimits` accepts any
+well-formed order (research backtests). A core that places orders never runs with it: it runs
+:meth:`RiskLimits.conservative` for its capital and sizing, overridden field by field by a risk
+file and command-line flags (``strategy-engine core --risk-file``), and records them.
 """
 
 from __future__ import annotations
@@ -47,6 +49,15 @@ class RiskLimits(FrozenConfig, frozen=True, kw_only=True):
         manager halts and the positions are flattened.
     allowed_symbols
         Symbols that may be traded; empty means any symbol.
+    max_net_exposure
+        Largest ``|sum over symbols of position * price|`` (notional, account currency).
+    max_daily_loss
+        Kill switch: the fall of equity from its value at the first event of the (UTC, event
+        time) day, as a fraction in (0, 1), past which the manager halts and flattens.
+    price_band
+        Fat-finger check at execution: an order fills only at a price within this fraction of
+        the price it was decided at (0.5: between half and one and a half times); otherwise it
+        is cancelled and the rejection recorded. A bad print cannot buy a position.
     """
 
     max_position: float | None = None
@@ -57,6 +68,30 @@ class RiskLimits(FrozenConfig, frozen=True, kw_only=True):
     max_orders_per_second: int | None = None
     max_drawdown: float | None = None
     allowed_symbols: tuple[str, ...] = ()
+    max_net_exposure: float | None = None
+    max_daily_loss: float | None = None
+    price_band: float | None = None
+
+    @classmethod
+    def conservative(cls, *, capital: float, notional: float) -> RiskLimits:
+        """The limits a core applies unless told otherwise, scaled to its account.
+
+        One order at most ten signals' notional; gross exposure at most three times the
+        capital, net at most twice; at most 1,000 orders per second of event time (a day's bars
+        of a whole universe share one timestamp); halt and flatten at a 20% drawdown or a 10%
+        loss within a day; fills only within 50% of the decision price.
+        """
+        _positive("capital", capital)
+        _positive("notional", notional)
+        return cls(
+            max_order_notional=10.0 * notional,
+            max_gross_exposure=3.0 * capital,
+            max_net_exposure=2.0 * capital,
+            max_orders_per_second=1000,
+            max_drawdown=0.2,
+            max_daily_loss=0.1,
+            price_band=0.5,
+        )
 
     def __post_init__(self) -> None:
         _non_negative("max_position", self.max_position)
@@ -70,6 +105,11 @@ class RiskLimits(FrozenConfig, frozen=True, kw_only=True):
             raise ConfigError(f"max_orders_per_second must be within [1, 1000000], was {rate}")
         if self.max_drawdown is not None and not 0.0 < self.max_drawdown < 1.0:
             raise ConfigError(f"max_drawdown must be within (0, 1), was {self.max_drawdown}")
+        _positive("max_net_exposure", self.max_net_exposure)
+        if self.max_daily_loss is not None and not 0.0 < self.max_daily_loss < 1.0:
+            raise ConfigError(f"max_daily_loss must be within (0, 1), was {self.max_daily_loss}")
+        if self.price_band is not None and not 0.0 < self.price_band < 1.0:
+            raise ConfigError(f"price_band must be within (0, 1), was {self.price_band}")
         self._check_symbols()
 
     def _check_symbols(self) -> None:

@@ -33,6 +33,7 @@ _INF = math.inf
 _BUY = Side.BUY
 _SELL = Side.SELL
 
+DAY_NS = 86_400 * 1_000_000_000
 RATE_WINDOW_NS = 1_000_000_000
 """Length of the sliding event-time window of ``max_orders_per_second``."""
 
@@ -60,6 +61,8 @@ class RiskCode(StrEnum):
     MAX_POSITION = "max_position"
     MAX_GROSS_EXPOSURE = "max_gross_exposure"
     ORDER_RATE = "order_rate"
+    MAX_NET_EXPOSURE = "max_net_exposure"
+    PRICE_BAND = "price_band"
     REDUCE_ONLY = "reduce_only"
     HALTED = "halted"
 
@@ -167,6 +170,11 @@ class RiskManager:
         self._allowed = frozenset(limits.allowed_symbols)
         self._max_drawdown = limits.max_drawdown if limits.max_drawdown is not None else inf
         self._peak = math.nan  # unknown until the first equity is seen
+        self._max_net = inf if limits.max_net_exposure is None else limits.max_net_exposure
+        self._max_daily_loss = limits.max_daily_loss if limits.max_daily_loss is not None else inf
+        self.price_band = limits.price_band  # checked at execution (see check_fill_price)
+        self._day = -1  # event-time day of the last equity seen, and equity at its start
+        self._day_start = math.nan
         self._rate = limits.max_orders_per_second or 0
         self._ring = [0] * self._rate  # times of the last ``_rate`` accepted orders
         self._ring_head = 0  # index of the oldest entry once the ring is full
@@ -181,6 +189,8 @@ class RiskManager:
             "peak": None if math.isnan(self._peak) else self._peak,
             "accepted": self.accepted,
             "rejected_by_code": dict(self.rejected_by_code),
+            "day": self._day,
+            "day_start": None if math.isnan(self._day_start) else self._day_start,
         }
 
     def restore(self, state: dict[str, object]) -> None:
@@ -192,6 +202,9 @@ class RiskManager:
         self.accepted = int(state.get("accepted", 0))  # type: ignore[call-overload]
         counts = state.get("rejected_by_code") or {}
         self.rejected_by_code = Counter({str(k): int(v) for k, v in counts.items()})  # type: ignore[attr-defined]
+        self._day = int(state.get("day", -1))  # type: ignore[call-overload]
+        day_start = state.get("day_start")
+        self._day_start = math.nan if day_start is None else float(day_start)  # type: ignore[arg-type]
 
     # ------------------------------------------------------------------ the check
 
@@ -204,6 +217,7 @@ class RiskManager:
         gross_exposure: float,
         equity: float,
         ts_ns: int,
+        net_exposure: float = 0.0,
     ) -> RiskDecision:
         """Decide whether ``order`` may be sent.
 
@@ -226,6 +240,8 @@ class RiskManager:
             Event time of the decision, integer ns (drives the order-rate window). It should not
             decrease: accepted orders stamped later than ``ts_ns`` still count as inside the
             window, so a replay restarted from an earlier time needs a fresh manager.
+        net_exposure
+            The account's ``sum position * price`` before the order (for ``max_net_exposure``).
 
         Returns
         -------
@@ -262,20 +278,23 @@ class RiskManager:
             if self.mode is not RiskMode.NORMAL:
                 return self._reject_by_mode(order, ts_ns, position, new_position)
             gross_after = gross_exposure + (size - held) * price
+            net_after = net_exposure + (new_position - position) * price
             limit = self._position_overrides.get(symbol, self._default_position)
             if (
                 quantity > self._max_qty
                 or quantity * price > self._max_notional
                 or (size > limit and size > held)
                 or (gross_after > self._max_gross and gross_after > gross_exposure)
+                or (abs(net_after) > self._max_net and abs(net_after) > abs(net_exposure))
                 or (
                     self._ring_count == self._rate > 0
                     and ts_ns - self._ring[self._ring_head] < RATE_WINDOW_NS
                 )
             ):
                 breach = self._explain_breach(
-                    order, price, position, new_position, gross_exposure, gross_after
-                )
+                    order, price, position, new_position, gross_exposure, gross_after,
+                    net_exposure, net_after,
+                )  # fmt: skip
                 return self._reject(order, ts_ns, *breach)
         self.accepted += 1
         rate = self._rate
@@ -295,6 +314,8 @@ class RiskManager:
         new_position: float,
         gross: float,
         gross_after: float,
+        net: float = 0.0,
+        net_after: float = 0.0,
     ) -> tuple[str, str]:
         """Name the first limit an order breaches (the hot path only knows that one is)."""
         symbol, quantity = order.symbol, order.quantity
@@ -319,6 +340,11 @@ class RiskManager:
             return RiskCode.MAX_GROSS_EXPOSURE, (
                 f"gross exposure {_num(gross_after)} would exceed max_gross_exposure "
                 f"{_num(self._max_gross)} ({symbol})"
+            )
+        if self._max_net < abs(net_after) > abs(net):
+            return RiskCode.MAX_NET_EXPOSURE, (
+                f"net exposure {_num(net_after)} would exceed max_net_exposure "
+                f"{_num(self._max_net)} ({symbol})"
             )
         return RiskCode.ORDER_RATE, (
             f"{self._rate + 1} orders within 1 s would exceed max_orders_per_second "
@@ -370,6 +396,7 @@ class RiskManager:
         was_halted = self.mode is RiskMode.HALTED
         if math.isfinite(equity):
             self._observe_equity(equity)
+            self._observe_day(equity, ts_ns)
         if self.mode is RiskMode.HALTED and not was_halted:
             return tuple(flatten_orders(positions, ts_ns))
         return ()
@@ -384,6 +411,36 @@ class RiskManager:
             self._peak = equity
         elif peak > 0.0 and (peak - equity) / peak > self._max_drawdown:
             self._trip(peak, equity)
+
+    def _observe_day(self, equity: float, ts_ns: int) -> None:
+        day = ts_ns // DAY_NS
+        if day != self._day:
+            self._day, self._day_start = day, equity
+            return
+        start = self._day_start
+        loss = (start - equity) / start if start > 0.0 else 0.0
+        if loss > self._max_daily_loss and self.mode is not RiskMode.HALTED:
+            self.halt(f"daily loss {loss:.3f} exceeded max_daily_loss {_num(self._max_daily_loss)}")
+
+    def check_fill_price(self, order: Order, decided_at: float, price: float, ts_ns: int) -> bool:
+        """Whether ``order``, decided at price ``decided_at``, may fill at ``price``.
+
+        Outside ``price_band`` the fill is refused and recorded (``price_band``): the caller
+        cancels the order. Without a band, or without a decision price, every fill passes.
+        """
+        band = self.price_band
+        if band is None or not decided_at > 0.0:
+            return True
+        if decided_at * (1.0 - band) <= price <= decided_at * (1.0 + band):
+            return True
+        self._reject(
+            order,
+            ts_ns,
+            RiskCode.PRICE_BAND,
+            f"fill price {_num(price)} of {order.symbol} is beyond {band:.0%} of the decision "
+            f"price {_num(decided_at)}: order cancelled",
+        )
+        return False
 
     def _trip(self, peak: float, equity: float) -> None:
         # A peak at or below zero has no fractional drawdown, so callers only trip on peak > 0.

@@ -1,4 +1,14 @@
-"""Apply control-channel messages that change how the running set trades (strategy weights).
+"""The control channel: signed messages that steer a running core, and what they may do.
+
+Who may steer: only holders of the control key. Every message on ``<ns>:control`` is an
+envelope signed with HMAC-SHA256; the core verifies the signature, that it was issued within
+a window of its clock, and that its nonce was not seen before
+(:mod:`core.runtime.control_signing`). An unsigned, forged, stale or replayed message is a
+dead letter, never an action. What they may do (:class:`ControlInbox`): ``reload``
+(coalesced: one reload per tactical cycle however many ask), ``weights`` (bounded, below),
+``halt`` (stop new risk, optionally flatten) and ``resume``. At most
+:data:`MAX_MESSAGES_PER_CYCLE` are taken per cycle; every message, applied, refused or
+rejected, goes to the audit stream with its sender.
 
 A ``weights`` message comes from the adaptation flow::
 
@@ -14,12 +24,21 @@ target the changed weights touch and places the orders that move the positions t
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from core.engine.engine import TradingEngine
 from core.errors import ConfigError
+from core.runtime.control_signing import (
+    ControlCode,
+    ControlMessage,
+    ControlRejection,
+    ControlVerifier,
+)
+
+MAX_MESSAGES_PER_CYCLE = 64
 
 MAX_WEIGHTS = 1_000
 """Most strategies one message may name (a size limit on untrusted input)."""
@@ -31,7 +50,9 @@ class WeightLimits:
 
     min_weight: float = 0.0
     max_weight: float = 2.0
-    max_step: float | None = None
+    # One message cannot swing a book: a weight moves by at most half a unit (the adaptation
+    # flow's bounds move it 0.25 per run by default, and are configured no wider than this).
+    max_step: float | None = 0.5
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.min_weight) and math.isfinite(self.max_weight)):
@@ -127,3 +148,81 @@ def _check(name: str, weight: float, current: Mapping[str, float], limits: Weigh
             f"weight of {name!r} may move by at most {limits.max_step:g} per message, "
             f"was {current[name]:g} -> {weight:g}"
         )
+
+
+# --- the core's inbox ------------------------------------------------------------------------
+
+
+class ControlRecords(Protocol):
+    """Where the inbox records what it did (:class:`core.adapters.redis_store.RedisStore`)."""
+
+    def audit_control(self, record: dict[str, Any]) -> None: ...
+
+    def dead_letter(
+        self, source: str, reason: str, raw: bytes | str, *, key: str = "", code: str = ""
+    ) -> bool: ...
+
+
+class ControlInbox:
+    """Verify and apply the control messages a core receives (see the module docstring)."""
+
+    def __init__(
+        self,
+        verifier: ControlVerifier,
+        records: ControlRecords,
+        *,
+        core: str,
+        limits: WeightLimits | None = None,
+        wall_ns: Callable[[], int] = time.time_ns,
+    ) -> None:
+        self.verifier = verifier
+        self.records = records
+        self.core = core
+        self.limits = limits or WeightLimits()
+        self._wall_ns = wall_ns
+        self.rejected_by_code: dict[str, int] = {}
+
+    def handle(self, engine: TradingEngine, payloads: list[bytes]) -> tuple[bool, list[str]]:
+        """Act on ``payloads`` in order; return whether a reload is asked and what was done."""
+        reload, notes = False, []
+        for payload in payloads[:MAX_MESSAGES_PER_CYCLE]:
+            outcome = self.verifier.verify(payload)
+            if isinstance(outcome, ControlRejection):
+                code = str(outcome.code)
+                self.rejected_by_code[code] = self.rejected_by_code.get(code, 0) + 1
+                self.records.dead_letter("control", outcome.reason, payload, code=code)
+                note = f"rejected control message ({code}): {outcome.reason}"
+                self._audit(outcome.sender, "", note)
+                notes.append(note)
+                continue
+            action = outcome.body.get("action")
+            note, asks_reload = self._apply(engine, outcome)
+            reload |= asks_reload
+            self._audit(outcome.sender, str(action), note)
+            notes.append(note)
+        return reload, notes
+
+    def _apply(self, engine: TradingEngine, message: ControlMessage) -> tuple[str, bool]:
+        body = message.body
+        action = body.get("action")
+        if action == "reload":
+            return "reload requested", True
+        if action == "weights":
+            return apply_control(engine, body, self.limits), False
+        if action == "halt":
+            flatten = body.get("flatten") is True
+            why = str(body.get("reason") or "operator halt")[:200]
+            engine.halt(f"{why} (by {message.sender})", flatten=flatten)
+            return f"halted{' and flattened' if flatten else ''}: {why}", False
+        if action == "resume":
+            engine.resume()
+            return "resumed trading", False
+        code = str(ControlCode.UNKNOWN_ACTION)
+        self.rejected_by_code[code] = self.rejected_by_code.get(code, 0) + 1
+        return f"refused control message: unknown action {str(action)[:40]!r}", False
+
+    def _audit(self, sender: str, action: str, outcome: str) -> None:
+        self.records.audit_control(
+            {"core": self.core, "at_ns": self._wall_ns(), "sender": sender, "action": action,
+             "outcome": outcome}
+        )  # fmt: skip

@@ -129,7 +129,9 @@ class CoreSettings:
     fee_bps: float = 1.0
     notional: float = 10_000.0
     capital: float = 1_000_000.0
-    risk: RiskLimits = field(default_factory=RiskLimits)
+    # None: RiskLimits.conservative for this capital and notional. A core always has limits;
+    # only an explicit RiskLimits() (every limit off) removes them, and then it says so.
+    risk: RiskLimits | None = None
     # Taker orders on quote feeds fill at the first quote this long after the decision.
     taker_latency_ms: float = 5.0
     taker_fee_bps: dict[str, float] = field(default_factory=lambda: {"spot": 10.0, "usdm": 2.0})
@@ -143,6 +145,12 @@ class CoreSettings:
     shard: SymbolShard = field(default_factory=SymbolShard)
     # What the ingestion boundary lets through (ranges, time windows, price jumps).
     ingest: IngestLimits = field(default_factory=IngestLimits)
+
+    def risk_limits(self) -> RiskLimits:
+        """The limits this core applies (see ``risk``)."""
+        if self.risk is not None:
+            return self.risk
+        return RiskLimits.conservative(capital=self.capital, notional=self.notional)
 
 
 @dataclass
@@ -212,7 +220,7 @@ class CoreService:
             maker_fills=QuoteFillConfig(),
             initial_capital=self.settings.capital,
             sizing=PositionSizing(notional=self.settings.notional),
-            risk=RiskManager(self.settings.risk),
+            risk=RiskManager(self.settings.risk_limits()),
             sink=self.writer,
             state_store=states,
             batch_forms=self.settings.batch_forms,
@@ -419,6 +427,7 @@ class CoreService:
             "orders": result["risk"]["accepted"],
             "fills": result["fills"],
             "risk": result["risk"],
+            "risk_limits": engine.risk.limits.to_dict(),
             "fast_cycle": self.fast.summary(),
             "tactical_cycle": self.tactical.summary(),
             "tick_to_signal": self.tick_to_signal.summary(),
@@ -457,6 +466,8 @@ class CoreService:
             "shard": self.settings.shard.describe(),
             "equity": engine.portfolio.equity,
             "risk_mode": str(engine.risk.mode),
+            "halt_reason": engine.risk.halt_reason,
+            "risk_limits": engine.risk.limits.to_dict(),
             "redis": self.writer.stats(),
             "reloads": self.reloads,
             "online": engine.shadow.report() if engine.shadow is not None else None,

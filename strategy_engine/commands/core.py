@@ -42,6 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-mlflow", action="store_true", help="do not log a finished run to MLflow")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     _ingest_options(p)
+    _risk_options(p)
     p.set_defaults(handler=_core)
 
     p = sub.add_parser("replay", help="publish a shipped data set into its feed stream")
@@ -52,11 +53,91 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=_replay)
 
+    p = sub.add_parser("halt", help="stop the cores of a namespace from opening risk (signed)")
+    p.add_argument("--flatten", action="store_true", help="also close every position now")
+    p.add_argument("--reason", default="operator halt", help="recorded with the halt")
+    p.add_argument("--namespace", default="se")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=_halt)
+
+    p = sub.add_parser("resume", help="let the cores of a namespace trade again (signed)")
+    p.add_argument("--namespace", default="se")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=_resume)
+
     p = sub.add_parser("status", help="the running core's heartbeat, set, timing, positions")
     p.add_argument("--name", default="core-1")
     p.add_argument("--namespace", default="se")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=_status)
+
+
+# Risk flags: (option, RiskLimits field, type, help). Unset flags keep the risk file's value,
+# or the conservative default for the core's capital and notional.
+_RISK_FLAGS: tuple[tuple[str, str, type, str], ...] = (
+    ("--max-position", "max_position", float, "largest |position| per symbol, in units"),
+    ("--max-order-quantity", "max_order_quantity", float, "largest quantity of one order"),
+    ("--max-order-notional", "max_order_notional", float, "largest quantity x price of one order"),
+    ("--max-gross-exposure", "max_gross_exposure", float, "largest sum of |position| x price"),
+    ("--max-net-exposure", "max_net_exposure", float, "largest |sum of position x price|"),
+    ("--max-orders-per-second", "max_orders_per_second", int, "accepted orders per event second"),
+    ("--max-drawdown", "max_drawdown", float, "halt and flatten past this fall from the peak"),
+    ("--max-daily-loss", "max_daily_loss", float, "halt and flatten past this loss in a day"),
+    ("--price-band", "price_band", float, "fill only within this fraction of the decision price"),
+)
+MAX_RISK_FILE_BYTES = 64 * 1024
+
+
+def _risk_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group(
+        "risk (always on: conservative limits scaled to --capital and --notional by default)"
+    )
+    g.add_argument("--capital", type=float, default=1_000_000.0, help="account capital")
+    g.add_argument(
+        "--notional", type=float, default=10_000.0, help="money per +1 of a strategy's target"
+    )
+    g.add_argument("--fee-bps", type=float, default=1.0, help="fee per fill, bps of notional")
+    g.add_argument(
+        "--risk-file",
+        help="JSON object of risk limits (core.risk.RiskLimits fields; null turns one off)",
+    )
+    for option, _, kind, help_text in _RISK_FLAGS:
+        g.add_argument(option, type=kind, default=None, help=help_text)
+
+
+def risk_limits(args: argparse.Namespace) -> Any:
+    """The core's limits: conservative defaults, then the risk file, then the flags."""
+    from pathlib import Path
+
+    from core.codec import loads
+    from core.errors import MessageError
+    from core.risk import RiskLimits
+
+    for name in ("capital", "notional"):
+        value = getattr(args, name)
+        if not (value > 0 and value < float("inf")):
+            raise ConfigError(f"--{name} must be a positive number, was {value}")
+    limits = RiskLimits.conservative(capital=args.capital, notional=args.notional).to_dict()
+    if args.risk_file:
+        path = Path(args.risk_file)
+        if not path.is_file():
+            raise ConfigError(f"--risk-file {path}: not a regular file")
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_RISK_FILE_BYTES + 1)
+        if len(raw) > MAX_RISK_FILE_BYTES:
+            raise ConfigError(f"--risk-file {path}: larger than {MAX_RISK_FILE_BYTES} bytes")
+        try:
+            overrides = loads(raw)
+        except MessageError as exc:
+            raise ConfigError(f"--risk-file {path}: {exc}") from None
+        if not isinstance(overrides, dict):
+            raise ConfigError(f"--risk-file {path}: expected a JSON object of limits")
+        limits.update(overrides)
+    for _, name, _, _ in _RISK_FLAGS:
+        value = getattr(args, name)
+        if value is not None:
+            limits[name] = value
+    return RiskLimits.from_dict(limits)
 
 
 def _ingest_options(p: argparse.ArgumentParser) -> None:
@@ -142,6 +223,10 @@ def _core(args: argparse.Namespace) -> int:
         batch_forms=args.batch_forms,
         shard=SymbolShard.parse(args.symbols, args.shard),
         ingest=_ingest_limits(args),
+        capital=args.capital,
+        notional=args.notional,
+        fee_bps=args.fee_bps,
+        risk=risk_limits(args),
     )
     with redis_connection() as connection:
         if args.replay:
@@ -188,6 +273,29 @@ def _replay(args: argparse.Namespace) -> int:
     else:
         print(f"published {count} events of {args.dataset} to {result['feed']}")
     return 0
+
+
+def _halt(args: argparse.Namespace) -> int:
+    return _send(args, {"action": "halt", "flatten": args.flatten, "reason": args.reason})
+
+
+def _resume(args: argparse.Namespace) -> int:
+    return _send(args, {"action": "resume"})
+
+
+def _send(args: argparse.Namespace, message: dict[str, Any]) -> int:
+    """Publish a signed control message; the cores apply it and record it in their audit."""
+    from core.adapters.redis_store import RedisStore
+    from strategy_engine.core_process import redis_connection
+
+    with redis_connection() as connection:
+        received = RedisStore(connection.client, args.namespace).publish_control(message)
+    result = {"action": message["action"], "namespace": args.namespace, "cores": received}
+    if args.json:
+        print_json(result)
+    else:
+        print(f"{message['action']} sent to {received} core(s) of namespace {args.namespace}")
+    return 0 if received else 1
 
 
 def _status(args: argparse.Namespace) -> int:

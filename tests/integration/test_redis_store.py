@@ -16,6 +16,7 @@ from core.adapters.redis_server import RedisConnection, connect
 from core.adapters.redis_store import MAX_DEAD_LETTER_RAW, RedisStore
 from core.errors import AdapterError, ConfigError, DataError
 from core.model import Fill, Lineage, Order, Position, Side, Signal
+from core.runtime.control_signing import ControlMessage, ControlRejection, ControlVerifier
 
 pytestmark = pytest.mark.integration
 
@@ -251,20 +252,29 @@ def test_state_that_is_not_json_safe_is_refused_naming_its_key(redis_store: Redi
         redis_store.save_state("trend:SPY", {"when": object()})
 
 
-def test_a_control_message_reaches_a_subscriber_and_is_logged(
+def test_a_control_message_reaches_a_subscriber_signed_and_is_logged(
     redis_connection: RedisConnection, redis_store: RedisStore
 ) -> None:
+    key = bytes(range(32))
     pubsub = redis_connection.client.pubsub(ignore_subscribe_messages=True)
     pubsub.subscribe(redis_store.key("control"))
     try:
-        received = redis_store.publish_control({"action": "reload", "strategies": ["trend"]})
+        received = redis_store.publish_control(
+            {"action": "reload", "strategies": ["trend"]}, sender="ops", key=key
+        )
         message = _next_message(pubsub)
     finally:
         pubsub.close()
 
     assert received == 1
     assert message is not None
-    assert codec.loads(message["data"]) == {"action": "reload", "strategies": ["trend"]}
+    verified = ControlVerifier(key).verify(message["data"])
+    assert isinstance(verified, ControlMessage)
+    assert (verified.sender, verified.body) == (
+        "ops",
+        {"action": "reload", "strategies": ["trend"]},
+    )
+    assert isinstance(ControlVerifier(bytes(32)).verify(message["data"]), ControlRejection)
     assert redis_store.read_control_log() == [{"action": "reload", "strategies": ["trend"]}]
 
 
