@@ -12,6 +12,9 @@ from typing import Any, Protocol
 
 from core.model import Fill, Order, Position, Signal
 
+DEFAULT_CORE = "core-1"
+"""The name of a core nobody named; its ledger keeps the namespace's historical keys."""
+
 
 @dataclass(frozen=True)
 class StrategyDeployment:

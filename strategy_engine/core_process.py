@@ -9,7 +9,8 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, cast
 
 import redis
 
@@ -18,7 +19,8 @@ from core.adapters.market_streams import FeedPublisher, FeedReader, feed_key
 from core.adapters.redis_server import RedisConnection, connect, fail_fast_client
 from core.adapters.redis_store import RedisStore
 from core.data.feeds import replay_events
-from core.ports import StrategyDeployment, StrategySource
+from core.errors import ConfigError
+from core.ports import DEFAULT_CORE, StrategyDeployment, StrategySource
 from core.runtime.control import MAX_MESSAGES_PER_CYCLE, ControlInbox, WeightLimits
 from core.runtime.control_signing import ControlVerifier
 from core.runtime.ingest import IngestionBoundary
@@ -103,19 +105,22 @@ def run_core(
     namespace: str = DEFAULT_NAMESPACE,
     source: StrategySource,
     fresh: bool = False,
+    reset_live: bool = False,
     before_run: Callable[[CoreService], None] | None = None,
     metrics_port: int | None = None,
     log_to_mlflow: bool = False,
 ) -> dict[str, Any]:
     """Run one core until SIGTERM/SIGINT (or the end of its feeds); return its summary.
 
-    ``fresh`` forgets this core's checkpoint and consumer group first (a replay from scratch).
+    ``fresh`` forgets this core's checkpoint, ledger and consumer group and the namespace's
+    signals first (a replay from scratch); it refuses while a core of the namespace is alive,
+    unless ``reset_live``.
     """
     client = fail_fast_client(connection.url)
-    store = RedisStore(client, namespace=namespace)
-    group = f"core:{settings.name}"
+    store = RedisStore(client, namespace=namespace, core=settings.name)
+    persistence = check_persistence(client, allow_volatile=settings.allow_volatile_redis)
     if fresh:
-        _forget(client, store, namespace, settings.feeds, group)
+        forget(store, settings.feeds, reset_live=reset_live, marker=settings.checkpoint_marker)
     reader = feed_reader(client, store, settings)
     control = client.pubsub(ignore_subscribe_messages=True)
     control.subscribe(store.key("control"))
@@ -139,6 +144,8 @@ def run_core(
         metrics = serve_metrics(CoreMetrics(service), "127.0.0.1", metrics_port)
     if before_run is not None:
         before_run(service)
+    if persistence != "aof":
+        service.last_error = f"Redis persistence: {persistence} ({PERSISTENCE_RISK[persistence]})"
     try:
         with _stop_on_signals(service):
             summary = service.run()
@@ -146,9 +153,42 @@ def run_core(
         if metrics is not None:
             metrics.stop()
         control.close()
+    summary["redis_persistence"] = persistence
     if log_to_mlflow:
         summary["mlflow_run"] = _log_run(service, summary)
     return summary
+
+
+PERSISTENCE_RISK = {
+    "aof": "append-only file: at most about a second of writes lost if the machine fails",
+    "rdb": "snapshots only: minutes of orders and fills lost if Redis stops; turn on appendonly",
+    "none": "nothing persisted: everything lost if Redis stops",
+    "unknown": "CONFIG is not allowed here; make sure the server runs with appendonly yes",
+}
+
+
+def check_persistence(client: redis.Redis, *, allow_volatile: bool = False) -> str:
+    """How the Redis at ``client`` persists: ``aof``, ``rdb``, ``none`` or ``unknown``.
+
+    A server that persists nothing is refused unless ``allow_volatile`` (a throwaway test
+    server): a crash of it would lose every order and fill.
+    """
+    try:
+        appendonly = client.config_get("appendonly").get("appendonly", "no")
+        save = client.config_get("save").get("save", "")
+    except redis.ResponseError:  # CONFIG disabled or not allowed for this user
+        return "unknown"
+    if str(appendonly) == "yes":
+        return "aof"
+    if save:
+        return "rdb"
+    if not allow_volatile:
+        raise ConfigError(
+            "this Redis persists nothing (appendonly no, no save points): a crash of it loses "
+            "every order and fill. Start it with --appendonly yes, or pass "
+            "--allow-volatile-redis for a throwaway test server"
+        )
+    return "none"
 
 
 def _log_run(service: CoreService, summary: dict[str, Any]) -> str:
@@ -209,15 +249,65 @@ def _handle_control(pubsub: Any, inbox: ControlInbox, service: CoreService) -> b
     return reload
 
 
-def _forget(
-    client: redis.Redis, store: RedisStore, namespace: str, feeds: tuple[str, ...], group: str
+LIVE_HEARTBEAT_S = 15.0
+"""A core whose last status is younger than this, and not stopped, is alive."""
+
+
+def live_cores(store: RedisStore) -> list[str]:
+    """The cores of ``store``'s namespace that are running now (by their heartbeat)."""
+    now = time.time_ns()
+    alive = []
+    fields = store.client.hkeys(store.key("reports"))
+    for field in cast(list[bytes], fields):
+        name = field.decode(errors="replace")
+        if not name.startswith("status:"):
+            continue
+        status = store.load_report(name) or {}
+        heartbeat = status.get("heartbeat_ns")
+        fresh = isinstance(heartbeat, int) and now - heartbeat < LIVE_HEARTBEAT_S * 1e9
+        if fresh and status.get("state") != "stopped":
+            alive.append(name.removeprefix("status:"))
+    return sorted(alive)
+
+
+def forget(
+    store: RedisStore,
+    feeds: tuple[str, ...],
+    *,
+    reset_live: bool = False,
+    marker: Path | None = None,
 ) -> None:
+    """Reset what a replay from scratch rewrites: this core's consumer groups, checkpoint and
+    ledger, and the namespace's signals. Never another core's ledger or checkpoint; and not at
+    all while a core of the namespace runs, unless ``reset_live``."""
+    alive = live_cores(store)
+    if alive and not reset_live:
+        raise ConfigError(
+            f"namespace '{store.namespace}' has running core(s) {', '.join(alive)}: a replay "
+            "there would reset what they read and write; use another --namespace (replays use "
+            "'replay' by default), stop them, or pass --reset"
+        )
+    client, core = store.client, store.core
     for feed in feeds:
         with contextlib.suppress(redis.ResponseError):  # no such stream or group yet
-            client.xgroup_destroy(feed_key(namespace, feed), group)
-    for key in ("state", "signals", "signals:ids", "signals:latest", "orders", "orders:ids",
-                "fills", "fills:ids", "positions"):  # fmt: skip
-        client.delete(store.key(key))
+            client.xgroup_destroy(feed_key(store.namespace, feed), f"core:{core}")
+    mine = [
+        field
+        for field in cast(list[bytes], client.hkeys(store.key("state")))
+        if field.startswith(f"{core}/".encode())
+        or (core == DEFAULT_CORE and b"/" not in field)  # the default core's older bare keys
+    ]
+    if mine:
+        client.hdel(store.key("state"), *mine)
+    shared = ("signals", "signals:ids", "signals:ids:previous", "signals:latest")
+    client.delete(*store.ledger_keys(), *(store.key(k) for k in shared))
+    if marker is not None:
+        marker.unlink(missing_ok=True)
+
+
+def checkpoint_marker(namespace: str, core: str) -> Path:
+    """Where a core started from the command line marks that it has checkpointed."""
+    return VAR_DIR / "cores" / namespace / f"{core}.json"
 
 
 @contextmanager

@@ -13,12 +13,12 @@ import math
 import re
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from core.runtime.ingest import RejectCode
+from strategy_engine.http_guard import GuardedHandler, GuardedHTTPServer, HttpGuard
 
 if TYPE_CHECKING:
     from core.runtime.service import CoreService
@@ -342,54 +342,61 @@ def _is_number(value: Any) -> bool:
 
 
 # --- serving -----------------------------------------------------------------------------------
+# A stdlib server, because no ASGI server is the project's HTTP layer yet (the HTTP API work
+# replaces it); strategy_engine.http_guard bounds its time, input and threads, keeps it on
+# loopback and refuses requests for other hosts, as it does for the dashboard's server.
 
 _METRIC_PATH = re.compile(r"^/metrics/?(\?.*)?$")
+_TEXT = "text/plain; charset=utf-8"
 
 
-class MetricsServer(ThreadingHTTPServer):
-    """An HTTP server answering ``GET /metrics``; :attr:`url` says where."""
+class MetricsServer(GuardedHTTPServer):
+    """An HTTP server answering ``GET /metrics``; :attr:`url` says where.
 
-    daemon_threads = True
+    Parameters
+    ----------
+    address : tuple of (str, int)
+        Where to listen: loopback (another address needs ``guard.token``).
+    get_summary : callable
+        Returns the summary rendered on each scrape.
+    guard : HttpGuard or None
+        Timeouts and bounds; the defaults when None.
+    """
 
-    def __init__(self, address: tuple[str, int], get_summary: Callable[[], Mapping[str, Any]]):
+    def __init__(
+        self,
+        address: tuple[str, int],
+        get_summary: Callable[[], Mapping[str, Any]],
+        guard: HttpGuard | None = None,
+    ) -> None:
         self.get_summary = get_summary
-        super().__init__(address, _MetricsHandler)
+        super().__init__(address, _MetricsHandler, guard)
 
     @property
     def url(self) -> str:
-        host, port = self.server_address[:2]
-        return f"http://{host!s}:{port}/metrics"
-
-    def stop(self) -> None:
-        """Stop serving and close the socket."""
-        self.shutdown()
-        self.server_close()
+        return f"{self.base_url}/metrics"
 
 
-class _MetricsHandler(BaseHTTPRequestHandler):
+class _MetricsHandler(GuardedHandler):
     server: MetricsServer
 
     def do_GET(self) -> None:
         if not _METRIC_PATH.match(self.path):
-            self.send_error(404, "only /metrics is served here")
+            self.respond(404, b"only /metrics is served here\n", _TEXT)
             return
         try:
             body = render_metrics(self.server.get_summary()).encode()
         except Exception as exc:  # a scrape must answer, never take the server down
-            self.send_error(500, f"metrics unavailable: {type(exc).__name__}")
+            self.respond(500, f"metrics unavailable: {type(exc).__name__}\n".encode(), _TEXT)
             return
-        self.send_response(200)
-        self.send_header("Content-Type", CONTENT_TYPE)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass  # one line per scrape would drown the core's log
+        self.respond(200, body, CONTENT_TYPE)
 
 
 def serve_metrics(
-    get_summary: Callable[[], Mapping[str, Any]], host: str = "127.0.0.1", port: int = 9108
+    get_summary: Callable[[], Mapping[str, Any]],
+    host: str = "127.0.0.1",
+    port: int = 9108,
+    guard: HttpGuard | None = None,
 ) -> MetricsServer:
     """Serve ``/metrics`` rendered from ``get_summary()`` on ``host:port`` in a daemon thread.
 
@@ -399,13 +406,16 @@ def serve_metrics(
         Called on every scrape, on the server's thread (e.g. a :class:`CoreMetrics`).
     host, port : str, int
         Where to listen; loopback by default, port 0 picks a free port.
+    guard : HttpGuard or None
+        Timeouts, bounds and allowed host names (:mod:`strategy_engine.http_guard`); the
+        defaults when None.
 
     Returns
     -------
     MetricsServer
         Already serving; call ``stop()`` to shut it down.
     """
-    server = MetricsServer((host, port), get_summary)
+    server = MetricsServer((host, port), get_summary, guard)
     thread = threading.Thread(target=server.serve_forever, name="metrics", daemon=True)
     thread.start()
     return server

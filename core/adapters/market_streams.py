@@ -180,13 +180,39 @@ class FeedReader:
         """
         self._covered = {key: _entry_id(value) for key, value in cursor.items() if key in self.keys}
 
-    def ensure_groups(self) -> None:
+    def ensure_groups(self, start_at: dict[str, str] | None = None, default: str = "0") -> set[str]:
+        """Create this core's missing consumer groups; return the stream keys that had none.
+
+        A missing group starts at ``start_at[key]`` (the checkpoint's last entry, so nothing
+        is read twice), else at ``default`` (the stream's start).
+        """
+        created = set()
         for key in self.keys:
+            position = (start_at or {}).get(key, default)
             try:
-                self.client.xgroup_create(key, self.group, id="0", mkstream=True)
+                self.client.xgroup_create(key, self.group, id=position, mkstream=True)
+                created.add(key)
             except redis.ResponseError as exc:
                 if "BUSYGROUP" not in str(exc):
                     raise
+        return created
+
+    def progress(self) -> dict[str, str]:
+        """The last entry id this core's group was given, per stream key that has the group."""
+        found = {}
+        for key in self.keys:
+            try:
+                groups = cast(list[dict[str, Any]], self.client.xinfo_groups(key))
+            except redis.ResponseError:  # no such stream
+                continue
+            mine = next((g for g in groups if _text(g.get("name")) == self.group), None)
+            if mine is not None:
+                found[key] = _text(mine.get("last-delivered-id"))
+        return found
+
+    def move_group(self, key: str, position: str) -> None:
+        """Point this core's group on ``key`` at ``position`` (an entry id, ``0`` or ``$``)."""
+        self.client.xgroup_setid(key, self.group, id=position)
 
     def ended_feeds(self) -> set[str]:
         """Feeds whose last entry is an end marker this group has already been given.
@@ -255,9 +281,9 @@ class FeedReader:
         except redis.ResponseError as exc:
             if "NOGROUP" not in str(exc):
                 raise
-        # Redis came back without its data (no persistence): the group is gone. Make it
-        # again; the feed's surviving entries are read from the start of the new stream.
-        self.ensure_groups()
+        # Redis came back without its data (or someone deleted the group): make it again
+        # after the last entry this core was given, never from the start of the feed.
+        self.ensure_groups(dict(self._delivered))
         return self._xreadgroup(streams, count, block_ms)
 
     def _xreadgroup(

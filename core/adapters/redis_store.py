@@ -23,6 +23,7 @@ from core.adapters.control_key import control_key
 from core.codec import MAX_MESSAGE_BYTES
 from core.errors import ConfigError, DataError, MessageError
 from core.model import Fill, Order, Position, Signal
+from core.ports import DEFAULT_CORE
 from core.runtime.control_signing import sign_control
 
 if TYPE_CHECKING:
@@ -36,18 +37,42 @@ MAX_DEAD_LETTER_RAW = 4096
 MAX_STREAM_LEN = 1_000_000
 """Approximate cap of the signal, dead-letter and control-log streams; orders and fills are kept."""
 
-# Adds an entry to a stream only if its id was never seen, atomically, so a retried write
-# (after a crash or a timeout whose reply was lost) never stores an order or fill twice.
-# KEYS: ids set, stream. ARGV: id, max stream length ('' for none), field, value, ...
+ID_GENERATION = 100_000
+"""Ids remembered per generation of an id set; two generations are kept (see _ADD_ONCE)."""
+
+# Adds an entry to a stream only if its id was not seen recently, atomically, so a retried
+# write (after a crash or a timeout whose reply was lost) never stores an order or fill twice.
+# Ids are unique by construction (a sequence), so a repeat can only be work redone since the
+# last checkpoint: the ids of the last one to two generations are enough, and the sets stay
+# bounded (the current set becomes the previous one once it holds a generation). The entry is
+# written before its id is remembered: a script that fails (WRONGTYPE, OOM) changes nothing,
+# so its retry writes the entry (remembering first lost it: a Lua error does not roll back).
+# KEYS: current ids, previous ids, stream. ARGV: id, max stream length ('' for none),
+# generation size, field, value, ...
 _ADD_ONCE = """
-if redis.call('SADD', KEYS[1], ARGV[1]) == 0 then return 0 end
+if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 1 then return 0 end
+if redis.call('SISMEMBER', KEYS[2], ARGV[1]) == 1 then return 0 end
 if ARGV[2] == '' then
-  redis.call('XADD', KEYS[2], '*', unpack(ARGV, 3))
+  redis.call('XADD', KEYS[3], '*', unpack(ARGV, 4))
 else
-  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', unpack(ARGV, 3))
+  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[2], '*', unpack(ARGV, 4))
+end
+redis.call('SADD', KEYS[1], ARGV[1])
+if redis.call('SCARD', KEYS[1]) >= tonumber(ARGV[3]) then
+  redis.call('RENAME', KEYS[1], KEYS[2])
 end
 return 1
 """
+
+
+LEDGER = frozenset({"orders", "fills", "positions"})
+"""What each core keeps of its own (see :class:`RedisStore`)."""
+
+
+def ledger_key(namespace: str, core: str, name: str) -> str:
+    """The key of ``name`` (``orders``, ``fills``, ``positions``, or their id sets) of ``core``."""
+    own = "" if core == DEFAULT_CORE else f"ledger:{core}:"
+    return f"{namespace}:{own}{name}"
 
 
 class RedisStore:
@@ -59,19 +84,43 @@ class RedisStore:
         A client with ``decode_responses=False`` (see :func:`core.adapters.redis_server.connect`).
     namespace : str
         Prefix of every key, e.g. ``"se"`` gives ``se:signals``.
+    core : str
+        Whose ledger (orders, fills, positions) this store reads and writes. Each core owns
+        its ledger, so cores that split a universe never rebuild from each other's fills: the
+        default core keeps the namespace's historical keys (``se:orders``, ``se:fills``,
+        ``se:positions``), any other core ``se:ledger:<core>:orders`` and so on. Signals,
+        state, context, control and dead letters are the namespace's.
     """
 
-    def __init__(self, client: redis.Redis, namespace: str = "se") -> None:
+    def __init__(
+        self, client: redis.Redis, namespace: str = "se", core: str = DEFAULT_CORE
+    ) -> None:
         if not namespace or any(c.isspace() for c in namespace):
             raise ConfigError(f"namespace must be non-empty without spaces, was {namespace!r}")
+        if not core or any(c.isspace() or c in ":*?[]" for c in core):
+            raise ConfigError(
+                f"core name must be non-empty without spaces or ':*?[]', was {core!r}"
+            )
         self.client = client
         self.namespace = namespace
+        self.core = core
         self._add_once = client.register_script(_ADD_ONCE)
         self._sha: str | None = None
 
     def key(self, name: str) -> str:
         """Return the full key of ``name`` in this namespace."""
         return f"{self.namespace}:{name}"
+
+    def ledger_key(self, name: str) -> str:
+        """The full key of ``orders``, ``fills`` or ``positions`` (or their id sets) of this
+        store's core."""
+        return ledger_key(self.namespace, self.core, name)
+
+    def ledger_keys(self) -> list[str]:
+        """Every key of this core's ledger."""
+        names = ("orders", "fills", "positions", "orders:ids", "fills:ids", "orders:ids:previous",
+                 "fills:ids:previous")  # fmt: skip
+        return [self.ledger_key(n) for n in names]
 
     def clear(self) -> int:
         """Delete every key of this namespace (and only those); return how many were deleted."""
@@ -92,11 +141,11 @@ class RedisStore:
             _latest_field(s.strategy, s.symbol): e
             for s, (_, e) in zip(signals, encoded, strict=True)
         }
-        keys = [self.key("signals:ids"), self.key("signals")]
+        keys = [self.key("signals:ids"), self.key("signals:ids:previous"), self.key("signals")]
 
         def queue(pipe: Any, sha: str) -> None:
             for item_id, payload in encoded:
-                pipe.evalsha(sha, 2, *keys, item_id, MAX_STREAM_LEN, "msg", payload)
+                pipe.evalsha(sha, 3, *keys, item_id, MAX_STREAM_LEN, ID_GENERATION, "msg", payload)
             pipe.hset(self.key("signals:latest"), mapping=latest)
 
         self._run_with_script(queue)
@@ -116,25 +165,29 @@ class RedisStore:
         return self._add_once_each("orders", [(o.order_id, codec.encode(o)) for o in orders])
 
     def read_orders(self) -> list[Order]:
-        """Return the recorded orders, oldest first."""
-        return self._read_stream("orders", Order)
+        """Return the recorded orders of this store's core, oldest first."""
+        return self._read_stream("orders", Order, ledger=True)
 
     def record_fills(self, fills: Sequence[Fill]) -> int:
         """Append fills not recorded before (by ``fill_id``); return how many were new."""
         return self._add_once_each("fills", [(f.fill_id, codec.encode(f)) for f in fills])
 
     def read_fills(self) -> list[Fill]:
-        """Return the recorded fills, oldest first, each once."""
-        return self._read_stream("fills", Fill)
+        """Return the recorded fills of this store's core, oldest first, each once."""
+        return self._read_stream("fills", Fill, ledger=True)
 
     def _add_once_each(self, stream: str, items: list[tuple[str, bytes]]) -> int:
         if not items:
             return 0
-        keys = [self.key(f"{stream}:ids"), self.key(stream)]
+        keys = [
+            self.ledger_key(f"{stream}:ids"),
+            self.ledger_key(f"{stream}:ids:previous"),
+            self.ledger_key(stream),
+        ]
 
         def queue(pipe: Any, sha: str) -> None:
             for item_id, payload in items:
-                pipe.evalsha(sha, 2, *keys, item_id, "", "msg", payload)
+                pipe.evalsha(sha, 3, *keys, item_id, "", ID_GENERATION, "msg", payload)
 
         return sum(self._run_with_script(queue))
 
@@ -164,11 +217,11 @@ class RedisStore:
         """Store each position under its symbol, replacing the previous one."""
         if positions:
             mapping = {p.symbol: codec.encode(p) for p in positions}
-            self.client.hset(self.key("positions"), mapping=mapping)  # type: ignore[arg-type]
+            self.client.hset(self.ledger_key("positions"), mapping=mapping)  # type: ignore[arg-type]
 
     def load_positions(self) -> dict[str, Position]:
         """Return the stored positions by symbol."""
-        raw: dict[bytes, bytes] = self.client.hgetall(self.key("positions"))  # type: ignore[assignment]
+        raw: dict[bytes, bytes] = self.client.hgetall(self.ledger_key("positions"))  # type: ignore[assignment]
         positions = {}
         for field, payload in raw.items():
             position = self._decode(f"positions[{field.decode()}]", payload, Position)
@@ -317,8 +370,11 @@ class RedisStore:
             )
             return True
         flat: list[str | bytes] = [part for pair in fields.items() for part in pair]
-        keys = [self.key("deadletter:ids"), self.key("deadletter")]
-        return bool(self._add_once(keys=keys, args=[key, MAX_STREAM_LEN, *flat]))
+        keys = [
+            self.key("deadletter:ids"), self.key("deadletter:ids:previous"), self.key("deadletter")
+        ]  # fmt: skip
+        args = [key, MAX_STREAM_LEN, ID_GENERATION, *flat]
+        return bool(self._add_once(keys=keys, args=args))
 
     def reject_entries(self, group: str, entries: Sequence[RejectedEntry]) -> None:
         """Dead-letter feed entries and acknowledge them for ``group``, in one transaction.
@@ -378,25 +434,30 @@ class RedisStore:
     # --- reports ---------------------------------------------------------------------------
 
     def stream_lengths(self) -> dict[str, int]:
-        """Return the number of entries in each stream of this namespace."""
+        """Return the number of entries in each stream of this namespace (orders and fills:
+        this store's core's)."""
         names = ("signals", "orders", "fills", "deadletter", "control:log")
         with self.client.pipeline(transaction=False) as pipe:
             for name in names:
-                pipe.xlen(self.key(name))
+                pipe.xlen(self.ledger_key(name) if name in ("orders", "fills") else self.key(name))
             return dict(zip(names, pipe.execute(), strict=True))
 
     # --- reading ---------------------------------------------------------------------------
 
-    def _entries(self, stream: str, count: int | None = None) -> list[_Entry]:
+    def _entries(
+        self, stream: str, count: int | None = None, *, ledger: bool = False
+    ) -> list[_Entry]:
         """Return a stream's entries oldest first; with ``count``, only the most recent."""
-        key = self.key(stream)
+        key = self.ledger_key(stream) if ledger else self.key(stream)
         if count is None:
             return cast(list[_Entry], self.client.xrange(key))
         return cast(list[_Entry], self.client.xrevrange(key, count=count))[::-1]
 
-    def _read_stream(self, stream: str, kind: type[M], count: int | None = None) -> list[M]:
+    def _read_stream(
+        self, stream: str, kind: type[M], count: int | None = None, *, ledger: bool = False
+    ) -> list[M]:
         messages = []
-        for entry_id, fields in self._entries(stream, count):
+        for entry_id, fields in self._entries(stream, count, ledger=ledger):
             message = self._decode(f"{stream}#{entry_id.decode()}", fields.get(b"msg"), kind)
             if message is not None:
                 messages.append(message)

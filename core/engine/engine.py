@@ -313,7 +313,7 @@ class TradingEngine:
             "composer": self.composer.to_state(),
             "risk": self.risk.to_state(),
             "pending": self.broker.pending_state(),
-            "order_ids": self.broker.issued_state(),
+            "order_sequence": self.broker.sequence,
             "makers": self.makers.inventories() if self.makers is not None else {},
         }
 
@@ -329,7 +329,8 @@ class TradingEngine:
         self.composer.restore(snapshot["composer"])
         self.risk.restore(snapshot["risk"])
         self.broker.restore_pending_state(snapshot["pending"])
-        self.broker.restore_issued_state(snapshot.get("order_ids", {}))  # older: none kept
+        # Older snapshots kept per-symbol ids of another form, which these never repeat.
+        self.broker.sequence = int(snapshot.get("order_sequence", 0))
         if self.makers is not None:
             self.makers.restore_inventories(snapshot.get("makers", {}))
         for fill in fills[: snapshot["fills_applied"]]:

@@ -8,10 +8,11 @@ Quotes (taker): an order fills against the first quote of its symbol received at
 size (the rest waits for later quotes), paying the venue's taker fee. An order names a venue by
 a qualified symbol ``"BTCUSDT:spot"``; a plain ``"BTCUSDT"`` takes the first venue that quotes.
 
-A new decision for a symbol replaces whatever of its previous order is unfilled. Order ids
-derive from the symbol and the deciding event's timestamp, fill ids from the order id and the
-fill's sequence number (``<order_id>-1``, ``-2``, ...), so a replayed decision produces the
-same ids and a store that dedupes by id never fills twice.
+A new decision for a symbol replaces whatever of its previous order is unfilled. Order ids are
+unique by construction: ``<symbol>-<decision time>-<n>`` where ``n`` is the broker's own order
+sequence (checkpointed), and fill ids ``<order_id>-1``, ``-2``, ...; so a decision redone after
+a restart from a checkpoint produces the same ids, and a store that dedupes by id never fills
+twice, while two different orders can never share an id.
 """
 
 from __future__ import annotations
@@ -128,10 +129,8 @@ class PaperBroker:
         self._pending: dict[str, _Working] = {}
         # The risk manager's price band: a fill it refuses cancels the rest of the order.
         self.fill_guard: FillGuard | None = None
-        # Per symbol, the time of its last order id and how many ids that time has had: a
-        # second order at the same time (two strategies, or a new weight, on one bar) gets
-        # its own id, so the store, which writes each id once, records both.
-        self._issued: dict[str, tuple[int, int]] = {}
+        # Orders issued so far: the last part of every order id.
+        self.sequence = 0
 
     def submit(
         self,
@@ -146,11 +145,9 @@ class PaperBroker:
         self._pending.pop(symbol, None)
         if quantity_delta == 0.0:
             return None
-        last = self._issued.get(symbol)
-        revision = last[1] + 1 if last is not None and last[0] == ts_event else 0
-        self._issued[symbol] = (ts_event, revision)
+        self.sequence += 1
         order = Order(
-            order_id=f"{symbol}-{ts_event}" + (f"-r{revision}" if revision else ""),
+            order_id=f"{symbol}-{ts_event}-{self.sequence}",
             symbol=symbol,
             side=Side.BUY if quantity_delta > 0 else Side.SELL,
             quantity=abs(quantity_delta),
@@ -226,13 +223,6 @@ class PaperBroker:
             }
             for w in self._pending.values()
         ]
-
-    def issued_state(self) -> dict[str, list[int]]:
-        """JSON-safe record of the last order id per symbol (see ``_issued``)."""
-        return {symbol: [ts, revision] for symbol, (ts, revision) in self._issued.items()}
-
-    def restore_issued_state(self, state: dict[str, list[int]]) -> None:
-        self._issued = {symbol: (int(ts), int(rev)) for symbol, (ts, rev) in state.items()}
 
     def restore_pending_state(self, state: list[dict[str, Any]]) -> None:
         """Re-queue from :meth:`pending_state` (or from plain orders, as older snapshots hold)."""

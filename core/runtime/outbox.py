@@ -3,8 +3,14 @@
 Batches are kept in order and retried on every drain; ids make a retried batch harmless (the
 store writes each signal, order and fill once). State and positions are last-write-wins, so
 only the newest of each is kept, and they are written after the batches queued before them,
-so a checkpoint never claims fills Redis does not have yet. Past ``max_items`` buffered items
-the oldest batch is dropped and counted: the bound is the price of never blocking the core.
+so a checkpoint never claims fills Redis does not have yet. Nothing is ever dropped: past
+``max_items`` buffered items the writer is :attr:`~BufferedWriter.saturated`, and the core
+stops reading input until Redis takes the backlog (backpressure). Its input stays in Redis,
+unacknowledged, meanwhile.
+
+An order or fill the store refuses as already written is counted (``duplicates``): after a
+restart that redoes work since the last checkpoint this is expected; on a run without one it
+would be a bug, and the tests hold it to zero.
 """
 
 from __future__ import annotations
@@ -38,23 +44,29 @@ class BufferedWriter:
         self._monotonic = monotonic
         self._next_attempt = 0.0
         self._transient = transient
-        self._batches: deque[tuple[Callable[[Sequence[Any]], object], list[Any]]] = deque()
+        # (write, items, counts): counted writes return how many items were new.
+        self._batches: deque[tuple[Callable[[Sequence[Any]], object], list[Any], bool]] = deque()
         self._states: dict[str, dict[str, Any]] = {}
         self._positions: list[Position] | None = None
         self.buffered_items = 0
-        self.dropped = 0
+        self.duplicates = 0
         self.reconnects = 0
         self.connected = True
         self.last_error = ""
 
     def publish_signals(self, signals: Sequence[Signal]) -> None:
-        self._submit(self.store.publish_signals, signals)
+        self._submit(self.store.publish_signals, signals, counted=False)
 
     def record_orders(self, orders: Sequence[Order]) -> int:
-        return self._submit(self.store.record_orders, orders)
+        return self._submit(self.store.record_orders, orders, counted=True)
 
     def record_fills(self, fills: Sequence[Fill]) -> int:
-        return self._submit(self.store.record_fills, fills)
+        return self._submit(self.store.record_fills, fills, counted=True)
+
+    @property
+    def saturated(self) -> bool:
+        """Whether the buffer holds its bound: the core must stop taking input."""
+        return self.buffered_items >= self.max_items
 
     def save_positions(self, positions: Sequence[Position]) -> None:
         self._positions = list(positions)
@@ -77,10 +89,12 @@ class BufferedWriter:
             return False
         try:
             while self._batches:
-                write, items = self._batches[0]
-                write(items)
+                write, items, counted = self._batches[0]
+                written = write(items)
                 self._batches.popleft()
                 self.buffered_items -= len(items)
+                if counted and isinstance(written, int):
+                    self.duplicates += len(items) - written
             if self._positions is not None:
                 self.store.save_positions(self._positions)
                 self._positions = None
@@ -102,19 +116,19 @@ class BufferedWriter:
             "connected": self.connected,
             "buffered": self.buffered_items,
             "buffer_bound": self.max_items,
-            "dropped": self.dropped,
+            "dropped": 0,  # kept for readers of this field: nothing is dropped any more
+            "duplicates": self.duplicates,
+            "saturated": self.saturated,
             "reconnects": self.reconnects,
             "last_error": self.last_error,
         }
 
-    def _submit(self, write: Callable[[Sequence[Any]], object], items: Sequence[Any]) -> int:
+    def _submit(
+        self, write: Callable[[Sequence[Any]], object], items: Sequence[Any], *, counted: bool
+    ) -> int:
         if not items:
             return 0
-        self._batches.append((write, list(items)))
+        self._batches.append((write, list(items), counted))
         self.buffered_items += len(items)
-        while self.buffered_items > self.max_items and len(self._batches) > 1:
-            _, oldest = self._batches.popleft()
-            self.buffered_items -= len(oldest)
-            self.dropped += len(oldest)
         self.drain()
         return len(items)

@@ -18,17 +18,20 @@ ids, which the store writes once.
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 from core.engine.applicator import StrategyApplicator
 from core.engine.engine import ENGINE_STATE_KEY, PositionSizing, TradingEngine
 from core.engine.execution import BarFillModel, TakerFillModel
 from core.engine.quote_fills import QuoteFillConfig
+from core.errors import ConfigError
 from core.online import OnlineGenerator, variant_configs
-from core.ports import StrategyDeployment, StrategySource
+from core.ports import DEFAULT_CORE, StrategyDeployment, StrategySource
 from core.risk import RiskLimits, RiskManager
 from core.runtime.ingest import IngestionBoundary, IngestLimits
 from core.runtime.outbox import BufferedWriter
@@ -40,7 +43,13 @@ from core.strategies.batch import BatchMode
 class Feed(Protocol):
     """What the core reads market data from (:class:`core.adapters.market_streams.FeedReader`)."""
 
-    def ensure_groups(self) -> None: ...
+    def ensure_groups(
+        self, start_at: dict[str, str] | None = None, default: str = "0"
+    ) -> set[str]: ...
+
+    def progress(self) -> dict[str, str]: ...
+
+    def move_group(self, key: str, position: str) -> None: ...
 
     def read(self, count: int, block_ms: int) -> Any: ...
 
@@ -64,7 +73,6 @@ class Board(Protocol):
 
 CURSOR_FIELD = "feed_cursor"
 INGEST_FIELD = "ingest"
-DEFAULT_CORE = "core-1"
 
 
 def state_key(core: str, key: str) -> str:
@@ -145,6 +153,14 @@ class CoreSettings:
     shard: SymbolShard = field(default_factory=SymbolShard)
     # What the ingestion boundary lets through (ranges, time windows, price jumps).
     ingest: IngestLimits = field(default_factory=IngestLimits)
+    # Where a core without a checkpoint whose group has read its feeds goes on from:
+    # "" (refuse), "start", "end" or a stream entry id. Ignored when a checkpoint exists.
+    resume_from: str = ""
+    # A local file written after every checkpoint: it outlives a Redis that lost its data, so
+    # a restarted core can tell "never checkpointed" from "checkpoint gone". None: no marker.
+    checkpoint_marker: Path | None = None
+    # A Redis that persists nothing loses orders and fills when it stops: refused unless this.
+    allow_volatile_redis: bool = False
 
     def risk_limits(self) -> RiskLimits:
         """The limits this core applies (see ``risk``)."""
@@ -193,8 +209,11 @@ class CoreService:
         self.skipped = 0  # entries of other cores' symbols
         self.reloads = 0
         self.read_errors = 0
+        self.backpressure_cycles = 0  # fast cycles that took no input: the writer was full
         self.last_error = ""
         self.restored = False
+        self.stopped = False
+        self._marked = False
         self._unacked: list[Any] = []
         self._cursor: dict[str, str] = {}  # last entry id processed, per stream key
         self._ended: set[str] = set()
@@ -227,10 +246,10 @@ class CoreService:
             shadow=self._shadow_for(deployments),
         )
         self.restored = self.engine.restore(states, self.board.read_fills())
-        self.feed.ensure_groups()
+        snapshot = (states.load_state(ENGINE_STATE_KEY) or {}) if self.restored else {}
+        self._join_feeds(snapshot.get(CURSOR_FIELD) or {})
         if self.restored:
             # Entries checkpointed but not acknowledged before a crash come back: skip them.
-            snapshot = states.load_state(ENGINE_STATE_KEY) or {}
             self._cursor.update(snapshot.get(CURSOR_FIELD, {}))
             self.feed.resume_after(dict(self._cursor))
             problem = self.feed.boundary.restore(snapshot.get(INGEST_FIELD) or {})
@@ -247,6 +266,40 @@ class CoreService:
     def rejected(self) -> int:
         """Entries the ingestion boundary dead-lettered since this process started."""
         return sum(self.rejected_by_reason.values())
+
+    def _join_feeds(self, cursor: dict[str, str]) -> None:
+        """Join the feeds' consumer groups, and never silently read a feed again from its start.
+
+        With a checkpoint, a group Redis lost is made again after the checkpoint's last entry.
+        Without one, while the local marker says this core checkpointed before, Redis lost the
+        checkpoint (or someone deleted it): refuse, unless the operator says where to go on
+        from (``resume_from``).
+        """
+        progress = self.feed.progress()
+        if self.restored:
+            lost = self.feed.ensure_groups(cursor) & set(cursor)
+            if lost:
+                self.last_error = (
+                    f"consumer group was gone on {', '.join(sorted(lost))}; "
+                    "made again after the checkpoint's last entry"
+                )
+            return
+        start = self.settings.resume_from
+        if start:
+            position = {"start": "0", "end": "$"}.get(start, start)
+            self.feed.ensure_groups(default=position)
+            for key in progress:
+                self.feed.move_group(key, position)
+            return
+        marker = self.settings.checkpoint_marker
+        if marker is not None and marker.exists():
+            raise ConfigError(
+                f"core '{self.settings.name}' checkpointed before ({marker} says so) but Redis "
+                "holds no checkpoint and its consumer group would read the feeds again from "
+                "the start: the checkpoint is gone. Restart with --resume-from start (read the "
+                "feeds again), --resume-from end (only new entries) or --resume-from ID"
+            )
+        self.feed.ensure_groups()
 
     def request_stop(self) -> None:
         """Finish the current cycle, checkpoint, and return from :meth:`run` (signal-safe)."""
@@ -293,6 +346,7 @@ class CoreService:
                 next_tactical = time.monotonic() + self.settings.tactical_cycle_s
             if self._finished(got):
                 break
+        self.stopped = True  # the last status says so: a replay may then reset this namespace
         self._tactical_cycle()
         return self.summary()
 
@@ -301,6 +355,12 @@ class CoreService:
     def _fast_cycle(self) -> int:
         engine = self._engine()
         block_ms = max(1, int(self.settings.fast_cycle_s * 1000))
+        if self.writer.saturated and not self.writer.drain(force=True):
+            # Backpressure: Redis holds a full buffer's backlog; take no input until it drains
+            # (the input waits in Redis, unacknowledged, so nothing is lost).
+            self.backpressure_cycles += 1
+            time.sleep(self.settings.fast_cycle_s)
+            return 0
         try:
             delivery = self.feed.read(self.settings.read_count, block_ms)
         except self._transient as exc:
@@ -345,14 +405,26 @@ class CoreService:
         # Before the checkpoint: orders a control message or a settled set placed go out with it.
         self._maybe_reload()
         engine.checkpoint()
-        if self.writer.drain(force=True) and self._unacked:
-            try:
-                self.feed.ack(self._unacked)
-                self._unacked = []
-            except self._transient as exc:
-                self.last_error = f"ack failed: {type(exc).__name__}: {exc}"
+        if self.writer.drain(force=True):
+            self._mark_checkpoint()
+            if self._unacked:
+                try:
+                    self.feed.ack(self._unacked)
+                    self._unacked = []
+                except self._transient as exc:
+                    self.last_error = f"ack failed: {type(exc).__name__}: {exc}"
         self._publish_status()
         self.tactical.record(time.perf_counter_ns() - started)
+
+    def _mark_checkpoint(self) -> None:
+        marker = self.settings.checkpoint_marker
+        if marker is None or self._marked:
+            return
+        # Written once: what it says ("this core has checkpointed") stays true until a replay
+        # from scratch removes it.
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(json.dumps({"core": self.settings.name, "at_ns": self._wall_ns()}))
+        self._marked = True
 
     def _finished(self, got: int) -> bool:
         feeds = set(self.settings.feeds)
@@ -438,6 +510,7 @@ class CoreService:
             "restore_problems": list(engine.applicator.restore_problems),
             "redis": self.writer.stats(),
             "read_errors": self.read_errors,
+            "backpressure_cycles": self.backpressure_cycles,
             "last_error": self.last_error,
             "pnl": result["pnl"],
             "positions": {p.symbol: p.quantity for p in engine.portfolio.positions()},
@@ -448,6 +521,7 @@ class CoreService:
         return {
             "core": self.settings.name,
             "heartbeat_ns": self._wall_ns(),
+            "state": "stopped" if self.stopped else "running",
             "active_set": [
                 {"name": d.name, "version": d.version, "alias": d.alias}
                 for d in engine.applicator.deployments

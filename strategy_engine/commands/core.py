@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from typing import Any
 
 from core.errors import ConfigError
@@ -35,7 +36,28 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--fast-cycle-ms", type=float, default=100.0)
     p.add_argument("--tactical-cycle-s", type=float, default=1.0)
-    p.add_argument("--namespace", default="se", help="Redis key prefix")
+    p.add_argument(
+        "--namespace",
+        default=None,
+        help="Redis key prefix (default 'se'; 'replay' with --replay, apart from live cores)",
+    )
+    p.add_argument(
+        "--reset",
+        action="store_true",
+        help="with --replay: reset the namespace even while a core there is running",
+    )
+    p.add_argument(
+        "--resume-from",
+        default="",
+        metavar="start|end|ID",
+        help="a core whose checkpoint is gone: read its feeds from the start, only new "
+        "entries, or from a stream entry id (without it such a core refuses to start)",
+    )
+    p.add_argument(
+        "--allow-volatile-redis",
+        action="store_true",
+        help="run on a Redis that persists nothing (a throwaway test server)",
+    )
     p.add_argument(
         "--metrics-port", type=int, default=None, help="serve Prometheus /metrics on 127.0.0.1:PORT"
     )
@@ -194,11 +216,14 @@ def _ingest_limits(args: argparse.Namespace) -> Any:
 
 
 def _core(args: argparse.Namespace) -> int:
+    from core.adapters.redis_store import RedisStore
     from core.runtime.service import CoreSettings
     from core.runtime.shard import SymbolShard
     from strategy_engine.core_process import (
         AliasSource,
         LocalStrategies,
+        checkpoint_marker,
+        forget,
         publish_replay,
         redis_connection,
         run_core,
@@ -227,19 +252,27 @@ def _core(args: argparse.Namespace) -> int:
         notional=args.notional,
         fee_bps=args.fee_bps,
         risk=risk_limits(args),
+        resume_from=args.resume_from,
+        allow_volatile_redis=args.allow_volatile_redis,
     )
+    namespace = args.namespace or ("replay" if args.replay else "se")
+    marker = checkpoint_marker(namespace, settings.name)
+    settings = dataclasses.replace(settings, checkpoint_marker=marker)
     with redis_connection() as connection:
         if args.replay:
-            connection.client.delete(f"{args.namespace}:md:{args.replay}")
+            store = RedisStore(connection.client, namespace, core=settings.name)
+            # Refuses beside a running core.
+            forget(store, feeds, reset_live=args.reset, marker=marker)
+            connection.client.delete(f"{namespace}:md:{args.replay}")
             publish_replay(
-                connection, args.replay, namespace=args.namespace, fast=args.fast, quiet=args.json
+                connection, args.replay, namespace=namespace, fast=args.fast, quiet=args.json
             )
         summary = run_core(
             settings,
             connection,
-            namespace=args.namespace,
+            namespace=namespace,
             source=source,
-            fresh=bool(args.replay),
+            # A replay's reset was done above, before its feed was published again.
             metrics_port=args.metrics_port,
             log_to_mlflow=args.until_end and not args.no_mlflow,
         )

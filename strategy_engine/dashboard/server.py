@@ -1,15 +1,19 @@
 """The dashboard's HTTP server: the page, ``/api/state``, ``/metrics`` and ``/healthz``.
 
-A stdlib :class:`ThreadingHTTPServer` on loopback: one thread per request, no dependency
-beyond the project's. Every answer carries a strict Content-Security-Policy (scripts and
-styles only from this server), so the page runs nothing it did not serve itself.
+A stdlib :class:`~http.server.ThreadingHTTPServer`, because no ASGI server is the project's
+HTTP layer yet; the HTTP API work replaces this server and the core's metrics server with one
+application. Until then it runs behind :mod:`strategy_engine.http_guard`, shared with the
+metrics server: a deadline on each request, bounded heads, no bodies, GET and HEAD only, a
+``Host`` allow-list against DNS rebinding, a bounded number of handler threads, loopback
+unless a bearer token is set, and security headers on every answer. The page's
+Content-Security-Policy lets it load only its own script and stylesheet and fetch only this
+server, so it runs nothing it did not serve itself. Every GET only reads Redis.
 """
 
 from __future__ import annotations
 
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 import redis
@@ -17,50 +21,58 @@ import redis
 from core import codec
 from strategy_engine.dashboard.page import CSS, HTML, JS
 from strategy_engine.dashboard.state import DashboardReader
+from strategy_engine.http_guard import STRICT_CSP, GuardedHandler, GuardedHTTPServer, HttpGuard
 from strategy_engine.metrics import CONTENT_TYPE as METRICS_TYPE
 from strategy_engine.metrics import render_metrics
 
-_HEADERS = {
-    "Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'",
-    "X-Content-Type-Options": "nosniff",
-    "Cache-Control": "no-store",
-}
+PAGE_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+    "img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
+"""The page's policy: its script and stylesheet from here, ``fetch`` to here, nothing else."""
+TOKEN_HINT = "give --token-file PATH (mode 0600) or set STRATEGY_ENGINE_DASHBOARD_TOKEN"
+_PAGE = (HTML.encode(), "text/html; charset=utf-8", PAGE_CSP)
 _STATIC = {
-    "/": (HTML.encode(), "text/html; charset=utf-8"),
-    "/index.html": (HTML.encode(), "text/html; charset=utf-8"),
-    "/app.css": (CSS.encode(), "text/css; charset=utf-8"),
-    "/app.js": (JS.encode(), "text/javascript; charset=utf-8"),
+    "/": _PAGE,
+    "/index.html": _PAGE,
+    "/app.css": (CSS.encode(), "text/css; charset=utf-8", STRICT_CSP),
+    "/app.js": (JS.encode(), "text/javascript; charset=utf-8", STRICT_CSP),
 }
+_TEXT = "text/plain; charset=utf-8"
 
 
-class DashboardServer(ThreadingHTTPServer):
-    """Serve the dashboard of one core from one Redis namespace."""
+class DashboardServer(GuardedHTTPServer):
+    """Serve the dashboard of one core from one Redis namespace.
 
-    daemon_threads = True
+    Parameters
+    ----------
+    address : tuple of (str, int)
+        Where to listen; a non-loopback address needs ``guard.token``.
+    reader : DashboardReader
+        What the page and ``/metrics`` show.
+    guard : HttpGuard or None
+        Timeouts, bounds, token and extra host names; the defaults when None.
+    """
 
-    def __init__(self, address: tuple[str, int], reader: DashboardReader) -> None:
+    def __init__(
+        self, address: tuple[str, int], reader: DashboardReader, guard: HttpGuard | None = None
+    ) -> None:
         self.reader = reader
-        super().__init__(address, _Handler)
+        super().__init__(address, _Handler, guard, bind_hint=TOKEN_HINT)
 
     @property
     def url(self) -> str:
-        host, port = self.server_address[:2]
-        return f"http://{host!s}:{port}"
-
-    def stop(self) -> None:
-        """Stop serving (when started by :func:`start_dashboard`) and close the socket."""
-        self.shutdown()
-        self.server_close()
+        return self.base_url
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(GuardedHandler):
     server: DashboardServer
 
     def do_GET(self) -> None:
         path = urlsplit(self.path).path
         if path in _STATIC:
-            body, content_type = _STATIC[path]
-            self._send(200, body, content_type)
+            body, content_type, csp = _STATIC[path]
+            self.respond(200, body, content_type, csp=csp)
         elif path == "/api/state":
             self._answer(lambda: codec.dumps(self.server.reader.state()), "application/json")
         elif path == "/metrics":
@@ -69,31 +81,18 @@ class _Handler(BaseHTTPRequestHandler):
                 METRICS_TYPE,
             )
         elif path == "/healthz":
-            self._send(200, b"ok\n", "text/plain; charset=utf-8")
+            self.respond(200, b"ok\n", _TEXT)
         else:
-            self._send(404, b"not found\n", "text/plain; charset=utf-8")
+            self.respond(404, b"not found\n", _TEXT)
 
-    def _answer(self, produce: Any, content_type: str) -> None:
+    def _answer(self, produce: Callable[[], bytes], content_type: str) -> None:
         try:
             body = produce()
         except redis.RedisError as exc:
             # Redis away: say so in one line; the page shows "unreachable" and keeps polling.
-            message = f"redis unavailable: {type(exc).__name__}\n".encode()
-            self._send(503, message, "text/plain; charset=utf-8")
+            self.respond(503, f"redis unavailable: {type(exc).__name__}\n".encode(), _TEXT)
             return
-        self._send(200, body, content_type)
-
-    def _send(self, code: int, body: bytes, content_type: str) -> None:
-        self.send_response(code)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        for name, value in _HEADERS.items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass  # a line per poll each second would drown the log
+        self.respond(200, body, content_type)
 
 
 def start_dashboard(
@@ -103,6 +102,7 @@ def start_dashboard(
     core: str = "core-1",
     host: str = "127.0.0.1",
     port: int = 8050,
+    guard: HttpGuard | None = None,
 ) -> DashboardServer:
     """Start the dashboard on ``host:port`` in a daemon thread and return its server.
 
@@ -114,7 +114,9 @@ def start_dashboard(
         The core's key prefix and name.
     host, port : str, int
         Where to listen (loopback by default); port 0 picks a free one (see ``server.url``).
+    guard : HttpGuard or None
+        Timeouts, bounds, bearer token and extra host names; the defaults when None.
     """
-    server = DashboardServer((host, port), DashboardReader(client, namespace, core))
+    server = DashboardServer((host, port), DashboardReader(client, namespace, core), guard)
     threading.Thread(target=server.serve_forever, name="dashboard", daemon=True).start()
     return server

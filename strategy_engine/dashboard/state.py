@@ -16,6 +16,7 @@ import msgspec
 import redis
 
 from core import codec
+from core.adapters.redis_store import LEDGER, ledger_key
 from core.errors import MessageError
 from core.model import Fill, Position, Signal
 from strategy_engine.metrics import rejection_reason
@@ -87,6 +88,9 @@ class DashboardReader:
         self.undecodable = 0
 
     def key(self, name: str) -> str:
+        """The key of ``name``; orders, fills and positions are the shown core's own."""
+        if name in LEDGER:
+            return ledger_key(self.namespace, self.core, name)
         return f"{self.namespace}:{name}"
 
     def state(self) -> dict[str, Any]:

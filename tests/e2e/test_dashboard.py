@@ -174,7 +174,7 @@ def test_the_dashboard_shows_a_running_core_whose_numbers_move_and_equal_redis(
     redis_connection: RedisConnection, redis_namespace: str, browser: WebDriver
 ):
     client = redis_connection.client
-    store = RedisStore(client, redis_namespace)
+    store = RedisStore(client, redis_namespace, core=CORE)  # the core's own ledger
     regime, macro = _write_strategic_contexts(store)
     bars = replay_events(FEED, symbols=SYMBOLS)
     publisher = FeedPublisher(client, redis_namespace)
@@ -397,9 +397,12 @@ def test_text_read_from_redis_is_shown_as_text_never_as_markup(
         shown = browser.texts("#active-set tbody td")
         context = browser.texts("#context .context-item")
         injected = browser.run('return document.getElementById("injected") === null')
+        # The page's Content-Security-Policy still lets its own stylesheet apply.
+        background = browser.run("return getComputedStyle(document.body).backgroundColor")
     finally:
         dashboard.stop()
 
     assert shown[0] == hostile
     assert f"label: {hostile}" in context[0]
     assert injected is True
+    assert background == "rgb(15, 20, 25)"  # --bg of page.CSS

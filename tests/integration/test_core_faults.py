@@ -187,7 +187,7 @@ def test_a_core_survives_redis_being_killed_and_restarted_with_no_output_lost_or
     assert orders == reference_orders
 
 
-def test_the_write_buffer_drops_the_oldest_batches_past_its_bound_and_keeps_order_on_drain(
+def test_the_write_buffer_keeps_every_batch_past_its_bound_and_writes_them_in_order_on_drain(
     tmp_path_factory: pytest.TempPathFactory, aapl_bars
 ) -> None:
     folder = tmp_path_factory.mktemp("r")
@@ -212,9 +212,12 @@ def test_the_write_buffer_drops_the_oldest_batches_past_its_bound_and_keeps_orde
         stored = RedisStore(client, "bound").read_signals()
     client.close()
 
-    assert away["dropped"] == 6 and away["buffered"] == 6 and not away["connected"]
+    # Past the bound nothing is dropped: the writer says it is full (the core stops reading).
+    assert away["buffered"] == 12 and away["saturated"] and not away["connected"]
+    assert away["dropped"] == 0
     assert drained and writer.stats()["buffered"] == 0 and writer.stats()["reconnects"] == 1
-    assert stored == [*batches[2], *batches[3]]
+    assert not writer.saturated
+    assert stored == [s for batch in batches for s in batch]
 
 
 # -- 2. the core killed with SIGKILL and restarted -----------------------------------------------

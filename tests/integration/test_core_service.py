@@ -88,7 +88,16 @@ def test_two_cores_split_a_feed_by_symbol_and_together_do_one_cores_work(
     taken = [s["events_in"] for s in summaries]
     assert all(taken) and sum(taken) == len(bars)
     assert [s["events_skipped"] for s in summaries] == taken[::-1]
-    assert sorted(store.read_fills(), key=_fill_id) == sorted(reference.all_fills, key=_fill_id)
+    # Each core keeps its own ledger, with ids from its own sequence: the two ledgers hold
+    # exactly the one core's fills between them, and each only its own symbols.
+    ledgers = [
+        RedisStore(redis_connection.client, redis_namespace, core=f"core-{k}").read_fills()
+        for k in range(2)
+    ]
+    for k, fills in enumerate(ledgers):
+        assert fills and all(SymbolShard(index=k, count=2).owns(f.symbol) for f in fills)
+    together = sorted(_content(f) for fills in ledgers for f in fills)
+    assert together == sorted(_content(f) for f in reference.all_fills)
     assert sorted(store.read_signals(), key=_signal_key) == sorted(
         reference.all_signals, key=_signal_key
     )
@@ -123,8 +132,9 @@ def test_a_checkpoint_under_the_older_bare_keys_is_read_by_the_default_core_only
     assert other["restored_from_checkpoint"] is False
 
 
-def _fill_id(fill) -> str:
-    return fill.fill_id
+def _content(fill) -> tuple:
+    """A fill without its id (ids come from each core's own order sequence)."""
+    return (fill.ts_event, fill.symbol, fill.strategy, fill.side, fill.quantity, fill.price)
 
 
 def _signal_key(signal) -> tuple:

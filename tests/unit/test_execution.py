@@ -95,19 +95,22 @@ def test_a_new_decision_replaces_the_unfilled_remainder(aapl_bars):
     assert fills[0].price == bars[2].open
 
 
-def test_a_second_order_at_the_same_time_gets_its_own_id_across_a_restart(aapl_bars):
+def test_every_order_gets_its_own_id_also_across_a_restart_and_times_that_repeat(aapl_bars):
     bars = list(iter_bars(aapl_bars, "AAPL"))[:3]
     broker = PaperBroker(BarFillModel())
-    ts = bars[0].ts_event
-    ids = [broker.submit("AAPL", q, ts) for q in (2.0, -1.0)]
-    broker.submit("AAPL", 0.0, ts)  # a cancel issues no id
+    t0, t1 = bars[0].ts_event, bars[1].ts_event
+    # Times T, T+1, T: the field report's collision of the older per-time scheme.
+    ids = [broker.submit("AAPL", q, t) for q, t in ((2.0, t0), (-1.0, t1), (1.0, t0))]
+    broker.submit("AAPL", 0.0, t0)  # a cancel issues no id
     restarted = PaperBroker(BarFillModel())
-    restarted.restore_issued_state(broker.issued_state())
-    again = restarted.submit("AAPL", 3.0, ts)
-    later = restarted.submit("AAPL", 1.0, bars[1].ts_event)
+    restarted.sequence = broker.sequence  # as the engine's checkpoint carries it
+    again = restarted.submit("AAPL", 3.0, t0)
+    later = restarted.submit("AAPL", 1.0, t1)
 
     named = [o.order_id for o in (*ids, again, later) if o is not None]
-    assert named == [f"AAPL-{ts}", f"AAPL-{ts}-r1", f"AAPL-{ts}-r2", f"AAPL-{bars[1].ts_event}"]
+    assert named == [
+        f"AAPL-{t0}-1", f"AAPL-{t1}-2", f"AAPL-{t0}-3", f"AAPL-{t0}-4", f"AAPL-{t1}-5"
+    ]  # fmt: skip
     fill = restarted.on_bar_open(bars[2])
     assert fill is not None and fill.order_id == named[-1]
 
