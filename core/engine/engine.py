@@ -7,7 +7,7 @@ Outputs are buffered and flushed in batches, so no I/O happens per event.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any, Protocol
@@ -314,12 +314,19 @@ class TradingEngine:
             "risk": self.risk.to_state(),
             "pending": self.broker.pending_state(),
             "order_sequence": self.broker.sequence,
+            "portfolio": self.portfolio.to_state(),
             "makers": self.makers.inventories() if self.makers is not None else {},
         }
 
-    def restore(self, state_store: StateStore, fills: Sequence[Fill]) -> bool:
+    def restore(
+        self, state_store: StateStore, fills: Sequence[Fill] | Callable[[], Sequence[Fill]]
+    ) -> bool:
         """Continue where a checkpoint left off: strategies, composer, risk, pending orders,
-        and the ledger rebuilt from the first ``fills_applied`` fills. False if none saved.
+        and the ledger. False if none saved.
+
+        The ledger comes from the snapshot itself; ``fills`` (or a function that reads them)
+        is read only for a snapshot written before the ledger was part of it, which is
+        rebuilt from its first ``fills_applied`` fills.
         """
         snapshot = state_store.load_state(ENGINE_STATE_KEY)
         if snapshot is None:
@@ -333,8 +340,12 @@ class TradingEngine:
         self.broker.sequence = int(snapshot.get("order_sequence", 0))
         if self.makers is not None:
             self.makers.restore_inventories(snapshot.get("makers", {}))
-        for fill in fills[: snapshot["fills_applied"]]:
-            self.portfolio.apply_fill(fill)
+        if "portfolio" in snapshot:
+            self.portfolio.restore(snapshot["portfolio"])
+        else:
+            history = fills() if callable(fills) else fills
+            for fill in history[: snapshot["fills_applied"]]:
+                self.portfolio.apply_fill(fill)
         self.clock.advance_to(snapshot["ts"])
         self.tracker.events = snapshot["events"]
         self.tracker.signals = snapshot["signals"]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from typing import Any
 
 from core.model import Fill, Position
 
@@ -100,6 +102,42 @@ class Portfolio:
     def net_exposure(self) -> float:
         """Sum of quantity x last price over all symbols (long minus short)."""
         return self._market_value
+
+    def to_state(self) -> dict[str, Any]:
+        """Everything the ledger holds, JSON-safe and exact (floats round-trip through JSON),
+        so a restart continues from a checkpoint without reading the fills before it."""
+        return {
+            "cash": self.cash,
+            "market_value": self._market_value,
+            "gross": self._gross,
+            "traded_notional": self.traded_notional,
+            "closed_trades": self.closed_trades,
+            "winning_trades": self.winning_trades,
+            "holdings": {
+                symbol: [h.quantity, h.avg_price, h.realized_pnl, h.fees, h.last_price,
+                         h.trades, h.ts_event]
+                for symbol, h in self._holdings.items()
+            },
+        }  # fmt: skip
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Take back :meth:`to_state`; raises ``ValueError`` (nothing changed) if it does not
+        validate."""
+        holdings = {}
+        for symbol, row in state["holdings"].items():
+            quantity, avg, realized, fees, last, trades, ts = row
+            q, a, r, f, p = (float(v) for v in (quantity, avg, realized, fees, last))
+            if not all(math.isfinite(v) for v in (q, a, r, f, p)):
+                raise ValueError(f"holding {symbol!r} has a non-finite number: {row}")
+            holdings[str(symbol)] = _Holding(q, a, r, f, p, int(trades), int(ts))
+        numbers = [float(state[k]) for k in ("cash", "market_value", "gross", "traded_notional")]
+        if not all(math.isfinite(v) for v in numbers):
+            raise ValueError(f"portfolio totals are not finite: {numbers}")
+        self.cash, self._market_value, self._gross, self.traded_notional = numbers
+        self.closed_trades = int(state["closed_trades"])
+        self.winning_trades = int(state["winning_trades"])
+        self._holdings = holdings
+        self.quantities = {s: h.quantity for s, h in holdings.items() if h.trades}
 
     def positions(self) -> list[Position]:
         return [

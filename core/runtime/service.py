@@ -245,7 +245,8 @@ class CoreService:
             batch_forms=self.settings.batch_forms,
             shadow=self._shadow_for(deployments),
         )
-        self.restored = self.engine.restore(states, self.board.read_fills())
+        # The ledger is in the checkpoint: the fills are read only for an older snapshot.
+        self.restored = self.engine.restore(states, self.board.read_fills)
         snapshot = (states.load_state(ENGINE_STATE_KEY) or {}) if self.restored else {}
         self._join_feeds(snapshot.get(CURSOR_FIELD) or {})
         if self.restored:
