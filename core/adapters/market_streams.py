@@ -210,6 +210,38 @@ class FeedReader:
                 found[key] = _text(mine.get("last-delivered-id"))
         return found
 
+    def trim(self, retention_ms: int, now_ms: int | None = None) -> int:
+        """Trim what every consumer group of each feed has acknowledged and that is older than
+        ``retention_ms``; return how many entries went.
+
+        An entry stays while any group has it pending or has not been given it yet, and for
+        at least the retention (a core that joins later, or an operator, may want it). The
+        last entry a group was given stays too, so a feed's end marker is still seen.
+        """
+        now = int(time.time() * 1000) if now_ms is None else now_ms
+        oldest_kept = now - retention_ms
+        removed = 0
+        for key in self.keys:
+            groups = cast(list[dict[str, Any]], self.client.xinfo_groups(key))
+            if not groups:
+                continue
+            bounds = []
+            for group in groups:
+                name = _text(group.get("name"))
+                if int(group.get("pending", 0)):
+                    summary = cast(dict[str, Any], self.client.xpending(key, name))
+                    bounds.append(_entry_id(_text(summary["min"])))
+                else:
+                    bounds.append(_entry_id(_text(group.get("last-delivered-id")) or "0-0"))
+            keep_from = min(min(bounds), (oldest_kept, 0))
+            if keep_from > (0, 0):
+                removed += int(
+                    self.client.xtrim(
+                        key, minid=f"{keep_from[0]}-{keep_from[1]}", approximate=False
+                    )
+                )
+        return removed
+
     def move_group(self, key: str, position: str) -> None:
         """Point this core's group on ``key`` at ``position`` (an entry id, ``0`` or ``$``)."""
         self.client.xgroup_setid(key, self.group, id=position)

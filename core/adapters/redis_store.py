@@ -35,7 +35,10 @@ _Entry: TypeAlias = tuple[bytes, dict[bytes, bytes]]
 MAX_DEAD_LETTER_RAW = 4096
 """Bytes of a rejected payload kept in the dead-letter stream."""
 MAX_STREAM_LEN = 1_000_000
-"""Approximate cap of the signal, dead-letter and control-log streams; orders and fills are kept."""
+"""Approximate cap of the signal and control-log streams; orders and fills are kept."""
+MAX_DEAD_LETTERS = 100_000
+"""Approximate cap of the dead-letter stream (an entry keeps up to 64 KiB of raw bytes); the
+counts by code in ``<ns>:deadletter:counts`` are kept whole."""
 
 ID_GENERATION = 100_000
 """Ids remembered per generation of an id set; two generations are kept (see _ADD_ONCE)."""
@@ -362,19 +365,30 @@ class RedisStore:
             "ts": str(time.time_ns()),
         }
         if not key:
-            self.client.xadd(
-                self.key("deadletter"),
-                fields,  # type: ignore[arg-type]
-                maxlen=MAX_STREAM_LEN,
-                approximate=True,
-            )
+            with self.client.pipeline() as pipe:
+                pipe.xadd(
+                    self.key("deadletter"),
+                    fields,  # type: ignore[arg-type]
+                    maxlen=MAX_DEAD_LETTERS,
+                    approximate=True,
+                )
+                pipe.hincrby(self.key("deadletter:counts"), code or "unclassified", 1)
+                pipe.execute()
             return True
         flat: list[str | bytes] = [part for pair in fields.items() for part in pair]
         keys = [
             self.key("deadletter:ids"), self.key("deadletter:ids:previous"), self.key("deadletter")
         ]  # fmt: skip
-        args = [key, MAX_STREAM_LEN, ID_GENERATION, *flat]
-        return bool(self._add_once(keys=keys, args=args))
+        args = [key, MAX_DEAD_LETTERS, ID_GENERATION, *flat]
+        written = bool(self._add_once(keys=keys, args=args))
+        if written:
+            self.client.hincrby(self.key("deadletter:counts"), code or "unclassified", 1)
+        return written
+
+    def dead_letter_counts(self) -> dict[str, int]:
+        """Dead letters by code since the namespace began (the stream itself is capped)."""
+        raw = cast(dict[bytes, bytes], self.client.hgetall(self.key("deadletter:counts")))
+        return {k.decode(): int(v) for k, v in sorted(raw.items())}
 
     def reject_entries(self, group: str, entries: Sequence[RejectedEntry]) -> None:
         """Dead-letter feed entries and acknowledge them for ``group``, in one transaction.
@@ -408,7 +422,8 @@ class RedisStore:
                     "entry": codec.dumps(others),
                     "ts": now,
                 }
-                pipe.xadd(self.key("deadletter"), fields, maxlen=MAX_STREAM_LEN, approximate=True)  # type: ignore[arg-type]
+                pipe.xadd(self.key("deadletter"), fields, maxlen=MAX_DEAD_LETTERS, approximate=True)  # type: ignore[arg-type]
+                pipe.hincrby(self.key("deadletter:counts"), str(entry.rejection.code), 1)
                 pipe.xack(entry.key, group, entry.entry_id)
             pipe.execute()
 

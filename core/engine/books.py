@@ -19,15 +19,21 @@ from core.model import Bar
 class StrategyBook:
     """One strategy's own broker, portfolio and tracker."""
 
-    def __init__(self, name: str, fill_model: BarFillModel, capital: float) -> None:
+    def __init__(
+        self,
+        name: str,
+        fill_model: BarFillModel,
+        capital: float,
+        equity_window: int | None = None,
+    ) -> None:
         self.name = name
         self.composer = StrategyComposer()
         self.broker = PaperBroker(fill_model)
         self.portfolio = Portfolio(capital)
-        self.tracker = PerformanceTracker(capital)
+        self.tracker = PerformanceTracker(capital, equity_window)
 
     def on_bar(self, bar: Bar) -> None:
-        if bar.symbol in self.broker._pending:  # most bars have no order waiting
+        if self.broker.has_pending(bar.symbol):  # most bars have no order waiting
             fill = self.broker.on_bar_open(bar)
             if fill is not None:
                 self.portfolio.apply_fill(fill)

@@ -105,20 +105,25 @@ class TradingEngine:
         keep_history: bool = False,
         shadow: Shadow | None = None,
         batch_forms: BatchMode = "auto",
+        equity_window: int | None = None,
     ) -> None:
         self.batch_forms: BatchMode = batch_forms
         self.applicator = StrategyApplicator(deployments, batch_forms=batch_forms)
         self.composer = StrategyComposer({d.name: d.weight for d in deployments})
         self.broker = PaperBroker(fill_model or BarFillModel(), quote_fill_model)
         self.portfolio = Portfolio(initial_capital)
-        self.tracker = PerformanceTracker(initial_capital)
+        # A long-running core keeps a window of equity samples; a backtest keeps them all.
+        self.tracker = PerformanceTracker(initial_capital, equity_window)
         self.clock = clock or SimulatedClock()
         self.sizing = sizing or PositionSizing()
         self.makers = RestingQuotes(maker_fills) if maker_fills is not None else None
         # With one strategy the portfolio is its book; with several, each gets its own.
         names = sorted({d.name for d in deployments})
         self.books = (
-            {n: StrategyBook(n, self.broker.fill_model, initial_capital) for n in names}
+            {
+                n: StrategyBook(n, self.broker.fill_model, initial_capital, equity_window)
+                for n in names
+            }
             if len(names) > 1
             else {}
         )

@@ -16,10 +16,20 @@ class PerformanceTracker:
 
     The sample for a timestamp is taken when time moves past it, so all symbols' bars of one
     day are marked before that day's equity is recorded.
+
+    ``max_points`` bounds what a long-running core keeps: the last ``max_points`` to twice
+    that many samples (the oldest half is dropped at once, so each sample costs O(1)), and
+    Sharpe, Sortino and drawdown are measured over them, from the equity just before them;
+    PnL and total return stay measured from the initial capital. None keeps every sample
+    (backtests).
     """
 
-    def __init__(self, initial_capital: float) -> None:
+    def __init__(self, initial_capital: float, max_points: int | None = None) -> None:
+        if max_points is not None and max_points < 2:
+            raise ValueError(f"max_points must be >= 2, was {max_points}")
         self.initial_capital = initial_capital
+        self.max_points = max_points
+        self._base_equity = initial_capital  # the equity just before the kept samples
         self._ts = array("q")
         self._equity = array("d")
         self._gross = array("d")
@@ -48,6 +58,11 @@ class PerformanceTracker:
         self._ts.append(self._pending_ts)
         self._equity.append(self._pending_equity)
         self._gross.append(self._pending_gross)
+        limit = self.max_points
+        if limit is not None and len(self._ts) >= 2 * limit:
+            drop = len(self._ts) - limit
+            self._base_equity = self._equity[drop - 1]
+            del self._ts[:drop], self._equity[:drop], self._gross[:drop]
 
     def equity_curve(self) -> tuple[np.ndarray, np.ndarray]:
         return np.frombuffer(self._ts, dtype=np.int64), np.frombuffer(
@@ -59,7 +74,7 @@ class PerformanceTracker:
 
     def metrics(self, traded_notional: float = 0.0) -> dict[str, Any]:
         ts, equity = self.equity_curve()
-        out = performance_metrics(ts, equity, self.initial_capital)
+        out = performance_metrics(ts, equity, self.initial_capital, base=self._base_equity)
         gross = self.gross_exposure()
         if len(gross):
             safe = np.where(equity > 0, equity, np.nan)
@@ -74,19 +89,20 @@ class PerformanceTracker:
 
 
 def performance_metrics(
-    ts: np.ndarray, equity: np.ndarray, initial_capital: float
+    ts: np.ndarray, equity: np.ndarray, initial_capital: float, *, base: float | None = None
 ) -> dict[str, Any]:
     """Total return, annualised Sharpe and max drawdown of an equity curve.
 
     Returns are period over period; the annualisation factor is the observed number of periods
-    per year (about 252 for daily equity bars), so no calendar is assumed.
+    per year (about 252 for daily equity bars), so no calendar is assumed. ``base`` is the
+    equity before the curve's first sample (the initial capital unless the curve is a window).
     """
     if len(equity) == 0 or initial_capital <= 0:
         return {
             "pnl": 0.0, "total_return": 0.0, "sharpe": 0.0, "sortino": 0.0,
             "max_drawdown": 0.0, "periods": 0,
         }  # fmt: skip
-    curve = np.concatenate(([initial_capital], equity))
+    curve = np.concatenate(([initial_capital if base is None else base], equity))
     returns = np.diff(curve) / curve[:-1]
     per_year = _periods_per_year(ts)
     return {

@@ -88,6 +88,9 @@ class RejectCode(StrEnum):
     TIME_JUMP = "time_jump"
     STALE = "stale"
     PRICE_JUMP = "price_jump"
+    # the universe
+    UNKNOWN_SYMBOL = "unknown_symbol"
+    UNIVERSE_FULL = "universe_full"
     # a check itself failed: a bug, but the entry still goes to the dead letters, not the core
     INTERNAL_ERROR = "internal_error"
 
@@ -117,6 +120,10 @@ class IngestLimits:
     # Live feeds only: an event older than this against the wall clock is stale.
     live: bool = False
     max_staleness_ns: int = 300 * SECOND_NS
+    # The symbols this core trades: others are refused (an empty universe: any symbol, up to
+    # ``max_symbols`` distinct ones, so that a flood of new names cannot grow state forever).
+    universe: frozenset[str] = frozenset()
+    max_symbols: int = 10_000
 
     def __post_init__(self) -> None:
         for name in ("max_price", "max_size", "max_abs_value", "max_funding_rate"):
@@ -127,7 +134,7 @@ class IngestLimits:
             raise ConfigError(f"max_price_jump must be > 1, was {self.max_price_jump}")
         for name in ("backwards_tolerance_ns", "max_clock_skew_ns", "max_time_jump_ns",
                      "max_staleness_ns", "price_jump_confirmations", "max_text_bytes",
-                     "max_news_symbols"):  # fmt: skip
+                     "max_news_symbols", "max_symbols"):  # fmt: skip
             value = getattr(self, name)
             if not (isinstance(value, int) and 0 <= value <= INT64_MAX):
                 raise ConfigError(f"{name} must be a non-negative integer, was {value!r}")
@@ -168,6 +175,7 @@ class IngestionBoundary:
         self._last_price: dict[str, float] = {}  # instrument -> last good price
         # instrument -> (candidate price of a new level, how many in a row agreed with it)
         self._jumps: dict[str, tuple[float, int]] = {}
+        self._symbols: set[str] = set()  # symbols admitted so far (bounded by max_symbols)
 
     # -- the edge -----------------------------------------------------------------------------
 
@@ -221,6 +229,7 @@ class IngestionBoundary:
             "feed_ts": dict(self._feed_ts),
             "last_price": dict(self._last_price),
             "jumps": {k: [p, n] for k, (p, n) in self._jumps.items()},
+            "symbols": sorted(self._symbols),
         }
 
     def restore(self, state: dict[str, Any]) -> str | None:
@@ -230,10 +239,11 @@ class IngestionBoundary:
             feed_ts = {str(k): _int64(v) for k, v in state["feed_ts"].items()}
             prices = {str(k): _positive(v) for k, v in state["last_price"].items()}
             jumps = {str(k): (_positive(p), int(n)) for k, (p, n) in state["jumps"].items()}
+            symbols = {str(s) for s in state.get("symbols", ())}
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             return f"ingestion state not restored ({type(exc).__name__}: {exc}); starting fresh"
-        self._last_ts, self._feed_ts, self._last_price, self._jumps = (
-            last_ts, feed_ts, prices, jumps,
+        self._last_ts, self._feed_ts, self._last_price, self._jumps, self._symbols = (
+            last_ts, feed_ts, prices, jumps, symbols,
         )  # fmt: skip
         return None
 
@@ -344,6 +354,7 @@ class IngestionBoundary:
                 f"{kind} {_who(event)}: time {ts} jumps {(ts - newest) / DAY_NS:.1f} days past "
                 f"the feed's newest {newest} (bound {limits.max_time_jump_ns / DAY_NS:g} days)",
             )
+        self._check_universe(event)
         instrument = _instrument(event)
         key = f"{kind}|{instrument}"
         last = self._last_ts.get(key)
@@ -357,10 +368,30 @@ class IngestionBoundary:
         if prices:
             self._check_jump(event, instrument, prices)
         # Accepted: only now does any state move (a rejection changes nothing).
+        self._symbols.update(_symbols_of(event))
         if last is None or ts > last:
             self._last_ts[key] = ts
         if newest is None or ts > newest:
             self._feed_ts[feed] = ts
+
+    def _check_universe(self, event: Any) -> None:
+        named = _symbols_of(event)
+        universe = self.limits.universe
+        if universe:
+            outside = [s for s in named if s not in universe]
+            if outside:
+                raise _Rejected(
+                    RejectCode.UNKNOWN_SYMBOL,
+                    f"{event.kind}: symbol {outside[0]!r} is not in this core's universe",
+                )
+            return
+        new = [s for s in named if s not in self._symbols]
+        if new and len(self._symbols) + len(new) > self.limits.max_symbols:
+            raise _Rejected(
+                RejectCode.UNIVERSE_FULL,
+                f"{event.kind}: new symbol {new[0]!r} past max_symbols {self.limits.max_symbols}"
+                " (name the universe, or raise the bound)",
+            )
 
     def _check_jump(self, event: Any, instrument: str, prices: tuple[float, ...]) -> None:
         """Every price of the event within the band around the last good one (a bar's open
@@ -470,6 +501,15 @@ def _content(event: Any, max_funding_rate: float) -> None:
             RejectCode.IMPLAUSIBLE_RATE,
             f"funding {event.symbol}@{event.venue}: implausible rate {event.rate}",
         )
+
+
+def _symbols_of(event: Any) -> tuple[str, ...]:
+    """The tradable symbols an event names (news: several; macro: none)."""
+    if isinstance(event, NewsItem):
+        return event.symbols
+    if isinstance(event, MacroPoint):
+        return ()
+    return (event.symbol,)
 
 
 def _instrument(event: Any) -> str:

@@ -51,6 +51,8 @@ class Feed(Protocol):
 
     def move_group(self, key: str, position: str) -> None: ...
 
+    def trim(self, retention_ms: int, now_ms: int | None = None) -> int: ...
+
     def read(self, count: int, block_ms: int) -> Any: ...
 
     def ack(self, refs: Any) -> None: ...
@@ -159,6 +161,12 @@ class CoreSettings:
     # A local file written after every checkpoint: it outlives a Redis that lost its data, so
     # a restarted core can tell "never checkpointed" from "checkpoint gone". None: no marker.
     checkpoint_marker: Path | None = None
+    # Feed entries every group has acknowledged are trimmed once older than this (0: never),
+    # checked every ``trim_every_s``.
+    feed_retention_s: float = 3600.0
+    trim_every_s: float = 30.0
+    # Equity samples the tracker keeps (its metrics are over them): memory stays flat.
+    equity_window: int | None = 100_000
     # A Redis that persists nothing loses orders and fills when it stops: refused unless this.
     allow_volatile_redis: bool = False
 
@@ -214,6 +222,8 @@ class CoreService:
         self.restored = False
         self.stopped = False
         self._marked = False
+        self.trimmed = 0  # feed entries trimmed after every group acknowledged them
+        self._next_trim = 0.0
         self._unacked: list[Any] = []
         self._cursor: dict[str, str] = {}  # last entry id processed, per stream key
         self._ended: set[str] = set()
@@ -244,6 +254,7 @@ class CoreService:
             state_store=states,
             batch_forms=self.settings.batch_forms,
             shadow=self._shadow_for(deployments),
+            equity_window=self.settings.equity_window,
         )
         # The ledger is in the checkpoint: the fills are read only for an older snapshot.
         self.restored = self.engine.restore(states, self.board.read_fills)
@@ -414,8 +425,19 @@ class CoreService:
                     self._unacked = []
                 except self._transient as exc:
                     self.last_error = f"ack failed: {type(exc).__name__}: {exc}"
+            self._maybe_trim()
         self._publish_status()
         self.tactical.record(time.perf_counter_ns() - started)
+
+    def _maybe_trim(self) -> None:
+        settings = self.settings
+        if settings.feed_retention_s <= 0 or time.monotonic() < self._next_trim:
+            return
+        self._next_trim = time.monotonic() + settings.trim_every_s
+        try:
+            self.trimmed += self.feed.trim(int(settings.feed_retention_s * 1000))
+        except self._transient as exc:  # the next check will do
+            self.last_error = f"feed trim failed: {type(exc).__name__}: {exc}"
 
     def _mark_checkpoint(self) -> None:
         marker = self.settings.checkpoint_marker
@@ -512,6 +534,7 @@ class CoreService:
             "redis": self.writer.stats(),
             "read_errors": self.read_errors,
             "backpressure_cycles": self.backpressure_cycles,
+            "feed_entries_trimmed": self.trimmed,
             "last_error": self.last_error,
             "pnl": result["pnl"],
             "positions": {p.symbol: p.quantity for p in engine.portfolio.positions()},

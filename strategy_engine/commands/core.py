@@ -194,6 +194,17 @@ def _ingest_options(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--max-price", type=float, default=d.max_price, help="largest price taken")
     g.add_argument("--max-size", type=float, default=d.max_size, help="largest size/volume taken")
+    g.add_argument(
+        "--universe",
+        default="",
+        help="the symbols this core trades (A,B,... or @FILE, one per line); others refused",
+    )
+    g.add_argument(
+        "--max-symbols",
+        type=int,
+        default=d.max_symbols,
+        help="without --universe: distinct symbols taken at most (new ones past it refused)",
+    )
 
 
 def _ingest_limits(args: argparse.Namespace) -> Any:
@@ -212,7 +223,29 @@ def _ingest_limits(args: argparse.Namespace) -> Any:
         max_price_jump=args.max_price_jump,
         max_price=args.max_price,
         max_size=args.max_size,
+        universe=_universe(args.universe),
+        max_symbols=args.max_symbols,
     )
+
+
+MAX_UNIVERSE_FILE_BYTES = 4 * 1024 * 1024
+
+
+def _universe(spec: str) -> frozenset[str]:
+    """``A,B,...`` or ``@FILE`` (one symbol per line, ``#`` comments) as a set of symbols."""
+    from pathlib import Path
+
+    if not spec.startswith("@"):
+        return frozenset(s.strip() for s in spec.split(",") if s.strip())
+    path = Path(spec[1:])
+    if not path.is_file():
+        raise ConfigError(f"--universe {path}: not a regular file")
+    with path.open("rb") as handle:
+        raw = handle.read(MAX_UNIVERSE_FILE_BYTES + 1)
+    if len(raw) > MAX_UNIVERSE_FILE_BYTES:
+        raise ConfigError(f"--universe {path}: larger than {MAX_UNIVERSE_FILE_BYTES} bytes")
+    lines = raw.decode("utf-8", errors="replace").splitlines()
+    return frozenset(s for line in lines if (s := line.split("#", 1)[0].strip()))
 
 
 def _core(args: argparse.Namespace) -> int:

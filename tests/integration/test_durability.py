@@ -208,3 +208,29 @@ def test_a_core_whose_checkpoint_is_gone_refuses_to_read_its_feeds_again(
     assert json.loads(resumed.stdout)["events_in"] == 0
     assert _msgs(client, f"{redis_namespace}:fills") == fills  # nothing written twice
     assert client.hget(f"{redis_namespace}:state", state_key("core-1", "engine")) is not None
+
+
+def test_feed_entries_are_trimmed_once_every_group_acknowledged_them(
+    redis_connection: RedisConnection, redis_namespace: str, bars: list[Bar]
+) -> None:
+    client = redis_connection.client
+    key = feed_key(redis_namespace, FEED)
+    FeedPublisher(client, redis_namespace).publish(FEED, bars[:500])
+    settings = _settings(feed_retention_s=0.001, trim_every_s=0.0)
+    lagging = RedisStore(client, redis_namespace, core="lagging")
+    lagging_reader = feed_reader(client, lagging, _settings(name="lagging"))
+    lagging_reader.ensure_groups()  # a second core that has read nothing yet
+
+    held = run_core(settings, redis_connection, namespace=redis_namespace,
+                    source=LocalStrategies(TYPES))  # fmt: skip
+    length_while_lagging = client.xlen(key)
+    lagging_reader.read(1000, 10)  # its own pending entries first: none
+    while lagging_reader.read(1000, 10).refs:
+        pass  # the lagging core catches up...
+    lagging_reader.ack([(key, entry_id) for entry_id, _ in client.xrange(key)])  # ...and acks
+    again = run_core(settings, redis_connection, namespace=redis_namespace,
+                     source=LocalStrategies(TYPES))  # fmt: skip
+
+    assert held["feed_entries_trimmed"] == 0 and length_while_lagging == 501
+    assert again["feed_entries_trimmed"] == 500  # all but the end marker, which stays
+    assert client.xlen(key) == 1 and again["restored_from_checkpoint"]

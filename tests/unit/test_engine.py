@@ -238,3 +238,25 @@ def test_per_strategy_books_attribute_the_portfolio_pnl_without_fees(aapl_bars):
         assert {"sharpe", "sortino", "max_drawdown", "hit_rate", "turnover", "exposure"} <= set(row)
         assert 0.0 <= row["hit_rate"] <= 1.0
         assert 0.0 < row["time_in_market"] < 1.0
+
+
+def test_a_windowed_tracker_keeps_a_bounded_curve_and_measures_it_from_the_equity_before_it():
+    from core.engine.tracker import PerformanceTracker, performance_metrics
+
+    full, windowed = PerformanceTracker(100.0), PerformanceTracker(100.0, max_points=50)
+    equity = [100.0 * (1.0 + 0.001 * ((i * 7919) % 13 - 6)) for i in range(1000)]
+    for i, value in enumerate(equity):
+        for tracker in (full, windowed):
+            tracker.on_equity(i * 86_400 * 10**9, value)
+    for tracker in (full, windowed):
+        tracker.close()
+
+    _, kept = windowed.equity_curve()
+    assert 50 <= len(kept) < 100  # bounded, whatever the length of the run
+    assert list(kept) == equity[-len(kept) :]
+    all_ts, _ = full.equity_curve()
+    before = equity[-len(kept) - 1]
+    expected = performance_metrics(all_ts[-len(kept) :], kept, 100.0, base=before)
+    measured = windowed.metrics()
+    assert {k: measured[k] for k in expected} == expected
+    assert windowed.metrics()["pnl"] == full.metrics()["pnl"]  # from the initial capital

@@ -325,3 +325,22 @@ def test_limits_that_make_no_sense_are_refused_at_start():
         IngestLimits(max_price_jump=1.0)
     with pytest.raises(ValueError, match="max_price must be a positive number"):
         IngestLimits(max_price=float("nan"))
+
+
+def test_a_named_universe_refuses_other_symbols_and_an_open_one_is_bounded():
+    named = _boundary(universe=frozenset({"AAPL", "KO"}))
+    bounded = _boundary(max_symbols=2)
+
+    outside = named.admit_entry("f", _entry(_bar("XOM", T0)))
+    taken = [bounded.admit_entry("f", _entry(_bar(s, T0))) for s in ("A", "B", "C", "A")]
+    news = bounded.admit_entry("f", _entry(NewsItem(ts_event=T0, text="x", symbols=("A", "D"))))
+
+    assert isinstance(outside, Rejection) and outside.code is RejectCode.UNKNOWN_SYMBOL
+    assert isinstance(named.admit_entry("f", _entry(_bar("KO", T0))), Bar)
+    assert [type(t).__name__ for t in taken] == ["Bar", "Bar", "Rejection", "Bar"]
+    assert taken[2].code is RejectCode.UNIVERSE_FULL
+    assert isinstance(news, Rejection) and news.code is RejectCode.UNIVERSE_FULL
+    # The bound survives a restart.
+    again = _boundary(max_symbols=2)
+    assert again.restore(bounded.to_state()) is None
+    assert again.admit_entry("f", _entry(_bar("C", T0 + 1))).code is RejectCode.UNIVERSE_FULL
