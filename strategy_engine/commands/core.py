@@ -54,6 +54,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "entries, or from a stream entry id (without it such a core refuses to start)",
     )
     p.add_argument(
+        "--feed-retention-s",
+        type=float,
+        default=3600.0,
+        help="trim feed entries every core has acknowledged once older than this (0: never)",
+    )
+    p.add_argument(
         "--allow-volatile-redis",
         action="store_true",
         help="run on a Redis that persists nothing (a throwaway test server)",
@@ -286,6 +292,7 @@ def _core(args: argparse.Namespace) -> int:
         fee_bps=args.fee_bps,
         risk=risk_limits(args),
         resume_from=args.resume_from,
+        feed_retention_s=args.feed_retention_s,
         allow_volatile_redis=args.allow_volatile_redis,
     )
     namespace = args.namespace or ("replay" if args.replay else "se")
