@@ -109,8 +109,13 @@ def run_core(
     before_run: Callable[[CoreService], None] | None = None,
     metrics_port: int | None = None,
     log_to_mlflow: bool = False,
+    ledger_retention_days: float | None = None,
+    archive_dir: Path | None = None,
 ) -> dict[str, Any]:
     """Run one core until SIGTERM/SIGINT (or the end of its feeds); return its summary.
+
+    With ``ledger_retention_days``, orders and fills older than that move from Redis to
+    Parquet files under ``archive_dir`` (default ``var/archive``), a day at a time.
 
     ``fresh`` forgets this core's checkpoint, ledger and consumer group and the namespace's
     signals first (a replay from scratch); it refuses while a core of the namespace is alive,
@@ -136,6 +141,14 @@ def run_core(
         ControlVerifier(control_key()), store, core=settings.name, limits=WeightLimits()
     )
     service.attach_control(lambda: _handle_control(control, inbox, service))
+    if ledger_retention_days is not None:
+        from strategy_engine.archive import archive_ledger
+
+        folder = archive_dir or VAR_DIR / "archive"
+        retention_s = ledger_retention_days * 86_400
+        service.attach_housekeeping(
+            lambda: archive_ledger(store, folder, retention_s), every_s=ARCHIVE_EVERY_S
+        )
     service.start()
     metrics = None
     if metrics_port is not None:
@@ -249,6 +262,8 @@ def _handle_control(pubsub: Any, inbox: ControlInbox, service: CoreService) -> b
     return reload
 
 
+ARCHIVE_EVERY_S = 60.0
+"""How often a core looks for a day of its ledger to archive."""
 LIVE_HEARTBEAT_S = 15.0
 """A core whose last status is younger than this, and not stopped, is alive."""
 

@@ -224,6 +224,8 @@ class CoreService:
         self._marked = False
         self.trimmed = 0  # feed entries trimmed after every group acknowledged them
         self._next_trim = 0.0
+        self._housekeeping: list[tuple[Callable[[], object], float]] = []
+        self._next_housekeeping: dict[int, float] = {}
         self._unacked: list[Any] = []
         self._cursor: dict[str, str] = {}  # last entry id processed, per stream key
         self._ended: set[str] = set()
@@ -334,6 +336,11 @@ class CoreService:
             sizing=PositionSizing(notional=settings.notional),
         )
 
+    def attach_housekeeping(self, task: Callable[[], object], every_s: float) -> None:
+        """Run ``task`` (archiving, say) from the tactical cycle at most every ``every_s``; a
+        failure is recorded in ``last_error`` and retried at the next turn, never fatal."""
+        self._housekeeping.append((task, every_s))
+
     def attach_control(self, control: Callable[[], bool]) -> None:
         """Poll ``control`` every tactical cycle; True asks for a reload."""
         self._control = control
@@ -426,6 +433,7 @@ class CoreService:
                 except self._transient as exc:
                     self.last_error = f"ack failed: {type(exc).__name__}: {exc}"
             self._maybe_trim()
+            self._housekeep()
         self._publish_status()
         self.tactical.record(time.perf_counter_ns() - started)
 
@@ -438,6 +446,17 @@ class CoreService:
             self.trimmed += self.feed.trim(int(settings.feed_retention_s * 1000))
         except self._transient as exc:  # the next check will do
             self.last_error = f"feed trim failed: {type(exc).__name__}: {exc}"
+
+    def _housekeep(self) -> None:
+        now = time.monotonic()
+        for index, (task, every_s) in enumerate(self._housekeeping):
+            if now < self._next_housekeeping.get(index, 0.0):
+                continue
+            self._next_housekeeping[index] = now + every_s
+            try:
+                task()
+            except Exception as exc:
+                self.last_error = f"housekeeping failed: {type(exc).__name__}: {exc}"[:400]
 
     def _mark_checkpoint(self) -> None:
         marker = self.settings.checkpoint_marker

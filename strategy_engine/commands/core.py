@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from pathlib import Path
 from typing import Any
 
 from core.errors import ConfigError
@@ -59,6 +60,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=3600.0,
         help="trim feed entries every core has acknowledged once older than this (0: never)",
     )
+    p.add_argument(
+        "--ledger-retention-days",
+        type=float,
+        default=30.0,
+        help="orders and fills older than this move to Parquet files, a file per day (0: keep)",
+    )
+    p.add_argument("--archive-dir", default=None, help="where (default var/archive)")
     p.add_argument(
         "--allow-volatile-redis",
         action="store_true",
@@ -315,6 +323,8 @@ def _core(args: argparse.Namespace) -> int:
             # A replay's reset was done above, before its feed was published again.
             metrics_port=args.metrics_port,
             log_to_mlflow=args.until_end and not args.no_mlflow,
+            ledger_retention_days=args.ledger_retention_days or None,
+            archive_dir=Path(args.archive_dir) if args.archive_dir else None,
         )
     if args.json:
         print_json(summary)
