@@ -40,8 +40,10 @@ def register_strategy(
 
 
 @task(name="promote-champion", retries=2, retry_delay_seconds=1)
-def promote_champion(name: str, version: str) -> dict[str, str | None]:
-    return lifecycle.promote_champion(StrategyRegistry(), name, version)
+def promote_champion(
+    name: str, version: str, data_hash: str | None = None
+) -> dict[str, str | None]:
+    return lifecycle.promote_champion(StrategyRegistry(), name, version, data_hash=data_hash)
 
 
 @flow(name="register-and-promote", log_prints=False)
@@ -63,7 +65,7 @@ def register_and_promote(
         raise ValidationGateFailed(report.message(), report=report.to_dict())
     digest = hash_data(admitted)
     version = register_strategy(strategy, config or {}, digest, report)
-    aliases = promote_champion(version.name, version.version) if promote else {}
+    aliases = promote_champion(version.name, version.version, digest) if promote else {}
     return {
         "model": model_name(strategy),
         "version": version.version,
@@ -156,10 +158,11 @@ def retrain(
     champion_test = (
         evaluate_on_test_window(settings, champion, admitted, windows) if champion else None
     )
+    digest = lifecycle.data_hash(admitted)
     version = registry.register(
         strategy,
         challenger,
-        data_hash=lifecycle.data_hash(admitted),
+        data_hash=digest,
         validation=lifecycle.gate_summary(report),
         metrics={f"test_{k}": float(v) for k, v in challenger_test.items()},
         symbols=tuple(admitted.frames),
@@ -167,7 +170,8 @@ def retrain(
     registry.set_alias(name, learning.CHALLENGER, version.version)
     promoted, why = learning.decide(report, challenger_test, champion_test, margin)
     if promoted:
-        registry.promote(name, version.version)
+        # The registry checks the evidence itself, against the hash of the data in hand.
+        registry.promote(name, version.version, data_hash=digest)
         if notify:
             notify_core(name, version.version)
     outcome = _outcome(

@@ -88,9 +88,13 @@ def register_strategy(
     )
 
 
-def promote_champion(registry: StrategyRegistry, name: str, version: str) -> dict[str, str | None]:
-    """Move ``champion`` to ``version`` (the old champion becomes ``previous``)."""
-    registry.promote(name, version)
+def promote_champion(
+    registry: StrategyRegistry, name: str, version: str, *, data_hash: str | None = None
+) -> dict[str, str | None]:
+    """Move ``champion`` to ``version`` (the old champion becomes ``previous``); with
+    ``data_hash`` (recomputed from the data in hand) the registry checks the version was
+    validated on exactly that data."""
+    registry.promote(name, version, data_hash=data_hash)
     return {
         "champion": registry.get_alias(name, "champion"),
         "previous": registry.get_alias(name, "previous"),

@@ -8,28 +8,34 @@ format in ``direction_model/``: ``model.json`` written by ``Booster.save_model``
 coefficients are in the config.
 
 :func:`load_direction_strategy` returns the deployment (its config checked against the installed
-catalogue) and a predictor built from the artifact. Nothing is unpickled: XGBoost parses its JSON,
-and a skops file is refused if it holds any type outside :data:`DIRECTION_SKLEARN_TRUSTED_TYPES`.
+catalogue) and a predictor built from the artifact, read through :mod:`registry.artifacts` (a
+regular file within its kind's bounds). Nothing is unpickled: XGBoost parses its JSON once its
+nesting is checked, and a skops file is refused if its archive exceeds the zip bounds or it holds
+any type outside :data:`DIRECTION_SKLEARN_TRUSTED_TYPES`.
 """
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import mlflow.artifacts
 import numpy as np
 import skops.io as sio
 import xgboost as xgb
-from mlflow.exceptions import MlflowException
 from sklearn.pipeline import Pipeline
 
 from core.errors import RegistryError
 from core.ports import StrategyDeployment
 from core.strategies.ml.direction import MLDirection, MLDirectionConfig, Predictor
-from registry.learned_models import _schema_types
+from registry.artifacts import (
+    SKOPS_MODEL,
+    XGBOOST_MODEL,
+    load_json,
+    load_skops,
+    read_artifact,
+    read_file,
+)
 from registry.packaging import strategy_document
 from registry.source import MlflowStrategySource
 from registry.store import MlflowStore
@@ -45,7 +51,7 @@ from registry.strategy_registry import (
 DIRECTION_TYPE = "ml_direction"
 DIRECTION_MODEL_DIR = "direction_model"
 MODEL_FILES = {"xgboost": "model.json", "sklearn": "model.skops"}
-MAX_MODEL_BYTES = 50_000_000
+_BOUNDS = {"xgboost": XGBOOST_MODEL, "sklearn": SKOPS_MODEL}
 # Every type a fitted StandardScaler + LogisticRegression pipeline serialises to; nothing else.
 DIRECTION_SKLEARN_TRUSTED_TYPES = (
     "builtins.dict",
@@ -119,38 +125,63 @@ def save_direction_model(kind: str, model: Any, folder: Path) -> Path:
     return path
 
 
-def load_direction_model(kind: str, path: Path) -> Predictor:
+def load_direction_model(kind: str, path: Path, *, where: str | None = None) -> Predictor:
     """Build a predictor from a file written by :func:`save_direction_model`.
+
+    Parameters
+    ----------
+    kind
+        ``xgboost`` or ``sklearn``.
+    path
+        The model file.
+    where
+        What the file belongs to (``strategy.x version 3``), named in every error; defaults to
+        the file's folder.
 
     Raises
     ------
     RegistryError
-        If the file is too large, unreadable, or (skops) holds an untrusted type.
+        If the file is not a regular file within its kind's bounds (size; JSON nesting for
+        XGBoost; zip members, inflated size and ratio for skops), or (skops) holds an untrusted
+        type.
     """
+    where = where or str(path.parent)
     if kind not in MODEL_FILES:
         raise RegistryError(f"model kind must be one of {sorted(MODEL_FILES)}, was {kind!r}")
-    size = path.stat().st_size
-    if size > MAX_MODEL_BYTES:
-        raise RegistryError(f"{path.name} is {size} bytes, over {MAX_MODEL_BYTES}")
+    raw = read_file(path, _BOUNDS[kind], where=where)
+    return direction_predictor(kind, raw, name=path.name, where=where)
+
+
+def direction_predictor(kind: str, raw: bytes, *, name: str, where: str) -> Predictor:
+    """Build a predictor from a model file's bytes (read through :mod:`registry.artifacts`).
+
+    XGBoost gets its JSON only after the nesting check: its own parser has no depth limit and
+    a deeply nested file crashes the process. Its binary UBJ form is refused, since nothing here
+    writes it and its nesting cannot be checked the same way.
+
+    Raises
+    ------
+    RegistryError
+        As :func:`load_direction_model`.
+    """
     if kind == "xgboost":
+        document = load_json(raw, XGBOOST_MODEL, name=name, where=where)
+        if not isinstance(document, dict) or "learner" not in document:
+            raise RegistryError(f"{where}: {name} is not an XGBoost JSON model (no 'learner')")
         booster = xgb.Booster()
         try:
-            booster.load_model(str(path))
+            booster.load_model(bytearray(raw))
         except xgb.core.XGBoostError as exc:
-            raise RegistryError(f"{path.name}: not an XGBoost model ({exc})") from None
+            first = str(exc).splitlines()[0] if str(exc) else "no detail"
+            raise RegistryError(f"{where}: {name} is not an XGBoost model ({first})") from None
         return XGBoostPredictor(booster)
-    return SklearnPredictor(_load_skops(path))
-
-
-def _load_skops(path: Path) -> Pipeline:
-    found = set(sio.get_untrusted_types(file=path)) | _schema_types(path)
-    untrusted = sorted(found - set(DIRECTION_SKLEARN_TRUSTED_TYPES))
-    if untrusted:
-        raise RegistryError(f"{path.name}: refusing to load untrusted types {untrusted}")
-    model = sio.load(path, trusted=list(DIRECTION_SKLEARN_TRUSTED_TYPES))
-    if not isinstance(model, Pipeline):
-        raise RegistryError(f"{path.name}: expected a sklearn Pipeline, was {type(model).__name__}")
-    return model
+    if kind == "sklearn":
+        model = load_skops(raw, DIRECTION_SKLEARN_TRUSTED_TYPES, name=name, where=where)
+        if not isinstance(model, Pipeline):
+            what = type(model).__name__
+            raise RegistryError(f"{where}: {name}: expected a sklearn Pipeline, was {what}")
+        return SklearnPredictor(model)
+    raise RegistryError(f"model kind must be one of {sorted(MODEL_FILES)}, was {kind!r}")
 
 
 # -- registration --------------------------------------------------------------------------------
@@ -248,15 +279,12 @@ def load_direction_strategy(
         return LoadedDirection(deployment, linear)
     where = f"{name} version {deployment.version}"
     artifact = f"{DIRECTION_MODEL_DIR}/{MODEL_FILES[config.model]}"
-    with tempfile.TemporaryDirectory(prefix="direction-load-") as tmp:
-        try:
-            local = mlflow.artifacts.download_artifacts(
-                run_id=deployment.validation_run,
-                artifact_path=artifact,
-                dst_path=tmp,
-                tracking_uri=registry.store.tracking_uri,
-            )
-        except (MlflowException, OSError) as exc:
-            raise RegistryError(f"{where}: cannot fetch {artifact} ({exc})") from None
-        predictor = load_direction_model(config.model, Path(local))
+    raw = read_artifact(
+        registry.run_artifact_uri(deployment.validation_run, where),
+        artifact,
+        _BOUNDS[config.model],
+        where=where,
+        tracking_uri=registry.store.tracking_uri,
+    )
+    predictor = direction_predictor(config.model, raw, name=artifact, where=where)
     return LoadedDirection(deployment, predictor)

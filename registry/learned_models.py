@@ -8,26 +8,29 @@ classifier's held-out ``accuracy`` and ``macro_f1`` are the version's metrics; i
 hyper-parameters are logged as ``model.*`` params.
 
 Nothing is pickled: skops writes a zip of JSON and arrays, and :func:`load_sentiment_model`
-refuses any file that holds a type outside :data:`SENTIMENT_TRUSTED_TYPES`.
+refuses any file that holds a type outside :data:`SENTIMENT_TRUSTED_TYPES`, after
+:mod:`registry.artifacts` has checked the file and the archive against their bounds.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
-import tempfile
-import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import mlflow.artifacts
 import skops.io as sio
-from mlflow.exceptions import MlflowException
 from sklearn.pipeline import Pipeline
 
 from core.errors import RegistryError
 from core.strategies.news.sentiment_model import SentimentModelConfig, lexicon_from_model
+from registry.artifacts import (
+    SKOPS_MODEL,
+    STRATEGY_DOCUMENT,
+    load_skops,
+    read_artifact,
+    read_file,
+)
 from registry.packaging import (
     STRATEGY_FILE,
     parse_strategy_document,
@@ -67,46 +70,39 @@ def save_sentiment_model(model: Pipeline, path: Path) -> None:
     sio.dump(model, path)
 
 
-def load_sentiment_model(path: Path) -> Pipeline:
+def load_sentiment_model(path: Path, *, where: str | None = None) -> Pipeline:
     """Load a skops file written by :func:`save_sentiment_model`.
+
+    The file is read through :mod:`registry.artifacts`: a regular file within
+    :data:`~registry.artifacts.SKOPS_MODEL`'s size, a zip within its member, size and ratio
+    bounds, with a schema.
+
+    Parameters
+    ----------
+    path
+        The skops file.
+    where
+        What the file belongs to (``strategy.x version 3``), named in every error; defaults to
+        the file's folder.
 
     Raises
     ------
     RegistryError
-        If the file holds a type outside :data:`SENTIMENT_TRUSTED_TYPES`, or is no pipeline.
+        If the file is not a bounded regular skops zip, holds a type outside
+        :data:`SENTIMENT_TRUSTED_TYPES`, or is no pipeline.
     """
-    found = set(sio.get_untrusted_types(file=path)) | _schema_types(path)
-    untrusted = sorted(found - set(SENTIMENT_TRUSTED_TYPES))
-    if untrusted:
-        raise RegistryError(f"{path.name}: refusing to load untrusted types {untrusted}")
-    model = sio.load(path, trusted=list(SENTIMENT_TRUSTED_TYPES))
+    where = where or str(path.parent)
+    raw = read_file(path, SKOPS_MODEL, where=where)
+    return _sentiment_pipeline(raw, path.name, where)
+
+
+def _sentiment_pipeline(raw: bytes, name: str, where: str) -> Pipeline:
+    model = load_skops(raw, SENTIMENT_TRUSTED_TYPES, name=name, where=where)
     if not isinstance(model, Pipeline):
-        raise RegistryError(f"{path.name}: expected a sklearn Pipeline, was {type(model).__name__}")
+        raise RegistryError(
+            f"{where}: {name}: expected a sklearn Pipeline, was {type(model).__name__}"
+        )
     return model
-
-
-def _schema_types(path: Path) -> set[str]:
-    """Every ``module.name`` a skops file's schema refers to (classes and functions alike).
-
-    skops trusts much of numpy and scikit-learn by default; reading the schema lets the
-    allow-list be exactly :data:`SENTIMENT_TRUSTED_TYPES` and nothing more.
-    """
-    try:
-        with zipfile.ZipFile(path) as archive:
-            schema = json.loads(archive.read("schema.json"))
-    except (zipfile.BadZipFile, KeyError, ValueError) as exc:
-        raise RegistryError(f"{path.name}: not a skops file ({exc})") from None
-    found: set[str] = set()
-    pending: list[Any] = [schema]
-    while pending:
-        node = pending.pop()
-        if isinstance(node, dict):
-            if "__module__" in node and "__class__" in node:
-                found.add(f"{node['__module__']}.{node['__class__']}")
-            pending.extend(node.values())
-        elif isinstance(node, list):
-            pending.extend(node)
-    return found
 
 
 def text_data_hash(texts: Sequence[str], labels: Sequence[int]) -> str:
@@ -199,22 +195,15 @@ def load_registered_sentiment_model(
             raise RegistryError(f"{name} has no alias {version_or_alias!r}")
         version = found
     where = f"{name} version {version.version}"
-    with tempfile.TemporaryDirectory(prefix="sentiment-load-") as tmp:
-        try:
-            model_path = mlflow.artifacts.download_artifacts(
-                run_id=version.run_id,
-                artifact_path=f"{SENTIMENT_MODEL_DIR}/{SENTIMENT_MODEL_FILE}",
-                dst_path=tmp,
-                tracking_uri=registry.store.tracking_uri,
-            )
-            doc_path = mlflow.artifacts.download_artifacts(
-                run_id=version.run_id,
-                artifact_path=STRATEGY_FILE,
-                dst_path=tmp,
-                tracking_uri=registry.store.tracking_uri,
-            )
-        except (MlflowException, OSError) as exc:
-            raise RegistryError(f"{where}: cannot fetch the sentiment model ({exc})") from None
-        model = load_sentiment_model(Path(model_path))
-        _, config = parse_strategy_document(Path(doc_path).read_bytes(), where)
+    folder = registry.run_artifact_uri(version.run_id, where)
+    tracking_uri = registry.store.tracking_uri
+    model_file = f"{SENTIMENT_MODEL_DIR}/{SENTIMENT_MODEL_FILE}"
+    raw_model = read_artifact(
+        folder, model_file, SKOPS_MODEL, where=where, tracking_uri=tracking_uri
+    )
+    model = _sentiment_pipeline(raw_model, model_file, where)
+    document = read_artifact(
+        folder, STRATEGY_FILE, STRATEGY_DOCUMENT, where=where, tracking_uri=tracking_uri
+    )
+    _, config = parse_strategy_document(document, where)
     return model, config

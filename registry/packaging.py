@@ -22,6 +22,7 @@ from mlflow.types import ColSpec, Schema
 
 from core.errors import ConfigError, RegistryError
 from core.strategies.catalogue import strategy_type
+from registry.artifacts import STRATEGY_DOCUMENT, load_json, read_file
 
 STRATEGY_FILE = "strategy.json"
 SCHEMA_VERSION = 1
@@ -65,13 +66,12 @@ def parse_strategy_document(raw: bytes | str, where: str) -> tuple[str, dict[str
     Raises
     ------
     RegistryError
-        If the document is not JSON, has another schema version, or names a type or config the
-        installed code does not know.
+        If the document is not JSON, nests deeper than :data:`registry.artifacts.STRATEGY_DOCUMENT`
+        allows, has another schema version, or names a type or config the installed code does
+        not know.
     """
-    try:
-        document = json.loads(raw)
-    except ValueError as exc:
-        raise RegistryError(f"{where}: {STRATEGY_FILE} is not valid JSON ({exc})") from None
+    text = raw.encode() if isinstance(raw, str) else raw
+    document = load_json(text, STRATEGY_DOCUMENT, name=STRATEGY_FILE, where=where)
     if not isinstance(document, dict):
         raise RegistryError(f"{where}: {STRATEGY_FILE} must hold an object, was {document!r:.80}")
     version = document.get("schema_version")
@@ -120,7 +120,8 @@ def _load_pyfunc(data_path: str) -> RuleStrategyModel:
     path = Path(data_path)
     if path.is_dir():
         path = path / STRATEGY_FILE
-    type_name, config = parse_strategy_document(path.read_bytes(), str(path))
+    raw = read_file(path, STRATEGY_DOCUMENT, where=str(path.parent))
+    type_name, config = parse_strategy_document(raw, str(path.parent))
     return RuleStrategyModel(type_name, config)
 
 

@@ -1,23 +1,21 @@
 """The core's :class:`~core.ports.StrategySource` backed by the MLflow registry.
 
-Only ``strategy.json`` is read from a version's artifacts, as JSON, and checked against the
-installed catalogue; the pyfunc model is never loaded here.
+Only ``strategy.json`` is read from a version's artifacts (through :mod:`registry.artifacts`:
+a regular file, bounded in size and nesting), as JSON, and checked against the installed
+catalogue; the pyfunc model is never loaded here. A learned direction version's model file is
+read by :mod:`registry.learned_direction` under the same bounds.
 """
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import replace
-from pathlib import Path
-from urllib.parse import urlparse
-from urllib.request import url2pathname
 
-import mlflow.artifacts
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 
-from core.errors import RegistryError
+from core.errors import AdapterError, RegistryError
 from core.ports import StrategyDeployment
+from registry.artifacts import STRATEGY_DOCUMENT, read_artifact
 from registry.packaging import STRATEGY_FILE, parse_strategy_document
 from registry.strategy_registry import CHAMPION, MODEL_PREFIX, StrategyRegistry
 
@@ -26,7 +24,7 @@ LEARNED_DIRECTION = "ml_direction"
 
 # Where save_model puts the data file inside the model folder.
 DOCUMENT_PATH = f"data/{STRATEGY_FILE}"
-MAX_DOCUMENT_BYTES = 1_000_000
+MAX_DOCUMENT_BYTES = STRATEGY_DOCUMENT.max_bytes
 
 
 class MlflowStrategySource:
@@ -41,11 +39,20 @@ class MlflowStrategySource:
         Raises
         ------
         RegistryError
-            If any aliased version names a type or config the installed code does not know; the
-            caller keeps its running set.
+            If any aliased version names a type or config the installed code does not know, or
+            one of its artifacts is not a regular file, too large, too deeply nested or an
+            unsafe archive; the caller keeps its running set.
+        AdapterError
+            If the registry cannot be listed (MLflow away); the caller keeps its running set.
         """
         deployments = []
-        for model in sorted(self.registry.registered_models(), key=lambda model: model.name):
+        try:
+            models = sorted(self.registry.registered_models(), key=lambda model: model.name)
+        except MlflowException as exc:
+            # A one-line error for the operator, and a type the core's callers already handle.
+            uri = self.registry.store.tracking_uri
+            raise AdapterError(f"cannot list the strategy registry at {uri}: {exc}") from None
+        for model in models:
             if alias in model.aliases:
                 version = self.registry.model_version(model.name, str(model.aliases[alias]))
                 deployments.append(self._with_model(self._deployment(version, alias)))
@@ -88,26 +95,12 @@ class MlflowStrategySource:
         )
 
     def _read_document(self, version: ModelVersion, where: str) -> bytes:
-        uri = f"{version.source}/{DOCUMENT_PATH}"
-        try:
-            if urlparse(uri).scheme == "file":
-                # The local store: read in place rather than copy through a temporary folder.
-                return _read_limited(Path(url2pathname(urlparse(uri).path)), where)
-            with tempfile.TemporaryDirectory(prefix="strategy-doc-") as tmp:
-                store = self.registry.store
-                local = mlflow.artifacts.download_artifacts(
-                    artifact_uri=uri,
-                    dst_path=tmp,
-                    tracking_uri=store.tracking_uri,
-                    registry_uri=store.tracking_uri,
-                )
-                return _read_limited(Path(local), where)
-        except (MlflowException, OSError) as exc:
-            raise RegistryError(f"{where}: cannot read {DOCUMENT_PATH}: {exc}") from None
-
-
-def _read_limited(path: Path, where: str) -> bytes:
-    size = path.stat().st_size
-    if size > MAX_DOCUMENT_BYTES:
-        raise RegistryError(f"{where}: {STRATEGY_FILE} is {size} bytes, over {MAX_DOCUMENT_BYTES}")
-    return path.read_bytes()
+        if not version.source:
+            raise RegistryError(f"{where}: names no model folder")
+        return read_artifact(
+            version.source,
+            DOCUMENT_PATH,
+            STRATEGY_DOCUMENT,
+            where=where,
+            tracking_uri=self.registry.store.tracking_uri,
+        )

@@ -4,6 +4,12 @@ One registered model per strategy type, named ``strategy.<type>``. Each version 
 MLflow run holding the config as params, the metrics, ``strategy.json``, the validation report and
 a pyfunc model; run and version carry the lineage tags (data hash, validation result, code
 version, symbols). Promotion moves ``champion`` and keeps the old one as ``previous``.
+
+Tags are for people: anyone who can reach MLflow can set them. Promotion is decided by evidence
+the registry checks itself (:meth:`StrategyRegistry.check_evidence`): the run that logged the
+version is the validation run, it FINISHED, its ``validation.json`` still has the SHA-256 the run
+recorded as a param (MLflow never lets a logged param change), the report says success, and the
+data hash in the report, in the run's params and on the version agree.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, ErrorCode
 from mlflow.tracking import MlflowClient
 
 from core.errors import RegistryError, ValidationGateFailed
+from registry.artifacts import VALIDATION_REPORT, load_json, read_artifact, sha256_hex
 from registry.packaging import STRATEGY_FILE, save_strategy_model, strategy_document
 from registry.store import MlflowStore
 
@@ -35,6 +42,11 @@ CHAMPION = "champion"
 PREVIOUS = "previous"
 VALIDATION_FILE = "validation.json"
 MODEL_ARTIFACT = "model"
+# The version tag naming the run that validated it (for people; promotion checks the run).
+VALIDATION_RUN_TAG = "validation_run_id"
+# Run params (immutable once logged) that pin the evidence: the report's digest and the data.
+EVIDENCE_REPORT_PARAM = "evidence.validation_sha256"
+EVIDENCE_DATA_PARAM = "evidence.data_hash"
 
 
 @dataclass(frozen=True)
@@ -195,7 +207,8 @@ class StrategyRegistry:
             raise
         self._ensure_model(name, type_name)
         source = f"{run.info.artifact_uri}/{MODEL_ARTIFACT}"
-        created = client.create_model_version(name, source=source, run_id=run_id, tags=tags)
+        version_tags = {**tags, VALIDATION_RUN_TAG: run_id}
+        created = client.create_model_version(name, source=source, run_id=run_id, tags=version_tags)
         return RegisteredVersion(name=name, version=str(created.version), run_id=run_id)
 
     def register_document(
@@ -214,11 +227,33 @@ class StrategyRegistry:
         ``strategy.json``, the validation report and the pyfunc model; ``add_files`` writes what
         a learned strategy adds (its fitted model in its library's own format) into the folder
         that is uploaded as the run's artifacts.
+
+        The validation report is stored with the data hash of ``tags`` in it, and the run's
+        params pin both (:data:`EVIDENCE_REPORT_PARAM`, :data:`EVIDENCE_DATA_PARAM`): this is the
+        evidence :meth:`promote` checks.
+
+        Raises
+        ------
+        RegistryError
+            If the report names another data hash than ``tags``, or a param would shadow an
+            evidence param.
         """
+        data_hash = tags.get("data_hash", "")
+        reported = validation.get("data_hash", data_hash)
+        if reported != data_hash:
+            raise RegistryError(
+                f"validation report is about data {reported!r}, the version about {data_hash!r}"
+            )
+        report = json.dumps({**validation, "data_hash": data_hash}, indent=2, default=str).encode()
+        params = {**_flatten(document["config"]), **(extra_params or {})}
+        shadowed = sorted({EVIDENCE_REPORT_PARAM, EVIDENCE_DATA_PARAM} & params.keys())
+        if shadowed:
+            raise RegistryError(f"params {shadowed} are reserved for the validation evidence")
+        params[EVIDENCE_REPORT_PARAM] = sha256_hex(report)
+        params[EVIDENCE_DATA_PARAM] = data_hash
 
         def log(run_id: str) -> None:
             now_ms = int(time.time() * 1000)
-            params = {**_flatten(document["config"]), **(extra_params or {})}
             self.client.log_batch(
                 run_id,
                 metrics=[Metric(key, float(value), now_ms, 0) for key, value in metrics.items()],
@@ -228,7 +263,7 @@ class StrategyRegistry:
             with tempfile.TemporaryDirectory(prefix="strategy-version-") as tmp:
                 folder = Path(tmp)
                 (folder / STRATEGY_FILE).write_text(json.dumps(document, indent=2, sort_keys=True))
-                (folder / VALIDATION_FILE).write_text(json.dumps(validation, indent=2, default=str))
+                (folder / VALIDATION_FILE).write_bytes(report)
                 save_strategy_model(folder / MODEL_ARTIFACT, document)
                 if add_files is not None:
                     add_files(folder)
@@ -275,22 +310,26 @@ class StrategyRegistry:
         if self.get_alias(name, alias) is not None:
             self.client.delete_registered_model_alias(name, alias)
 
-    def promote(self, name: str, version: str) -> None:
+    def promote(self, name: str, version: str, *, data_hash: str | None = None) -> None:
         """Make ``version`` the champion; the old champion becomes ``previous``.
+
+        Parameters
+        ----------
+        name, version
+            The registered model and the version to promote.
+        data_hash
+            The hash recomputed from the data by a caller that holds it; it must equal the hash
+            the version was validated on. Without it, the hashes the registry recorded are
+            compared with one another.
 
         Raises
         ------
         ValidationGateFailed
-            If the version's validation gate did not pass; the champion is left unchanged.
+            If the version's validation evidence is missing, altered or failing (see
+            :meth:`check_evidence`); the champion is left unchanged.
         """
         candidate = self.model_version(name, version)
-        tags = dict(candidate.tags)
-        if tags.get("validation_success") != "true":
-            suite = tags.get("validation_suite", "?")
-            raise ValidationGateFailed(
-                f"{name} version {version} failed validation suite {suite!r}: not promoted",
-                report={"name": name, "version": str(version), "tags": tags},
-            )
+        self.check_evidence(candidate, data_hash=data_hash)
         current = self.get_alias(name, CHAMPION)
         if current == str(version):
             return
@@ -298,6 +337,116 @@ class StrategyRegistry:
         if current is not None:
             self.client.set_registered_model_alias(name, PREVIOUS, current)
         self.client.set_registered_model_alias(name, CHAMPION, str(version))
+
+    def check_evidence(
+        self, version: ModelVersion, *, data_hash: str | None = None
+    ) -> dict[str, str]:
+        """Check that ``version`` passed its validation gate, from what MLflow itself holds.
+
+        Tags (``validation_success`` among them) can be set by anyone who reaches MLflow, so
+        none decides here. The checks, in order: the version records its validation run, and
+        that run is the one that logged the version's model; the run exists, is not deleted and
+        FINISHED; its ``validation.json`` is a bounded regular file whose SHA-256 is the one the
+        run pinned in an (immutable) param; the report says ``success``; and the data hash in
+        the report, the run's param, the version's tag (and ``data_hash`` when given) are equal.
+
+        Returns
+        -------
+        dict
+            ``run_id``, ``suite`` and ``data_hash`` of the evidence.
+
+        Raises
+        ------
+        ValidationGateFailed
+            Naming the first check that failed; nothing is changed.
+        """
+        where = f"{version.name} version {version.version}"
+        tags = dict(version.tags)
+        facts: dict[str, Any] = {"name": version.name, "version": str(version.version)}
+
+        def refuse(reason: str) -> ValidationGateFailed:
+            return ValidationGateFailed(
+                f"{where} not promoted: {reason}", report={**facts, "reason": reason, "tags": tags}
+            )
+
+        run_id = tags.get(VALIDATION_RUN_TAG, "")
+        if not run_id:
+            raise refuse(
+                f"it records no validation run (no {VALIDATION_RUN_TAG!r} tag); "
+                "a 'validation_success' tag alone is not evidence"
+            )
+        facts["run_id"] = run_id
+        if run_id != version.run_id:
+            raise refuse(
+                f"validation run {run_id} did not log this version "
+                f"(its model comes from run {version.run_id or 'none'})"
+            )
+        try:
+            run = self.client.get_run(run_id)
+        except MlflowException:
+            raise refuse(f"validation run {run_id} does not exist") from None
+        if run.info.lifecycle_stage != "active":
+            raise refuse(f"validation run {run_id} is {run.info.lifecycle_stage}")
+        if run.info.status != RunStatus.to_string(RunStatus.FINISHED):
+            raise refuse(f"validation run {run_id} is {run.info.status}, not FINISHED")
+        logged = f"{run.info.artifact_uri}/{MODEL_ARTIFACT}"
+        if version.source != logged:
+            raise refuse(f"its model {version.source} is not the one run {run_id} logged")
+        digest = run.data.params.get(EVIDENCE_REPORT_PARAM)
+        recorded_hash = run.data.params.get(EVIDENCE_DATA_PARAM)
+        if not digest or recorded_hash is None:
+            raise refuse(
+                f"validation run {run_id} pinned no evidence "
+                f"(params {EVIDENCE_REPORT_PARAM!r}, {EVIDENCE_DATA_PARAM!r})"
+            )
+        try:
+            raw = read_artifact(
+                run.info.artifact_uri,
+                VALIDATION_FILE,
+                VALIDATION_REPORT,
+                where=f"validation run {run_id}",
+                tracking_uri=self.store.tracking_uri,
+            )
+        except RegistryError as exc:
+            raise refuse(str(exc)) from None
+        actual = sha256_hex(raw)
+        if actual != digest:
+            raise refuse(
+                f"{VALIDATION_FILE} of validation run {run_id} was changed after the run "
+                f"recorded it ({actual} != {digest})"
+            )
+        try:
+            report = load_json(raw, VALIDATION_REPORT, name=VALIDATION_FILE, where=where)
+        except RegistryError as exc:
+            raise refuse(str(exc)) from None
+        if not isinstance(report, dict):
+            raise refuse(f"{VALIDATION_FILE} of validation run {run_id} is not an object")
+        suite = str(report.get("suite", "?"))
+        if report.get("success") is not True:
+            raise ValidationGateFailed(
+                f"{where} failed validation suite {suite!r}: not promoted",
+                report={**facts, "reason": "validation failed", "validation": report},
+            )
+        hashes = {
+            "validation report": report.get("data_hash"),
+            "validation run": recorded_hash,
+            "version tag": tags.get("data_hash"),
+        }
+        if data_hash is not None:
+            hashes["recomputed from the data"] = data_hash
+        if not recorded_hash or len(set(hashes.values())) != 1:
+            listed = ", ".join(f"{who} {value!r}" for who, value in hashes.items())
+            raise refuse(f"data hashes disagree: {listed}")
+        return {"run_id": run_id, "suite": suite, "data_hash": recorded_hash}
+
+    def run_artifact_uri(self, run_id: str | None, where: str) -> str:
+        """Return the artifact folder URI of run ``run_id``; RegistryError if there is none."""
+        if not run_id:
+            raise RegistryError(f"{where}: no run holds its artifacts")
+        try:
+            return str(self.client.get_run(run_id).info.artifact_uri)
+        except MlflowException as exc:
+            raise RegistryError(f"{where}: run {run_id} cannot be read: {exc.message}") from None
 
     def rollback(self, name: str) -> str:
         """Move ``champion`` back to ``previous`` and return the restored version.

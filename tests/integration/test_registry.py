@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import time
@@ -74,7 +75,7 @@ def _aapl_bars(rows: int = 250) -> pd.DataFrame:
 
 
 def test_registering_records_config_lineage_and_artifacts_in_run_and_version(
-    registry: StrategyRegistry,
+    registry: StrategyRegistry, tmp_path: Path
 ) -> None:
     started = time.perf_counter()
     registered = registry.register(
@@ -95,13 +96,20 @@ def test_registering_records_config_lineage_and_artifacts_in_run_and_version(
     artifacts = {item.path for item in client.list_artifacts(registered.run_id)}
     model_files = {item.path for item in client.list_artifacts(registered.run_id, "model")}
     assert registered.name == NAME
+    report = client.download_artifacts(registered.run_id, "validation.json", str(tmp_path))
+    report_digest = hashlib.sha256(Path(report).read_bytes()).hexdigest()
     assert run.data.params == {
         "fast_period": "5",
         "slow_period": "20",
         "ma_type": "sma",
         "allow_short": "False",
+        # The promotion evidence, pinned in params (which MLflow never lets change).
+        "evidence.data_hash": "sha256:aapl-2012",
+        "evidence.validation_sha256": f"sha256:{report_digest}",
     }
+    assert json.loads(Path(report).read_text()) == {**PASSED, "data_hash": "sha256:aapl-2012"}
     assert run.data.metrics == {"sharpe": 0.8}
+    assert version.tags["validation_run_id"] == registered.run_id
     for tags in (run.data.tags, version.tags):
         assert tags["strategy_type"] == "ma_crossover"
         assert tags["data_hash"] == "sha256:aapl-2012"

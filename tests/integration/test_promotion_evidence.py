@@ -1,0 +1,253 @@
+"""Promotion decided by evidence the registry checks itself, never by a tag, in a real MLflow store.
+
+Each refusal is of a version someone with MLflow access prepared by hand (tags set, artifacts
+rewritten, runs marked); each must raise ``ValidationGateFailed`` naming what is missing, and the
+champion must stay where it was.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from mlflow.entities import RunStatus
+from mlflow.exceptions import MlflowException
+
+from core.errors import ValidationGateFailed
+from registry import MlflowStore, StrategyRegistry
+from registry.artifacts import local_folder
+
+pytestmark = pytest.mark.integration
+
+NAME = "strategy.ma_crossover"
+DATA_HASH = "sha256:aapl-2012"
+PASSED = {"success": True, "suite": "bars_daily", "failed_expectations": []}
+FAILED = {
+    "success": False,
+    "suite": "bars_daily",
+    "failed_expectations": ["expect_column_values_to_be_between(close)"],
+}
+
+
+@pytest.fixture(scope="module")
+def empty_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An MLflow SQLite file with its tables created once (the migrations take ~2 s)."""
+    store = MlflowStore(tmp_path_factory.mktemp("template"))
+    store.client.search_experiments()
+    return store.root / "mlflow.db"
+
+
+@pytest.fixture
+def registry(mlflow_dir: Path, empty_db: Path) -> StrategyRegistry:
+    shutil.copy(empty_db, mlflow_dir / "mlflow.db")
+    return StrategyRegistry(MlflowStore(mlflow_dir))
+
+
+def _register(registry: StrategyRegistry, fast: int, validation: dict = PASSED) -> str:
+    return registry.register(
+        "ma_crossover",
+        {"fast_period": fast, "slow_period": 20},
+        data_hash=DATA_HASH,
+        validation=validation,
+        symbols=("AAPL",),
+    ).version
+
+
+@pytest.fixture
+def champion(registry: StrategyRegistry) -> str:
+    """A legitimately validated version, promoted: what every refusal must leave in place."""
+    version = _register(registry, fast=5)
+    registry.promote(NAME, version)
+    return version
+
+
+def _refused(registry: StrategyRegistry, version: str, champion: str, match: str) -> None:
+    with pytest.raises(ValidationGateFailed, match=match) as refusal:
+        registry.promote(NAME, version)
+    assert refusal.value.report["version"] == version
+    assert registry.get_alias(NAME, "champion") == champion
+    assert registry.get_alias(NAME, "previous") is None
+
+
+def _report_file(registry: StrategyRegistry, version: str) -> Path:
+    run_id = registry.model_version(NAME, version).run_id
+    folder = local_folder(registry.client.get_run(run_id).info.artifact_uri)
+    assert folder is not None
+    return folder / "validation.json"
+
+
+def test_a_validated_version_promotes_on_its_own_evidence(
+    registry: StrategyRegistry, champion: str
+) -> None:
+    challenger = _register(registry, fast=8)
+
+    evidence = registry.check_evidence(registry.model_version(NAME, challenger))
+    registry.promote(NAME, challenger, data_hash=DATA_HASH)
+
+    assert evidence == {
+        "run_id": registry.model_version(NAME, challenger).run_id,
+        "suite": "bars_daily",
+        "data_hash": DATA_HASH,
+    }
+    assert registry.get_alias(NAME, "champion") == challenger
+    assert registry.get_alias(NAME, "previous") == champion
+
+
+def test_a_hand_set_validation_tag_without_a_validation_run_is_refused(
+    registry: StrategyRegistry, champion: str
+) -> None:
+    # A version made straight through the MLflow client: a run holding only a document.
+    client = registry.client
+    run = client.create_run(registry.store.experiment_id())
+    document = {"type": "ma_crossover", "config": {"fast_period": 9}, "schema_version": 1}
+    client.log_text(run.info.run_id, json.dumps(document), "model/data/strategy.json")
+    client.set_terminated(run.info.run_id)
+    forged = client.create_model_version(
+        NAME,
+        source=f"{run.info.artifact_uri}/model",
+        run_id=run.info.run_id,
+        tags={"validation_success": "true", "data_hash": DATA_HASH},
+    ).version
+
+    _refused(
+        registry,
+        str(forged),
+        champion,
+        match=rf"{NAME} version {forged} not promoted: it records no validation run "
+        r"\(no 'validation_run_id' tag\); a 'validation_success' tag alone is not evidence",
+    )
+
+
+def test_a_hand_set_tag_naming_another_versions_validation_run_is_refused(
+    registry: StrategyRegistry, champion: str
+) -> None:
+    client = registry.client
+    run = client.create_run(registry.store.experiment_id())
+    client.set_terminated(run.info.run_id)
+    borrowed = registry.model_version(NAME, champion).run_id
+    forged = client.create_model_version(
+        NAME,
+        source=f"{run.info.artifact_uri}/model",
+        run_id=run.info.run_id,
+        tags={"validation_success": "true", "validation_run_id": borrowed, "data_hash": DATA_HASH},
+    ).version
+
+    _refused(
+        registry,
+        str(forged),
+        champion,
+        match=f"validation run {borrowed} did not log this version",
+    )
+
+
+def test_a_failed_version_whose_tag_was_flipped_to_true_is_refused(
+    registry: StrategyRegistry, champion: str
+) -> None:
+    failed = _register(registry, fast=8, validation=FAILED)
+    registry.client.set_model_version_tag(NAME, failed, "validation_success", "true")
+
+    _refused(
+        registry, failed, champion, match=f"version {failed} failed validation suite 'bars_daily'"
+    )
+
+
+def test_a_report_rewritten_to_say_failure_is_refused(
+    registry: StrategyRegistry, champion: str
+) -> None:
+    challenger = _register(registry, fast=8)
+    report = _report_file(registry, challenger)
+    report.write_text(json.dumps({**FAILED, "data_hash": DATA_HASH}))
+
+    _refused(
+        registry,
+        challenger,
+        champion,
+        match=r"validation\.json of validation run \w+ was changed after the run recorded it",
+    )
+
+
+def test_a_failed_report_rewritten_to_say_success_is_refused(
+    registry: StrategyRegistry, champion: str
+) -> None:
+    failed = _register(registry, fast=8, validation=FAILED)
+    report = _report_file(registry, failed)
+    report.write_text(json.dumps({**PASSED, "data_hash": DATA_HASH}))
+    registry.client.set_model_version_tag(NAME, failed, "validation_success", "true")
+
+    _refused(registry, failed, champion, match="was changed after the run recorded it")
+
+
+def test_a_version_whose_data_hash_tag_differs_from_its_validation_is_refused(
+    registry: StrategyRegistry, champion: str
+) -> None:
+    challenger = _register(registry, fast=8)
+    registry.client.set_model_version_tag(NAME, challenger, "data_hash", "sha256:other-data")
+
+    _refused(
+        registry,
+        challenger,
+        champion,
+        match=rf"data hashes disagree: validation report '{DATA_HASH}', "
+        rf"validation run '{DATA_HASH}', version tag 'sha256:other-data'",
+    )
+
+
+def test_a_data_hash_recomputed_from_other_data_is_refused(
+    registry: StrategyRegistry, champion: str
+) -> None:
+    challenger = _register(registry, fast=8)
+
+    with pytest.raises(ValidationGateFailed, match="recomputed from the data 'sha256:new-data'"):
+        registry.promote(NAME, challenger, data_hash="sha256:new-data")
+
+    assert registry.get_alias(NAME, "champion") == champion
+
+
+def test_a_validation_run_that_did_not_finish_is_refused(
+    registry: StrategyRegistry, champion: str
+) -> None:
+    challenger = _register(registry, fast=8)
+    run_id = registry.model_version(NAME, challenger).run_id
+    registry.client.set_terminated(run_id, RunStatus.to_string(RunStatus.FAILED))
+
+    _refused(
+        registry, challenger, champion, match=f"validation run {run_id} is FAILED, not FINISHED"
+    )
+
+
+def test_a_deleted_validation_run_is_refused(registry: StrategyRegistry, champion: str) -> None:
+    challenger = _register(registry, fast=8)
+    run_id = registry.model_version(NAME, challenger).run_id
+    registry.client.delete_run(run_id)
+
+    _refused(registry, challenger, champion, match=f"validation run {run_id} is deleted")
+
+
+def test_a_report_replaced_by_a_link_is_refused(
+    registry: StrategyRegistry, champion: str, tmp_path: Path
+) -> None:
+    challenger = _register(registry, fast=8)
+    report = _report_file(registry, challenger)
+    copy = tmp_path / "validation.json"
+    shutil.copy(report, copy)
+    report.unlink()
+    report.symlink_to(copy)
+
+    _refused(
+        registry, challenger, champion, match="validation.json is a symbolic link, not a regular"
+    )
+
+
+def test_the_pinned_evidence_cannot_be_logged_again_with_another_value(
+    registry: StrategyRegistry,
+) -> None:
+    # What makes a rewritten report detectable: MLflow refuses to change a logged param.
+    run_id = registry.model_version(NAME, _register(registry, fast=8)).run_id
+
+    for key in ("evidence.validation_sha256", "evidence.data_hash"):
+        with pytest.raises(MlflowException, match="Changing param values is not allowed"):
+            registry.client.log_param(run_id, key, "sha256:forged")
+
+    assert registry.client.get_run(run_id).data.params["evidence.data_hash"] == DATA_HASH
