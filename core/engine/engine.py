@@ -376,12 +376,17 @@ class TradingEngine:
             self._sink.record_fills(box.fills)
 
     def summary(self) -> dict[str, Any]:
+        capital = self.tracker.initial_capital
         totals = {
             "signals": self.tracker.signals,
             "fills": self.tracker.fills,
             "hit_rate": self.portfolio.hit_rate,
             **self.tracker.metrics(self.portfolio.traded_notional),
         }
+        # PnL from the ledger, not the equity samples: a core restarted after its feed ended
+        # has none, and still has its PnL.
+        totals["pnl"] = self.portfolio.equity - capital
+        totals["total_return"] = totals["pnl"] / capital if capital > 0 else 0.0
         names = [d.name for d in self.applicator.deployments]
         per_strategy = (
             [book.summary() for book in self.books.values()]

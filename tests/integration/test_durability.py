@@ -119,6 +119,7 @@ def test_each_shard_keeps_and_rebuilds_its_own_ledger(
         owned = SymbolShard(index=k, count=2)
         assert again[k]["restored_from_checkpoint"]
         assert again[k]["positions"] == first[k]["positions"]
+        assert again[k]["pnl"] == first[k]["pnl"] != 0.0  # from the checkpointed ledger
         assert first[k]["positions"] and all(owned.owns(s) for s in first[k]["positions"])
         assert {p.symbol for p in ledger.load_positions().values()} <= set(first[k]["positions"])
         assert fills[k] and all(owned.owns(f.symbol) for f in fills[k])
