@@ -5,11 +5,19 @@
 process work pool, deploys ``prefect.yaml`` and starts a worker. :func:`down` stops exactly the
 process groups named by the pid files, so it is safe to run twice. Everything is started with
 :mod:`subprocess` (never a shell ``&``), so every process receives the SIGTERM that stops it.
+
+Every server requires credentials, generated on the first ``up`` into ``var/credentials.json``
+(mode 0600, see :mod:`strategy_engine.credentials`): Redis ACL users (the ``default`` user is
+off), MLflow's basic-auth app, Prefect's API auth string. Each process the stack starts gets
+only what it needs: the dashboard Redis's ``readonly`` user, the worker its ``flows`` user,
+and both the Prefect auth string. Redis writes an append-only file (``everysec`` unless
+``always`` is asked for) as well as RDB snapshots.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import os
 import shlex
@@ -28,7 +36,10 @@ from typing import Any
 
 import psutil
 
+from core.adapters.redis_server import AOF_FILE, aof_needs_migration, appendfsync_policy
 from core.errors import AdapterError, ConfigError
+from strategy_engine import credentials
+from strategy_engine.credentials import Credentials
 from strategy_engine.settings import REPO_ROOT, VAR_DIR
 
 HOST = "127.0.0.1"
@@ -40,6 +51,9 @@ SERVICES = (REDIS, DASHBOARD, MLFLOW, PREFECT, WORKER)  # start order; stopped i
 START_TIMEOUT = {REDIS: 15.0, DASHBOARD: 30.0, MLFLOW: 120.0, PREFECT: 180.0, WORKER: 90.0}
 PORT_TRIES = 20
 DEPLOY_TIMEOUT = 300.0
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
+WILDCARD = ("0.0.0.0", "::", "*")
+REDIS_RDB = "dump.rdb"
 
 Echo = Callable[[str], None]
 
@@ -70,6 +84,26 @@ class Layout:
     def state_file(self) -> Path:
         return self.run_dir / "services.json"
 
+    @property
+    def credentials_file(self) -> Path:
+        return credentials.path_in(self.var_dir)
+
+    @property
+    def redis_aclfile(self) -> Path:
+        return self.redis_dir / "users.acl"
+
+    @property
+    def mlflow_auth_dir(self) -> Path:
+        return self.var_dir / "mlflow-auth"
+
+    @property
+    def mlflow_auth_config(self) -> Path:
+        return self.mlflow_auth_dir / "basic_auth.ini"
+
+    @property
+    def mlflow_auth_db(self) -> Path:
+        return self.mlflow_auth_dir / "basic_auth.db"
+
     def pid_file(self, name: str) -> Path:
         return self.run_dir / f"{name}.pid"
 
@@ -79,11 +113,22 @@ class Layout:
     def create(self) -> None:
         for folder in (self.run_dir, self.log_dir, self.prefect_home, self.redis_dir):
             folder.mkdir(parents=True, exist_ok=True)
+        # Redis's snapshot and append-only file hold every order, fill and position.
+        self.redis_dir.chmod(0o700)
+        # MLflow's auth database holds the password hashes: owner-only, like the credentials.
+        self.mlflow_auth_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.mlflow_auth_dir.chmod(0o700)
 
 
 @dataclass(frozen=True)
 class StackConfig:
-    """Ports (each moves to the next free one if taken), the work pool and the state folder."""
+    """Ports (each moves to the next free one if taken), the work pool and the state folder.
+
+    ``redis_bind`` is the one address Redis listens on (loopback unless asked; Redis always
+    requires its ACL passwords, so it never listens off loopback without them);
+    ``redis_appendfsync`` is ``everysec`` or ``always`` (default: ``$STRATEGY_ENGINE_REDIS_
+    APPENDFSYNC``, else ``everysec``).
+    """
 
     host: str = HOST
     redis_port: int = 6379
@@ -93,12 +138,26 @@ class StackConfig:
     pool: str = POOL
     deploy: bool = True
     layout: Layout = field(default_factory=Layout)
+    redis_bind: str = HOST
+    redis_appendfsync: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("redis_port", "mlflow_port", "prefect_port", "dashboard_port"):
             port = getattr(self, name)
             if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
                 raise ConfigError(f"{name} must be an integer in 1..65535, was {port!r}")
+        if not self.redis_bind or any(c.isspace() for c in self.redis_bind):
+            raise ConfigError(f"redis_bind must be one address, was {self.redis_bind!r}")
+        appendfsync_policy(self.redis_appendfsync)  # refuses an unknown policy now, not later
+
+    @property
+    def appendfsync(self) -> str:
+        return appendfsync_policy(self.redis_appendfsync)
+
+    @property
+    def redis_host(self) -> str:
+        """Where clients reach Redis: loopback when it listens on every address."""
+        return HOST if self.redis_bind in WILDCARD else self.redis_bind
 
 
 @dataclass
@@ -134,44 +193,66 @@ def up(config: StackConfig | None = None, *, echo: Echo = print) -> dict[str, An
     Returns
     -------
     dict
-        ``services`` (name, pid, url, start-up seconds), ``urls`` and ``total_seconds``.
+        ``services`` (name, pid, url, start-up seconds), ``urls``, ``credentials`` (the file),
+        ``users`` (user names per service, no secrets), ``prefect_home`` and ``total_seconds``.
 
     Raises
     ------
+    ConfigError
+        If the credentials file may be read by others, is malformed, or is missing while
+        services of an earlier ``up`` still run.
     AdapterError
-        If a service does not answer in time, exits during start-up, or the deploy fails.
+        If a service does not answer in time, exits during start-up, refuses the credentials,
+        or the deploy fails.
     """
     config = config or StackConfig()
     layout = config.layout
     layout.create()
     began = time.monotonic()
     state = _read_state(layout)
+    creds = _credentials_for_up(layout, echo)
+    auth = creds.prefect_auth_string
+    if read_pid(MLFLOW, layout) is None:
+        _require_mlflow_auth_app()
     started: list[str] = []
     services: dict[str, Started] = {}
     try:
-        services[REDIS] = _announce(_ensure_redis(config, state, started, echo), echo)
-        # Cores started by hand use the stack's Redis too, so the dashboard reads the same one.
-        redis_env = {"REDIS_URL": os.environ.get("REDIS_URL") or services[REDIS].url}
-        dashboard = _ensure_dashboard(config, state, started, echo, redis_env)
+        redis_service = _check_reused(
+            _ensure_redis(config, state, started, echo, creds), layout, creds
+        )
+        services[REDIS] = _announce(redis_service, echo)
+        # A REDIS_URL the caller set wins; otherwise each process gets the stack's Redis as
+        # the least-privileged user that does its job.
+        chosen = os.environ.get("REDIS_URL")
+        dashboard_env = {
+            "REDIS_URL": chosen or _stack_redis_url(creds, "readonly", redis_service.url)
+        }
+        dashboard = _ensure_dashboard(config, state, started, echo, dashboard_env)
         services[DASHBOARD] = _announce(dashboard, echo)
         # The two slow servers start together and are then awaited one by one.
-        mlflow = _launch_mlflow(config, state, started, echo)
-        prefect = _launch_prefect(config, state, started, echo)
-        mlflow = _await(MLFLOW, mlflow, layout, _http_ok(f"{mlflow.url}/health"))
+        mlflow = _launch_mlflow(config, state, started, echo, creds)
+        prefect = _launch_prefect(config, state, started, echo, auth)
+        mlflow = _check_reused(wait_for_mlflow(mlflow, layout, creds), layout, creds)
         services[MLFLOW] = _announce(mlflow, echo)
-        services[PREFECT] = _announce(wait_for_prefect(prefect, layout), echo)
+        prefect = wait_for_prefect(prefect, layout, auth_string=auth)
+        services[PREFECT] = _announce(_check_reused(prefect, layout, creds), echo)
         _write_state(layout, services)
         api_url = f"{services[PREFECT].url}/api"
         if config.deploy:
             t0 = time.monotonic()
-            ensure_work_pool(api_url, config.pool, layout)
-            deploy_all(api_url, layout)
+            ensure_work_pool(api_url, config.pool, layout, auth_string=auth)
+            deploy_all(api_url, layout, auth_string=auth)
             echo(
                 f"deploy: work pool {config.pool!r} and prefect.yaml deployments ready in "
                 f"{time.monotonic() - t0:.1f} s"
             )
-        # Flows that use Redis find the stack's, unless the caller chose a server.
-        worker = _ensure_worker(config, api_url, state, started, redis_env)
+        # Flows that use Redis find the stack's (as its `flows` user), unless the caller chose
+        # a server; flows that use the MLflow server authenticate as its admin.
+        worker_env = {
+            "REDIS_URL": chosen or _stack_redis_url(creds, "flows", redis_service.url),
+            **_mlflow_client_env(creds),
+        }
+        worker = _ensure_worker(config, api_url, state, started, worker_env, auth)
         services[WORKER] = _announce(worker, echo)
         _write_state(layout, services)
     except BaseException:
@@ -181,8 +262,114 @@ def up(config: StackConfig | None = None, *, echo: Echo = print) -> dict[str, An
     return {
         "services": [s.to_dict() for s in services.values()],
         "urls": urls(services),
+        "credentials": str(layout.credentials_file),
+        "users": users(creds),
+        "redis_appendfsync": config.appendfsync,
         "prefect_home": str(layout.prefect_home),
         "total_seconds": round(time.monotonic() - began, 2),
+    }
+
+
+def users(creds: Credentials) -> dict[str, Any]:
+    """Return the user names of each service (the passwords stay in the credentials file)."""
+    return {
+        "redis": list(credentials.REDIS_USERS),
+        "mlflow": creds.mlflow_username,
+        "prefect": creds.prefect_auth_string.split(":", 1)[0],
+    }
+
+
+def _credentials_for_up(layout: Layout, echo: Echo) -> Credentials:
+    path = layout.credentials_file
+    if not path.exists():
+        running = [name for name in SERVICES if read_pid(name, layout) is not None]
+        if running:
+            # New secrets would not match what those servers were started with.
+            raise ConfigError(
+                f"{path} is missing while {', '.join(running)} of an earlier `up` still run; "
+                "run strategy-engine down, then up again"
+            )
+    creds, created = credentials.ensure(path)
+    if created:
+        echo(f"credentials: generated {path} (mode 600)")
+        if layout.mlflow_auth_db.exists():
+            # MLflow keeps the admin password of its first start in this database; with new
+            # credentials that one is unknown, so the database is set aside, not reused.
+            stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+            aside = layout.mlflow_auth_db.with_name(f"basic_auth.db.replaced-{stamp}")
+            layout.mlflow_auth_db.rename(aside)
+            echo(f"mlflow: auth database of earlier credentials moved to {aside}")
+    return creds
+
+
+def _require_mlflow_auth_app() -> None:
+    # Checked before anything starts: the server would otherwise die at import, after Redis
+    # and the dashboard were already up, with the reason only in its log.
+    if importlib.util.find_spec("flask_wtf") is None:
+        raise ConfigError(
+            "MLflow's basic-auth app needs Flask-WTF, which is not installed: "
+            "pip install 'mlflow[auth]==3.17.2'"
+        )
+
+
+def _check_reused(item: Started, layout: Layout, creds: Credentials) -> Started:
+    """Refuse a server an earlier ``up`` left running unless it requires these credentials.
+
+    One started before the credentials existed would stay open to anyone; one started with
+    other credentials would refuse every client of this stack.
+
+    Raises
+    ------
+    ConfigError
+        Naming the server and the fix (stop the stack, start it again).
+    """
+    if not item.reused or item.name not in (REDIS, MLFLOW, PREFECT):
+        return item
+    open_to_anyone, refuses = _access(item.name, item.url, creds)
+    if open_to_anyone or refuses:
+        problem = (
+            "answers clients that send no credentials"
+            if open_to_anyone
+            else f"refuses the credentials of {layout.credentials_file}"
+        )
+        raise ConfigError(
+            f"{item.name} (pid {item.pid}) left running by an earlier `up` {problem}; "
+            "run strategy-engine down, then up"
+        )
+    return item
+
+
+def _access(name: str, url: str, creds: Credentials) -> tuple[bool, bool]:
+    """Return whether ``name`` at ``url`` answers anonymous clients, and whether it refuses
+    the stack's credentials (False for both when it cannot tell, e.g. the server is busy)."""
+    if name == REDIS:
+        host, port = _redis_address(url)
+        refused = _redis_refuses(host, port, "readonly", creds.redis["readonly"])
+        return _redis_answers_anyone(host, port), refused
+    if name == MLFLOW:
+        probe, headers = _mlflow_probe(url, creds)
+    else:
+        probe, headers = f"{url}/api/admin/version", _prefect_headers(creds.prefect_auth_string)
+    return _http_status(probe) == 200, _http_status(probe, headers) in (401, 403)
+
+
+def _stack_redis_url(creds: Credentials, user: str, url: str) -> str:
+    host, port = _redis_address(url)
+    return creds.redis_url(user, host, port)
+
+
+def _redis_address(url: str) -> tuple[str, int]:
+    host, port = url.removeprefix("redis://").split("/")[0].rsplit(":", 1)
+    return host.strip("[]"), int(port)
+
+
+def _mlflow_client_env(creds: Credentials) -> dict[str, str]:
+    # A user name and password the caller chose win, as a pair: never half of each.
+    if os.environ.get("MLFLOW_TRACKING_USERNAME") or os.environ.get("MLFLOW_TRACKING_PASSWORD"):
+        return {}
+    return {
+        "MLFLOW_TRACKING_USERNAME": creds.mlflow_username,
+        "MLFLOW_TRACKING_PASSWORD": creds.mlflow_password,
     }
 
 
@@ -204,31 +391,92 @@ def urls(services: Mapping[str, Started]) -> dict[str, str]:
 
 
 def _ensure_redis(
-    config: StackConfig, state: dict[str, Any], started: list[str], echo: Echo
+    config: StackConfig, state: dict[str, Any], started: list[str], echo: Echo, creds: Credentials
 ) -> Started:
     reused = _running(REDIS, config.layout, state)
     if reused is not None:
         return reused
-    port = pick_port(config.host, config.redis_port, REDIS, echo)
-    argv = [str(redis_server_binary()), *redis_arguments(config.host, port, config.layout)]
-    launch = _launch(REDIS, argv, _base_env(config.layout), config.layout, started)
-    launch.url = f"redis://{config.host}:{port}/0"
-    return _await(REDIS, launch, config.layout, _redis_ok(config.host, port))
+    layout = config.layout
+    port = pick_port(config.redis_bind, config.redis_port, REDIS, echo)
+    # Rewritten on every start, so the ACL always matches the credentials file.
+    credentials.write_private(layout.redis_aclfile, creds.redis_acl())
+    migrate = aof_needs_migration(layout.redis_dir, REDIS_RDB)
+    arguments = redis_arguments(
+        config.redis_bind, port, layout, aclfile=layout.redis_aclfile,
+        appendonly=not migrate, appendfsync=config.appendfsync,
+    )  # fmt: skip
+    argv = [str(redis_server_binary()), *arguments]
+    launch = _launch(REDIS, argv, _base_env(layout), layout, started)
+    launch.url = f"redis://{config.redis_host}:{port}/0"
+    ready = _redis_ok(config.redis_host, port, "readonly", creds.redis["readonly"])
+    launch = _await(REDIS, launch, layout, ready)
+    if migrate:
+        _enable_aof(config.redis_host, port, creds)
+        echo(f"redis: append-only file written from the existing snapshot ({AOF_FILE})")
+    return launch
 
 
-def redis_arguments(host: str, port: int, layout: Layout) -> list[str]:
-    """Return redis-server arguments: loopback, no daemon, data and log under ``var/``."""
-    return [
+def redis_arguments(
+    host: str,
+    port: int,
+    layout: Layout,
+    *,
+    aclfile: Path | None = None,
+    appendonly: bool = True,
+    appendfsync: str = "everysec",
+) -> list[str]:
+    """Return redis-server arguments: no daemon, data and log under ``var/``, AOF and RDB.
+
+    Parameters
+    ----------
+    host : str
+        The address to listen on.
+    aclfile : Path, optional
+        The ACL file (users and hashed passwords). Required unless ``host`` is loopback.
+    appendonly : bool
+        Start with the append-only file on; off only to load a snapshot of a folder that has
+        no AOF yet (see :func:`core.adapters.redis_server.aof_needs_migration`).
+    appendfsync : str
+        ``everysec`` or ``always``.
+
+    Raises
+    ------
+    ConfigError
+        If ``host`` is not loopback and there is no ACL file, or ``appendfsync`` is unknown.
+    """
+    if aclfile is None and host not in LOOPBACK:
+        raise ConfigError(f"Redis may listen on {host} only with passwords (an ACL file)")
+    arguments = [
         "--bind", host,
         "--port", str(port),
         "--daemonize", "no",
         "--dir", str(layout.redis_dir),
-        "--dbfilename", "dump.rdb",
-        # Snapshots on the usual save points, so state survives a `make down` / `make up`.
-        "--save", "3600 1 300 100 60 10000",
+        "--dbfilename", REDIS_RDB,
+        # Snapshots on the usual save points, so state survives a `make down` / `make up`...
+        # (one --save per pair: Redis 6.2 silently ignores several pairs in one argument)
+        "--save", "3600", "1", "--save", "300", "100", "--save", "60", "10000",
+        # ...and the append-only file, so a crash loses at most the fsync window.
+        "--appendonly", "yes" if appendonly else "no",
+        "--appendfilename", AOF_FILE,
+        "--appendfsync", appendfsync_policy(appendfsync),
         "--logfile", "",  # log to stdout, which goes to var/log/redis.log
         "--protected-mode", "yes",
     ]  # fmt: skip
+    if aclfile is not None:
+        arguments += ["--aclfile", str(aclfile)]
+    return arguments
+
+
+def _enable_aof(host: str, port: int, creds: Credentials) -> None:
+    import redis
+
+    from core.adapters.redis_server import enable_aof
+
+    admin = redis.Redis(host=host, port=port, username="admin", password=creds.redis["admin"])
+    try:
+        enable_aof(admin)
+    finally:
+        admin.close()
 
 
 def redis_server_binary() -> Path:
@@ -260,22 +508,69 @@ def _ensure_dashboard(
 
 
 def _launch_mlflow(
-    config: StackConfig, state: dict[str, Any], started: list[str], echo: Echo
+    config: StackConfig, state: dict[str, Any], started: list[str], echo: Echo, creds: Credentials
 ) -> Started:
     reused = _running(MLFLOW, config.layout, state)
     if reused is not None:
         return reused
     from registry.store import MlflowStore
 
+    layout = config.layout
     port = pick_port(config.host, config.mlflow_port, MLFLOW, echo)
     env_pairs, argv = split_command(MlflowStore().ui_command(host=config.host, port=port))
     if argv[:1] != ["mlflow"]:
         raise ConfigError(f"unexpected MLflow UI command: {shlex.join(argv)}")
-    argv = [sys.executable, "-m", "mlflow", *argv[1:]]  # the virtualenv's mlflow, not PATH's
-    env = {**_base_env(config.layout), **env_pairs}
-    launch = _launch(MLFLOW, argv, env, config.layout, started)
+    # The virtualenv's mlflow, not PATH's, serving its basic-auth app: every page and API call
+    # asks for a user and password.
+    argv = [sys.executable, "-m", "mlflow", *argv[1:], "--app-name", "basic-auth"]
+    env = {**_base_env(layout), **env_pairs, **mlflow_auth_env(layout, creds)}
+    launch = _launch(MLFLOW, argv, env, layout, started)
     launch.url = f"http://{config.host}:{port}"
     return launch
+
+
+def mlflow_auth_env(layout: Layout, creds: Credentials) -> dict[str, str]:
+    """Write MLflow's auth configuration under ``var/`` and return the server's environment.
+
+    The configuration names the auth database and the admin user; the admin password (used
+    only to create that user on the first start) and the form secret come from the credentials
+    through the environment, so no file but the credentials file holds them in plain text.
+    """
+    database = f"sqlite:///{layout.mlflow_auth_db}".replace("%", "%%")  # configparser syntax
+    credentials.write_private(
+        layout.mlflow_auth_config,
+        "[mlflow]\n"
+        # An authenticated user who is not admin sees nothing until granted it.
+        "default_permission = NO_PERMISSIONS\n"
+        f"database_uri = {database}\n"
+        f"admin_username = {creds.mlflow_username}\n"
+        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+        "grant_default_workspace_access = false\n",
+    )
+    return {
+        "MLFLOW_AUTH_CONFIG_PATH": str(layout.mlflow_auth_config),
+        "MLFLOW_AUTH_ADMIN_USERNAME": creds.mlflow_username,
+        "MLFLOW_AUTH_ADMIN_PASSWORD": creds.mlflow_password,
+        "MLFLOW_FLASK_SERVER_SECRET_KEY": creds.mlflow_secret_key,
+    }
+
+
+def wait_for_mlflow(launch: Started, layout: Layout, creds: Credentials) -> Started:
+    """Wait until the MLflow server of ``launch`` answers an authenticated request as admin.
+
+    Raises
+    ------
+    AdapterError
+        If it refuses the admin password (an auth database made with other credentials).
+    """
+    check = _authenticated(MLFLOW, _mlflow_probe(launch.url, creds), layout)
+    return _await(MLFLOW, launch, layout, check)
+
+
+def _mlflow_probe(url: str, creds: Credentials) -> tuple[str, dict[str, str]]:
+    # /health is open to anyone; this call is not, so a 200 proves the password works.
+    probe = f"{url}/api/2.0/mlflow/users/get?username={creds.mlflow_username}"
+    return probe, {"Authorization": creds.mlflow_authorization()}
 
 
 def split_command(command: str) -> tuple[dict[str, str], list[str]]:
@@ -289,26 +584,35 @@ def split_command(command: str) -> tuple[dict[str, str], list[str]]:
 
 
 def _launch_prefect(
-    config: StackConfig, state: dict[str, Any], started: list[str], echo: Echo
+    config: StackConfig, state: dict[str, Any], started: list[str], echo: Echo, auth: str
 ) -> Started:
     reused = _running(PREFECT, config.layout, state)
     if reused is not None:
         return reused
     port = pick_port(config.host, config.prefect_port, PREFECT, echo)
-    return start_prefect_server(config.host, port, config.layout, started)
+    return start_prefect_server(config.host, port, config.layout, started, auth_string=auth)
 
 
 def start_prefect_server(
-    host: str, port: int, layout: Layout, started: list[str] | None = None
+    host: str,
+    port: int,
+    layout: Layout,
+    started: list[str] | None = None,
+    *,
+    auth_string: str | None = None,
 ) -> Started:
     """Start ``prefect server start`` on ``host:port`` with its home under ``layout``.
 
-    Does not wait: pass the result to :func:`wait_for_prefect`.
+    With ``auth_string`` (``user:password``) the API refuses every request but its health
+    check without it, and the UI asks for it. Does not wait: pass the result to
+    :func:`wait_for_prefect`.
     """
     layout.create()
     url = f"http://{host}:{port}"
-    env = {**_base_env(layout), **_prefect_env(layout, f"{url}/api")}
+    env = {**_base_env(layout), **_prefect_env(layout, f"{url}/api", auth_string)}
     env["PREFECT_UI_API_URL"] = f"{url}/api"
+    if auth_string:
+        env["PREFECT_SERVER_API_AUTH_STRING"] = auth_string
     argv = [sys.executable, "-m", "prefect", "server", "start",
             "--host", host, "--port", str(port), "--analytics-off"]  # fmt: skip
     launch = _launch(PREFECT, argv, env, layout, started if started is not None else [])
@@ -316,20 +620,36 @@ def start_prefect_server(
     return launch
 
 
-def wait_for_prefect(launch: Started, layout: Layout) -> Started:
-    """Wait (bounded) until the Prefect server of ``launch`` answers its health check."""
-    return _await(PREFECT, launch, layout, _http_ok(f"{launch.url}/api/health"))
+def wait_for_prefect(launch: Started, layout: Layout, *, auth_string: str | None = None) -> Started:
+    """Wait (bounded) until the Prefect server of ``launch`` answers.
+
+    With ``auth_string`` the probe is an authenticated API call, not the open health check.
+
+    Raises
+    ------
+    AdapterError
+        If the server does not answer in time, or refuses ``auth_string``.
+    """
+    if not auth_string:
+        return _await(PREFECT, launch, layout, _http_ok(f"{launch.url}/api/health"))
+    probe = (f"{launch.url}/api/admin/version", _prefect_headers(auth_string))
+    return _await(PREFECT, launch, layout, _authenticated(PREFECT, probe, layout))
 
 
-def ensure_work_pool(api_url: str, pool: str, layout: Layout) -> None:
+def ensure_work_pool(
+    api_url: str, pool: str, layout: Layout, *, auth_string: str | None = None
+) -> None:
     """Create the process work pool ``pool`` unless it exists (its template is then kept)."""
-    status = _http_status(f"{api_url}/work_pools/{pool}")
+    status = _http_status(f"{api_url}/work_pools/{pool}", _prefect_headers(auth_string))
     if status == 200:
         return
-    _prefect_cli(["work-pool", "create", pool, "--type", "process"], api_url, layout)
+    args = ["work-pool", "create", pool, "--type", "process"]
+    _prefect_cli(args, api_url, layout, auth_string)
 
 
-def deploy_all(api_url: str, layout: Layout, names: tuple[str, ...] = ()) -> None:
+def deploy_all(
+    api_url: str, layout: Layout, names: tuple[str, ...] = (), *, auth_string: str | None = None
+) -> None:
     """Run ``prefect deploy`` on the repository's ``prefect.yaml``: every deployment, or ``names``.
 
     Raises
@@ -338,12 +658,12 @@ def deploy_all(api_url: str, layout: Layout, names: tuple[str, ...] = ()) -> Non
         If the deploy fails; the message names the deploy log.
     """
     selection = [arg for name in names for arg in ("--name", name)] or ["--all"]
-    _prefect_cli(["deploy", *selection], api_url, layout)
+    _prefect_cli(["deploy", *selection], api_url, layout, auth_string)
 
 
-def _prefect_cli(args: list[str], api_url: str, layout: Layout) -> None:
+def _prefect_cli(args: list[str], api_url: str, layout: Layout, auth_string: str | None) -> None:
     log = layout.log_file("prefect-cli")
-    env = {**_base_env(layout), **_prefect_env(layout, api_url)}
+    env = {**_base_env(layout), **_prefect_env(layout, api_url, auth_string)}
     # `prefect deploy` fills prefect.yaml's {{ $PWD }} from this variable, not from the working
     # directory: point it at the repository, whatever shell `make -C` was called from.
     env["PWD"] = str(REPO_ROOT)
@@ -373,12 +693,14 @@ def _ensure_worker(
     state: dict[str, Any],
     started: list[str],
     env: Mapping[str, str],
+    auth: str,
 ) -> Started:
     reused = _running(WORKER, config.layout, state)
     if reused is not None:
         return reused
-    launch = start_worker(api_url, config.pool, config.layout, started, extra_env=env)
-    return wait_for_worker(launch, api_url, config.pool, config.layout)
+    layout = config.layout
+    launch = start_worker(api_url, config.pool, layout, started, extra_env=env, auth_string=auth)
+    return wait_for_worker(launch, api_url, config.pool, layout, auth_string=auth)
 
 
 def start_worker(
@@ -388,9 +710,18 @@ def start_worker(
     started: list[str] | None = None,
     *,
     extra_env: Mapping[str, str] | None = None,
+    auth_string: str | None = None,
 ) -> Started:
-    """Start a process worker on ``pool``, in the repository folder."""
-    env = {**_base_env(layout), **_prefect_env(layout, api_url), **(extra_env or {})}
+    """Start a process worker on ``pool``, in the repository folder.
+
+    Its flow runs inherit its environment, ``auth_string`` included, so they can report to
+    a server that requires it.
+    """
+    env = {
+        **_base_env(layout),
+        **_prefect_env(layout, api_url, auth_string),
+        **(extra_env or {}),
+    }
     env["PREFECT_RESULTS_PERSIST_BY_DEFAULT"] = "true"
     argv = [sys.executable, "-m", "prefect", "worker", "start",
             "--pool", pool, "--name", WORKER_NAME, "--type", "process"]  # fmt: skip
@@ -399,15 +730,21 @@ def start_worker(
     return launch
 
 
-def wait_for_worker(launch: Started, api_url: str, pool: str, layout: Layout) -> Started:
+def wait_for_worker(
+    launch: Started, api_url: str, pool: str, layout: Layout, *, auth_string: str | None = None
+) -> Started:
     """Wait until the worker of ``launch`` has sent the server a heartbeat."""
     since = datetime.now(UTC)
-    return _await(WORKER, launch, layout, lambda: _worker_online(api_url, pool, since))
+    headers = _prefect_headers(auth_string)
+    return _await(WORKER, launch, layout, lambda: _worker_online(api_url, pool, since, headers))
 
 
-def _worker_online(api_url: str, pool: str, since: datetime) -> bool:
+def _worker_online(
+    api_url: str, pool: str, since: datetime, headers: Mapping[str, str] | None = None
+) -> bool:
     try:
-        workers = _http_json("POST", f"{api_url}/work_pools/{pool}/workers/filter", {})
+        url = f"{api_url}/work_pools/{pool}/workers/filter"
+        workers = _http_json("POST", url, {}, headers)
     except (OSError, ValueError):
         return False
     for worker in workers if isinstance(workers, list) else []:
@@ -438,9 +775,16 @@ def _base_env(layout: Layout) -> dict[str, str]:
     return env
 
 
-def _prefect_env(layout: Layout, api_url: str) -> dict[str, str]:
+def _prefect_env(layout: Layout, api_url: str, auth_string: str | None = None) -> dict[str, str]:
     # The stack's own server, whatever profile or URL the caller's environment points at.
-    return {"PREFECT_HOME": str(layout.prefect_home), "PREFECT_API_URL": api_url}
+    env = {"PREFECT_HOME": str(layout.prefect_home), "PREFECT_API_URL": api_url}
+    if auth_string:
+        env["PREFECT_API_AUTH_STRING"] = auth_string
+    return env
+
+
+def _prefect_headers(auth_string: str | None) -> dict[str, str]:
+    return {"Authorization": credentials.basic_authorization(auth_string)} if auth_string else {}
 
 
 def _launch(
@@ -608,12 +952,24 @@ def _wait_group_gone(pgid: int, timeout: float) -> bool:
 
 
 def status(layout: Layout | None = None) -> list[dict[str, Any]]:
-    """Describe each service: pid (if running), its address and whether it answers now."""
+    """Describe each service: pid (if running), its address and whether it answers now.
+
+    "Answering" means an authenticated request with the stack's credentials succeeded (the
+    dashboard has no login: its health check), so a server that runs but refuses the
+    credentials file's secrets is reported as not answering.
+
+    Raises
+    ------
+    ConfigError
+        If a service runs and the credentials file may be read by others or is malformed.
+    """
     layout = layout or Layout()
     state = _read_state(layout)
+    pids = {name: read_pid(name, layout) for name in SERVICES}
+    creds = _stack_credentials(layout) if any(pids.values()) else None
     report = []
     for name in SERVICES:
-        pid = read_pid(name, layout)
+        pid = pids[name]
         url = str(state.get(name, {}).get("url", ""))
         report.append(
             {
@@ -621,26 +977,95 @@ def status(layout: Layout | None = None) -> list[dict[str, Any]]:
                 "running": pid is not None,
                 "pid": pid,
                 "url": url,
-                "answering": pid is not None and _answers(name, url, state),
+                "answering": pid is not None and _answers(name, url, state, creds),
                 "log": str(layout.log_file(name)),
             }
         )
     return report
 
 
-def _answers(name: str, url: str, state: dict[str, Any]) -> bool:
-    if name == REDIS:
-        host, port = url.removeprefix("redis://").split("/")[0].rsplit(":", 1)
-        return _redis_ok(host, int(port))()
-    if name == MLFLOW:
-        return _http_ok(f"{url}/health")()
+def _stack_credentials(layout: Layout) -> Credentials | None:
+    try:
+        return credentials.load(layout.credentials_file)
+    except FileNotFoundError:
+        return None
+
+
+def _answers(name: str, url: str, state: dict[str, Any], creds: Credentials | None) -> bool:
+    if not url:
+        return False
     if name == DASHBOARD:
         return _http_ok(f"{url}/healthz")()
+    if creds is None:
+        return False
+    if name == REDIS:
+        host, port = _redis_address(url)
+        return _redis_ok(host, port, "readonly", creds.redis["readonly"])()
+    if name == MLFLOW:
+        probe, headers = _mlflow_probe(url, creds)
+        return _http_status(probe, headers) == 200
+    headers = _prefect_headers(creds.prefect_auth_string)
     if name == PREFECT:
-        return _http_ok(f"{url}/api/health")()
+        return _http_status(f"{url}/api/admin/version", headers) == 200
     prefect_url = str(state.get(PREFECT, {}).get("url", ""))
     pool = url.removeprefix("pool ")
-    return bool(prefect_url) and _http_status(f"{prefect_url}/api/work_pools/{pool}") == 200
+    probe = f"{prefect_url}/api/work_pools/{pool}"
+    return bool(prefect_url) and _http_status(probe, headers) == 200
+
+
+def stack_client_environment(
+    layout: Layout | None = None, environ: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """Return what a client of the running stack needs and ``environ`` does not set yet.
+
+    For each server of ``up`` that runs now (its pid file names a live process and the state
+    file its address): ``REDIS_URL`` as the ``core`` user; ``MLFLOW_TRACKING_USERNAME`` and
+    ``MLFLOW_TRACKING_PASSWORD`` (only if neither is set, so a user's pair is never mixed with
+    the stack's); ``PREFECT_API_AUTH_STRING``. Nothing when no stack runs or it has no
+    credentials file.
+
+    Raises
+    ------
+    ConfigError
+        If the stack runs and its credentials file may be read by others or is malformed.
+    """
+    layout = layout or Layout()
+    environ = os.environ if environ is None else environ
+    state = _read_state(layout)
+    if not state:
+        return {}
+    running = {name for name in (REDIS, MLFLOW, PREFECT) if read_pid(name, layout) is not None}
+    if not running:
+        return {}
+    creds = _stack_credentials(layout)
+    if creds is None:
+        return {}
+    env: dict[str, str] = {}
+    redis_url = str(state.get(REDIS, {}).get("url", ""))
+    if REDIS in running and redis_url and not environ.get("REDIS_URL"):
+        env["REDIS_URL"] = _stack_redis_url(creds, "core", redis_url)
+    user_set = environ.get("MLFLOW_TRACKING_USERNAME") or environ.get("MLFLOW_TRACKING_PASSWORD")
+    if MLFLOW in running and not user_set:
+        env["MLFLOW_TRACKING_USERNAME"] = creds.mlflow_username
+        env["MLFLOW_TRACKING_PASSWORD"] = creds.mlflow_password
+    if PREFECT in running and not environ.get("PREFECT_API_AUTH_STRING"):
+        env["PREFECT_API_AUTH_STRING"] = creds.prefect_auth_string
+    return env
+
+
+def shell_environment(layout: Layout | None = None) -> dict[str, str]:
+    """Return every variable a shell needs to use the running stack (holds secrets).
+
+    :func:`stack_client_environment` as if nothing were set, plus ``PREFECT_API_URL`` and
+    ``PREFECT_HOME`` of the stack's Prefect server, so the ``prefect`` command line reaches it.
+    """
+    layout = layout or Layout()
+    env = stack_client_environment(layout, environ={})
+    prefect_url = str(_read_state(layout).get(PREFECT, {}).get("url", ""))
+    if prefect_url and "PREFECT_API_AUTH_STRING" in env:
+        env["PREFECT_API_URL"] = f"{prefect_url}/api"
+        env["PREFECT_HOME"] = str(layout.prefect_home)
+    return env
 
 
 def _read_state(layout: Layout) -> dict[str, Any]:
@@ -684,25 +1109,85 @@ def port_is_free(host: str, port: int) -> bool:
     return True
 
 
-def _redis_ok(host: str, port: int) -> Callable[[], bool]:
+def _redis_ok(host: str, port: int, user: str, password: str) -> Callable[[], bool]:
+    """A probe that logs in as ``user`` and PINGs (the server refuses anonymous clients)."""
+
     def check() -> bool:
+        import redis
+
+        client = _redis_probe_client(host, port, user, password)
         try:
-            with socket.create_connection((host, port), timeout=1.0) as conn:
-                conn.sendall(b"PING\r\n")
-                return conn.recv(16).startswith(b"+PONG")
-        except OSError:
+            return bool(client.ping())
+        except (redis.RedisError, OSError):
             return False
+        finally:
+            client.close()
 
     return check
+
+
+def _redis_refuses(host: str, port: int, user: str, password: str) -> bool:
+    import redis
+
+    client = _redis_probe_client(host, port, user, password)
+    try:
+        client.ping()
+    except redis.AuthenticationError:
+        return True
+    except (redis.RedisError, OSError):
+        return False
+    finally:
+        client.close()
+    return False
+
+
+def _redis_probe_client(host: str, port: int, user: str, password: str) -> Any:
+    import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    # No retries: redis-py treats a refused login as a connection error and backs off.
+    return redis.Redis(
+        host=host, port=port, username=user, password=password,
+        socket_timeout=1.0, socket_connect_timeout=1.0, retry=Retry(NoBackoff(), 0),
+    )  # fmt: skip
+
+
+def _redis_answers_anyone(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1.0) as conn:
+            conn.sendall(b"PING\r\n")
+            return conn.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
 
 
 def _http_ok(url: str) -> Callable[[], bool]:
     return lambda: _http_status(url) == 200
 
 
-def _http_status(url: str) -> int | None:
+def _authenticated(
+    name: str, probe: tuple[str, Mapping[str, str]], layout: Layout
+) -> Callable[[], bool]:
+    """A probe that is true on 200 and raises at once when the server refuses the secret."""
+    url, headers = probe
+
+    def check() -> bool:
+        status = _http_status(url, headers)
+        if status in (401, 403):
+            raise AdapterError(
+                f"{name} refused the credentials of {layout.credentials_file} (HTTP {status}); "
+                f"it was set up with others: see {layout.log_file(name)}"
+            )
+        return status == 200
+
+    return check
+
+
+def _http_status(url: str, headers: Mapping[str, str] | None = None) -> int | None:
     try:
-        with urllib.request.urlopen(url, timeout=2.0) as response:
+        request = urllib.request.Request(url, headers=dict(headers or {}))
+        with urllib.request.urlopen(request, timeout=2.0) as response:
             return int(response.status)
     except urllib.error.HTTPError as exc:
         return exc.code
@@ -710,12 +1195,12 @@ def _http_status(url: str) -> int | None:
         return None
 
 
-def _http_json(method: str, url: str, body: Any) -> Any:
+def _http_json(method: str, url: str, body: Any, headers: Mapping[str, str] | None = None) -> Any:
     request = urllib.request.Request(
         url,
         data=json.dumps(body).encode(),
         method=method,
-        headers={"Content-Type": "application/json"},
+        headers={"Content-Type": "application/json", **(headers or {})},
     )
     with urllib.request.urlopen(request, timeout=5.0) as response:
         return json.loads(response.read())

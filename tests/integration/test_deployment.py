@@ -1,7 +1,9 @@
 """The register-and-promote deployment of prefect.yaml, run by a real server and process worker.
 
-Slow by nature (a Prefect server, a deploy, a worker and a flow-run subprocess: tens of
-seconds); every process is started in its own group and stopped in a ``finally``.
+The server requires an auth string, as the one of ``strategy-engine up`` does, so the deploy,
+the worker and the flow run it starts must all send it. Slow by nature (a Prefect server, a
+deploy, a worker and a flow-run subprocess: tens of seconds); every process is started in its
+own group and stopped in a ``finally``.
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ import socket
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +23,7 @@ import yaml
 
 from pipelines.lifecycle import admit_bars, data_hash
 from registry import MlflowStore, MlflowStrategySource, StrategyRegistry
-from strategy_engine import services
+from strategy_engine import credentials, services
 
 REPO = Path(__file__).resolve().parents[2]
 FLOW, DEPLOYMENT = "register-and-promote", "ma-crossover"
@@ -35,7 +38,13 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def _api(method: str, url: str, body: Any = None) -> Any:
+@dataclass(frozen=True)
+class PrefectApi:
+    url: str
+    headers: Mapping[str, str]
+
+
+def _api(method: str, url: str, body: Any = None, headers: Mapping[str, str] | None = None) -> Any:
     """Call the Prefect REST API, retrying what its own client retries (429, 502, 503).
 
     A busy server answers 503 while its SQLite store is locked; Prefect's client backs off
@@ -44,7 +53,10 @@ def _api(method: str, url: str, body: Any = None) -> Any:
     data = None if body is None else json.dumps(body).encode()
     for attempt in range(6):
         request = urllib.request.Request(
-            url, data=data, method=method, headers={"Content-Type": "application/json"}
+            url,
+            data=data,
+            method=method,
+            headers={"Content-Type": "application/json", **(headers or {})},
         )
         try:
             with urllib.request.urlopen(request, timeout=10) as response:
@@ -57,24 +69,32 @@ def _api(method: str, url: str, body: Any = None) -> Any:
 
 
 @pytest.fixture(scope="module")
-def prefect_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A Prefect server, the work pool, the ma-crossover deployment and a worker; the API URL."""
+def prefect_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrefectApi]:
+    """A Prefect server with an auth string, the work pool, the ma-crossover deployment and a
+    worker; the API URL and the header that authenticates."""
     layout = services.Layout(tmp_path_factory.mktemp("stack") / "var")
+    auth = credentials.generate().prefect_auth_string
     monkeypatch = pytest.MonkeyPatch()
     # The worker inherits this environment: no tracking URI may send the run elsewhere.
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("PREFECT_API_AUTH_STRING", raising=False)
     # As if `make -C` were run from another folder: the deploy must still name the repository.
     monkeypatch.setenv("PWD", str(layout.var_dir.parent))
     try:
-        launch = services.start_prefect_server(services.HOST, _free_port(), layout)
-        api_url = f"{services.wait_for_prefect(launch, layout).url}/api"
-        services.ensure_work_pool(api_url, services.POOL, layout)
-        services.deploy_all(api_url, layout, names=(f"{FLOW}/{DEPLOYMENT}",))
+        launch = services.start_prefect_server(
+            services.HOST, _free_port(), layout, auth_string=auth
+        )
+        api_url = f"{services.wait_for_prefect(launch, layout, auth_string=auth).url}/api"
+        services.ensure_work_pool(api_url, services.POOL, layout, auth_string=auth)
+        names = (f"{FLOW}/{DEPLOYMENT}",)
+        services.deploy_all(api_url, layout, names=names, auth_string=auth)
         # Poll every second instead of every ten: the run starts sooner.
         fast = {"PREFECT_WORKER_QUERY_SECONDS": "1", "PREFECT_WORKER_PREFETCH_SECONDS": "5"}
-        worker = services.start_worker(api_url, services.POOL, layout, extra_env=fast)
-        services.wait_for_worker(worker, api_url, services.POOL, layout)
-        yield api_url
+        worker = services.start_worker(
+            api_url, services.POOL, layout, extra_env=fast, auth_string=auth
+        )
+        services.wait_for_worker(worker, api_url, services.POOL, layout, auth_string=auth)
+        yield PrefectApi(api_url, {"Authorization": credentials.basic_authorization(auth)})
     finally:
         services.down(layout, echo=lambda _line: None)
         monkeypatch.undo()
@@ -82,20 +102,21 @@ def prefect_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         assert not leftover, f"still running after down: {leftover}"
 
 
-def _run_deployment(api_url: str, parameters: dict[str, Any], env: dict[str, str]) -> str:
-    deployment = _api("GET", f"{api_url}/deployments/name/{FLOW}/{DEPLOYMENT}")
+def _run_deployment(api: PrefectApi, parameters: dict[str, Any], env: dict[str, str]) -> str:
+    deployment = _api("GET", f"{api.url}/deployments/name/{FLOW}/{DEPLOYMENT}", None, api.headers)
     run = _api(
         "POST",
-        f"{api_url}/deployments/{deployment['id']}/create_flow_run",
+        f"{api.url}/deployments/{deployment['id']}/create_flow_run",
         {"parameters": parameters, "job_variables": {"env": env}},
+        api.headers,
     )
     return str(run["id"])
 
 
-def _wait_for_terminal_state(api_url: str, run_id: str) -> dict[str, Any]:
+def _wait_for_terminal_state(api: PrefectApi, run_id: str) -> dict[str, Any]:
     deadline = time.monotonic() + RUN_TIMEOUT
     while time.monotonic() < deadline:
-        state = _api("GET", f"{api_url}/flow_runs/{run_id}")["state"] or {}
+        state = _api("GET", f"{api.url}/flow_runs/{run_id}", None, api.headers)["state"] or {}
         if state.get("type") in TERMINAL:
             return state
         time.sleep(0.5)
@@ -103,7 +124,7 @@ def _wait_for_terminal_state(api_url: str, run_id: str) -> dict[str, Any]:
 
 
 def test_a_deployment_run_on_a_process_worker_registers_and_promotes_the_champion(
-    prefect_stack: str, tmp_path: Path
+    prefect_stack: PrefectApi, tmp_path: Path
 ):
     mlflow_dir = tmp_path / "mlflow"
     parameters = {"symbols": ["AAPL"], "config": {"fast_period": 10, "slow_period": 30}}
@@ -114,7 +135,10 @@ def test_a_deployment_run_on_a_process_worker_registers_and_promotes_the_champio
     state = _wait_for_terminal_state(prefect_stack, run_id)
 
     assert (state["type"], state["name"]) == ("COMPLETED", "Completed"), state.get("message")
-    deployment = _api("GET", f"{prefect_stack}/deployments/name/{FLOW}/{DEPLOYMENT}")
+    path = f"{prefect_stack.url}/deployments/name/{FLOW}/{DEPLOYMENT}"
+    deployment = _api("GET", path, None, prefect_stack.headers)
+    with pytest.raises(urllib.error.HTTPError, match="401"):  # nothing without the auth string
+        _api("GET", path)
     (step,) = deployment["pull_steps"]
     assert step["prefect.deployments.steps.set_working_directory"]["directory"] == str(REPO)
     (active,) = MlflowStrategySource(StrategyRegistry(MlflowStore(mlflow_dir))).load_active_set()

@@ -12,7 +12,7 @@ import pytest
 import redis
 
 from core import codec
-from core.adapters.redis_server import RedisConnection, connect
+from core.adapters.redis_server import APPENDFSYNC_ENV, RedisConnection, connect
 from core.adapters.redis_store import MAX_DEAD_LETTER_RAW, RedisStore
 from core.errors import AdapterError, ConfigError, DataError
 from core.model import Fill, Lineage, Order, Position, Side, Signal
@@ -409,6 +409,69 @@ def test_a_socket_left_by_a_killed_server_is_replaced_by_a_fresh_server(tmp_path
     with connect(data_dir=tmp_path) as fresh:
         assert fresh.client.ping()
         assert fresh.client.info("server")["process_id"] != pid
+
+
+def test_the_embedded_server_writes_an_append_only_file_fsynced_every_second(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(APPENDFSYNC_ENV, raising=False)
+    with connect(data_dir=tmp_path) as connection:
+        assert connection.client.config_get("appendonly") == {"appendonly": "yes"}
+        assert connection.client.config_get("appendfsync") == {"appendfsync": "everysec"}
+        assert connection.client.config_get("save")["save"]  # RDB snapshots as well
+        assert "AOF appendfsync everysec" in connection.location
+        connection.client.set("k", b"v")
+    assert b"k" in (tmp_path / "appendonly.aof").read_bytes()
+
+
+def test_appendfsync_always_is_selected_with_the_environment_and_others_are_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(APPENDFSYNC_ENV, "always")
+    with connect(data_dir=tmp_path) as connection:
+        assert connection.client.config_get("appendfsync") == {"appendfsync": "always"}
+
+    monkeypatch.setenv(APPENDFSYNC_ENV, "no")
+    with pytest.raises(ConfigError, match=f"{APPENDFSYNC_ENV} must be one of .* was 'no'"):
+        connect(data_dir=tmp_path / "other")
+
+
+def test_writes_acknowledged_before_the_embedded_server_is_killed_survive_it(
+    tmp_path: Path,
+) -> None:
+    # No snapshot is due within a second, so only the append-only file can bring these back.
+    _run_python(
+        "import os, signal\n"
+        "from core.adapters.redis_server import connect\n"
+        f"c = connect(data_dir={str(tmp_path)!r})\n"
+        "with c.client.pipeline(transaction=False) as pipe:\n"
+        "    for i in range(1000):\n"
+        "        pipe.hset('se:positions', f'S{i}', b'{}')\n"
+        "    pipe.execute()\n"
+        "os.kill(c.client.info('server')['process_id'], signal.SIGKILL)\n"
+        "os._exit(0)\n"
+    )
+    assert not (tmp_path / "redis.db").exists()
+
+    with connect(data_dir=tmp_path) as restarted:
+        assert restarted.client.hlen("se:positions") == 1000
+
+
+def test_a_data_dir_saved_before_aof_was_on_keeps_its_data_when_aof_is_switched_on(
+    tmp_path: Path,
+) -> None:
+    with connect(data_dir=tmp_path) as before:
+        before.client.set("k", b"v")
+        before.client.config_set("appendonly", "no")
+    (tmp_path / "appendonly.aof").unlink()  # as a folder of a version without AOF
+    assert (tmp_path / "redis.db").stat().st_size > 0
+
+    with connect(data_dir=tmp_path) as migrated:
+        assert migrated.client.get("k") == b"v"
+        assert migrated.client.config_get("appendonly") == {"appendonly": "yes"}
+    assert (tmp_path / "appendonly.aof").stat().st_size > 0
+    with connect(data_dir=tmp_path) as again:  # now loaded from the append-only file
+        assert again.client.get("k") == b"v"
 
 
 def test_a_password_in_the_url_is_used_and_masked_in_the_location(tmp_path: Path) -> None:
