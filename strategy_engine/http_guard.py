@@ -32,7 +32,6 @@ import io
 import ipaddress
 import re
 import socket
-import stat
 import sys
 import threading
 import time
@@ -43,6 +42,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from core.adapters.private_files import read_private
 from core.errors import ConfigError
 
 TIMEOUT_S = 10.0
@@ -155,16 +155,7 @@ def read_token_file(path: Path) -> str:
     ConfigError
         If others may access the file, or its content is not a usable token.
     """
-    mode = stat.S_IMODE(path.stat().st_mode)
-    if mode & 0o077:
-        raise ConfigError(
-            f"token file {path} must be accessible by its owner only (chmod 600), "
-            f"its mode is {mode:04o}"
-        )
-    with path.open("rb") as handle:
-        raw = handle.read(4097)
-    if len(raw) > 4096:
-        raise ConfigError(f"token file {path} is larger than 4096 bytes")
+    raw = read_private(path, 4096)
     try:
         text = raw.decode("ascii").strip()
     except UnicodeDecodeError:

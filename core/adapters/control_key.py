@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import os
 import secrets
-import stat
 from pathlib import Path
 
+from core.adapters.private_files import read_private, write_private
 from core.errors import ConfigError
 
 ENV = "STRATEGY_ENGINE_CONTROL_KEY"
@@ -33,28 +33,10 @@ def control_key(var_dir: Path | None = None) -> bytes:
         return _parse(value, ENV)
     path = (var_dir or default_var_dir()) / FILE_NAME
     if not path.exists():
-        _create(path)
-    info = path.lstat()
-    if not stat.S_ISREG(info.st_mode):
-        raise ConfigError(f"{path} must be a regular file")
-    if info.st_mode & 0o077:
-        raise ConfigError(
-            f"{path} can be read by others (mode {stat.S_IMODE(info.st_mode):o}); "
-            f"run: chmod 600 {path}"
-        )
-    with path.open("rb") as handle:
-        text = handle.read(1024).decode("ascii", errors="replace").strip()
+        # Another process may make it first: then its key is used (exclusive write).
+        write_private(path, secrets.token_hex(32) + "\n", exclusive=True)
+    text = read_private(path, 1024).decode("ascii", errors="replace").strip()
     return _parse(text, str(path))
-
-
-def _create(path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:  # another process made it first: use theirs
-        return
-    with os.fdopen(fd, "w") as handle:
-        handle.write(secrets.token_hex(32) + "\n")
 
 
 def _parse(text: str, where: str) -> bytes:

@@ -152,7 +152,7 @@ def test_a_credentials_file_others_can_read_is_refused_naming_the_fix(tmp_path: 
     assert credentials.ensure(path)[1] is True
     path.chmod(0o644)
 
-    with pytest.raises(ConfigError, match=r"mode 644\): refusing to use it; run: chmod 600 "):
+    with pytest.raises(ConfigError, match=r"mode 0644\): refusing to use it; run: chmod 600 "):
         credentials.load(path)
     with pytest.raises(ConfigError, match="chmod 600"):
         services.up(services.StackConfig(layout=layout), echo=lambda _line: None)
