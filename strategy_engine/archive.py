@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 
 from core import codec
 from core.adapters.redis_store import RedisStore
+from core.errors import MessageError
 
 DAY_MS = 86_400_000
 STREAMS = ("orders", "fills")
@@ -101,6 +102,6 @@ def _row(payload: bytes) -> dict[str, Any]:
         data = envelope.get("data") if isinstance(envelope, dict) else None
         if isinstance(data, dict):
             return {k: v for k, v in data.items() if not isinstance(v, dict | list)}
-    except Exception:
+    except MessageError:  # a damaged entry is still archived, as its text
         pass
     return {"raw": payload.decode("utf-8", errors="replace")}
