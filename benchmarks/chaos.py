@@ -46,7 +46,6 @@ import bisect
 import contextlib
 import json
 import math
-import os
 import random
 import signal
 import subprocess
@@ -68,6 +67,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from benchmarks.harness import core_env
 from core import codec
 from core.adapters.market_streams import FeedPublisher, feed_key
 from core.data.datasets import get_dataset
@@ -192,20 +192,6 @@ def core_argv(namespace: str, name: str, shard: str = "") -> list[str]:
         "--tactical-cycle-s", str(TACTICAL_CYCLE_S),
     ]  # fmt: skip
     return [*argv, "--shard", shard] if shard else argv
-
-
-def core_env(redis_url: str, work_dir: Path) -> dict[str, str]:
-    """The core's environment: this Redis, its state and MLflow store in ``work_dir``."""
-    env = dict(os.environ)
-    env.update(
-        REDIS_URL=redis_url,
-        STRATEGY_ENGINE_VAR_DIR=str(work_dir / "var"),
-        STRATEGY_ENGINE_MLFLOW_DIR=str(work_dir / "mlflow"),
-        MLFLOW_DISABLE_TELEMETRY="true",
-        PYTHONPATH=str(REPO),
-    )
-    env.pop("MLFLOW_TRACKING_URI", None)
-    return env
 
 
 @dataclass

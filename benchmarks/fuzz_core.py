@@ -51,6 +51,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 import msgspec
 import redis
 
+from benchmarks.harness import core_env
 from core import codec
 from core.adapters.market_streams import PUBLISH_BATCH, feed_key
 from core.adapters.redis_server import connect
@@ -676,20 +677,6 @@ def core_argv(namespace: str) -> list[str]:
         "--feed", FEED, "--until-end", "--json", "--strategies", STRATEGIES,
         "--namespace", namespace, "--no-mlflow",
     ]  # fmt: skip
-
-
-def core_env(redis_url: str, work_dir: Path) -> dict[str, str]:
-    """The core's environment: this Redis, its state and MLflow store in ``work_dir``."""
-    env = dict(os.environ)
-    env.update(
-        REDIS_URL=redis_url,
-        STRATEGY_ENGINE_VAR_DIR=str(work_dir / "var"),
-        STRATEGY_ENGINE_MLFLOW_DIR=str(work_dir / "mlflow"),
-        MLFLOW_DISABLE_TELEMETRY="true",
-        PYTHONPATH=str(REPO),
-    )
-    env.pop("MLFLOW_TRACKING_URI", None)
-    return env
 
 
 @dataclass

@@ -35,6 +35,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 import msgspec
 import psutil
 
+from benchmarks.harness import core_env
 from core import codec
 from core.adapters.market_streams import END_FIELD, feed_key
 from core.adapters.redis_server import connect
@@ -84,13 +85,7 @@ def publish(url: str, events: int, backlog: int) -> None:
 
 
 def run(events: int, every: int, backlog: int, url: str, work: Path) -> dict[str, Any]:
-    env = {
-        **os.environ,
-        "REDIS_URL": url,
-        "STRATEGY_ENGINE_VAR_DIR": str(work / "var"),
-        "STRATEGY_ENGINE_MLFLOW_DIR": str(work / "mlflow"),
-        "MLFLOW_DISABLE_TELEMETRY": "true",
-    }
+    env = core_env(url, work)
     argv = [
         sys.executable, "-m", "strategy_engine.cli", "core", "--feed", FEED, "--until-end",
         "--strategies", "ma_crossover,breakout", "--namespace", NAMESPACE, "--no-mlflow",

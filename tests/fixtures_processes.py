@@ -9,6 +9,7 @@ same folder brings back every stream, consumer group and hash.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import signal
 import subprocess
@@ -16,6 +17,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 
 import redis
 from redis.backoff import NoBackoff
@@ -124,3 +126,15 @@ def started(argv: list[str], env: dict[str, str]) -> Iterator[subprocess.Popen[s
         for stream in (process.stdout, process.stderr):
             if stream is not None:
                 stream.close()
+
+
+def load_benchmark(name: str) -> ModuleType:
+    """A benchmark script of ``benchmarks/`` as a module, for its short runs in the tests."""
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up while the class is made
+    spec.loader.exec_module(module)
+    return module

@@ -156,12 +156,7 @@ def risk_limits(args: argparse.Namespace) -> Any:
     limits = RiskLimits.conservative(capital=args.capital, notional=args.notional).to_dict()
     if args.risk_file:
         path = Path(args.risk_file)
-        if not path.is_file():
-            raise ConfigError(f"--risk-file {path}: not a regular file")
-        with path.open("rb") as handle:
-            raw = handle.read(MAX_RISK_FILE_BYTES + 1)
-        if len(raw) > MAX_RISK_FILE_BYTES:
-            raise ConfigError(f"--risk-file {path}: larger than {MAX_RISK_FILE_BYTES} bytes")
+        raw = _read_option_file("--risk-file", path, MAX_RISK_FILE_BYTES)
         try:
             overrides = loads(raw)
         except MessageError as exc:
@@ -245,6 +240,17 @@ def _ingest_limits(args: argparse.Namespace) -> Any:
 MAX_UNIVERSE_FILE_BYTES = 4 * 1024 * 1024
 
 
+def _read_option_file(option: str, path: Path, max_bytes: int) -> bytes:
+    """A file named by an option: a regular file, read with a bound on its size."""
+    if not path.is_file():
+        raise ConfigError(f"{option} {path}: not a regular file")
+    with path.open("rb") as handle:
+        raw = handle.read(max_bytes + 1)
+    if len(raw) > max_bytes:
+        raise ConfigError(f"{option} {path}: larger than {max_bytes} bytes")
+    return raw
+
+
 def _universe(spec: str) -> frozenset[str]:
     """``A,B,...`` or ``@FILE`` (one symbol per line, ``#`` comments) as a set of symbols."""
     from pathlib import Path
@@ -252,12 +258,7 @@ def _universe(spec: str) -> frozenset[str]:
     if not spec.startswith("@"):
         return frozenset(s.strip() for s in spec.split(",") if s.strip())
     path = Path(spec[1:])
-    if not path.is_file():
-        raise ConfigError(f"--universe {path}: not a regular file")
-    with path.open("rb") as handle:
-        raw = handle.read(MAX_UNIVERSE_FILE_BYTES + 1)
-    if len(raw) > MAX_UNIVERSE_FILE_BYTES:
-        raise ConfigError(f"--universe {path}: larger than {MAX_UNIVERSE_FILE_BYTES} bytes")
+    raw = _read_option_file("--universe", path, MAX_UNIVERSE_FILE_BYTES)
     lines = raw.decode("utf-8", errors="replace").splitlines()
     return frozenset(s for line in lines if (s := line.split("#", 1)[0].strip()))
 

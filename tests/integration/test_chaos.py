@@ -6,34 +6,18 @@ on records made up to hold each kind of difference.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 
 from core.model import Fill, Order, Side
+from tests.fixtures_processes import load_benchmark
 
 pytestmark = pytest.mark.integration
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "chaos.py"
 TS = 1_346_716_800_000_000_000
 
 
-def _bench() -> ModuleType:
-    name = "chaos"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, BENCH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up while the class is made
-    spec.loader.exec_module(module)
-    return module
-
-
-chaos = _bench()
+chaos = load_benchmark("chaos")
 
 
 def _order(symbol: str, number: int, quantity: float = 10.0, ts: int = TS) -> Order:

@@ -9,12 +9,9 @@ one, and every check of the benchmark must hold.
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import random
-import sys
 import time
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -22,25 +19,13 @@ import pytest
 from core.adapters.redis_server import RedisConnection
 from core.data.feeds import replay_events
 from core.runtime.ingest import RejectCode
+from tests.fixtures_processes import load_benchmark
 
 pytestmark = pytest.mark.integration
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "fuzz_core.py"
 SYMBOLS = ["AAPL", "BRK-A", "XOM"]  # BRK-A: the largest prices, near the price-jump ceiling
 
 
-def _bench() -> ModuleType:
-    name = "fuzz_core"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, BENCH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up while the class is made
-    spec.loader.exec_module(module)
-    return module
-
-
-fuzz = _bench()
+fuzz = load_benchmark("fuzz_core")
 
 
 @pytest.fixture(scope="module")
