@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
@@ -10,9 +11,12 @@ from prefect import flow, task
 from core.errors import ValidationGateFailed
 from core.strategies.catalogue import strategy_type
 from pipelines import learning, lifecycle
+from pipelines.learning_counts import count_learning_event
 from pipelines.validation import GateReport
 from registry.runs import log_decision, log_gate_failure
 from registry.strategy_registry import RegisteredVersion, StrategyRegistry, model_name
+
+log = logging.getLogger(__name__)
 
 
 @task(name="admit-bars")
@@ -62,6 +66,7 @@ def register_and_promote(
     admitted = admit_bars(dataset, symbols)
     report = validate_bars(admitted)
     if not report.success:
+        count_learning_event("gate_failed", model_name(strategy))
         raise ValidationGateFailed(report.message(), report=report.to_dict())
     digest = hash_data(admitted)
     version = register_strategy(strategy, config or {}, digest, report)
@@ -131,18 +136,43 @@ def retrain(
     nothing. Otherwise the challenger is registered (alias ``challenger``) and promoted only if
     it beats the champion by ``margin`` Sharpe on the held-out window; running cores are told.
     """
-    settings = learning.RetrainSettings(
-        strategy=strategy,
-        csv=csv,
-        dataset=dataset,
-        symbols=tuple(symbols) if symbols else learning.DEFAULT_SYMBOLS,
-        margin=margin,
-    )
-    registry = StrategyRegistry()
     name = model_name(strategy)
+    try:
+        settings = learning.RetrainSettings(
+            strategy=strategy,
+            csv=csv,
+            dataset=dataset,
+            symbols=tuple(symbols) if symbols else learning.DEFAULT_SYMBOLS,
+            margin=margin,
+        )
+        outcome = _retrain(settings, name, notify)
+    except Exception as exc:
+        count_learning_event("retrain_failed", name)
+        log.error(
+            f"retrain of {name} failed: {type(exc).__name__}: {exc}"[:1000],
+            extra={"event": "retrain_failed", "model": name,
+                   "error": f"{type(exc).__name__}: {exc}"[:1000]},
+        )  # fmt: skip
+        raise
+    decision = outcome["decision"]
+    log.info(
+        f"retrain of {name}: {'promoted' if decision['promoted'] else 'not promoted'}: "
+        f"{decision['reason']}"[:1000],
+        extra={"event": "retrain_finished", "model": name, "promoted": decision["promoted"],
+               "reason": decision["reason"][:1000], "gate_success": outcome["gate"]["success"],
+               "version": (outcome["challenger"] or {}).get("version"),
+               "from_version": (outcome["champion"] or {}).get("version")},
+    )  # fmt: skip
+    return outcome
+
+
+def _retrain(settings: learning.RetrainSettings, name: str, notify: bool) -> dict[str, Any]:
+    registry = StrategyRegistry()
+    strategy, margin = settings.strategy, settings.margin
     admitted = admit_bars_for_retrain(settings)
     report = validate_bars(admitted)
     if not report.success:
+        count_learning_event("gate_failed", name)
         run_id = log_gate_failure(
             registry.store, f"retrain {name}", report.to_dict(), tags={"model_name": name}
         )
@@ -171,7 +201,8 @@ def retrain(
     promoted, why = learning.decide(report, challenger_test, champion_test, margin)
     if promoted:
         # The registry checks the evidence itself, against the hash of the data in hand.
-        registry.promote(name, version.version, data_hash=digest)
+        if registry.promote(name, version.version, data_hash=digest, reason=why):
+            count_learning_event("promoted", name)
         if notify:
             notify_core(name, version.version)
     outcome = _outcome(

@@ -15,6 +15,7 @@ import pandas as pd
 from core.data.datasets import get_dataset, load_bars
 from core.data.loaders import RejectedRow
 from core.errors import ValidationGateFailed
+from pipelines.learning_counts import count_learning_event
 from pipelines.validation import GateReport, validate_bars
 from registry.strategy_registry import RegisteredVersion, StrategyRegistry, model_name
 
@@ -78,6 +79,7 @@ def register_strategy(
 ) -> RegisteredVersion:
     """Register a version whose data passed the gate; a failed gate registers nothing."""
     if not report.success:
+        count_learning_event("gate_failed", model_name(type_name))
         raise ValidationGateFailed(report.message(), report=report.to_dict())
     return registry.register(
         type_name,
@@ -94,11 +96,19 @@ def promote_champion(
     """Move ``champion`` to ``version`` (the old champion becomes ``previous``); with
     ``data_hash`` (recomputed from the data in hand) the registry checks the version was
     validated on exactly that data."""
-    registry.promote(name, version, data_hash=data_hash)
+    if registry.promote(name, version, data_hash=data_hash, reason="register-and-promote"):
+        count_learning_event("promoted", name)
     return {
         "champion": registry.get_alias(name, "champion"),
         "previous": registry.get_alias(name, "previous"),
     }
+
+
+def rollback_champion(registry: StrategyRegistry, name: str, *, reason: str = "") -> str:
+    """Move ``name``'s champion back to its previous version (counted); return that version."""
+    restored = registry.rollback(name, reason=reason)
+    count_learning_event("rolled_back", name)
+    return restored
 
 
 __all__ = [
@@ -110,4 +120,5 @@ __all__ = [
     "model_name",
     "promote_champion",
     "register_strategy",
+    "rollback_champion",
 ]

@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import importlib.metadata
 import json
+import logging
 import subprocess
 import tempfile
 import time
@@ -36,6 +37,8 @@ from core.errors import RegistryError, ValidationGateFailed
 from registry.artifacts import VALIDATION_REPORT, load_json, read_artifact, sha256_hex
 from registry.packaging import STRATEGY_FILE, save_strategy_model, strategy_document
 from registry.store import MlflowStore
+
+log = logging.getLogger(__name__)
 
 MODEL_PREFIX = "strategy."
 CHAMPION = "champion"
@@ -310,7 +313,9 @@ class StrategyRegistry:
         if self.get_alias(name, alias) is not None:
             self.client.delete_registered_model_alias(name, alias)
 
-    def promote(self, name: str, version: str, *, data_hash: str | None = None) -> None:
+    def promote(
+        self, name: str, version: str, *, data_hash: str | None = None, reason: str = ""
+    ) -> bool:
         """Make ``version`` the champion; the old champion becomes ``previous``.
 
         Parameters
@@ -321,6 +326,13 @@ class StrategyRegistry:
             The hash recomputed from the data by a caller that holds it; it must equal the hash
             the version was validated on. Without it, the hashes the registry recorded are
             compared with one another.
+        reason
+            Why (logged with the promotion).
+
+        Returns
+        -------
+        bool
+            True if the champion moved, False if ``version`` was the champion already.
 
         Raises
         ------
@@ -329,14 +341,28 @@ class StrategyRegistry:
             :meth:`check_evidence`); the champion is left unchanged.
         """
         candidate = self.model_version(name, version)
-        self.check_evidence(candidate, data_hash=data_hash)
+        try:
+            self.check_evidence(candidate, data_hash=data_hash)
+        except ValidationGateFailed as exc:
+            log.warning(
+                str(exc)[:1000],
+                extra={"event": "promotion_refused", "model": name, "version": str(version),
+                       "reason": str(exc)[:1000]},
+            )  # fmt: skip
+            raise
         current = self.get_alias(name, CHAMPION)
         if current == str(version):
-            return
+            return False
         # previous first: a crash between the two calls leaves the champion as it was.
         if current is not None:
             self.client.set_registered_model_alias(name, PREVIOUS, current)
         self.client.set_registered_model_alias(name, CHAMPION, str(version))
+        log.info(
+            f"{name} version {version} is champion (was {current})",
+            extra={"event": "model_promoted", "model": name, "version": str(version),
+                   "from_version": current, "reason": reason},
+        )  # fmt: skip
+        return True
 
     def check_evidence(
         self, version: ModelVersion, *, data_hash: str | None = None
@@ -448,7 +474,7 @@ class StrategyRegistry:
         except MlflowException as exc:
             raise RegistryError(f"{where}: run {run_id} cannot be read: {exc.message}") from None
 
-    def rollback(self, name: str) -> str:
+    def rollback(self, name: str, *, reason: str = "") -> str:
         """Move ``champion`` back to ``previous`` and return the restored version.
 
         ``previous`` is removed afterwards (a second rollback fails instead of flipping back to
@@ -463,6 +489,11 @@ class StrategyRegistry:
         if current is not None and current != previous:
             stamp = datetime.now(UTC).isoformat(timespec="seconds")
             self.client.set_model_version_tag(name, current, "rolled_back_at", stamp)
+        log.warning(
+            f"{name} rolled back to version {previous} (was {current})",
+            extra={"event": "model_rolled_back", "model": name, "version": previous,
+                   "from_version": current, "reason": reason},
+        )  # fmt: skip
         return previous
 
     # -- listing ---------------------------------------------------------------------------------

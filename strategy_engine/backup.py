@@ -962,7 +962,7 @@ def restore(source: Path, *, force: bool = False, echo: Echo = _quiet) -> dict[s
     if source.is_relative_to(stores.mlflow_artifacts):
         raise ConfigError(f"{source} is inside the MLflow artifact folder it would replace")
     job = _Restore(source, manifest, stores, _stamp())
-    running = [n for n in services.SERVICES if services.read_pid(n, stores.layout) is not None]
+    running = services.running_programs(stores.layout)
     with _redis_target(stores, manifest, running) as target:
         refusals = _refusals(stores, target, running)
         if refusals and not force:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import signal
 import threading
 import time
@@ -41,6 +42,8 @@ TRANSIENT = (
     OSError,
 )
 DEFAULT_NAMESPACE = "se"
+
+log = logging.getLogger(__name__)
 
 
 @contextmanager
@@ -150,6 +153,7 @@ def run_core(
             lambda: archive_ledger(store, folder, retention_s), every_s=ARCHIVE_EVERY_S
         )
     service.start()
+    service.restarts = store.record_start(settings.name)
     metrics = None
     if metrics_port is not None:
         from strategy_engine.metrics import CoreMetrics, serve_metrics
@@ -159,9 +163,19 @@ def run_core(
         before_run(service)
     if persistence != "aof":
         service.last_error = f"Redis persistence: {persistence} ({PERSISTENCE_RISK[persistence]})"
+    _log_started(service, namespace, persistence, metrics_port)
     try:
         with _stop_on_signals(service):
             summary = service.run()
+        with contextlib.suppress(*TRANSIENT):  # unrecorded, the next start counts a restart
+            store.record_clean_stop(settings.name)
+    except BaseException as exc:
+        log.error(
+            f"core {settings.name} failed: {type(exc).__name__}: {exc}"[:400],
+            extra={"event": "core_failed", "core": settings.name, "namespace": namespace,
+                   "error": f"{type(exc).__name__}: {exc}"[:400]},
+        )  # fmt: skip
+        raise
     finally:
         if metrics is not None:
             metrics.stop()
@@ -169,7 +183,47 @@ def run_core(
     summary["redis_persistence"] = persistence
     if log_to_mlflow:
         summary["mlflow_run"] = _log_run(service, summary)
+    log.info(
+        f"core {settings.name} stopped after {summary['events_in']} events",
+        extra={"event": "core_stopped", "namespace": namespace, **_loggable(summary)},
+    )
     return summary
+
+
+def _log_started(
+    service: CoreService, namespace: str, persistence: str, metrics_port: int | None
+) -> None:
+    settings = service.settings
+    assert service.engine is not None
+    engine = service.engine
+    log.info(
+        f"core {settings.name} started on {', '.join(settings.feeds)} in namespace {namespace}",
+        extra={
+            "event": "core_started",
+            "core": settings.name,
+            "namespace": namespace,
+            "feeds": list(settings.feeds),
+            "active_set": [
+                {"model": d.name, "version": d.version, "alias": d.alias}
+                for d in engine.applicator.deployments
+            ],
+            "shard": settings.shard.describe(),
+            "restored_from_checkpoint": service.restored,
+            "risk_mode": str(engine.risk.mode),
+            "halt_reason": engine.risk.halt_reason,
+            "redis_persistence": persistence,
+            "metrics_port": metrics_port,
+            "restore_problems": len(engine.applicator.restore_problems),
+        },
+    )
+
+
+# A log record refuses an ``extra`` field named like one of its own attributes.
+_RECORD_ATTRS = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+
+
+def _loggable(summary: dict[str, Any]) -> dict[str, Any]:
+    return {(f"summary_{k}" if k in _RECORD_ATTRS else k): v for k, v in summary.items()}
 
 
 PERSISTENCE_RISK = {

@@ -6,7 +6,10 @@ from :mod:`secrets`) and writes them to ``var/credentials.json`` with mode 0600:
 - Redis ACL users: ``admin`` (operations), ``core`` and ``flows`` (read and write, no admin or
   dangerous commands), ``readonly`` (read commands only); the ``default`` user is disabled;
 - MLflow's basic-auth admin user and the secret key its login forms need;
-- Prefect's API auth string (``user:password``, sent as HTTP basic auth).
+- Prefect's API auth string (``user:password``, sent as HTTP basic auth);
+- the alert receiver's bearer token (Alertmanager and Prefect send it with each notification).
+
+A file made before the alert token existed gets one added on the next ``up``.
 
 A file that anyone but its owner may read or write is refused, never silently used or fixed:
 whoever can read it controls every service. The Redis ACL file and the MLflow auth
@@ -20,7 +23,7 @@ import hashlib
 import json
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -69,6 +72,9 @@ class Credentials:
         Flask secret key of MLflow's basic-auth app (signs its CSRF tokens).
     prefect_auth_string : str
         ``user:password`` the Prefect server requires and its clients send.
+    alerts_token : str
+        Bearer token of the alert receiver (empty in a file older than the receiver, until
+        :func:`ensure` adds one).
     created : str
         When the file was made (ISO 8601, UTC).
     """
@@ -79,6 +85,7 @@ class Credentials:
     prefect_auth_string: str
     created: str = ""
     mlflow_username: str = MLFLOW_ADMIN
+    alerts_token: str = ""
 
     def redis_url(self, user: str, host: str, port: int, db: int = 0) -> str:
         """Return ``redis://user:password@host:port/db``; it holds a secret, so never log it."""
@@ -111,6 +118,7 @@ class Credentials:
                 "flask_secret_key": self.mlflow_secret_key,
             },
             "prefect": {"auth_string": self.prefect_auth_string},
+            "alerts": {"token": self.alerts_token},
         }
 
     @classmethod
@@ -138,6 +146,7 @@ class Credentials:
             mlflow_secret_key=text("mlflow", "flask_secret_key"),
             prefect_auth_string=text("prefect", "auth_string"),
             created=str(data.get("created", "")),
+            alerts_token=_optional_text(data, "alerts", "token"),
         )
 
 
@@ -148,6 +157,7 @@ def generate() -> Credentials:
         mlflow_password=secrets.token_urlsafe(SECRET_BYTES),
         mlflow_secret_key=secrets.token_urlsafe(SECRET_BYTES),
         prefect_auth_string=f"{PREFECT_USER}:{secrets.token_urlsafe(SECRET_BYTES)}",
+        alerts_token=secrets.token_urlsafe(SECRET_BYTES),
         created=datetime.now(UTC).isoformat(timespec="seconds"),
     )
 
@@ -190,7 +200,18 @@ def ensure(path: Path) -> tuple[Credentials, bool]:
         if write_private(path, text, exclusive=True):
             return fresh, True
         # Another `up` made the file between the check and the write: use theirs.
-    return load(path), False
+    creds = load(path)
+    if not creds.alerts_token:
+        # A file from before the alert receiver: add its token, keep every other secret.
+        creds = replace(creds, alerts_token=secrets.token_urlsafe(SECRET_BYTES))
+        write_private(path, json.dumps(creds.to_dict(), indent=2) + "\n")
+    return creds, False
+
+
+def _optional_text(data: Any, section: str, key: str) -> str:
+    part = data.get(section) if isinstance(data, dict) else None
+    value = part.get(key) if isinstance(part, dict) else None
+    return value if isinstance(value, str) else ""
 
 
 def basic_authorization(user_and_password: str) -> str:

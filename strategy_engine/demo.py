@@ -5,15 +5,23 @@
 2. Start the core: it loads the champion set from the registry (never importing MLflow
    itself), replays the bars on a simulated clock, writes every signal, order and fill to
    Redis as JSON, paper-fills at the next open and tracks performance.
-3. Print what ran and where everything is.
+3. Print what ran and where everything is, including where the Redis data is once the demo
+   has ended: the embedded server stops with it, its data saved under ``var/redis/``.
+
+``python -m strategy_engine.demo [--json]`` shows what the last demo left in Redis afterwards:
+the keys of its namespace, its stored report and its last signals and fills (it restarts the
+embedded server on the saved data for the look, or reads ``REDIS_URL``'s server).
 """
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import logging
 import os
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from pipelines.progress import progress
@@ -25,6 +33,7 @@ CONFIG = {"fast_period": 20, "slow_period": 50, "ma_type": "sma", "allow_short":
 FEE_BPS = 1.0
 NOTIONAL_PER_SYMBOL = 10_000.0
 NAMESPACE = "demo"
+REDIS_DIR = VAR_DIR / "redis"  # the embedded server's folder: db file, AOF, socket, log
 
 
 def run_demo(*, symbols_limit: int | None = None, as_json: bool = False) -> int:
@@ -72,7 +81,7 @@ def _run_core(symbols: list[str], *, quiet: bool) -> dict[str, Any]:
 
     deployments = MlflowStrategySource(StrategyRegistry()).load_active_set("champion")
     admitted = admit_bars(DATASET, symbols)
-    with connect(data_dir=VAR_DIR / "redis") as connection:
+    with connect(data_dir=REDIS_DIR) as connection:
         store = RedisStore(connection.client, namespace=NAMESPACE)
         store.clear()
         for symbol, row in admitted.rejected:
@@ -101,6 +110,8 @@ def _run_core(symbols: list[str], *, quiet: bool) -> dict[str, Any]:
             "streams": store.stream_lengths(),
         }
         store.save_report("demo", {k: v for k, v in summary.items() if k != "per_symbol"})
+        # Decided while connected, as connect() did: a REDIS_URL server outlives the demo.
+        summary["redis"]["kept"] = _redis_kept(connection.location)
     summary["mlflow_run"] = _log_run(deployments, summary, engine)
     return summary
 
@@ -153,12 +164,110 @@ def _report(
         "where": {
             "mlflow_tracking_uri": store.tracking_uri,
             "mlflow_ui": store.ui_command(),
+            # The server the demo wrote to; an embedded one (the default) is gone once it ends.
             "redis": core["redis"]["location"],
             "redis_keys": f"{NAMESPACE}:signals, {NAMESPACE}:fills, {NAMESPACE}:positions, ...",
+            # Where the data is after the demo, and the command that shows it.
+            "redis_after_demo": core["redis"]["kept"],
+            "redis_inspect": inspect_command(),
             "prefect_home": os.environ.get("PREFECT_HOME", str(VAR_DIR / "prefect")),
         },
         "seconds": round(total, 2),
     }
+
+
+def _redis_kept(location: str) -> str:
+    """Where the demo's Redis data is once the demo has ended, in one line."""
+    if os.environ.get("REDIS_URL"):
+        return f"in the Redis server at {location} (namespace {NAMESPACE!r})"
+    if "of another process" in location:  # connect() attached to a server it did not start
+        return f"in the embedded server another process runs on {REDIS_DIR}, saved there"
+    return (
+        f"saved in {REDIS_DIR} (redis.db, appendonly.aof); the embedded server stopped with the"
+        " demo"
+    )
+
+
+def inspect_command() -> str:
+    """The command that shows the last demo's Redis data (this module's ``main``)."""
+    python = Path(sys.executable)
+    # Relative when the virtualenv is in the working folder (.venv/bin/python), else absolute.
+    with contextlib.suppress(ValueError):
+        python = python.relative_to(Path.cwd())
+    return f"{python} -m strategy_engine.demo"
+
+
+def inspect(*, count: int = 3) -> dict[str, Any]:
+    """What the last demo left in Redis: its keys with type and size, its stored report, and its
+    last ``count`` signals and fills."""
+    import msgspec
+
+    from core.adapters.redis_server import connect
+    from core.adapters.redis_store import RedisStore
+
+    sizes = {"stream": "xlen", "hash": "hlen", "set": "scard", "list": "llen", "zset": "zcard"}
+    with connect(data_dir=REDIS_DIR) as connection:
+        store = RedisStore(connection.client, namespace=NAMESPACE)
+        keys: dict[str, dict[str, Any]] = {}
+        for raw in sorted(connection.client.scan_iter(match=f"{NAMESPACE}:*", count=1000)):
+            kind = connection.client.type(raw).decode()  # type: ignore[union-attr]
+            size = getattr(connection.client, sizes[kind])(raw) if kind in sizes else None
+            keys[raw.decode()] = {"type": kind, "size": size}
+        return {
+            "redis": connection.location,
+            "namespace": NAMESPACE,
+            "keys": keys,
+            "report": store.load_report("demo"),
+            "signals": msgspec.to_builtins(store.read_signals(count)),
+            "fills": msgspec.to_builtins(store.read_fills()[-count:]),
+        }
+
+
+def _format_inspection(found: dict[str, Any]) -> str:
+    from core.codec import dumps
+
+    if not found["keys"]:
+        return f"No {NAMESPACE}:* keys in {found['redis']}: run `make demo` first."
+    source = found["redis"]
+    if not os.environ.get("REDIS_URL"):
+        source = f"the files in {REDIS_DIR}, through an embedded server run for this look only"
+    lines = [f"The last demo's Redis data, read from {source}", ""]
+    lines += [
+        f"  {key:<28}{info['type']:<8}{'' if info['size'] is None else info['size']:>8}"
+        for key, info in found["keys"].items()
+    ]
+    report = found["report"] or {}
+    if report:
+        lines += [
+            "",
+            f"Report ({NAMESPACE}:reports, field 'demo'): {report.get('events')} bars,"
+            f" {report.get('signals')} signals, {report.get('fills')} fills,"
+            f" pnl {report.get('pnl', 0.0):,.2f}",
+        ]
+    for name in ("signals", "fills"):
+        lines += ["", f"Last {len(found[name])} {name}:"]
+        lines += [f"  {dumps(item).decode()}" for item in found[name]]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m strategy_engine.demo [--json] [--count N]``: the last demo's Redis data."""
+    parser = argparse.ArgumentParser(
+        prog="python -m strategy_engine.demo",
+        description="Show what the last `make demo` left in Redis (run `make demo` to run it).",
+    )
+    parser.add_argument("--count", type=int, default=3, help="how many signals and fills")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    args = parser.parse_args(argv)
+    apply_environment_defaults()  # the stack's REDIS_URL while it runs, as for the demo
+    found = inspect(count=max(args.count, 0))
+    if args.json:
+        from core.codec import dumps
+
+        sys.stdout.write(dumps(found).decode() + "\n")
+    else:
+        print(_format_inspection(found))
+    return 0
 
 
 def _say(quiet: bool, line: str) -> None:
@@ -208,8 +317,14 @@ def _format(report: dict[str, Any]) -> str:
         f"  replay run    {core['mlflow_run']} (experiment 'backtests', equity.png)",
         f"  MLflow UI     {where['mlflow_ui']}",
         "                then open http://127.0.0.1:5000",
-        f"  Redis         {where['redis']} (keys {where['redis_keys']})",
+        f"  Redis         {where['redis_after_demo']}",
+        f"                keys {where['redis_keys']}",
+        f"                look at them: {where['redis_inspect']}",
         f"  repository    {REPO_ROOT}",
         f"  took          {report['seconds']:.1f} s",
     ]
     return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,35 +1,46 @@
-"""Prometheus metrics of a core: text exposition, latency histograms, and a tiny HTTP server.
+"""Prometheus metrics of a core, exposed through ``prometheus_client``, and a tiny HTTP server.
 
-:func:`render_metrics` turns a core's summary (a plain dict: the running core's own numbers
-through :class:`CoreMetrics`, or the status report it publishes to Redis) into the text
-exposition format, version 0.0.4. Latencies are histograms when the summary carries bucket
-counts (the running core) and summaries of quantiles when it carries only percentiles (the
-status report in Redis). :func:`serve_metrics` serves ``/metrics`` from a daemon thread.
+A core's numbers reach Prometheus by two ways that must agree: the core's own ``/metrics``
+(``strategy-engine core --metrics-port``), read live through :class:`CoreMetrics`, and the
+dashboard's ``/metrics``, read from the status the core publishes to Redis. Both hand a plain
+summary mapping to :func:`exposition`, where one :class:`SummaryCollector` turns it into the
+same metric families (names, types, labels) on a private registry, so an alert written
+against one endpoint holds for the other. :func:`serve_metrics` serves ``/metrics`` from a
+daemon thread.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector, CollectorRegistry
+from prometheus_client.utils import floatToGoString
 
 from core.runtime.ingest import RejectCode
+from core.runtime.timing import LATENCY_BUCKETS_S, TACTICAL_BUCKETS_S, cumulative_histogram
 from strategy_engine.http_guard import GuardedHandler, GuardedHTTPServer, HttpGuard
 
 if TYPE_CHECKING:
     from core.runtime.service import CoreService
-    from core.runtime.timing import LatencyRecorder
 
 PREFIX = "strategy_engine"
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-LATENCY_BUCKETS_S: tuple[float, ...] = (
-    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
-)  # fmt: skip
-"""Upper bounds (seconds) of the latency buckets: 100 µs up to ten fast-cycle budgets."""
+MAX_SERIES = 1000
+"""Most series one labelled family exposes (strategies, models, learning events): whatever a
+summary read from Redis holds, a scrape stays bounded."""
+MAX_BUCKETS = 64
+"""Most buckets a histogram read from a summary may have; more is not a histogram we made."""
 
 # Rejections carry a stable code (core.runtime.ingest.RejectCode), which is the label. Dead
 # letters written before codes existed have only free text: it maps to the same small, fixed set
@@ -64,109 +75,43 @@ def rejection_reason(reason: str, code: str = "") -> str:
     return next((label for phrase, label in _REASONS if phrase in text), "other")
 
 
-# --- histograms --------------------------------------------------------------------------------
-
-
-def histogram(
-    samples_ns: np.ndarray, bounds_s: tuple[float, ...] = LATENCY_BUCKETS_S
-) -> dict[str, Any]:
-    """Return the cumulative histogram of nanosecond samples.
-
-    Returns
-    -------
-    dict
-        ``bounds_s`` (upper bounds), ``counts`` (samples <= each bound), ``count`` (all
-        samples, the ``+Inf`` bucket) and ``sum_s`` (their sum in seconds).
-    """
-    per_bucket = _bucket_counts(np.asarray(samples_ns, dtype=np.int64), bounds_s)
-    cumulative = np.cumsum(per_bucket)
-    return {
-        "bounds_s": list(bounds_s),
-        "counts": [int(c) for c in cumulative[:-1]],
-        "count": int(cumulative[-1]),
-        "sum_s": float(np.sum(samples_ns, dtype=np.float64)) / 1e9,
-    }
-
-
-def _bucket_counts(samples_ns: np.ndarray, bounds_s: tuple[float, ...]) -> np.ndarray:
-    bounds_ns = np.round(np.asarray(bounds_s) * 1e9).astype(np.int64)
-    # side="left": a sample equal to a bound belongs to that bound's bucket (le = "<=").
-    index = np.searchsorted(bounds_ns, samples_ns, side="left")
-    return np.bincount(index, minlength=len(bounds_ns) + 1).astype(np.int64)
-
-
-class RecorderHistogram:
-    """Cumulative bucket counts of a :class:`LatencyRecorder`, growing as it records.
-
-    Each :meth:`snapshot` adds the samples recorded since the previous one, read from the
-    recorder's ring, so the counts only ever grow (as Prometheus counters must) however long
-    the core runs. Samples overwritten in the ring before a snapshot saw them (more than the
-    ring's capacity between two scrapes) are not counted.
-    """
-
-    def __init__(
-        self, recorder: LatencyRecorder, bounds_s: tuple[float, ...] = LATENCY_BUCKETS_S
-    ) -> None:
-        self._recorder = recorder
-        self._bounds_s = bounds_s
-        self._per_bucket = np.zeros(len(bounds_s) + 1, dtype=np.int64)
-        self._sum_ns = 0
-        self._seen = 0
-        self._lock = threading.Lock()
-
-    def snapshot(self) -> dict[str, Any]:
-        """Return the histogram (as :func:`histogram` does) of every sample seen so far."""
-        with self._lock:
-            self._take_new_samples()
-            cumulative = np.cumsum(self._per_bucket)
-            return {
-                "bounds_s": list(self._bounds_s),
-                "counts": [int(c) for c in cumulative[:-1]],
-                "count": int(cumulative[-1]),
-                "sum_s": self._sum_ns / 1e9,
-            }
-
-    def _take_new_samples(self) -> None:
-        # The recorder writes a sample before counting it, so reading the count first means
-        # every sample below it is already in the ring (the core records on another thread).
-        total = self._recorder.count
-        ring = self._recorder.samples()
-        if total <= self._seen or len(ring) == 0:
-            return
-        first = max(self._seen, total - len(ring))
-        new = ring[np.arange(first, total) % len(ring)]
-        self._per_bucket += _bucket_counts(new, self._bounds_s)
-        self._sum_ns += int(new.sum())
-        self._seen = total
+# --- the running core's numbers ----------------------------------------------------------------
 
 
 class CoreMetrics:
-    """The numbers of a running core for :func:`render_metrics`, read from another thread.
+    """The summary of a running core for :func:`exposition`, read from another thread.
 
-    Only counters and recorders are read (no engine summary, which mutates the tracker), so a
-    scrape never disturbs the core's loop.
+    Only counters, recorders and plain numbers are read (no engine summary or tracker
+    metrics, which touch the tracker's buffers), so a scrape never disturbs the core's loop.
+    The latency histograms are the ones the core's published status carries
+    (:func:`core.runtime.timing.cumulative_histogram`), so both endpoints count alike.
     """
 
     def __init__(self, service: CoreService) -> None:
         self.service = service
-        self._fast = RecorderHistogram(service.fast)
-        self._tick_to_signal = RecorderHistogram(service.tick_to_signal)
 
     def __call__(self) -> dict[str, Any]:
         service = self.service
         summary: dict[str, Any] = {
             "core": service.settings.name,
-            "events_rejected": service.rejected,
             "rejected_by_reason": dict(service.rejected_by_reason),
             "reloads": service.reloads,
             "read_errors": service.read_errors,
             "redis": service.writer.stats(),
             "fast_cycle": {
-                "histogram": self._fast.snapshot(),
+                "histogram": cumulative_histogram(service.fast, LATENCY_BUCKETS_S),
                 "overruns": service.fast.overruns,
-                "budget_ms": service.fast.budget_ns / 1e6,
             },
-            "tick_to_signal": {"histogram": self._tick_to_signal.snapshot()},
+            "tactical_cycle": {
+                "histogram": cumulative_histogram(service.tactical, TACTICAL_BUCKETS_S)
+            },
+            "tick_to_signal": {
+                "histogram": cumulative_histogram(service.tick_to_signal, LATENCY_BUCKETS_S)
+            },
+            # When the core last made its status: the same heartbeat the dashboard shows.
+            "heartbeat_ns": getattr(service, "last_status_ns", None),
+            # Published in the status once the core counts its restarts; absent until then.
+            "restarts": getattr(service, "restarts", None),
         }
         engine = service.engine
         if engine is not None:
@@ -176,6 +121,12 @@ class CoreMetrics:
                 fills=engine.tracker.fills,
                 orders=engine.risk.accepted,
                 equity=engine.portfolio.equity,
+                drawdown=service.drawdown(),
+                risk_mode=str(engine.risk.mode),
+                per_strategy=service.strategy_numbers(),
+                active_set=[
+                    {"name": d.name, "version": d.version} for d in engine.applicator.deployments
+                ],
             )
         return summary
 
@@ -189,6 +140,7 @@ _COUNTERS: tuple[tuple[str, str, str], ...] = (
     ("fills", "fills_total", "Paper fills."),
     ("reloads", "reloads_total", "Hot reloads of the strategy set kept."),
     ("read_errors", "feed_read_errors_total", "Feed reads that failed (Redis away)."),
+    ("restarts", "core_restarts_total", "Times the core started again under its name."),
 )
 _WRITER: tuple[tuple[str, str, str, str], ...] = (
     ("reconnects", "redis_reconnects_total", "counter", "Times the writer reconnected to Redis."),
@@ -199,146 +151,235 @@ _WRITER: tuple[tuple[str, str, str, str], ...] = (
 )
 _LATENCIES: tuple[tuple[str, str, str], ...] = (
     ("fast_cycle", "fast_cycle_seconds", "Duration of the fast tier's cycles."),
+    ("tactical_cycle", "tactical_cycle_seconds", "Duration of the tactical tier's cycles."),
     ("tick_to_signal", "tick_to_signal_seconds", "From a tick reaching Redis to its signal."),
 )
-_QUANTILES: tuple[tuple[str, str], ...] = (
-    ("0.5", "p50_us"),
-    ("0.99", "p99_us"),
-    ("0.999", "p999_us"),
+# Redis-side sizes only the dashboard sees. Stream lengths shrink when the ledger is archived
+# and trimmed, so they are gauges, never counters.
+_STORED: tuple[tuple[str, str, str], ...] = (
+    ("orders_stored", "orders_stored", "Orders in the core's Redis stream (shrinks on trim)."),
+    ("fills_stored", "fills_stored", "Fills in the core's Redis stream (shrinks on trim)."),
 )
 
 
-def render_metrics(summary: Mapping[str, Any]) -> str:
-    """Render a core's summary in the Prometheus text exposition format (version 0.0.4).
+class SummaryCollector(Collector):
+    """The metric families of a core's summary, read anew from ``get_summary`` on each collect.
 
-    Parameters
-    ----------
-    summary : mapping
-        ``core`` (the ``core`` label), counters ``events_in``, ``signals_out``, ``orders``,
-        ``fills``, ``reloads``, ``read_errors``; rejected input as ``rejected_by_reason``
-        (label -> count) or a total ``events_rejected``; ``redis`` (the writer's stats);
-        ``fast_cycle`` and ``tick_to_signal`` with a ``histogram`` (see :func:`histogram`) or
-        percentiles (``count``, ``p50_us``, ``p99_us``, ``p999_us``); optional ``equity``,
-        ``heartbeat_ns`` and ``per_strategy`` rows (``strategy``, ``pnl``). Absent keys are
-        left out of the output.
+    The summary is a plain mapping: the running core's numbers (:class:`CoreMetrics`) or its
+    status read back from Redis (the dashboard). Keys, all optional: ``core`` (the ``core``
+    label); counters ``events_in``, ``signals_out``, ``orders``, ``fills``, ``reloads``,
+    ``read_errors``, ``restarts``, ``rejected_by_reason`` (label -> count); ``redis`` (the
+    writer's stats); ``fast_cycle`` (with ``overruns``), ``tactical_cycle`` and
+    ``tick_to_signal``, each with a ``histogram`` (``bounds_s``, cumulative ``counts``,
+    ``count``, ``sum_s``); gauges ``equity``, ``drawdown``, ``risk_mode``, ``heartbeat_ns``,
+    ``per_strategy`` rows (``strategy``, ``pnl``, ``weight``), ``active_set`` rows (``name``,
+    ``version``); and the dashboard's ``orders_stored``, ``fills_stored`` and
+    ``learning_events`` rows (``kind``, ``strategy``, ``count``).
 
-    Returns
-    -------
-    str
-        The exposition text, ending with a newline.
+    A value of the wrong type or out of range (it may come from Redis) is left out, never an
+    error; families without a sample are not exposed.
     """
-    core = {"core": str(summary.get("core", ""))}
-    lines: list[str] = []
+
+    def __init__(self, get_summary: Callable[[], Mapping[str, Any]]) -> None:
+        self._get_summary = get_summary
+
+    def collect(self) -> Iterator[Metric]:
+        summary = self._get_summary()
+        core = str(summary.get("core", ""))
+        families = [
+            *_counters(summary, core),
+            *_latencies(summary, core),
+            *_gauges(summary, core),
+            *_per_strategy(summary, core),
+            _learning_events(summary.get("learning_events")),
+        ]
+        yield from (family for family in families if family.samples)
+
+
+def exposition(summary: Mapping[str, Any]) -> bytes:
+    """The Prometheus text exposition of ``summary`` (see :class:`SummaryCollector`), made
+    by ``prometheus_client`` from a private registry (the process-wide one holds nothing of
+    ours); serve it as :data:`prometheus_client.CONTENT_TYPE_LATEST`."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(SummaryCollector(lambda: summary))
+    return generate_latest(registry)
+
+
+def _counters(summary: Mapping[str, Any], core: str) -> Iterator[Metric]:
     for key, name, help_text in _COUNTERS:
-        if _is_number(summary.get(key)):
-            lines += _family(name, "counter", help_text, [(core, summary[key])])
-    lines += _rejections(summary, core)
-    writer = summary.get("redis") or {}
-    for key, name, kind, help_text in _WRITER:
-        if _is_number(writer.get(key)):
-            lines += _family(name, kind, help_text, [(core, writer[key])])
-    fast = summary.get("fast_cycle") or {}
-    if _is_number(fast.get("overruns")):
-        lines += _family(
-            "fast_cycle_overruns_total", "counter", "Fast cycles over their budget.",
-            [(core, fast["overruns"])],
-        )  # fmt: skip
-    for key, name, help_text in _LATENCIES:
-        lines += _latency(name, help_text, summary.get(key) or {}, core)
-    lines += _gauges(summary, core)
-    return "\n".join(lines) + "\n"
-
-
-def _rejections(summary: Mapping[str, Any], core: dict[str, str]) -> list[str]:
+        yield _single(CounterMetricFamily, name, help_text, core, _count(summary.get(key)))
+    rejected = CounterMetricFamily(
+        f"{PREFIX}_input_rejected_total",
+        "Input rejected and dead-lettered, by reason.",
+        labels=["core", "reason"],
+    )
     by_reason = summary.get("rejected_by_reason")
     if isinstance(by_reason, Mapping):
-        samples = [({**core, "reason": str(r)}, n) for r, n in sorted(by_reason.items())]
-    elif _is_number(summary.get("events_rejected")):
-        samples = [({**core, "reason": "unclassified"}, summary["events_rejected"])]
-    else:
-        return []
-    return _family(
-        "input_rejected_total", "counter", "Input rejected and dead-lettered, by reason.", samples
-    )
+        for reason, count in sorted(by_reason.items(), key=lambda item: str(item[0])):
+            if _count(count) is not None and len(rejected.samples) < MAX_SERIES:
+                rejected.add_metric([core, str(reason)], count)
+    yield rejected
+    writer = _mapping(summary.get("redis"))
+    for key, name, kind, help_text in _WRITER:
+        if kind == "counter":
+            yield _single(CounterMetricFamily, name, help_text, core, _count(writer.get(key)))
+        else:
+            yield _single(GaugeMetricFamily, name, help_text, core, _gauge(writer.get(key)))
+    overruns = _count(_mapping(summary.get("fast_cycle")).get("overruns"))
+    yield _single(
+        CounterMetricFamily, "fast_cycle_overruns_total", "Fast cycles over their budget.",
+        core, overruns,
+    )  # fmt: skip
 
 
-def _latency(
-    name: str, help_text: str, timing: Mapping[str, Any], core: dict[str, str]
-) -> list[str]:
-    hist = timing.get("histogram")
-    if isinstance(hist, Mapping):
-        full = f"{PREFIX}_{name}"
-        lines = [f"# HELP {full} {help_text}", f"# TYPE {full} histogram"]
-        for bound, count in zip(hist["bounds_s"], hist["counts"], strict=True):
-            lines.append(_sample(f"{full}_bucket", {**core, "le": _number(bound)}, count))
-        lines.append(_sample(f"{full}_bucket", {**core, "le": "+Inf"}, hist["count"]))
-        lines.append(_sample(f"{full}_sum", core, hist["sum_s"]))
-        lines.append(_sample(f"{full}_count", core, hist["count"]))
-        return lines
-    if not _is_number(timing.get("count")):
-        return []
-    # Only percentiles are known (a published status): a summary, quantiles in seconds.
-    samples = [
-        ({**core, "quantile": q}, timing[key] / 1e6 if _is_number(timing.get(key)) else math.nan)
-        for q, key in _QUANTILES
+def _latencies(summary: Mapping[str, Any], core: str) -> Iterator[Metric]:
+    for key, name, help_text in _LATENCIES:
+        family = HistogramMetricFamily(
+            f"{PREFIX}_{name}", help_text, labels=["core"], unit="seconds"
+        )
+        histogram = _mapping(_mapping(summary.get(key)).get("histogram"))
+        buckets = _buckets(histogram)
+        if buckets is not None:
+            family.add_metric([core], buckets, float(histogram["sum_s"]))
+        yield family
+
+
+def _buckets(histogram: Mapping[str, Any]) -> list[tuple[str, float]] | None:
+    """The buckets (``le`` label, cumulative count) of a summary's histogram, ``+Inf`` last;
+    None unless it is well formed: finite increasing bounds, counts that never decrease."""
+    bounds, counts = histogram.get("bounds_s"), histogram.get("counts")
+    total, sum_s = _count(histogram.get("count")), _gauge(histogram.get("sum_s"))
+    if not (isinstance(bounds, list) and isinstance(counts, list)):
+        return None
+    if total is None or sum_s is None or not 0 < len(bounds) == len(counts) <= MAX_BUCKETS:
+        return None
+    if any(_gauge(b) is None for b in bounds) or any(_count(c) is None for c in counts):
+        return None
+    ordered = all(a < b for a, b in itertools.pairwise(bounds))
+    cumulative = all(a <= b for a, b in itertools.pairwise([*counts, total]))
+    if not (ordered and cumulative):
+        return None
+    return [(floatToGoString(b), c) for b, c in zip(bounds, counts, strict=True)] + [
+        ("+Inf", total)
     ]
-    full = f"{PREFIX}_{name}"
-    lines = [f"# HELP {full} {help_text}", f"# TYPE {full} summary"]
-    lines += [_sample(full, labels, value) for labels, value in samples]
-    lines.append(_sample(f"{full}_count", core, timing["count"]))
-    return lines
 
 
-def _gauges(summary: Mapping[str, Any], core: dict[str, str]) -> list[str]:
-    lines: list[str] = []
-    if _is_number(summary.get("equity")):
-        lines += _family("equity", "gauge", "Paper account equity.", [(core, summary["equity"])])
-    if _is_number(summary.get("heartbeat_ns")):
-        lines += _family(
-            "status_timestamp_seconds", "gauge", "When the core last published its status.",
-            [(core, summary["heartbeat_ns"] / 1e9)],
-        )  # fmt: skip
-    rows = [r for r in summary.get("per_strategy") or [] if _is_number(r.get("pnl"))]
-    if rows:
-        samples = [({**core, "strategy": str(r["strategy"])}, r["pnl"]) for r in rows]
-        lines += _family("strategy_pnl", "gauge", "PnL of each strategy's own book.", samples)
-    return lines
+def _gauges(summary: Mapping[str, Any], core: str) -> Iterator[Metric]:
+    yield _single(GaugeMetricFamily, "equity", "Paper account equity.", core,
+                  _gauge(summary.get("equity")))  # fmt: skip
+    drawdown = _gauge(summary.get("drawdown"))
+    yield _single(
+        GaugeMetricFamily, "drawdown_ratio",
+        "Fraction of equity below its running peak (0 to 1), as the risk manager measures it.",
+        core, drawdown if drawdown is not None and 0 <= drawdown <= 1 else None,
+    )  # fmt: skip
+    mode = summary.get("risk_mode")
+    known = isinstance(mode, str)
+    yield _single(GaugeMetricFamily, "halted", "1 while the risk manager has halted trading.",
+                  core, float(mode == "halted") if known else None)  # fmt: skip
+    yield _single(
+        GaugeMetricFamily, "risk_reduce_only",
+        "1 while the risk manager accepts only orders that reduce positions.",
+        core, float(mode == "reduce_only") if known else None,
+    )  # fmt: skip
+    beat = _count(summary.get("heartbeat_ns"))
+    yield _single(
+        GaugeMetricFamily, "status_timestamp_seconds",
+        "Unix time the core last made its status (its heartbeat).",
+        core, beat / 1e9 if beat is not None else None,
+    )  # fmt: skip
+    for key, name, help_text in _STORED:
+        yield _single(GaugeMetricFamily, name, help_text, core, _count(summary.get(key)))
 
 
-def _family(
-    name: str, kind: str, help_text: str, samples: Iterable[tuple[dict[str, str], Any]]
-) -> list[str]:
-    full = f"{PREFIX}_{name}"
-    lines = [f"# HELP {full} {help_text}", f"# TYPE {full} {kind}"]
-    return lines + [_sample(full, labels, value) for labels, value in samples]
+def _per_strategy(summary: Mapping[str, Any], core: str) -> Iterator[Metric]:
+    pnl = GaugeMetricFamily(
+        f"{PREFIX}_strategy_pnl", "PnL of each strategy's own book.", labels=["core", "strategy"]
+    )
+    weight = GaugeMetricFamily(
+        f"{PREFIX}_strategy_weight",
+        "Each strategy's weight in the composer.",
+        labels=["core", "strategy"],
+    )
+    for row in _rows(summary.get("per_strategy")):
+        name = row.get("strategy")
+        if not isinstance(name, str):
+            continue
+        for family, key in ((pnl, "pnl"), (weight, "weight")):
+            value = _gauge(row.get(key))
+            if value is not None and len(family.samples) < MAX_SERIES:
+                family.add_metric([core, name], value)
+    version = GaugeMetricFamily(
+        f"{PREFIX}_active_version",
+        "Registry version of each model in the active set (changes when a champion does).",
+        labels=["core", "model"],
+    )
+    for row in _rows(summary.get("active_set")):
+        name, number = row.get("name"), _version(row.get("version"))
+        if isinstance(name, str) and number is not None and len(version.samples) < MAX_SERIES:
+            version.add_metric([core, name], number)
+    yield from (pnl, weight, version)
 
 
-def _sample(name: str, labels: Mapping[str, str], value: Any) -> str:
-    if not labels:
-        return f"{name} {_number(value)}"
-    body = ",".join(f'{k}="{_escape(v)}"' for k, v in labels.items())
-    return f"{name}{{{body}}} {_number(value)}"
+def _learning_events(rows: Any) -> Metric:
+    # Not per core: the learning tier's flows serve every core of the namespace.
+    family = CounterMetricFamily(
+        f"{PREFIX}_learning_events_total",
+        "Learning-tier events (gate_failed, retrain_failed, promoted, rolled_back) by strategy.",
+        labels=["kind", "strategy"],
+    )
+    for row in _rows(rows):
+        kind, strategy, count = row.get("kind"), row.get("strategy"), _count(row.get("count"))
+        if not (isinstance(kind, str) and isinstance(strategy, str)) or count is None:
+            continue
+        if len(family.samples) < MAX_SERIES:
+            family.add_metric([kind, strategy], count)
+    return family
 
 
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+def _single(
+    kind: type[CounterMetricFamily] | type[GaugeMetricFamily],
+    name: str,
+    help_text: str,
+    core: str,
+    value: float | None,
+) -> Metric:
+    family = kind(f"{PREFIX}_{name}", help_text, labels=["core"])
+    if value is not None:
+        family.add_metric([core], value)
+    return family
 
 
-def _number(value: Any) -> str:
+def _gauge(value: Any) -> float | None:
+    """A finite number (a bool as 0 or 1), else None."""
     if isinstance(value, bool):
-        return "1" if value else "0"
-    if isinstance(value, int):
-        return str(value)
-    number = float(value)
-    if math.isnan(number):
-        return "NaN"
-    if math.isinf(number):
-        return "+Inf" if number > 0 else "-Inf"
-    return repr(number)
+        return float(value)
+    if isinstance(value, int | float) and math.isfinite(value):
+        return float(value)
+    return None
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and (not isinstance(value, float) or math.isfinite(value))
+def _count(value: Any) -> float | None:
+    """A finite number >= 0 that is not a bool (what a counter may hold), else None."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) and value >= 0 else None
+
+
+def _version(value: Any) -> float | None:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str) and value.isdecimal() and len(value) <= 18:
+        return float(int(value))
+    return None  # "local" and other names: no number to expose
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _rows(value: Any) -> list[Mapping[str, Any]]:
+    return [row for row in value if isinstance(row, Mapping)] if isinstance(value, list) else []
 
 
 # --- serving -----------------------------------------------------------------------------------
@@ -358,7 +399,7 @@ class MetricsServer(GuardedHTTPServer):
     address : tuple of (str, int)
         Where to listen: loopback (another address needs ``guard.token``).
     get_summary : callable
-        Returns the summary rendered on each scrape.
+        Returns the summary exposed on each scrape (see :class:`SummaryCollector`).
     guard : HttpGuard or None
         Timeouts and bounds; the defaults when None.
     """
@@ -385,11 +426,11 @@ class _MetricsHandler(GuardedHandler):
             self.respond(404, b"only /metrics is served here\n", _TEXT)
             return
         try:
-            body = render_metrics(self.server.get_summary()).encode()
+            body = exposition(self.server.get_summary())
         except Exception as exc:  # a scrape must answer, never take the server down
             self.respond(500, f"metrics unavailable: {type(exc).__name__}\n".encode(), _TEXT)
             return
-        self.respond(200, body, CONTENT_TYPE)
+        self.respond(200, body, CONTENT_TYPE_LATEST)
 
 
 def serve_metrics(
@@ -398,7 +439,7 @@ def serve_metrics(
     port: int = 9108,
     guard: HttpGuard | None = None,
 ) -> MetricsServer:
-    """Serve ``/metrics`` rendered from ``get_summary()`` on ``host:port`` in a daemon thread.
+    """Serve ``/metrics`` made from ``get_summary()`` on ``host:port`` in a daemon thread.
 
     Parameters
     ----------

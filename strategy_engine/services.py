@@ -1,10 +1,12 @@
-"""Start and stop the local stack: Redis, the dashboard, the MLflow and Prefect servers, a worker.
+"""Start and stop the local stack: Redis, the dashboard, MLflow, Prefect and a worker, the
+cores, and the alerting chain (alert receiver, Alertmanager, Prometheus).
 
-:func:`up` starts each server on loopback in its own process group, with a pid file under
-``var/run/`` and a log under ``var/log/``, and waits until it answers; then it creates the
-process work pool, deploys ``prefect.yaml`` and starts a worker. :func:`down` stops exactly the
-process groups named by the pid files, so it is safe to run twice. Everything is started with
-:mod:`subprocess` (never a shell ``&``), so every process receives the SIGTERM that stops it.
+Every process is a program of the stack's supervisord (:mod:`strategy_engine.supervision`),
+which restarts it when it exits, with a growing back-off, and keeps its log under
+``var/log/``. :func:`up` starts the supervisor, then each program in order on loopback, waiting
+until it answers; it creates the process work pool, deploys ``prefect.yaml``, installs the
+Prefect automation that reports failed flow runs, and starts the cores last. :func:`down` asks
+the supervisor to stop everything and exits it, so it is safe to run twice.
 
 Every server requires credentials, generated on the first ``up`` into ``var/credentials.json``
 (mode 0600, see :mod:`strategy_engine.credentials`): Redis ACL users (the ``default`` user is
@@ -21,7 +23,6 @@ import importlib.util
 import json
 import os
 import shlex
-import signal
 import socket
 import subprocess
 import sys
@@ -34,21 +35,33 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import psutil
-
 from core.adapters.redis_server import AOF_FILE, aof_needs_migration, appendfsync_policy
 from core.errors import AdapterError, ConfigError
-from strategy_engine import credentials
+from strategy_engine import credentials, monitoring
 from strategy_engine.credentials import Credentials
+from strategy_engine.monitoring import AlertTiming
 from strategy_engine.settings import REPO_ROOT, VAR_DIR
+from strategy_engine.stack_cores import CoreSpec, default_cores
+from strategy_engine.supervision import FAILED_STATES, Program, Supervisor
 
 HOST = "127.0.0.1"
 POOL = "strategy-engine-pool"  # must match work_pool.name in prefect.yaml
 WORKER_NAME = "strategy-engine-worker"
 REDIS, MLFLOW, PREFECT, WORKER = "redis", "mlflow", "prefect", "worker"
 DASHBOARD = "dashboard"
-SERVICES = (REDIS, DASHBOARD, MLFLOW, PREFECT, WORKER)  # start order; stopped in reverse
-START_TIMEOUT = {REDIS: 15.0, DASHBOARD: 30.0, MLFLOW: 120.0, PREFECT: 180.0, WORKER: 90.0}
+RECEIVER, ALERTMANAGER, PROMETHEUS = "alert-receiver", "alertmanager", "prometheus"
+# Start order; `down` stops in reverse. The cores (named in the cores file) start last.
+SERVICES = (REDIS, DASHBOARD, MLFLOW, PREFECT, WORKER, RECEIVER, ALERTMANAGER, PROMETHEUS)
+START_TIMEOUT = {
+    REDIS: 15.0, DASHBOARD: 30.0, MLFLOW: 120.0, PREFECT: 180.0, WORKER: 90.0,
+    RECEIVER: 30.0, ALERTMANAGER: 30.0, PROMETHEUS: 30.0,
+}  # fmt: skip
+PORT_FIELDS = (
+    "redis_port", "mlflow_port", "prefect_port", "dashboard_port", "core_metrics_port",
+    "receiver_port", "alertmanager_port", "prometheus_port",
+)  # fmt: skip
+CORE_START_TIMEOUT = 120.0
+CORE_PRIORITY = 900
 PORT_TRIES = 20
 DEPLOY_TIMEOUT = 300.0
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
@@ -104,15 +117,27 @@ class Layout:
     def mlflow_auth_db(self) -> Path:
         return self.mlflow_auth_dir / "basic_auth.db"
 
-    def pid_file(self, name: str) -> Path:
-        return self.run_dir / f"{name}.pid"
+    @property
+    def alerts_dir(self) -> Path:
+        return self.var_dir / "alerts"
+
+    @property
+    def monitoring_dir(self) -> Path:
+        """Prometheus's and Alertmanager's configurations and data."""
+        return self.var_dir / "monitoring"
+
+    @property
+    def supervisor(self) -> Supervisor:
+        return Supervisor(self.var_dir, REPO_ROOT)
 
     def log_file(self, name: str) -> Path:
         return self.log_dir / f"{name}.log"
 
     def create(self) -> None:
-        for folder in (self.run_dir, self.log_dir, self.prefect_home, self.redis_dir):
+        folders = (self.run_dir, self.log_dir, self.prefect_home, self.redis_dir, self.alerts_dir)
+        for folder in folders:
             folder.mkdir(parents=True, exist_ok=True)
+        self.monitoring_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         # Redis's snapshot and append-only file hold every order, fill and position.
         self.redis_dir.chmod(0o700)
         # MLflow's auth database holds the password hashes: owner-only, like the credentials.
@@ -123,6 +148,10 @@ class Layout:
 @dataclass(frozen=True)
 class StackConfig:
     """Ports (each moves to the next free one if taken), the work pool and the state folder.
+
+    ``cores`` are the supervised cores (``core_metrics_port`` is the first one's metrics
+    port, the next cores take the next free ports); ``monitoring`` starts Prometheus and
+    Alertmanager when they are installed; ``alert_timing`` sets how fast alerts move.
 
     ``redis_bind`` is the one address Redis listens on (loopback unless asked; Redis always
     requires its ACL passwords, so it never listens off loopback without them);
@@ -140,9 +169,17 @@ class StackConfig:
     layout: Layout = field(default_factory=Layout)
     redis_bind: str = HOST
     redis_appendfsync: str | None = None
+    cores: tuple[CoreSpec, ...] = field(default_factory=default_cores)
+    core_metrics_port: int = 9108
+    namespace: str = "se"
+    receiver_port: int = 9095
+    alertmanager_port: int = 9093
+    prometheus_port: int = 9090
+    monitoring: bool = True
+    alert_timing: AlertTiming = field(default_factory=AlertTiming)
 
     def __post_init__(self) -> None:
-        for name in ("redis_port", "mlflow_port", "prefect_port", "dashboard_port"):
+        for name in PORT_FIELDS:
             port = getattr(self, name)
             if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
                 raise ConfigError(f"{name} must be an integer in 1..65535, was {port!r}")
@@ -216,6 +253,7 @@ def up(config: StackConfig | None = None, *, echo: Echo = print) -> dict[str, An
         _require_mlflow_auth_app()
     started: list[str] = []
     services: dict[str, Started] = {}
+    supervisor_started = layout.supervisor.ensure_running(_base_env(layout))
     try:
         redis_service = _check_reused(
             _ensure_redis(config, state, started, echo, creds), layout, creds
@@ -255,9 +293,29 @@ def up(config: StackConfig | None = None, *, echo: Echo = print) -> dict[str, An
         worker = _ensure_worker(config, api_url, state, started, worker_env, auth)
         services[WORKER] = _announce(worker, echo)
         _write_state(layout, services)
+        receiver = _ensure_receiver(config, state, started, echo, creds)
+        services[RECEIVER] = _announce(receiver, echo)
+        notice = monitoring.install_flow_failure_notice(
+            api_url, receiver.url, creds.alerts_token, auth
+        )
+        echo(f"prefect: failed and crashed flow runs notify the alert receiver ({notice})")
+        # Each core's metrics port is chosen before Prometheus starts, so it scrapes them all.
+        core_ports = {spec.name: _core_port(config, spec, state, echo) for spec in config.cores}
+        alerting = _ensure_alerting(config, state, started, echo, services, core_ports, creds)
+        core_env = {
+            "REDIS_URL": chosen or _stack_redis_url(creds, "core", redis_service.url),
+            **_mlflow_client_env(creds),
+        }
+        for spec in config.cores:
+            core = _ensure_core(config, spec, core_ports[spec.name], state, started, core_env)
+            services[spec.name] = _announce(core, echo)
+            _write_state(layout, services)
+        _write_state(layout, services)
     except BaseException:
         for name in reversed(started):
             stop_service(name, layout)
+        if supervisor_started:
+            layout.supervisor.shutdown()
         raise
     return {
         "services": [s.to_dict() for s in services.values()],
@@ -266,7 +324,126 @@ def up(config: StackConfig | None = None, *, echo: Echo = print) -> dict[str, An
         "users": users(creds),
         "redis_appendfsync": config.appendfsync,
         "prefect_home": str(layout.prefect_home),
+        "cores": [{"name": spec.name, "args": list(spec.args)} for spec in config.cores],
+        "alerting": alerting,
+        "supervisor": {"config": str(layout.supervisor.conf_file), "log_dir": str(layout.log_dir)},
         "total_seconds": round(time.monotonic() - began, 2),
+    }
+
+
+# --- the cores and the alerting chain ----------------------------------------------------------
+
+
+def _core_port(config: StackConfig, spec: CoreSpec, state: dict[str, Any], echo: Echo) -> int:
+    if read_pid(spec.name, config.layout) is not None:
+        url = str(state.get(spec.name, {}).get("url", ""))
+        with contextlib.suppress(ValueError):
+            return int(url.rsplit(":", 1)[1])
+    index = config.cores.index(spec)
+    return pick_port(config.host, config.core_metrics_port + index, spec.name, echo)
+
+
+def _ensure_core(
+    config: StackConfig,
+    spec: CoreSpec,
+    port: int,
+    state: dict[str, Any],
+    started: list[str],
+    env: Mapping[str, str],
+) -> Started:
+    reused = _running(spec.name, config.layout, state)
+    if reused is not None:
+        return reused
+    argv = [sys.executable, "-m", "strategy_engine.cli", "core", "--name", spec.name,
+            "--namespace", config.namespace, "--metrics-port", str(port), *spec.args]  # fmt: skip
+    # A core counts as started once it has run 5 s (it loads the registry set first); one
+    # that crashes later is restarted whatever the count.
+    launch = _launch(
+        spec.name, argv, env, config.layout, started, start_seconds=5.0, start_retries=10
+    )
+    launch.url = f"http://{config.host}:{port}"
+    return _await(spec.name, launch, config.layout, _http_ok(f"{launch.url}/metrics"))
+
+
+def _ensure_receiver(
+    config: StackConfig, state: dict[str, Any], started: list[str], echo: Echo, creds: Credentials
+) -> Started:
+    reused = _running(RECEIVER, config.layout, state)
+    if reused is not None:
+        return reused
+    layout = config.layout
+    port = pick_port(config.host, config.receiver_port, RECEIVER, echo)
+    argv = [sys.executable, "-m", "strategy_engine.cli", "alert-receiver", "--host", config.host,
+            "--port", str(port), "--alerts-dir", str(layout.alerts_dir)]  # fmt: skip
+    env = {"STRATEGY_ENGINE_ALERT_TOKEN": creds.alerts_token}
+    launch = _launch(RECEIVER, argv, env, layout, started)
+    launch.url = f"http://{config.host}:{port}"
+    return _await(RECEIVER, launch, layout, _http_ok(f"{launch.url}/healthz"))
+
+
+def _ensure_alerting(
+    config: StackConfig,
+    state: dict[str, Any],
+    started: list[str],
+    echo: Echo,
+    services: dict[str, Started],
+    core_ports: Mapping[str, int],
+    creds: Credentials,
+) -> dict[str, Any]:
+    """Start Alertmanager and Prometheus when installed; say what runs, or why not."""
+    prometheus = monitoring.prometheus_binary()
+    alertmanager = monitoring.alertmanager_binary()
+    if not config.monitoring:
+        return {"enabled": False, "reason": "turned off (--no-monitoring)"}
+    if prometheus is None or alertmanager is None:
+        reason = (
+            "Prometheus or Alertmanager is not installed (Debian: apt-get install prometheus "
+            "prometheus-alertmanager); alerts are off, the receiver still takes Prefect's"
+        )
+        echo(f"alerting: {reason}")
+        return {"enabled": False, "reason": reason}
+    layout = config.layout
+    folder = layout.monitoring_dir
+    timing = config.alert_timing
+    manager = _running(ALERTMANAGER, layout, state)
+    if manager is None:
+        port = pick_port(config.host, config.alertmanager_port, ALERTMANAGER, echo)
+        token_file = folder / "receiver.token"
+        credentials.write_private(token_file, creds.alerts_token)
+        settings = monitoring.alertmanager_config(
+            receiver_url=services[RECEIVER].url, token_file=token_file, timing=timing
+        )
+        path = monitoring.write_config(folder / "alertmanager.yml", settings)
+        argv = monitoring.alertmanager_argv(
+            alertmanager, path, folder / "alertmanager-data", config.host, port
+        )
+        manager = _launch(ALERTMANAGER, argv, {}, layout, started)
+        manager.url = f"http://{config.host}:{port}"
+        manager = _await(ALERTMANAGER, manager, layout, _http_ok(f"{manager.url}/-/ready"))
+    services[ALERTMANAGER] = _announce(manager, echo)
+    scraper = _running(PROMETHEUS, layout, state)
+    if scraper is None:
+        port = pick_port(config.host, config.prometheus_port, PROMETHEUS, echo)
+        settings = monitoring.prometheus_config(
+            core_targets=core_ports,
+            dashboard_port=int(services[DASHBOARD].url.rsplit(":", 1)[1]),
+            alertmanager_port=int(manager.url.rsplit(":", 1)[1]),
+            timing=timing,
+            host=config.host,
+        )
+        path = monitoring.write_config(folder / "prometheus.yml", settings)
+        argv = monitoring.prometheus_argv(
+            prometheus, path, folder / "prometheus-data", config.host, port
+        )
+        scraper = _launch(PROMETHEUS, argv, {}, layout, started)
+        scraper.url = f"http://{config.host}:{port}"
+        scraper = _await(PROMETHEUS, scraper, layout, _http_ok(f"{scraper.url}/-/ready"))
+    services[PROMETHEUS] = _announce(scraper, echo)
+    return {
+        "enabled": True,
+        "prometheus": services[PROMETHEUS].url,
+        "alertmanager": services[ALERTMANAGER].url,
+        "rules": str(monitoring.RULES_FILE),
     }
 
 
@@ -380,13 +557,28 @@ def _announce(item: Started, echo: Echo) -> Started:
 
 
 def urls(services: Mapping[str, Started]) -> dict[str, str]:
-    """Return the addresses a user needs: the three UIs, the Prefect API and ``REDIS_URL``."""
+    """Return the addresses a user needs: the UIs, the Prefect API, ``REDIS_URL``, the alert
+    receiver, Prometheus and Alertmanager (when they run) and each core's metrics."""
     return {
         "dashboard": services[DASHBOARD].url,
         "mlflow_ui": services[MLFLOW].url,
         "prefect_ui": services[PREFECT].url,
         "prefect_api": f"{services[PREFECT].url}/api",
         "redis": services[REDIS].url,
+        **{
+            key: services[name].url
+            for key, name in (
+                ("alert_receiver", RECEIVER),
+                ("alertmanager", ALERTMANAGER),
+                ("prometheus", PROMETHEUS),
+            )
+            if name in services
+        },
+        **{
+            f"{name}_metrics": f"{item.url}/metrics"
+            for name, item in services.items()
+            if name not in SERVICES
+        },
     }
 
 
@@ -769,6 +961,9 @@ def _base_env(layout: Layout) -> dict[str, str]:
         MLFLOW_DISABLE_TELEMETRY="true",
         PREFECT_SERVER_ANALYTICS_ENABLED="false",
         PREFECT_HOME=str(layout.prefect_home),
+        # The stack's processes keep their state (control key, checkpoint markers, archive)
+        # in the stack's folder, wherever it is.
+        STRATEGY_ENGINE_VAR_DIR=str(layout.var_dir),
         GIT_PYTHON_REFRESH="quiet",
         PYTHONUNBUFFERED="1",  # logs appear as they are written
     )
@@ -788,38 +983,56 @@ def _prefect_headers(auth_string: str | None) -> dict[str, str]:
 
 
 def _launch(
-    name: str, argv: list[str], env: Mapping[str, str], layout: Layout, started: list[str]
+    name: str,
+    argv: list[str],
+    env: Mapping[str, str],
+    layout: Layout,
+    started: list[str],
+    **program: Any,
 ) -> Started:
+    """Start ``name`` under the stack's supervisor (starting the supervisor first if needed).
+
+    ``env`` is what the program needs on top of the supervisor's environment (which is
+    :func:`_base_env` of the first ``up``); ``program`` are :class:`Program` settings.
+    """
+    supervisor = layout.supervisor
+    supervisor.ensure_running(_base_env(layout))
+    base = _base_env(layout)
+    extra = {key: value for key, value in env.items() if base.get(key) != value}
+    priority = (SERVICES.index(name) + 1) * 100 if name in SERVICES else CORE_PRIORITY
     log = layout.log_file(name)
     with log.open("a") as out:
         out.write(f"\n--- {datetime.now(UTC).isoformat(timespec='seconds')} "
                   f"{shlex.join(argv)}\n")  # fmt: skip
-        out.flush()
-        # A new session makes the process a group leader: `down` signals the whole group, so
-        # uvicorn workers and flow-run subprocesses stop with their parent.
-        process = subprocess.Popen(
-            argv, cwd=REPO_ROOT, env=dict(env), stdout=out, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True,
-        )  # fmt: skip
-    layout.pid_file(name).write_text(f"{process.pid}\n")
+    pid = supervisor.launch(Program(name, argv, extra, priority=priority, **program))
     started.append(name)
-    return Started(name=name, pid=process.pid)
+    return Started(name=name, pid=pid)
 
 
 def _await(name: str, launch: Started, layout: Layout, ready: Callable[[], bool]) -> Started:
     if launch.reused:
         return launch
-    timeout = START_TIMEOUT[name]
+    timeout = START_TIMEOUT.get(name, CORE_START_TIMEOUT)
     log = layout.log_file(name)
-    while not ready():
-        if not _alive(launch.pid):
-            _reap(launch.pid)
+    supervisor = layout.supervisor
+    while True:
+        info = supervisor.info(name) or {}
+        state = info.get("statename", "UNKNOWN")
+        # Up means answering, and past the start time after which the supervisor counts a
+        # start as good (and would restart a crash rather than retry a failed start).
+        if state == "RUNNING" and ready():
+            break
+        # BACKOFF: it exited before its start time and the supervisor is about to try again;
+        # during `up` that is a failed start, reported now rather than after every retry.
+        if state in FAILED_STATES or state == "BACKOFF":
+            supervisor.stop(name)
             raise AdapterError(f"{name} exited during start-up: {_last_line(log)}; see {log}")
         if time.monotonic() - launch.launched > timeout:
             raise AdapterError(
                 f"{name} did not answer at {launch.url} within {timeout:.0f} s; see {log}"
             )
         time.sleep(0.2)
+    launch.pid = supervisor.pid(name) or launch.pid
     launch.seconds = time.monotonic() - launch.launched
     return launch
 
@@ -832,131 +1045,65 @@ def _running(name: str, layout: Layout, state: dict[str, Any]) -> Started | None
     return Started(name=name, pid=pid, url=url, reused=True)
 
 
+def running_programs(layout: Layout) -> list[str]:
+    """The programs of the stack's supervisor that run now (the cores included)."""
+    return [
+        str(info.get("name"))
+        for info in layout.supervisor.programs()
+        if info.get("statename") in ("STARTING", "RUNNING", "BACKOFF")
+    ]
+
+
 def read_pid(name: str, layout: Layout) -> int | None:
-    """Return the pid in ``name``'s pid file if that process is alive and is the one started.
-
-    A pid file whose process has gone, or whose pid now belongs to a process created after
-    the file was written (a reused pid), is not ours and gives ``None``.
-    """
-    path = layout.pid_file(name)
-    try:
-        pid = int(path.read_text().strip())
-        written = path.stat().st_mtime
-    except (OSError, ValueError):
-        return None
-    try:
-        process = psutil.Process(pid)
-        # One second of slack: the file is written just after the process is created.
-        if process.status() == psutil.STATUS_ZOMBIE or process.create_time() > written + 1.0:
-            return None
-    except psutil.Error:
-        return None
-    return pid
-
-
-def _alive(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
-
-
-def _reap(pid: int) -> None:
-    # Our own children stay zombies until waited for; others are reaped by their parent.
-    with contextlib.suppress(ChildProcessError, OSError):
-        os.waitpid(pid, os.WNOHANG)
-
-
-def _group_members(pgid: int) -> list[int]:
-    members = []
-    for process in psutil.process_iter(["pid", "status"]):
-        if process.info["status"] == psutil.STATUS_ZOMBIE:
-            continue
-        with contextlib.suppress(OSError):
-            if os.getpgid(process.info["pid"]) == pgid:
-                members.append(process.info["pid"])
-    return members
+    """Return the pid of ``name`` while the stack's supervisor keeps it running, else None."""
+    return layout.supervisor.pid(name)
 
 
 # --- shut-down ---------------------------------------------------------------------------------
 
 
 def down(layout: Layout | None = None, *, echo: Echo = print) -> list[dict[str, Any]]:
-    """Stop every service whose pid file exists, worker first; a second call finds nothing.
+    """Stop every program of the stack (cores first, Redis last) and the supervisor.
+
+    A second call finds nothing to stop.
 
     Returns
     -------
     list of dict
-        ``name`` and ``outcome`` (``stopped``, ``killed`` or ``not running``) per service.
+        ``name`` and ``outcome`` (``stopped (pid N)`` or ``not running``) per program.
     """
     layout = layout or Layout()
+    supervisor = layout.supervisor
+    known = {str(info.get("name")) for info in supervisor.programs()}
+    names = [*sorted(known - set(SERVICES)), *(n for n in reversed(SERVICES))]
     outcomes = []
-    for name in reversed(SERVICES):
-        outcome = stop_service(name, layout)
+    for name in names:
+        outcome = supervisor.stop(name) if name in known else "not running"
         outcomes.append({"name": name, "outcome": outcome})
         echo(f"{name}: {outcome}")
+    if supervisor.shutdown():
+        echo("supervisor: stopped")
     layout.state_file.unlink(missing_ok=True)
     return outcomes
 
 
-def stop_service(name: str, layout: Layout, timeout: float = 20.0) -> str:
-    """Send SIGTERM to the process group in ``name``'s pid file; SIGKILL what outlives ``timeout``.
-
-    Only the group recorded at start is signalled, never processes found by name.
-    """
-    path = layout.pid_file(name)
-    if not path.exists():
-        return "not running"
-    try:
-        pgid = int(path.read_text().strip())
-    except (OSError, ValueError):
-        pgid = None
-    if pgid is None or not _ours_to_stop(name, pgid, layout):
-        path.unlink(missing_ok=True)
-        return "not running (stale pid file removed)"
-    outcome = "stopped"
-    _signal_group(pgid, signal.SIGTERM)
-    if not _wait_group_gone(pgid, timeout):
-        _signal_group(pgid, signal.SIGKILL)
-        _wait_group_gone(pgid, 5.0)
-        outcome = "killed (did not stop on SIGTERM)"
-    path.unlink(missing_ok=True)
-    return f"{outcome} (pid {pgid})"
-
-
-def _ours_to_stop(name: str, pgid: int, layout: Layout) -> bool:
-    if read_pid(name, layout) is not None:
-        return True
-    if _alive(pgid):
-        return False  # the pid now belongs to a process started after ours: leave it alone
-    # Our leader has gone but may have left children in its group (uvicorn workers).
-    return bool(_group_members(pgid))
-
-
-def _signal_group(pgid: int, signum: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, signum)
-
-
-def _wait_group_gone(pgid: int, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        _reap(pgid)
-        if not _group_members(pgid):
-            return True
-        time.sleep(0.1)
-    return False
+def stop_service(name: str, layout: Layout) -> str:
+    """Stop ``name`` (SIGTERM to its process group, SIGKILL after its stop time); the
+    supervisor then leaves it stopped until the next ``up``."""
+    return layout.supervisor.stop(name)
 
 
 # --- status ------------------------------------------------------------------------------------
 
 
 def status(layout: Layout | None = None) -> list[dict[str, Any]]:
-    """Describe each service: pid (if running), its address and whether it answers now.
+    """Describe each program: its supervisor state, pid, address, and whether it answers now.
 
     "Answering" means an authenticated request with the stack's credentials succeeded (the
-    dashboard has no login: its health check), so a server that runs but refuses the
-    credentials file's secrets is reported as not answering.
+    dashboard and the alert receiver: their health checks; a core: its metrics), so a server
+    that runs but refuses the credentials file's secrets is reported as not answering. A core
+    also reports ``restarts``: how many times it started again after not stopping cleanly
+    (from its status in Redis).
 
     Raises
     ------
@@ -965,23 +1112,51 @@ def status(layout: Layout | None = None) -> list[dict[str, Any]]:
     """
     layout = layout or Layout()
     state = _read_state(layout)
-    pids = {name: read_pid(name, layout) for name in SERVICES}
-    creds = _stack_credentials(layout) if any(pids.values()) else None
+    infos = {str(i.get("name")): i for i in layout.supervisor.programs()}
+    cores = sorted(set(infos) - set(SERVICES))
+    creds = _stack_credentials(layout) if infos else None
     report = []
-    for name in SERVICES:
-        pid = pids[name]
+    for name in [*SERVICES, *cores]:
+        info = infos.get(name, {})
+        running = info.get("statename") in ("STARTING", "RUNNING")
+        pid = int(info.get("pid") or 0) if running else None
         url = str(state.get(name, {}).get("url", ""))
-        report.append(
-            {
-                "name": name,
-                "running": pid is not None,
-                "pid": pid,
-                "url": url,
-                "answering": pid is not None and _answers(name, url, state, creds),
-                "log": str(layout.log_file(name)),
-            }
-        )
+        item: dict[str, Any] = {
+            "name": name,
+            "running": running,
+            "pid": pid or None,
+            "url": url,
+            "answering": running and _answers(name, url, state, creds),
+            "log": str(layout.log_file(name)),
+            "state": str(info.get("statename", "STOPPED")),
+            "since": str(info.get("description", "")),
+        }
+        if name in cores:
+            item["restarts"] = _core_restarts(name, state, creds)
+        report.append(item)
     return report
+
+
+def _core_restarts(name: str, state: dict[str, Any], creds: Credentials | None) -> int | None:
+    """The ``restarts`` a core last published (None when Redis or its status is not there)."""
+    redis_url = str(state.get(REDIS, {}).get("url", ""))
+    namespace = str(state.get(name, {}).get("namespace", "se"))
+    if creds is None or not redis_url:
+        return None
+    import redis
+
+    from core.adapters.redis_store import RedisStore
+
+    host, port = _redis_address(redis_url)
+    client = _redis_probe_client(host, port, "readonly", creds.redis["readonly"])
+    try:
+        report = RedisStore(client, namespace=namespace).load_report(f"status:{name}")
+    except (redis.RedisError, OSError):
+        return None
+    finally:
+        client.close()
+    restarts = (report or {}).get("restarts")
+    return restarts if isinstance(restarts, int) else None
 
 
 def _stack_credentials(layout: Layout) -> Credentials | None:
@@ -994,8 +1169,12 @@ def _stack_credentials(layout: Layout) -> Credentials | None:
 def _answers(name: str, url: str, state: dict[str, Any], creds: Credentials | None) -> bool:
     if not url:
         return False
-    if name == DASHBOARD:
+    if name in (DASHBOARD, RECEIVER):
         return _http_ok(f"{url}/healthz")()
+    if name in (ALERTMANAGER, PROMETHEUS):
+        return _http_ok(f"{url}/-/ready")()
+    if name not in SERVICES:  # a core: its metrics
+        return _http_ok(f"{url}/metrics")()
     if creds is None:
         return False
     if name == REDIS:

@@ -12,12 +12,14 @@ import contextlib
 import importlib.util
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import redis
 from redis.backoff import NoBackoff
@@ -138,3 +140,50 @@ def load_benchmark(name: str) -> ModuleType:
     sys.modules[name] = module  # dataclasses look their module up while the class is made
     spec.loader.exec_module(module)
     return module
+
+
+# Variables of the caller's shell that would change what a test stack or its clients use.
+STACK_CLIENT_VARIABLES = (
+    "REDIS_URL",
+    "MLFLOW_TRACKING_URI",
+    "MLFLOW_TRACKING_USERNAME",
+    "MLFLOW_TRACKING_PASSWORD",
+    "PREFECT_API_URL",
+    "PREFECT_API_AUTH_STRING",
+    "STRATEGY_ENGINE_REDIS_APPENDFSYNC",
+)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextlib.contextmanager
+def running_stack(root: Path, **config: Any) -> Iterator[tuple[Any, dict[str, Any], list[str]]]:
+    """The stack of ``strategy-engine up`` in ``root/var`` (MLflow in ``root/mlflow``), every
+    port free, no deploy unless ``config`` says; ``down`` in a ``finally``.
+
+    Yields the layout, ``up``'s result and the lines it printed. The caller's client variables
+    are unset meanwhile, so the stack and its clients use only what ``up`` made.
+    """
+    from strategy_engine import services
+
+    layout = services.Layout(root / "var")
+    saved = {name: os.environ.pop(name) for name in STACK_CLIENT_VARIABLES if name in os.environ}
+    saved_mlflow = os.environ.get("STRATEGY_ENGINE_MLFLOW_DIR")
+    os.environ["STRATEGY_ENGINE_MLFLOW_DIR"] = str(root / "mlflow")
+    ports = {name: free_port() for name in services.PORT_FIELDS}
+    settings = {**ports, "deploy": False, "layout": layout, **config}
+    lines: list[str] = []
+    try:
+        result = services.up(services.StackConfig(**settings), echo=lines.append)
+        yield layout, result, lines
+    finally:
+        services.down(layout, echo=lambda _line: None)
+        os.environ.update(saved)
+        if saved_mlflow is None:
+            os.environ.pop("STRATEGY_ENGINE_MLFLOW_DIR", None)
+        else:
+            os.environ["STRATEGY_ENGINE_MLFLOW_DIR"] = saved_mlflow

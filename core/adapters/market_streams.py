@@ -11,6 +11,7 @@ not acknowledged, then resumes after them. Every entry passes the ingestion boun
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -21,6 +22,8 @@ import redis
 from core import codec
 from core.runtime.ingest import END, IngestionBoundary, Rejection
 from core.runtime.shard import SymbolShard
+
+log = logging.getLogger(__name__)
 
 END_FIELD = b"end"
 PUBLISH_BATCH = 2000
@@ -171,6 +174,7 @@ class FeedReader:
         self._delivered = dict.fromkeys(self.keys, "0")
         self._covered: dict[str, tuple[int, int]] = {}
         self._held: Delivery | None = None
+        self._failed_reads = 0  # reads failed in a row: logged when the first fails and on return
 
     def resume_after(self, cursor: dict[str, str]) -> None:
         """Skip (and acknowledge) redelivered entries up to ``cursor``'s id per stream key.
@@ -265,6 +269,29 @@ class FeedReader:
 
     def read(self, count: int, block_ms: int) -> Delivery:
         """The next entries, checked; raises the client's error if Redis fails (retry later)."""
+        try:
+            delivery = self._read(count, block_ms)
+        except Exception as exc:
+            # The core retries every fast cycle: one record when an outage starts, one when it
+            # ends, never one per retry.
+            if not self._failed_reads:
+                log.error(
+                    "feed read failed: retrying, nothing is acknowledged meanwhile",
+                    extra={"event": "redis_connection_lost", "component": "feed_reader",
+                           "group": self.group, "error": f"{type(exc).__name__}: {exc}"[:400]},
+                )  # fmt: skip
+            self._failed_reads += 1
+            raise
+        if self._failed_reads:
+            log.warning(
+                "feed read succeeded again",
+                extra={"event": "redis_reconnected", "component": "feed_reader",
+                       "group": self.group, "failed_reads": self._failed_reads},
+            )  # fmt: skip
+            self._failed_reads = 0
+        return delivery
+
+    def _read(self, count: int, block_ms: int) -> Delivery:
         if self._held is not None:  # its rejections first; its events follow them
             self._dead_letters.reject_entries(self.group, self._held.rejections)
             delivery, self._held = self._held, None
@@ -315,7 +342,12 @@ class FeedReader:
                 raise
         # Redis came back without its data (or someone deleted the group): make it again
         # after the last entry this core was given, never from the start of the feed.
-        self.ensure_groups(dict(self._delivered))
+        made = self.ensure_groups(dict(self._delivered))
+        log.warning(
+            "consumer group was gone: made again after the last entry this core was given",
+            extra={"event": "consumer_group_recreated", "group": self.group,
+                   "streams": sorted(made), "after": {k: self._delivered[k] for k in sorted(made)}},
+        )  # fmt: skip
         return self._xreadgroup(streams, count, block_ms)
 
     def _xreadgroup(

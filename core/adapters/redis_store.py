@@ -40,6 +40,9 @@ MAX_DEAD_LETTERS = 100_000
 """Approximate cap of the dead-letter stream (an entry keeps up to 64 KiB of raw bytes); the
 counts by code in ``<ns>:deadletter:counts`` are kept whole."""
 
+LEARNING_EVENT_KINDS = ("gate_failed", "retrain_failed", "promoted", "rolled_back")
+"""What :meth:`RedisStore.count_learning_event` counts."""
+
 ID_GENERATION = 100_000
 """Ids remembered per generation of an id set; two generations are kept (see _ADD_ONCE)."""
 
@@ -256,6 +259,23 @@ class RedisStore:
         """Return the run summary ``name``, or None."""
         return self._load_dict("reports", name)
 
+    def record_start(self, core: str) -> int:
+        """Count a start of ``core`` in ``<ns>:runs:<core>``; return its restarts so far.
+
+        The hash holds ``starts``, ``restarts`` and ``running`` (1 from a start until
+        :meth:`record_clean_stop`). A start that finds ``running`` still 1 follows a run that
+        never stopped cleanly (killed, crashed, its machine lost), and counts as a restart.
+        """
+        key = self.key(f"runs:{core}")
+        restarts = self.client.eval(_RECORD_START, 1, key, time.time_ns())
+        return int(restarts)
+
+    def record_clean_stop(self, core: str) -> None:
+        """Mark ``core``'s run as ended cleanly (the next start is not a restart)."""
+        self.client.hset(
+            self.key(f"runs:{core}"), mapping={"running": 0, "stopped_ns": time.time_ns()}
+        )
+
     def save_states(self, states: dict[str, dict[str, Any]]) -> None:
         """Store several state snapshots in one round trip (a checkpoint's worth)."""
         if states:
@@ -384,6 +404,23 @@ class RedisStore:
         if written:
             self.client.hincrby(self.key("deadletter:counts"), code or "unclassified", 1)
         return written
+
+    def count_learning_event(self, kind: str, strategy: str) -> int:
+        """Count one learning-tier event in ``<ns>:learning:counts``, field ``kind|strategy``;
+        return the new count. Alerting reads the hash (a counter per field)."""
+        if kind not in LEARNING_EVENT_KINDS:
+            known = ", ".join(LEARNING_EVENT_KINDS)
+            raise ConfigError(f"learning event kind must be one of {known}, was {kind!r}")
+        if not strategy or "|" in strategy:
+            raise ConfigError(f"strategy must be non-empty without '|', was {strategy!r}")
+        return int(
+            cast(int, self.client.hincrby(self.key("learning:counts"), f"{kind}|{strategy}", 1))
+        )
+
+    def learning_event_counts(self) -> dict[str, int]:
+        """Every learning-tier event counted so far, by ``kind|strategy``."""
+        raw = cast(dict[bytes, bytes], self.client.hgetall(self.key("learning:counts")))
+        return {k.decode(): int(v) for k, v in sorted(raw.items())}
 
     def dead_letter_counts(self) -> dict[str, int]:
         """Dead letters by code since the namespace began (the stream itself is capped)."""
@@ -536,3 +573,13 @@ def signal_id(signal: Signal) -> str:
 
 def _latest_field(strategy: str, symbol: str) -> str:
     return f"{strategy}|{symbol}"
+
+
+# One round trip, atomic: a start and the restart it may be are counted together.
+_RECORD_START = """
+local running = redis.call('HGET', KEYS[1], 'running')
+if running == '1' then redis.call('HINCRBY', KEYS[1], 'restarts', 1) end
+redis.call('HINCRBY', KEYS[1], 'starts', 1)
+redis.call('HSET', KEYS[1], 'running', 1, 'started_ns', ARGV[1])
+return tonumber(redis.call('HGET', KEYS[1], 'restarts') or '0')
+"""

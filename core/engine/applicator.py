@@ -15,6 +15,7 @@ event that was not prepared updates the batch forms alone, so results never depe
 
 from __future__ import annotations
 
+import logging
 import math
 from collections import defaultdict
 from collections.abc import Sequence
@@ -31,6 +32,8 @@ from core.ports import StrategyDeployment
 from core.strategies.base import EVENT_KINDS, DataKind, Strategy
 from core.strategies.batch import BatchMode, BatchStrategy
 from core.strategies.catalogue import build, strategy_type
+
+log = logging.getLogger(__name__)
 
 _TS = attrgetter("ts_event")
 _CLOSE = attrgetter("close")
@@ -243,11 +246,15 @@ class StrategyApplicator:
                 restored += 1
             except Exception as exc:
                 self._start_fresh(slot, symbol)
-                self.restore_problems.append(
-                    f"{key}: saved state not restored ({type(exc).__name__}: {exc}); started fresh"[
-                        :400
-                    ]
-                )
+                problem = (
+                    f"{key}: saved state not restored ({type(exc).__name__}: {exc}); started fresh"
+                )[:400]
+                self.restore_problems.append(problem)
+                log.warning(
+                    problem,
+                    extra={"event": "state_not_restored", "model": name, "symbol": symbol,
+                           "version": slot.deployment.version, "reason": problem},
+                )  # fmt: skip
         return restored
 
     def _restore_one(self, slot: _Slot, symbol: str, state: dict[str, Any]) -> None:
@@ -461,6 +468,12 @@ class StrategyApplicator:
         reason = f"{slot.deployment.name} raised on {symbol}: {type(exc).__name__}: {exc}"
         slot.quarantined_symbols[symbol] = reason
         self.errors.append(StrategyError(reason, model=slot.deployment.name, symbol=symbol))
+        # Once per model and symbol (callers return early for one already quarantined).
+        log.error(
+            reason,
+            extra={"event": "strategy_quarantined", "model": slot.deployment.name,
+                   "version": slot.deployment.version, "symbol": symbol, "reason": reason},
+        )  # fmt: skip
 
 
 def _lineage(deployment: StrategyDeployment) -> Lineage:

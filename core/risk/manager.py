@@ -19,6 +19,7 @@ Policy
 
 from __future__ import annotations
 
+import logging
 import math
 from collections import Counter, deque
 from collections.abc import Mapping
@@ -28,6 +29,8 @@ import msgspec
 
 from core.model import Order, Side
 from core.risk.limits import RiskLimits
+
+log = logging.getLogger(__name__)
 
 _INF = math.inf
 _BUY = Side.BUY
@@ -420,7 +423,12 @@ class RiskManager:
         start = self._day_start
         loss = (start - equity) / start if start > 0.0 else 0.0
         if loss > self._max_daily_loss and self.mode is not RiskMode.HALTED:
-            self.halt(f"daily loss {loss:.3f} exceeded max_daily_loss {_num(self._max_daily_loss)}")
+            self.halt(
+                f"daily loss {loss:.3f} exceeded max_daily_loss {_num(self._max_daily_loss)}",
+                limit="max_daily_loss",
+                value=loss,
+                threshold=self._max_daily_loss,
+            )
 
     def check_fill_price(self, order: Order, decided_at: float, price: float, ts_ns: int) -> bool:
         """Whether ``order``, decided at price ``decided_at``, may fill at ``price``.
@@ -446,22 +454,60 @@ class RiskManager:
         # A peak at or below zero has no fractional drawdown, so callers only trip on peak > 0.
         if self.mode is not RiskMode.HALTED:
             dd = (peak - equity) / peak
-            self.halt(f"drawdown {dd:.3f} exceeded max_drawdown {_num(self._max_drawdown)}")
+            self.halt(
+                f"drawdown {dd:.3f} exceeded max_drawdown {_num(self._max_drawdown)}",
+                limit="max_drawdown",
+                value=dd,
+                threshold=self._max_drawdown,
+            )
 
-    def halt(self, why: str) -> None:
-        """Stop every order that opens or increases a position until :meth:`resume`."""
+    def halt(
+        self,
+        why: str,
+        *,
+        limit: str = "",
+        value: float | None = None,
+        threshold: float | None = None,
+    ) -> None:
+        """Stop every order that opens or increases a position until :meth:`resume`.
+
+        ``limit`` names the kill switch that tripped (``max_drawdown``, ``max_daily_loss``) at
+        ``value`` past ``threshold``; without it the halt was asked for (an operator's)."""
+        previous = self.mode
         self.mode = RiskMode.HALTED
         self.halt_reason = f"halted: {why}"
+        # Logged here, where the mode changes: the kill switch trips once (guarded by the mode).
+        fields = {"reason": self.halt_reason, "previous_mode": str(previous), "mode": "halted"}
+        if limit:
+            log.error(
+                self.halt_reason,
+                extra={"event": "kill_switch_tripped", **fields, "limit": limit,
+                       "value": value, "threshold": threshold},
+            )  # fmt: skip
+        else:
+            log.warning(self.halt_reason, extra={"event": "risk_halted", **fields})
 
     def set_reduce_only(self) -> None:
         """Accept only orders that reduce a position (without flipping it)."""
+        previous = self.mode
         self._leave_halt()
         self.mode = RiskMode.REDUCE_ONLY
+        log.warning(
+            "reduce-only: only orders that reduce a position are accepted",
+            extra={"event": "risk_reduce_only", "previous_mode": str(previous),
+                   "mode": "reduce_only"},
+        )  # fmt: skip
 
     def resume(self) -> None:
         """Return to normal trading; after a halt, drawdown is measured from the next equity."""
+        previous, reason = self.mode, self.halt_reason
         self._leave_halt()
         self.mode = RiskMode.NORMAL
+        log.warning(
+            f"trading resumed (was {previous})",
+            extra={"event": "risk_resumed", "previous_mode": str(previous), "mode": "normal",
+                   "reason": reason},
+        )  # fmt: skip
 
     def _leave_halt(self) -> None:
         if self.mode is RiskMode.HALTED:

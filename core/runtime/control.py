@@ -23,6 +23,7 @@ target the changed weights touch and places the orders that move the positions t
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Callable, Mapping
@@ -37,6 +38,8 @@ from core.runtime.control_signing import (
     ControlRejection,
     ControlVerifier,
 )
+
+log = logging.getLogger(__name__)
 
 MAX_MESSAGES_PER_CYCLE = 64
 
@@ -185,13 +188,17 @@ class ControlInbox:
     def handle(self, engine: TradingEngine, payloads: list[bytes]) -> tuple[bool, list[str]]:
         """Act on ``payloads`` in order; return whether a reload is asked and what was done."""
         reload, notes = False, []
+        rejected: dict[str, int] = {}
+        last_rejection = ""
         for payload in payloads[:MAX_MESSAGES_PER_CYCLE]:
             outcome = self.verifier.verify(payload)
             if isinstance(outcome, ControlRejection):
                 code = str(outcome.code)
                 self.rejected_by_code[code] = self.rejected_by_code.get(code, 0) + 1
+                rejected[code] = rejected.get(code, 0) + 1
                 self.records.dead_letter("control", outcome.reason, payload, code=code)
                 note = f"rejected control message ({code}): {outcome.reason}"
+                last_rejection = note
                 self._audit(outcome.sender, "", note)
                 notes.append(note)
                 continue
@@ -199,7 +206,16 @@ class ControlInbox:
             note, asks_reload = self._apply(engine, outcome)
             reload |= asks_reload
             self._audit(outcome.sender, str(action), note)
+            _log_outcome(self.core, outcome.sender, str(action), note)
             notes.append(note)
+        if rejected:
+            # Unsigned, forged, stale or replayed messages can come in floods: one record per
+            # batch (at most one a tactical cycle) with counts by code, not one per message.
+            log.warning(
+                last_rejection,
+                extra={"event": "control_rejected", "core": self.core, "counts": rejected,
+                       "rejected": sum(rejected.values())},
+            )  # fmt: skip
         return reload, notes
 
     def _apply(self, engine: TradingEngine, message: ControlMessage) -> tuple[str, bool]:
@@ -226,3 +242,17 @@ class ControlInbox:
             {"core": self.core, "at_ns": self._wall_ns(), "sender": sender, "action": action,
              "outcome": outcome}
         )  # fmt: skip
+
+
+def _log_outcome(core: str, sender: str, action: str, note: str) -> None:
+    """One record per signed message: applied (info) or refused, with a code, (warning)."""
+    fields = {"core": core, "sender": sender, "action": action, "outcome": note}
+    if note.startswith(("refused", "ignored")):
+        code = (
+            str(ControlCode.UNKNOWN_ACTION)
+            if "unknown action" in note
+            else f"control_{action}_refused"
+        )
+        log.warning(note, extra={"event": "control_refused", **fields, "code": code})
+    else:
+        log.info(note, extra={"event": "control_applied", **fields})

@@ -15,12 +15,15 @@ would be a bug, and the tests hold it to zero.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from core.model import Fill, Order, Position, Signal
+
+log = logging.getLogger(__name__)
 
 # Errors that mean "Redis is away", not "this data is wrong"; given by the adapter.
 TransientErrors = tuple[type[BaseException], ...]
@@ -53,6 +56,9 @@ class BufferedWriter:
         self.reconnects = 0
         self.connected = True
         self.last_error = ""
+        # When the writer went away or filled up (monotonic s), for the "ended" events' length.
+        self._lost_at = 0.0
+        self._saturated_at: float | None = None
 
     def publish_signals(self, signals: Sequence[Signal]) -> None:
         self._submit(self.store.publish_signals, signals, counted=False)
@@ -86,6 +92,7 @@ class BufferedWriter:
         so a dead connection costs the hot path nothing between attempts.
         """
         if not self.connected and not force and self._monotonic() < self._next_attempt:
+            self._note_saturation()
             return False
         try:
             while self._batches:
@@ -102,14 +109,49 @@ class BufferedWriter:
                 self.store.save_states(self._states)
                 self._states = {}
         except self._transient as exc:
-            self.connected = False
             self.last_error = f"{type(exc).__name__}: {exc}"
             self._next_attempt = self._monotonic() + self._retry_every
+            if self.connected:  # the first failure of an outage; retries stay quiet
+                self._lost_at = self._monotonic()
+                log.error(
+                    "Redis write failed: outputs are buffered until it is back",
+                    extra={"event": "redis_connection_lost", "component": "writer",
+                           "error": self.last_error[:400], "buffered": self.buffered_items},
+                )  # fmt: skip
+            self.connected = False
+            self._note_saturation()
             return False
         if not self.connected:
             self.connected = True
             self.reconnects += 1
+            log.warning(
+                "Redis write succeeded again: the buffered outputs are stored",
+                extra={"event": "redis_reconnected", "component": "writer",
+                       "down_s": round(self._monotonic() - self._lost_at, 3),
+                       "reconnects": self.reconnects},
+            )  # fmt: skip
+        self._note_saturation()
         return True
+
+    def _note_saturation(self) -> None:
+        """Log when the buffer reaches its bound (the core stops reading) and when it drains
+        below it again: once per episode, whatever the number of cycles in between."""
+        saturated = self.buffered_items >= self.max_items
+        if saturated and self._saturated_at is None:
+            self._saturated_at = self._monotonic()
+            log.error(
+                "write buffer full: the core takes no input until Redis takes the backlog",
+                extra={"event": "backpressure_started", "buffered": self.buffered_items,
+                       "buffer_bound": self.max_items, "error": self.last_error[:400]},
+            )  # fmt: skip
+        elif not saturated and self._saturated_at is not None:
+            log.warning(
+                "write buffer below its bound again: the core reads input again",
+                extra={"event": "backpressure_ended", "buffered": self.buffered_items,
+                       "buffer_bound": self.max_items,
+                       "duration_s": round(self._monotonic() - self._saturated_at, 3)},
+            )  # fmt: skip
+            self._saturated_at = None
 
     def stats(self) -> dict[str, Any]:
         return {

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,16 +30,26 @@ from typing import Any, Protocol
 from core.engine.applicator import StrategyApplicator
 from core.engine.engine import ENGINE_STATE_KEY, PositionSizing, TradingEngine
 from core.engine.execution import BarFillModel, TakerFillModel
+from core.engine.portfolio import Portfolio
 from core.engine.quote_fills import QuoteFillConfig
-from core.errors import ConfigError
+from core.engine.tracker import PerformanceTracker
+from core.errors import ConfigError, StrategyError
 from core.online import OnlineGenerator, variant_configs
 from core.ports import DEFAULT_CORE, StrategyDeployment, StrategySource
 from core.risk import RiskLimits, RiskManager
 from core.runtime.ingest import IngestionBoundary, IngestLimits
 from core.runtime.outbox import BufferedWriter
 from core.runtime.shard import SymbolShard
-from core.runtime.timing import LatencyRecorder, TierTimer
+from core.runtime.timing import (
+    LATENCY_BUCKETS_S,
+    TACTICAL_BUCKETS_S,
+    LatencyRecorder,
+    TierTimer,
+    cumulative_histogram,
+)
 from core.strategies.batch import BatchMode
+
+log = logging.getLogger(__name__)
 
 
 class Feed(Protocol):
@@ -169,6 +181,10 @@ class CoreSettings:
     equity_window: int | None = 100_000
     # A Redis that persists nothing loses orders and fills when it stops: refused unless this.
     allow_volatile_redis: bool = False
+    # Wall seconds between two ``core_progress`` log records (0: none), and at least between
+    # two ``dead_letters`` records (counts by code; none while nothing is rejected).
+    progress_every_s: float = 60.0
+    dead_letters_every_s: float = 10.0
 
     def risk_limits(self) -> RiskLimits:
         """The limits this core applies (see ``risk``)."""
@@ -220,6 +236,9 @@ class CoreService:
         self.backpressure_cycles = 0  # fast cycles that took no input: the writer was full
         self.last_error = ""
         self.restored = False
+        # Starts of this core that followed one that did not stop cleanly (a crash, a kill):
+        # set by whoever runs the service and keeps that count (the core process, in Redis).
+        self.restarts: int | None = None
         self.stopped = False
         self._marked = False
         self.trimmed = 0  # feed entries trimmed after every group acknowledged them
@@ -234,6 +253,12 @@ class CoreService:
         self._pending: _Pending | None = None
         self._next_registry_check = 0.0
         self.engine: TradingEngine | None = None
+        # Logging is paced from the tactical cycle on the wall clock, never per event: the
+        # dead-letter counts already logged (by code) and when the next records are due.
+        self._dead_letters_logged: dict[str, int] = {}
+        self._next_dead_letters = 0.0
+        self._next_progress = time.monotonic() + settings.progress_every_s
+        self._progress_mark = (time.monotonic(), 0)  # (when, events_in) of the last record
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -269,6 +294,11 @@ class CoreService:
             problem = self.feed.boundary.restore(snapshot.get(INGEST_FIELD) or {})
             if problem is not None and INGEST_FIELD in snapshot:
                 self.last_error = problem
+                log.warning(
+                    problem,
+                    extra={"event": "state_not_restored", "core": self.settings.name,
+                           "model": "", "symbol": "", "reason": problem, "what": "ingest"},
+                )  # fmt: skip
         problems = self.engine.applicator.restore_problems
         if problems:  # those instances started fresh; the summary lists them all
             self.last_error = f"{len(problems)} saved state(s) not restored: {problems[0]}"
@@ -297,6 +327,11 @@ class CoreService:
                     f"consumer group was gone on {', '.join(sorted(lost))}; "
                     "made again after the checkpoint's last entry"
                 )
+                log.warning(
+                    self.last_error,
+                    extra={"event": "consumer_group_recreated", "core": self.settings.name,
+                           "streams": sorted(lost), "after": {k: cursor[k] for k in sorted(lost)}},
+                )  # fmt: skip
             return
         start = self.settings.resume_from
         if start:
@@ -432,9 +467,18 @@ class CoreService:
                     self._unacked = []
                 except self._transient as exc:
                     self.last_error = f"ack failed: {type(exc).__name__}: {exc}"
+                    # Harmless (the entries come again after a crash and the cursor skips
+                    # them), but a Redis that keeps refusing acks grows the pending list.
+                    log.warning(
+                        self.last_error,
+                        extra={"event": "ack_failed", "core": self.settings.name,
+                               "entries": len(self._unacked), "error": str(exc)[:400]},
+                    )  # fmt: skip
             self._maybe_trim()
             self._housekeep()
         self._publish_status()
+        self._log_dead_letters(final=self.stopped)
+        self._log_progress()
         self.tactical.record(time.perf_counter_ns() - started)
 
     def _maybe_trim(self) -> None:
@@ -486,6 +530,7 @@ class CoreService:
             wanted = self.source.load_active_set()
         except Exception as exc:  # the registry is away or holds a bad version: keep running
             self.last_error = f"reload skipped, kept the running set: {type(exc).__name__}: {exc}"
+            self._log_reload("reload_skipped", self.last_error)
             return
         engine = self._engine()
         if _versions(wanted) == _versions(engine.applicator.deployments):
@@ -493,10 +538,44 @@ class CoreService:
         if not wanted:
             # An empty answer is far likelier a registry mishap than a wish to stop trading.
             self.last_error = "reload skipped, kept the running set: the registry set is empty"
+            self._log_reload("reload_skipped", self.last_error)
             return
         previous = engine.swap_deployments(wanted, settle=False)
         self._pending = _Pending(previous, len(engine.applicator.errors))
         self.reloads += 1
+        self._log_reload(
+            "reload_applied",
+            "new set swapped in, on trial for one cycle",
+            engine.applicator.deployments,
+            previous.deployments,
+        )
+
+    def _log_reload(
+        self,
+        event: str,
+        reason: str,
+        now: list[StrategyDeployment] | None = None,
+        before: list[StrategyDeployment] | None = None,
+        *,
+        failure: StrategyError | None = None,
+    ) -> None:
+        """One record per reload decision, with the models whose version changed."""
+        fields: dict[str, Any] = {"event": event, "core": self.settings.name, "reason": reason}
+        if failure is not None:
+            tried = {d.name: d.version for d in now or []}
+            fields.update(
+                model=failure.model, symbol=failure.symbol, version=tried.get(failure.model)
+            )
+        if now is not None and before is not None:
+            old = {d.name: d.version for d in before}
+            new = {d.name: d.version for d in now}
+            fields["models"] = [
+                {"model": name, "version": new.get(name), "from_version": old.get(name)}
+                for name in sorted(old.keys() | new.keys())
+                if new.get(name) != old.get(name)
+            ]
+        level = logging.INFO if event in ("reload_applied", "reload_kept") else logging.WARNING
+        log.log(level, reason[:400], extra=fields)
 
     def _poll_control(self) -> bool:
         assert self._control is not None
@@ -520,8 +599,73 @@ class CoreService:
             pending.previous.restore(_unchanged_states(trial, pending.previous))
             self.reloads -= 1
             self.last_error = f"reload reverted, new set failed its first cycle: {failure}"
+            self._log_reload(
+                "reload_reverted",
+                self.last_error,
+                trial.deployments,  # "version": the one that failed; "from_version": kept
+                pending.previous.deployments,
+                failure=failure,
+            )
         else:
             engine.settle()  # kept: models that left give up their positions, new weights apply
+            self._log_reload("reload_kept", "new set ran its first cycle cleanly")
+
+    # -- logs ---------------------------------------------------------------------------------
+
+    def _log_dead_letters(self, *, final: bool = False) -> None:
+        """One ``dead_letters`` record with the rejections by code since the last one, at most
+        every ``dead_letters_every_s`` (and once at the end): a flood of bad entries is a few
+        lines, and the hot path only counts, as it always did."""
+        now = time.monotonic()
+        if not final and now < self._next_dead_letters:
+            return
+        counts = self.rejected_by_reason
+        if sum(counts.values()) == sum(self._dead_letters_logged.values()):
+            return
+        new = {
+            code: n - self._dead_letters_logged.get(code, 0)
+            for code, n in sorted(counts.items())
+            if n != self._dead_letters_logged.get(code, 0)
+        }
+        self._dead_letters_logged = dict(counts)
+        self._next_dead_letters = now + self.settings.dead_letters_every_s
+        log.warning(
+            f"{sum(new.values())} feed entries dead-lettered",
+            extra={"event": "dead_letters", "core": self.settings.name, "counts": new,
+                   "rejected": sum(new.values()), "rejected_total": self.rejected},
+        )  # fmt: skip
+
+    def _log_progress(self) -> None:
+        every = self.settings.progress_every_s
+        now = time.monotonic()
+        if every <= 0 or now < self._next_progress or self.stopped:
+            return
+        self._next_progress = now + every
+        engine = self._engine()
+        events = engine.tracker.events
+        since, before = self._progress_mark
+        self._progress_mark = (now, events)
+        log.info(
+            f"{events} events in, {engine.tracker.signals} signals, {engine.risk.accepted} orders",
+            extra={
+                "event": "core_progress",
+                "core": self.settings.name,
+                "events_in": events,
+                "events_per_s": round((events - before) / max(now - since, 1e-9), 1),
+                "signals": engine.tracker.signals,
+                "orders": engine.risk.accepted,
+                "fills": engine.tracker.fills,
+                "equity": engine.portfolio.equity,
+                "risk_mode": str(engine.risk.mode),
+                "rejected": self.rejected,
+                "skipped": self.skipped,
+                "read_errors": self.read_errors,
+                "unacked": len(self._unacked),
+                "buffered": self.writer.buffered_items,
+                "tick_to_signal": self.tick_to_signal.summary(),
+                "fast_cycle": self.fast.summary(),
+            },
+        )
 
     # -- reporting ----------------------------------------------------------------------------
 
@@ -561,20 +705,28 @@ class CoreService:
 
     def status(self) -> dict[str, Any]:
         engine = self._engine()
+        heartbeat = self._wall_ns()
+        # The core's own /metrics reports this as its heartbeat, as the dashboard reports the
+        # published status': a stalled loop shows as a stale timestamp on both.
+        self.last_status_ns = heartbeat
         return {
             "core": self.settings.name,
-            "heartbeat_ns": self._wall_ns(),
+            "heartbeat_ns": heartbeat,
             "state": "stopped" if self.stopped else "running",
             "active_set": [
                 {"name": d.name, "version": d.version, "alias": d.alias}
                 for d in engine.applicator.deployments
             ],
             "vectorized": engine.applicator.vectorized,
-            "fast_cycle": self.fast.summary(),
-            "tactical_cycle": self.tactical.summary(),
-            "tick_to_signal": self.tick_to_signal.summary(),
+            # Percentiles as before, plus cumulative buckets for Prometheus histograms.
+            "fast_cycle": self._timing(self.fast, LATENCY_BUCKETS_S),
+            "tactical_cycle": self._timing(self.tactical, TACTICAL_BUCKETS_S),
+            "tick_to_signal": self._timing(self.tick_to_signal, LATENCY_BUCKETS_S),
             "events_in": engine.tracker.events,
             "signals_out": engine.tracker.signals,
+            "orders": engine.risk.accepted,
+            "fills": engine.tracker.fills,
+            "read_errors": self.read_errors,
             "positions": {p.symbol: p.quantity for p in engine.portfolio.positions()},
             "per_strategy": self._per_strategy(engine),
             "events_rejected": self.rejected,
@@ -582,6 +734,7 @@ class CoreService:
             "events_skipped": self.skipped,
             "shard": self.settings.shard.describe(),
             "equity": engine.portfolio.equity,
+            "drawdown": self.drawdown(),
             "risk_mode": str(engine.risk.mode),
             "halt_reason": engine.risk.halt_reason,
             "risk_limits": engine.risk.limits.to_dict(),
@@ -590,19 +743,15 @@ class CoreService:
             "online": engine.shadow.report() if engine.shadow is not None else None,
             "last_control": self.last_control,
             "last_error": self.last_error,
+            "restarts": self.restarts,
         }
 
     def _per_strategy(self, engine: TradingEngine) -> list[dict[str, Any]]:
         """PnL, signals and fills per strategy (its own book, or the portfolio if alone)."""
         capital = self.settings.capital
-        books = (
-            [(n, b.portfolio, b.tracker) for n, b in engine.books.items()]
-            if engine.books
-            else [(d.name, engine.portfolio, engine.tracker) for d in engine.applicator.deployments]
-        )
         weights = engine.composer.weights
         rows = []
-        for name, portfolio, tracker in books:
+        for name, portfolio, tracker in self._books(engine):
             metrics = tracker.metrics(portfolio.traded_notional)  # closed samples only
             rows.append({
                 "strategy": name, "pnl": portfolio.equity - capital, "signals": tracker.signals,
@@ -610,6 +759,42 @@ class CoreService:
                 "weight": weights.get(name, 1.0),
             })  # fmt: skip
         return rows
+
+    def strategy_numbers(self) -> list[dict[str, Any]]:
+        """PnL and weight of each strategy, as in the status' ``per_strategy`` rows.
+
+        Only reads plain numbers (no tracker metrics, which take views of the tracker's
+        buffers and would stop the core from growing them), so another thread may call it.
+        """
+        engine = self._engine()
+        capital, weights = self.settings.capital, dict(engine.composer.weights)
+        return [
+            {"strategy": name, "pnl": portfolio.equity - capital, "weight": weights.get(name, 1.0)}
+            for name, portfolio, _ in self._books(engine)
+        ]
+
+    def drawdown(self) -> float:
+        """How far equity is below its peak, as a fraction in [0, 1] (the risk manager's peak,
+        the one its drawdown kill switch measures from); 0 before any equity was seen."""
+        engine = self._engine()
+        peak, equity = engine.risk.peak_equity, engine.portfolio.equity
+        if not (peak > 0.0 and math.isfinite(peak) and math.isfinite(equity)):
+            return 0.0
+        return min(1.0, max(0.0, (peak - equity) / peak))
+
+    @staticmethod
+    def _books(engine: TradingEngine) -> list[tuple[str, Portfolio, PerformanceTracker]]:
+        """Each strategy's own book, or the portfolio if it runs alone."""
+        # list() copies the dict in one step, so a scrape on another thread never iterates it
+        # while the core's thread changes it.
+        books = list(engine.books.items())
+        if books:
+            return [(name, book.portfolio, book.tracker) for name, book in books]
+        return [(d.name, engine.portfolio, engine.tracker) for d in engine.applicator.deployments]
+
+    @staticmethod
+    def _timing(recorder: LatencyRecorder, bounds_s: tuple[float, ...]) -> dict[str, Any]:
+        return {**recorder.summary(), "histogram": cumulative_histogram(recorder, bounds_s)}
 
     def _publish_status(self) -> None:
         # Refreshed every tactical cycle: if Redis is away, the next one will do.

@@ -28,6 +28,8 @@ from pipelines.validation.suites import HELPER_PREFIX, SPECS, TIME_COLUMNS, Rule
 
 MAX_EXAMPLES = 5
 
+log = logging.getLogger(__name__)
+
 _lock = threading.Lock()
 _batch_definition: Any = None
 _datasource: Any = None
@@ -280,14 +282,34 @@ def _run(
     spec = SPECS[kind]
     missing = [c for c in spec.required if c not in frame.columns]
     if missing:
-        return _missing_columns_report(name, frame, missing)
+        return _logged(kind, _missing_columns_report(name, frame, missing))
     # A private copy with a 0..n-1 index: helper columns never touch the caller's frame, and GX's
     # unexpected index labels are row positions.
     work = frame.reset_index(drop=True)
     rules = spec.build(work, min_rows=min_rows, **options)
     if fresh is not None:
         rules.append(fresh)
-    return _report(name, work, list(frame.columns), rules, _validate_with_gx(name, work, rules))
+    report = _report(name, work, list(frame.columns), rules, _validate_with_gx(name, work, rules))
+    return _logged(kind, report)
+
+
+def _logged(kind: str, report: GateReport) -> GateReport:
+    """Log a failed gate once, where it is decided (every caller of every gate passes here)."""
+    if not report.success:
+        log.warning(
+            report.message()[:1000],
+            extra={
+                "event": "data_gate_failed",
+                "suite": report.suite,
+                "kind": kind,
+                "rows": report.rows,
+                "failed_expectations": [
+                    {"expectation": r.expectation, "unexpected_count": r.unexpected_count}
+                    for r in report.failed()
+                ],
+            },
+        )
+    return report
 
 
 def _missing_columns_report(name: str, frame: pd.DataFrame, missing: list[str]) -> GateReport:

@@ -7,6 +7,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+from core.codec import dumps
 from core.errors import ConfigError
 from strategy_engine.output import print_json
 
@@ -77,6 +78,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--no-mlflow", action="store_true", help="do not log a finished run to MLflow")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument(
+        "--progress-interval",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="log a core_progress record this often, in wall seconds (0: never)",
+    )
     _ingest_options(p)
     _risk_options(p)
     p.set_defaults(handler=_core)
@@ -303,6 +311,7 @@ def _core(args: argparse.Namespace) -> int:
         resume_from=args.resume_from,
         feed_retention_s=args.feed_retention_s,
         allow_volatile_redis=args.allow_volatile_redis,
+        progress_every_s=_interval("progress-interval", args.progress_interval),
     )
     namespace = args.namespace or ("replay" if args.replay else "se")
     marker = checkpoint_marker(namespace, settings.name)
@@ -330,9 +339,22 @@ def _core(args: argparse.Namespace) -> int:
     if args.json:
         print_json(summary)
     else:
-        for key, value in summary.items():
-            print(f"{key:>24}: {value}")
+        print_fields(summary, width=24)
     return 0
+
+
+def print_fields(result: dict[str, Any], *, width: int) -> None:
+    """One ``key: value`` line per field for people; a nested value as JSON (a Python repr
+    of a dict is neither JSON nor friendly to read)."""
+    for key, value in result.items():
+        shown = dumps(value).decode() if isinstance(value, dict | list | tuple) else value
+        print(f"{key:>{width}}: {shown}")
+
+
+def _interval(option: str, value: float) -> float:
+    if not 0 <= value < float("inf"):  # also refuses nan
+        raise ConfigError(f"--{option} must be a non-negative number of seconds, was {value}")
+    return value
 
 
 def _replay(args: argparse.Namespace) -> int:
@@ -392,6 +414,5 @@ def _status(args: argparse.Namespace) -> int:
     if args.json:
         print_json(status)
     else:
-        for key, value in status.items():
-            print(f"{key:>18}: {value}")
+        print_fields(status, width=18)
     return 0

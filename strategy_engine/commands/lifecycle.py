@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import os
+import sys
 from pathlib import Path
 
 from strategy_engine.output import print_json
@@ -28,7 +31,33 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _demo(args: argparse.Namespace) -> int:
     from strategy_engine.demo import run_demo
 
-    return run_demo(symbols_limit=args.symbols, as_json=args.json)
+    if not args.json:
+        return run_demo(symbols_limit=args.symbols, as_json=False)
+    # The demo writes its report on sys.stdout itself, last; under --json the command line
+    # sends sys.stdout to stderr, so the report is taken from what the demo wrote and printed
+    # as the command's one document, and the rest goes to stderr where it was headed.
+    written = io.StringIO()
+    with contextlib.redirect_stdout(written):
+        code = run_demo(symbols_limit=args.symbols, as_json=True)
+    lines = written.getvalue().splitlines()
+    report = _json_object(lines[-1]) if lines else None
+    chatter = lines[:-1] if report is not None else lines
+    if chatter:
+        sys.stderr.write("\n".join(chatter) + "\n")
+    if report is not None:
+        print_json(report)
+    return code
+
+
+def _json_object(line: str) -> dict[str, object] | None:
+    from core.codec import loads
+    from core.errors import MessageError
+
+    try:
+        value = loads(line.encode())
+    except MessageError:
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def _retrain(args: argparse.Namespace) -> int:

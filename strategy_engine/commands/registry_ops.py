@@ -83,6 +83,7 @@ def _registry(args: argparse.Namespace) -> int:
 
 
 def _rollback(args: argparse.Namespace) -> int:
+    from pipelines.lifecycle import rollback_champion
     from registry.strategy_registry import CHAMPION, PREVIOUS, StrategyRegistry
 
     registry = StrategyRegistry()
@@ -92,7 +93,8 @@ def _rollback(args: argparse.Namespace) -> int:
         listed = ", ".join(sorted(known)) or "none"
         raise RegistryError(f"no registered strategy {name!r} (registered: {listed})")
     before = {a: registry.get_alias(name, a) for a in (CHAMPION, PREVIOUS)}
-    restored = registry.rollback(name)
+    # Logged (model_rolled_back) and counted for alerting (learning:counts rolled_back|name).
+    restored = rollback_champion(registry, name, reason="operator rollback")
     change = {
         "name": name,
         "champion_before": before[CHAMPION],

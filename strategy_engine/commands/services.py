@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
+from pathlib import Path
 from typing import Any
 
 from strategy_engine.output import print_json
@@ -34,6 +35,34 @@ def register(sub: argparse._SubParsersAction) -> None:
         " or everysec)",
     )
     p.add_argument("--no-deploy", action="store_true", help="skip the work pool and deploy")
+    p.add_argument(
+        "--cores",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="TOML file of the supervised cores and their options (default: one core, core-1)",
+    )
+    p.add_argument("--core-metrics-port", type=int, default=9108, help="first core's; 9108")
+    p.add_argument("--receiver-port", type=int, default=9095, help="alert receiver; 9095")
+    p.add_argument("--alertmanager-port", type=int, default=9093, help="default 9093")
+    p.add_argument("--prometheus-port", type=int, default=9090, help="default 9090")
+    p.add_argument(
+        "--no-monitoring", action="store_true", help="do not start Prometheus and Alertmanager"
+    )
+    p.add_argument(
+        "--scrape-interval",
+        type=float,
+        default=15.0,
+        metavar="SECONDS",
+        help="Prometheus's scrape and rule interval (default 15)",
+    )
+    p.add_argument(
+        "--alert-group-wait",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="how long Alertmanager gathers alerts before the first notice (default 10)",
+    )
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(handler=_up)
 
@@ -58,7 +87,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _up(args: argparse.Namespace) -> int:
     from strategy_engine import services
+    from strategy_engine.monitoring import AlertTiming
+    from strategy_engine.stack_cores import default_cores, load_cores
 
+    cores = load_cores(args.cores) if args.cores is not None else default_cores()
+    timing = AlertTiming(
+        scrape_interval_s=args.scrape_interval,
+        evaluation_interval_s=args.scrape_interval,
+        group_wait_s=args.alert_group_wait,
+        group_interval_s=max(args.alert_group_wait, 1.0),
+    )
     config = services.StackConfig(
         redis_port=args.redis_port,
         mlflow_port=args.mlflow_port,
@@ -67,6 +105,13 @@ def _up(args: argparse.Namespace) -> int:
         deploy=not args.no_deploy,
         redis_bind=args.redis_bind,
         redis_appendfsync=args.redis_appendfsync,
+        cores=cores,
+        core_metrics_port=args.core_metrics_port,
+        receiver_port=args.receiver_port,
+        alertmanager_port=args.alertmanager_port,
+        prometheus_port=args.prometheus_port,
+        monitoring=not args.no_monitoring,
+        alert_timing=timing,
     )
     result = services.up(config, echo=_quiet if args.json else print)
     if args.json:
@@ -87,13 +132,28 @@ def _instructions(result: dict[str, Any]) -> str:
     secrets_file = _short_path(result["credentials"])
     return "\n".join(
         [
-            f"  Dashboard:   {urls['dashboard']}",
-            f"  MLflow UI:   {urls['mlflow_ui']}  (user {users['mlflow']}: mlflow.password)",
-            f"  Prefect UI:  {urls['prefect_ui']}  (enter prefect.auth_string, "
+            f"  Dashboard:    {urls['dashboard']}",
+            f"  MLflow UI:    {urls['mlflow_ui']}  (user {users['mlflow']}: mlflow.password)",
+            f"  Prefect UI:   {urls['prefect_ui']}  (enter prefect.auth_string, "
             f"'{users['prefect']}:...')",
-            f"  Redis:       {urls['redis']}  (users {', '.join(users['redis'])}; AOF "
+            f"  Redis:        {urls['redis']}  (users {', '.join(users['redis'])}; AOF "
             f"appendfsync {result['redis_appendfsync']})",
-            f"  Credentials: {secrets_file}  (owner-only; the passwords are there)",
+            f"  Credentials:  {secrets_file}  (owner-only; the passwords are there)",
+            *(
+                f"  {label:<14}{urls[key]}"
+                for key, label in (
+                    ("prometheus", "Prometheus:"),
+                    ("alertmanager", "Alertmanager:"),
+                    ("alert_receiver", "Alerts:"),
+                )
+                if key in urls
+            ),
+            *(
+                f"  Core {c['name']}: metrics {urls.get(c['name'] + '_metrics', '')}"
+                for c in result["cores"]
+            ),
+            f"  Supervisor:  logs in {_short_path(result['supervisor']['log_dir'])}; "
+            "`strategy-engine services` shows each process and its restarts",
             "",
             "Trigger a deployment (from the repository root):",
             '  eval "$(.venv/bin/strategy-engine credentials --env)"',
@@ -119,11 +179,14 @@ def _status(args: argparse.Namespace) -> int:
     if args.json:
         print_json(report)
         return 0
+    width = max(len(item["name"]) for item in report) + 2
     for item in report:
-        state = "running" if item["running"] else "stopped"
+        state = item["state"].lower()
         answering = " (answering)" if item["answering"] else ""
         pid = f" pid {item['pid']}" if item["pid"] else ""
-        print(f"{item['name']:<10}{state}{answering}{pid} {item['url']}  log: {item['log']}")
+        restarts = f" restarts {item['restarts']}" if item.get("restarts") is not None else ""
+        log = _short_path(item["log"])
+        print(f"{item['name']:<{width}}{state}{answering}{pid}{restarts} {item['url']}  log: {log}")
     return 0
 
 

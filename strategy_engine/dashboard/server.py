@@ -17,13 +17,13 @@ from collections.abc import Callable
 from urllib.parse import urlsplit
 
 import redis
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from core import codec
 from strategy_engine.dashboard.page import CSS, HTML, JS
 from strategy_engine.dashboard.state import DashboardReader
 from strategy_engine.http_guard import STRICT_CSP, GuardedHandler, GuardedHTTPServer, HttpGuard
-from strategy_engine.metrics import CONTENT_TYPE as METRICS_TYPE
-from strategy_engine.metrics import render_metrics
+from strategy_engine.metrics import exposition
 
 PAGE_CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
@@ -77,8 +77,7 @@ class _Handler(GuardedHandler):
             self._answer(lambda: codec.dumps(self.server.reader.state()), "application/json")
         elif path == "/metrics":
             self._answer(
-                lambda: render_metrics(self.server.reader.metrics_summary()).encode(),
-                METRICS_TYPE,
+                lambda: exposition(self.server.reader.metrics_summary()), CONTENT_TYPE_LATEST
             )
         elif path == "/healthz":
             self.respond(200, b"ok\n", _TEXT)

@@ -8,6 +8,7 @@ entry never blanks the page.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from typing import Any, TypeAlias, TypeVar, cast
@@ -29,6 +30,12 @@ CONTEXTS = ("regime", "news", "macro", "adaptation")
 MAX_RECORD_BYTES = 256 * 1024
 """Largest status or context record the dashboard decodes; larger ones are reported, not read."""
 TALLY_BATCH = 1000
+MAX_LEARNING_SERIES = 1000
+"""Most learning-event series exposed, however many fields the hash holds."""
+_LEARNING_KIND = re.compile(r"[a-z][a-z0-9_]{0,39}")
+# Printable, no "|" (as the names of strategies are everywhere), bounded.
+_LEARNING_STRATEGY = re.compile(r"[^|\x00-\x20\x7f-\x9f]{1,200}")
+_COUNT = re.compile(rb"[0-9]{1,18}")
 
 
 class DeadLetterTally:
@@ -116,18 +123,49 @@ class DashboardReader:
         }
 
     def metrics_summary(self) -> dict[str, Any]:
-        """Return the summary :func:`strategy_engine.metrics.render_metrics` takes.
+        """Return the summary :func:`strategy_engine.metrics.exposition` takes.
 
-        The core's published status, with orders, fills and rejections counted in Redis.
+        The core's published status (its counters, latency histograms and gauges, as the
+        core's own ``/metrics`` has them), with rejections counted in Redis, the ledger
+        streams' lengths (``orders_stored``, ``fills_stored``: gauges, as trimming shrinks
+        them) and the learning tier's event counts.
         """
         streams = self.stream_lengths()
         return {
             **(self.status() or {}),
             "core": self.core,
-            "orders": streams["orders"],
-            "fills": streams["fills"],
+            "orders_stored": streams["orders"],
+            "fills_stored": streams["fills"],
             "rejected_by_reason": self.tally.update(self.client, self.key("deadletter")),
+            "learning_events": self.learning_events(),
         }
+
+    def learning_events(self) -> list[dict[str, Any]]:
+        """The learning tier's event counts (``<ns>:learning:counts``, fields
+        ``<kind>|<strategy>``), at most :data:`MAX_LEARNING_SERIES` rows, sorted.
+
+        Anyone who can write Redis can write this hash: a field or value that is not what the
+        flows write (no ``|``, not a name, not a non-negative integer) is skipped, and a key
+        of another type reads as empty, so a bad entry never fails a scrape.
+        """
+        try:
+            raw: dict[bytes, bytes] = self.client.hgetall(self.key("learning:counts"))  # type: ignore[assignment]
+        except redis.ResponseError:  # WRONGTYPE: not the hash the flows write
+            return []
+        rows = []
+        for field, value in raw.items():
+            try:
+                kind, _, strategy = field.decode().partition("|")
+            except UnicodeDecodeError:
+                continue
+            if (
+                _LEARNING_KIND.fullmatch(kind)
+                and _LEARNING_STRATEGY.fullmatch(strategy)
+                and _COUNT.fullmatch(value)
+            ):
+                rows.append({"kind": kind, "strategy": strategy, "count": int(value)})
+        rows.sort(key=lambda row: (row["kind"], row["strategy"]))
+        return rows[:MAX_LEARNING_SERIES]
 
     # --- records ----------------------------------------------------------------------------
 

@@ -54,6 +54,25 @@ def test_demo_runs_the_lifecycle_and_writes_signals_and_fills_to_redis(tmp_path:
     plots = list((tmp_path / "mlflow" / "artifacts").rglob("equity.png"))
     assert [p.parent.parent.name for p in plots] == [core["mlflow_run"]]
 
+    where = report["where"]
+    assert where["redis"].startswith("embedded redis-server")  # where the demo wrote
+    assert where["redis_keys"].startswith("demo:signals")
+    # The embedded server is gone once the demo ends: the report names the saved files and
+    # a command that shows them, which works now that the demo has ended.
+    assert where["redis_after_demo"].startswith(f"saved in {tmp_path / 'var' / 'redis'} ")
+    command = where["redis_inspect"].split()
+    assert command[1:] == ["-m", "strategy_engine.demo"]
+    shown = subprocess.run(
+        [sys.executable, "-m", "strategy_engine.demo", "--json"],
+        env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    found = json.loads(shown.stdout)
+    assert found["keys"]["demo:signals"] == {"type": "stream", "size": core["signals"]}
+    assert found["keys"]["demo:fills"] == {"type": "stream", "size": core["fills"]}
+    assert found["report"]["signals"] == core["signals"]
+    assert len(found["fills"]) == min(3, core["fills"])
+
     with connect(data_dir=tmp_path / "var" / "redis") as connection:
         store = RedisStore(connection.client, namespace="demo")
         signals = store.read_signals()

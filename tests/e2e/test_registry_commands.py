@@ -13,6 +13,7 @@ import psutil
 import pytest
 
 from registry import MlflowStore, StrategyRegistry
+from strategy_engine import monitoring, services
 
 pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[2]
@@ -188,20 +189,27 @@ def test_make_up_starts_every_service_and_make_down_stops_them_twice_safely(tmp_
         second_down = _make("down", env)
 
     assert up.returncode == 0, up.stdout[-2000:] + up.stderr[-2000:]
-    assert f"MLflow UI:   http://127.0.0.1:{ports['MLFLOW_PORT']}" in up.stdout
-    assert f"Prefect UI:  http://127.0.0.1:{ports['PREFECT_PORT']}" in up.stdout
+    assert f"MLflow UI:    http://127.0.0.1:{ports['MLFLOW_PORT']}" in up.stdout
+    assert f"Prefect UI:   http://127.0.0.1:{ports['PREFECT_PORT']}" in up.stdout
     assert "deployment run 'register-and-promote/ma-crossover'" in up.stdout
-    assert f"Dashboard:   http://127.0.0.1:{ports['DASHBOARD_PORT']}" in up.stdout
+    assert f"Dashboard:    http://127.0.0.1:{ports['DASHBOARD_PORT']}" in up.stdout
     running = json.loads(listed.stdout)
+    # Every program of the stack, under the supervisor; Prometheus and Alertmanager where
+    # Debian's packages are installed (make test installs them as root).
+    alerting = bool(monitoring.prometheus_binary() and monitoring.alertmanager_binary())
     assert [(s["name"], s["running"], s["answering"]) for s in running] == [
         ("redis", True, True), ("dashboard", True, True), ("mlflow", True, True),
-        ("prefect", True, True), ("worker", True, True),
+        ("prefect", True, True), ("worker", True, True), ("alert-receiver", True, True),
+        ("alertmanager", alerting, alerting), ("prometheus", alerting, alerting),
+        ("core-1", True, True),
     ]  # fmt: skip
+    assert running[-1]["restarts"] == 0
     assert first_down.returncode == 0, first_down.stderr
-    assert not any(psutil.pid_exists(s["pid"]) and _not_zombie(s["pid"]) for s in running)
-    assert list((tmp_path / "var" / "run").glob("*.pid")) == []
+    pids = [s["pid"] for s in running if s["pid"]]
+    assert not any(psutil.pid_exists(pid) and _not_zombie(pid) for pid in pids)
+    assert list((tmp_path / "var" / "run").glob("*.pid")) == []  # the supervisor's too
     assert second_down.returncode == 0, second_down.stderr
-    assert second_down.stdout.count("not running") == 5
+    assert second_down.stdout.count("not running") == len(services.SERVICES)
 
 
 def _not_zombie(pid: int) -> bool:

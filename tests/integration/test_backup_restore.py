@@ -25,6 +25,8 @@ import redis
 
 from core.adapters.redis_server import connect
 from core.adapters.redis_store import RedisStore
+from strategy_engine import services
+from strategy_engine.supervision import Program
 from tests.fixtures_processes import REPO, redis_process
 
 pytestmark = pytest.mark.integration
@@ -272,14 +274,15 @@ def test_backup_refuses_a_folder_that_is_not_empty(original: Original, tmp_path:
 
 def test_restore_refuses_while_services_of_up_run(original: Original, tmp_path: Path):
     fresh = Place(tmp_path / "fresh")
-    (fresh.var / "run").mkdir(parents=True)
-    # A live process recorded in the stack's pid file, as `up` leaves it.
-    with subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"]) as stand_in:
-        try:
-            (fresh.var / "run" / "prefect.pid").write_text(f"{stand_in.pid}\n")
-            done = _cli(fresh.env(), "restore", str(original.backup))
-        finally:
-            stand_in.kill()
+    # A program running under the stack's supervisor, as `up` leaves Prefect.
+    supervisor = services.Layout(fresh.var).supervisor
+    supervisor.ensure_running(dict(os.environ))
+    try:
+        sleeper = [sys.executable, "-c", "import time; time.sleep(120)"]
+        supervisor.launch(Program("prefect", sleeper))
+        done = _cli(fresh.env(), "restore", str(original.backup))
+    finally:
+        supervisor.shutdown()
 
     assert done.returncode == 2
     assert "services of `strategy-engine up` run" in done.stderr and "prefect" in done.stderr

@@ -29,24 +29,20 @@ from redis.retry import Retry
 
 from core.errors import ConfigError
 from registry.store import MlflowStore
-from strategy_engine import credentials, services
+from strategy_engine import credentials, monitoring, services
 from strategy_engine.credentials import Credentials
 from strategy_engine.dashboard.state import DashboardReader
-from tests.fixtures_processes import core_command
+from tests.fixtures_processes import (
+    STACK_CLIENT_VARIABLES,
+    core_command,
+    free_port,
+    running_stack,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.integration
 
-# Variables of the caller's shell that would change what the stack or its clients use.
-CLIENT_VARIABLES = (
-    "REDIS_URL",
-    "MLFLOW_TRACKING_URI",
-    "MLFLOW_TRACKING_USERNAME",
-    "MLFLOW_TRACKING_PASSWORD",
-    "PREFECT_API_URL",
-    "PREFECT_API_AUTH_STRING",
-    "STRATEGY_ENGINE_REDIS_APPENDFSYNC",
-)
+CLIENT_VARIABLES = STACK_CLIENT_VARIABLES  # unset for clients that must not reach a stack
 
 
 @dataclass(frozen=True)
@@ -69,38 +65,14 @@ class Stack:
         )
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((services.HOST, 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     root = tmp_path_factory.mktemp("secured")
-    layout = services.Layout(root / "var")
-    monkeypatch = pytest.MonkeyPatch()
-    for name in CLIENT_VARIABLES:
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("STRATEGY_ENGINE_MLFLOW_DIR", str(root / "mlflow"))
-    config = services.StackConfig(
-        redis_port=_free_port(),
-        mlflow_port=_free_port(),
-        prefect_port=_free_port(),
-        dashboard_port=_free_port(),
-        # The deploy is covered by the `make up` test; the worker still logs in to Prefect.
-        deploy=False,
-        layout=layout,
-    )
-    lines: list[str] = []
-    try:
-        result = services.up(config, echo=lines.append)
+    # The deploy is covered by the `make up` test; the worker still logs in to Prefect.
+    with running_stack(root) as (layout, result, lines):
         yield Stack(layout, result, lines, credentials.load(layout.credentials_file))
-    finally:
-        services.down(layout, echo=lambda _line: None)
-        monkeypatch.undo()
-        leftover = [n for n in services.SERVICES if services.read_pid(n, layout) is not None]
-        assert not leftover, f"still running after down: {leftover}"
+    leftover = [n for n in services.SERVICES if services.read_pid(n, layout) is not None]
+    assert not leftover, f"still running after down: {leftover}"
 
 
 def _http(
@@ -301,7 +273,7 @@ def test_redis_may_listen_off_loopback_only_with_passwords(tmp_path: Path):
 def test_up_keeps_the_data_of_a_redis_folder_that_has_only_a_snapshot(tmp_path: Path):
     layout = services.Layout(tmp_path / "var")
     layout.create()
-    port = _free_port()
+    port = free_port()
     # A folder written before the append-only file was on: data in dump.rdb alone.
     old = subprocess.Popen(
         [str(services.redis_server_binary()), "--port", str(port), "--bind", services.HOST,
@@ -319,7 +291,7 @@ def test_up_keeps_the_data_of_a_redis_folder_that_has_only_a_snapshot(tmp_path: 
         old.terminate()
         old.wait(timeout=10)
     creds, _ = credentials.ensure(layout.credentials_file)
-    config = services.StackConfig(redis_port=_free_port(), layout=layout)
+    config = services.StackConfig(redis_port=free_port(), layout=layout)
     lines: list[str] = []
     try:
         started = services._ensure_redis(config, {}, [], lines.append, creds)
@@ -338,14 +310,18 @@ def test_a_second_up_reuses_the_running_servers_that_require_the_credentials(sta
     again = services.up(
         services.StackConfig(deploy=False, layout=stack.layout), echo=lambda _line: None
     )
-    assert [s["reused"] for s in again["services"]] == [True] * len(services.SERVICES)
+    names = [s["name"] for s in again["services"]]
+    assert names == [s["name"] for s in stack.result["services"]]
+    optional = {services.ALERTMANAGER, services.PROMETHEUS}  # where Debian's packages are
+    assert {*services.SERVICES, "core-1"} - set(names) <= optional
+    assert all(s["reused"] for s in again["services"])
     assert again["urls"] == stack.result["urls"]
 
 
 def test_up_refuses_to_reuse_a_redis_left_open_by_an_earlier_version(tmp_path: Path):
     layout = services.Layout(tmp_path / "var")
     layout.create()
-    port = _free_port()
+    port = free_port()
     open_server = subprocess.Popen(
         [str(services.redis_server_binary()), "--port", str(port), "--bind", services.HOST,
          "--dir", str(layout.redis_dir), "--save", ""],
@@ -484,8 +460,13 @@ def _connections(process: psutil.Process) -> list[Any]:
 
 def test_services_reports_every_service_answering_an_authenticated_check(stack: Stack):
     report = services.status(stack.layout)
+    # Prometheus and Alertmanager run where Debian's packages are installed (make test installs
+    # them as root, as in CI).
+    alerting = bool(monitoring.prometheus_binary() and monitoring.alertmanager_binary())
+    optional = {services.ALERTMANAGER, services.PROMETHEUS}
     assert [(s["name"], s["running"], s["answering"]) for s in report] == [
-        (name, True, True) for name in services.SERVICES
+        (name, alerting or name not in optional, alerting or name not in optional)
+        for name in (*services.SERVICES, "core-1")
     ]
 
 
