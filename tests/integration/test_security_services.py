@@ -301,7 +301,8 @@ def test_up_keeps_the_data_of_a_redis_folder_that_has_only_a_snapshot(tmp_path: 
         assert admin.config_get("appendonly") == {"appendonly": "yes"}
         admin.close()
     finally:
-        services.stop_service(services.REDIS, layout)
+        services.down(layout, echo=lambda _line: None)  # Redis, and the supervisor it started
+    assert not layout.supervisor.running()
     assert (layout.redis_dir / "appendonly.aof").stat().st_size > 0
     assert any("append-only file written from the existing snapshot" in line for line in lines)
 
