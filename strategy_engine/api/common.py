@@ -1,0 +1,114 @@
+"""What every route shares: the app's context, refusals as problem documents, the role check."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+import redis
+from fastapi import Request
+from fastapi.responses import JSONResponse
+
+from strategy_engine.api.auth import RateLimiter, Role, TokenFile, TokenRecord, allows
+from strategy_engine.api.models import Problem
+
+PROBLEM_TYPE = "application/problem+json"
+CORE_NAME = r"^[A-Za-z0-9._-]{1,64}$"
+"""A core's name as the API takes it (a subset of what cores accept: no ':' or globs)."""
+STREAM_ID = re.compile(r"(0|[1-9][0-9]{0,19})-(0|[1-9][0-9]{0,19})")
+
+
+class Refused(Exception):
+    """A request the API answers with a problem document (never a 500)."""
+
+    def __init__(
+        self, status: int, code: str, detail: str, headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(detail)
+        self.status, self.code, self.detail, self.headers = status, code, detail, headers
+
+
+def problem(
+    status: int, code: str, detail: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    body = Problem(
+        type=f"about:blank#{code}", title=code.replace("_", " "), status=status,
+        detail=detail[:500], code=code,
+    )  # fmt: skip
+    return JSONResponse(
+        body.model_dump(), status_code=status, media_type=PROBLEM_TYPE, headers=headers
+    )
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI entries of the problem documents a route may answer."""
+    return {
+        status: {
+            "model": Problem,
+            "description": "a problem document (RFC 9457)",
+            "content": {PROBLEM_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+        }
+        for status in statuses
+    }
+
+
+COMMON = (401, 403, 422, 429, 500, 503)
+"""What any authenticated route may answer besides its own result."""
+
+
+@dataclass
+class ApiContext:
+    """Everything the routes read: Redis, the namespace and default core, tokens, limits."""
+
+    client: redis.Redis
+    namespace: str
+    core: str
+    tokens: TokenFile
+    limiter: RateLimiter
+    control_key: Callable[[], bytes]
+    registry_listing: Callable[[], list[dict[str, Any]]]
+    max_streams: int = 32
+    stream_queue: int = 1000
+    stream_block_ms: int = 1000
+    keepalive_s: float = 15.0
+    streams_open: int = 0
+    stream_limiter: anyio.CapacityLimiter | None = field(default=None, repr=False)
+
+    def key(self, name: str) -> str:
+        return f"{self.namespace}:{name}"
+
+
+def bearer(request: Request) -> str:
+    header = request.headers.get("authorization", "")
+    scheme, _, given = header.partition(" ")
+    return given.strip() if scheme.lower() == "bearer" else ""
+
+
+def require(ctx: ApiContext, role: Role) -> Callable[[Request], TokenRecord]:
+    """A dependency: the caller's token record if it may act as ``role``, else a refusal."""
+
+    def check(request: Request) -> TokenRecord:
+        record = ctx.tokens.find(bearer(request))
+        if record is None:
+            raise Refused(
+                401, "unauthorized", "a valid bearer token is required",
+                {"WWW-Authenticate": "Bearer"},
+            )  # fmt: skip
+        if not allows(record.role, role):
+            detail = f"this needs the {role} role; the token is {record.role}"
+            raise Refused(403, "forbidden", detail)
+        wait = ctx.limiter.take(record.name)
+        if wait > 0:
+            raise Refused(
+                429, "rate_limited", "too many requests for this token",
+                {"Retry-After": str(max(1, round(wait)))},
+            )  # fmt: skip
+        request.state.caller = record.name
+        return record
+
+    # FastAPI reads the annotations of a dependency; a closure's are resolved here.
+    check.__annotations__ = {"request": Request, "return": TokenRecord}
+    return check
