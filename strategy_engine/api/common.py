@@ -5,12 +5,13 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
 import anyio
 import redis
-from fastapi import Request
+from fastapi import Request, Security
 from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from strategy_engine.api.auth import RateLimiter, Role, TokenFile, TokenRecord, allows
 from strategy_engine.api.models import Problem
@@ -81,17 +82,16 @@ class ApiContext:
         return f"{self.namespace}:{name}"
 
 
-def bearer(request: Request) -> str:
-    header = request.headers.get("authorization", "")
-    scheme, _, given = header.partition(" ")
-    return given.strip() if scheme.lower() == "bearer" else ""
+_SCHEME = HTTPBearer(auto_error=False, description="an API token (strategy-engine api-token)")
+Bearer = Annotated[HTTPAuthorizationCredentials | None, Security(_SCHEME)]
+"""The bearer token, also declared in the OpenAPI document (its security scheme)."""
 
 
-def require(ctx: ApiContext, role: Role) -> Callable[[Request], TokenRecord]:
+def require(ctx: ApiContext, role: Role) -> Callable[..., TokenRecord]:
     """A dependency: the caller's token record if it may act as ``role``, else a refusal."""
 
-    def check(request: Request) -> TokenRecord:
-        record = ctx.tokens.find(bearer(request))
+    def check(request: Request, credentials: Bearer) -> TokenRecord:
+        record = ctx.tokens.find(credentials.credentials if credentials else "")
         if record is None:
             raise Refused(
                 401, "unauthorized", "a valid bearer token is required",
@@ -109,6 +109,4 @@ def require(ctx: ApiContext, role: Role) -> Callable[[Request], TokenRecord]:
         request.state.caller = record.name
         return record
 
-    # FastAPI reads the annotations of a dependency; a closure's are resolved here.
-    check.__annotations__ = {"request": Request, "return": TokenRecord}
     return check

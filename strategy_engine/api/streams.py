@@ -41,8 +41,12 @@ _DONE = object()
 Name = Annotated[str | None, Query(min_length=1, max_length=200)]
 Cursor = Annotated[str | None, Query(max_length=41, pattern=r"^[0-9]{1,20}-[0-9]{1,20}$")]
 LastId = Annotated[str | None, Header(alias="Last-Event-ID", max_length=41)]
-_SSE: dict[int | str, dict[str, Any]] = {200: {"content": {"text/event-stream": {"schema": {"type": "string"}}},
-              "description": "an event stream: id (stream id), event, data (JSON)"}}  # fmt: skip
+_SSE: dict[int | str, dict[str, Any]] = {
+    200: {
+        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        "description": "an event stream: id (stream id), event, data (JSON)",
+    }
+}
 
 
 def router(ctx: ApiContext) -> APIRouter:
