@@ -68,6 +68,7 @@ def create_app(
     stream_queue: int = 1000,
     stream_block_ms: int = 1000,
     keepalive_s: float = 15.0,
+    stream_stall_s: float = 10.0,
 ) -> FastAPI:
     """Build the API over ``client``'s Redis (``decode_responses=False``).
 
@@ -84,7 +85,9 @@ def create_app(
     rate, burst : float, int
         Requests per second per token, and how many at once.
     max_streams, stream_queue : int
-        Open event streams at most, and events queued per stream before a slow client is
+        Open event streams at most, and events queued per stream.
+    stream_stall_s : float
+        How long a stream's queue may stay full (its client not reading) before the client is
         dropped.
     """
     if control_key is None:
@@ -97,6 +100,7 @@ def create_app(
         limiter=RateLimiter(rate, burst), control_key=control_key,
         registry_listing=registry_listing or _mlflow_listing, max_streams=max_streams,
         stream_queue=stream_queue, stream_block_ms=stream_block_ms, keepalive_s=keepalive_s,
+        stream_stall_s=stream_stall_s,
         stream_limiter=anyio.CapacityLimiter(max_streams),
     )  # fmt: skip
     app = FastAPI(
@@ -142,6 +146,7 @@ def create_app(
     app.include_router(streams.router(ctx))
     app.include_router(routes_act.router(ctx))
     app.include_router(routes_ingest.router(ctx))
+    app.add_middleware(SecurityHeaders)
     # Bodies are bounded before any route or parser reads them.
     app.add_middleware(BoundedBodies, limit=MAX_BODY_BYTES)
     return app
@@ -180,14 +185,33 @@ def _handlers(app: FastAPI) -> None:
                   extra={"event": "api_error", "path": request.url.path})  # fmt: skip
         return problem(500, "internal_error", "an internal error; it was logged")
 
-    @app.middleware("http")
-    async def _headers(request: Request, call_next: Any) -> Any:
-        response = await call_next(request)
-        for name, value in SECURITY_HEADERS.items():
-            # The interactive docs page loads Swagger UI's script from its CDN.
-            if name != "Content-Security-Policy" or request.url.path not in DOCS_PAGES:
-                response.headers.setdefault(name, value)
-        return response
+
+class SecurityHeaders:
+    """ASGI middleware: the security headers on every answer (plain ASGI, so streamed answers
+    pass through untouched)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        # The interactive docs page loads Swagger UI's script from its CDN.
+        skip = b"content-security-policy" if scope["path"] in DOCS_PAGES else b""
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                present = {name.lower() for name, _ in message.get("headers", [])}
+                extra = [
+                    (name.lower().encode(), value.encode())
+                    for name, value in SECURITY_HEADERS.items()
+                    if name.lower().encode() not in present and name.lower().encode() != skip
+                ]
+                message = {**message, "headers": [*message.get("headers", []), *extra]}
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
 
 
 class BoundedBodies:

@@ -75,6 +75,7 @@ class ApiContext:
     stream_queue: int = 1000
     stream_block_ms: int = 1000
     keepalive_s: float = 15.0
+    stream_stall_s: float = 10.0
     streams_open: int = 0
     stream_limiter: anyio.CapacityLimiter | None = field(default=None, repr=False)
 

@@ -36,6 +36,7 @@ from strategy_engine.api.common import (
 )
 
 READ_COUNT = 500
+STALL_POLL_S = 0.05
 _DONE = object()
 
 Name = Annotated[str | None, Query(min_length=1, max_length=200)]
@@ -98,7 +99,6 @@ def _open(
         # "$" would mean "after whatever arrives first" on every XREAD: pin it now.
         newest = cast(list[Any], ctx.client.xrevrange(key, count=1))
         start = newest[0][0].decode() if newest else "0-0"
-    ctx.streams_open += 1
     body = _events(ctx, key, event, kind, strategy, symbol, start)
     return StreamingResponse(
         body, media_type="text/event-stream",
@@ -111,6 +111,9 @@ async def _events(
     symbol: str | None, start: str,
 ) -> AsyncIterator[bytes]:  # fmt: skip
     queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=ctx.stream_queue)
+    # Counted here, not when the response is made: a generator that never starts never runs
+    # its finally, and would hold a slot forever.
+    ctx.streams_open += 1
     task = asyncio.create_task(_pump(ctx, key, queue, start))
     try:
         yield b"retry: 1000\n\n"
@@ -146,27 +149,33 @@ async def _events(
 
 
 async def _pump(ctx: ApiContext, key: str, queue: asyncio.Queue[Any], start: str) -> None:
-    """Copy entries of ``key`` after ``start`` into ``queue``; a full queue ends the stream."""
+    """Copy entries of ``key`` after ``start`` into ``queue``, reading only as many as it has
+    room for; a queue still full after ``stream_stall_s`` (the client stopped reading) ends
+    the stream."""
     cursor = start
     client = ctx.client
 
-    def read() -> list[Any]:
-        return cast(
-            list[Any],
-            client.xread({key: cursor}, count=READ_COUNT, block=ctx.stream_block_ms) or [],
-        )
+    def read(count: int) -> list[Any]:
+        found = client.xread({key: cursor}, count=count, block=ctx.stream_block_ms)
+        return cast(list[Any], found or [])
 
     try:
         while True:
-            found = await anyio.to_thread.run_sync(read, limiter=ctx.stream_limiter)
+            room = queue.maxsize - queue.qsize()
+            waited = 0.0
+            while room == 0:
+                if waited >= ctx.stream_stall_s:
+                    await _final(queue, _DONE)
+                    return
+                await asyncio.sleep(STALL_POLL_S)
+                waited += STALL_POLL_S
+                room = queue.maxsize - queue.qsize()
+            count = min(READ_COUNT, room)
+            found = await anyio.to_thread.run_sync(read, count, limiter=ctx.stream_limiter)
             for _, entries in found:
                 for entry_id, fields in entries:
                     cursor = entry_id.decode()
-                    try:
-                        queue.put_nowait((cursor, fields.get(b"msg", b"")))
-                    except asyncio.QueueFull:
-                        await _final(queue, _DONE)
-                        return
+                    queue.put_nowait((cursor, fields.get(b"msg", b"")))  # room was counted
     except Exception as exc:  # Redis away: the client is told and reconnects
         await _final(queue, exc)
 
