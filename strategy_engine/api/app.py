@@ -49,7 +49,7 @@ SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
 }
 DOCS_PAGES = frozenset({"/docs", "/redoc", "/docs/oauth2-redirect"})
-_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+_CODES = {400: "malformed_body", 401: "unauthorized", 403: "forbidden", 404: "not_found",
           405: "method_not_allowed", 413: "body_too_large", 415: "unsupported_media_type",
           422: "invalid_request", 429: "rate_limited"}  # fmt: skip
 
@@ -177,7 +177,10 @@ def _handlers(app: FastAPI) -> None:
 
     @app.exception_handler(redis.RedisError)
     async def _redis(_request: Request, exc: redis.RedisError) -> JSONResponse:
-        return problem(503, "redis_unavailable", f"Redis: {type(exc).__name__}")
+        # An error reply (a key of another type where a stream belongs) is not the server
+        # being away, and is told apart for whoever reads the logs and alerts.
+        code = "redis_error" if isinstance(exc, redis.ResponseError) else "redis_unavailable"
+        return problem(503, code, f"Redis: {type(exc).__name__}")
 
     @app.exception_handler(Exception)
     async def _internal(request: Request, exc: Exception) -> JSONResponse:

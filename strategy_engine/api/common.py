@@ -19,7 +19,14 @@ from strategy_engine.api.models import Problem
 PROBLEM_TYPE = "application/problem+json"
 CORE_NAME = r"^[A-Za-z0-9._-]{1,64}$"
 """A core's name as the API takes it (a subset of what cores accept: no ':' or globs)."""
-STREAM_ID = re.compile(r"(0|[1-9][0-9]{0,19})-(0|[1-9][0-9]{0,19})")
+_STREAM_ID = re.compile(r"([0-9]{1,20})-([0-9]{1,20})")
+UINT64_MAX = 2**64 - 1
+
+
+def is_stream_id(text: str) -> bool:
+    """Whether ``text`` is a Redis stream id (two unsigned 64-bit parts), which Redis takes."""
+    found = _STREAM_ID.fullmatch(text)
+    return bool(found) and all(int(part) <= UINT64_MAX for part in found.groups())  # type: ignore[union-attr]
 
 
 class Refused(Exception):
@@ -56,7 +63,7 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     }
 
 
-COMMON = (401, 403, 422, 429, 500, 503)
+COMMON = (400, 401, 403, 413, 422, 429, 500, 503)
 """What any authenticated route may answer besides its own result."""
 
 

@@ -19,9 +19,9 @@ from strategy_engine.api.auth import Role
 from strategy_engine.api.common import (
     COMMON,
     CORE_NAME,
-    STREAM_ID,
     ApiContext,
     Refused,
+    is_stream_id,
     problem_responses,
     require,
 )
@@ -52,6 +52,7 @@ SCAN_FACTOR = 20
 answers a short page with a cursor, never a scan of the whole stream."""
 MAX_RECORD_BYTES = 256 * 1024
 INT64_MAX = 2**63 - 1
+LAST_ID = f"{2**64 - 1}-{2**64 - 1}"
 
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="items per page (1-1000)")]
 Name = Annotated[str | None, Query(min_length=1, max_length=200)]
@@ -176,8 +177,10 @@ def _page(
     The cursor is the last stream id scanned (matched or not), so the next page starts where
     this one stopped; None when the stream has nothing after it.
     """
-    if cursor is not None and not STREAM_ID.fullmatch(cursor):
+    if cursor is not None and not is_stream_id(cursor):
         raise Refused(422, "invalid_cursor", "cursor must be a stream id like 1700000000000-0")
+    if cursor == LAST_ID:
+        return [], None  # nothing can follow it (and Redis refuses an interval after it)
     start = "-" if cursor is None else f"({cursor}"
     budget = limit * SCAN_FACTOR
     found: list[tuple[str, M]] = []

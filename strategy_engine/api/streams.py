@@ -28,9 +28,9 @@ from strategy_engine.api.auth import Role
 from strategy_engine.api.common import (
     COMMON,
     CORE_NAME,
-    STREAM_ID,
     ApiContext,
     Refused,
+    is_stream_id,
     problem_responses,
     require,
 )
@@ -84,7 +84,7 @@ def _start(last_event_id: str | None, cursor: str | None) -> str:
     given = last_event_id if last_event_id is not None else cursor
     if given is None:
         return "$"
-    if not STREAM_ID.fullmatch(given):
+    if not is_stream_id(given):
         raise Refused(422, "invalid_cursor", "Last-Event-ID must be a stream id")
     return given
 
