@@ -189,7 +189,7 @@ class EmptyRequest(Strict):
 
 
 class WeightsRequest(Strict):
-    weights: dict[str, float] = Field(max_length=MAX_WEIGHTS)
+    weights: dict[str, float] = Field(min_length=1, max_length=MAX_WEIGHTS)
 
 
 class ReloadRequest(Strict):
