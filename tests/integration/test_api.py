@@ -618,3 +618,26 @@ def test_a_client_that_stops_reading_is_dropped_and_resumes_where_it_stopped(
     ids = [e[0].decode() for e in store.client.xrange(store.key("signals"))]
     assert 1 <= len(sent) < 50 and sent == ids[: len(sent)]
     assert ctx.streams_open == 0
+
+
+def test_a_cores_control_inbox_applies_the_apis_halt_and_audits_the_caller(api: Api) -> None:
+    from core.engine.engine import TradingEngine
+    from core.runtime.control import ControlInbox
+
+    pubsub = api.store.client.pubsub()
+    pubsub.subscribe(f"{api.store.namespace}:control")
+    assert pubsub.get_message(timeout=2)["type"] == "subscribe"
+    engine = TradingEngine([])
+    inbox = ControlInbox(ControlVerifier(KEY), api.store, core="core-1")
+    api.post("/v1/control/halt", Role.OPERATOR, {"reason": "drill"})
+    inbox.handle(engine, [pubsub.get_message(timeout=2)["data"]])
+    assert engine.risk.halt_reason and "drill" in engine.risk.halt_reason
+    api.post("/v1/control/resume", Role.OPERATOR, {})
+    inbox.handle(engine, [pubsub.get_message(timeout=2)["data"]])
+    assert not engine.risk.halt_reason
+    pubsub.close()
+    audit = api.store.read_control_audit()
+    assert [(a["action"], a["sender"]) for a in audit] == [
+        ("halt", f"api:test-{Role.OPERATOR}"),
+        ("resume", f"api:test-{Role.OPERATOR}"),
+    ]
