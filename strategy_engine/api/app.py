@@ -24,7 +24,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from strategy_engine.api import routes_act, routes_ingest, routes_read, streams
+from strategy_engine.api import routes_act, routes_ingest, routes_lifecycle, routes_read, streams
 from strategy_engine.api.auth import RateLimiter, Role, TokenFile
 from strategy_engine.api.common import (
     COMMON,
@@ -62,6 +62,7 @@ def create_app(
     core: str = "core-1",
     control_key: Callable[[], bytes] | None = None,
     registry_listing: Callable[[], list[dict[str, Any]]] | None = None,
+    registry: Callable[[], Any] | None = None,
     rate: float = 50.0,
     burst: int = 200,
     max_streams: int = 32,
@@ -82,6 +83,8 @@ def create_app(
         Returns the key that signs control messages (default: the stack's control key).
     registry_listing : callable, optional
         Returns the registry's listing (default: MLflow's, as ``strategy-engine registry``).
+    registry : callable, optional
+        Returns the registry promotions and rollbacks go through (default: MLflow's).
     rate, burst : float, int
         Requests per second per token, and how many at once.
     max_streams, stream_queue : int
@@ -146,16 +149,21 @@ def create_app(
     app.include_router(streams.router(ctx))
     app.include_router(routes_act.router(ctx))
     app.include_router(routes_ingest.router(ctx))
+    app.include_router(routes_lifecycle.router(ctx, registry or _mlflow_registry))
     app.add_middleware(SecurityHeaders)
     # Bodies are bounded before any route or parser reads them.
     app.add_middleware(BoundedBodies, limit=MAX_BODY_BYTES)
     return app
 
 
-def _mlflow_listing() -> list[dict[str, Any]]:
+def _mlflow_registry() -> Any:
     from registry.strategy_registry import StrategyRegistry
 
-    return StrategyRegistry().list_strategies()
+    return StrategyRegistry()
+
+
+def _mlflow_listing() -> list[dict[str, Any]]:
+    return list(_mlflow_registry().list_strategies())
 
 
 def _handlers(app: FastAPI) -> None:

@@ -229,3 +229,21 @@ class IngestResult(BaseModel):
     accepted: int
     rejected: int
     items: list[IngestItem]
+
+
+class PromoteRequest(Strict):
+    version: str = Field(min_length=1, max_length=20, pattern=r"^[0-9]{1,20}$")
+
+
+class RollbackRequest(Strict):
+    reason: str = Field(default="", max_length=200)
+
+
+class RegistryChange(BaseModel):
+    name: str
+    champion_before: str | None
+    champion_after: str | None
+    previous_before: str | None
+    previous_after: str | None
+    reload_sent_to: int = Field(description="cores that heard the reload (0 if nothing moved)")
+    caller: str

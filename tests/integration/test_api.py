@@ -641,3 +641,63 @@ def test_a_cores_control_inbox_applies_the_apis_halt_and_audits_the_caller(api: 
         ("halt", f"api:test-{Role.OPERATOR}"),
         ("resume", f"api:test-{Role.OPERATOR}"),
     ]
+
+
+# --- promote and roll back -------------------------------------------------------------------
+
+
+def test_promote_and_rollback_go_through_the_gate_count_and_ask_the_cores_to_reload(
+    api: Api,
+) -> None:
+    from registry.strategy_registry import StrategyRegistry
+
+    registry = StrategyRegistry()
+    passed = {"success": True, "suite": "bars_daily", "failed_expectations": []}
+    failed = {**passed, "success": False, "failed_expectations": ["expect_x"]}
+
+    def register(fast: int, validation: dict[str, Any]) -> str:
+        config = {"fast_period": fast, "slow_period": 20, "ma_type": "sma"}
+        return registry.register("ma_crossover", config, data_hash="sha256:aapl",
+                                 validation=validation, symbols=("AAPL",),
+                                 metrics={"sharpe": 0.8, "max_drawdown": -0.1}).version  # fmt: skip
+
+    first, second, bad = register(5, passed), register(8, passed), register(9, failed)
+    pubsub = api.store.client.pubsub()
+    pubsub.subscribe(f"{api.store.namespace}:control")
+    assert pubsub.get_message(timeout=2)["type"] == "subscribe"
+    operator = f"test-{Role.OPERATOR}"
+
+    _is_problem(api.post("/v1/registry/ma_crossover/promote", Role.READER, {"version": first}),
+                403, "forbidden")  # fmt: skip
+    done = api.post("/v1/registry/ma_crossover/promote", Role.OPERATOR, {"version": first})
+    assert done.json() == {
+        "name": "strategy.ma_crossover",
+        "champion_before": None,
+        "champion_after": first,
+        "previous_before": None,
+        "previous_after": None,
+        "reload_sent_to": 1,
+        "caller": operator,
+    }
+    verified = ControlVerifier(KEY).verify(pubsub.get_message(timeout=2)["data"])
+    assert isinstance(verified, ControlMessage) and verified.sender == f"api:{operator}"
+    assert verified.body == {"action": "reload", "model": "strategy.ma_crossover",
+                             "version": first, "caller": operator}  # fmt: skip
+
+    api.post("/v1/registry/strategy.ma_crossover/promote", Role.OPERATOR, {"version": second})
+    refused = api.post("/v1/registry/ma_crossover/promote", Role.OPERATOR, {"version": bad})
+    _is_problem(refused, 409, "validation_gate_failed")
+    assert registry.get_alias("strategy.ma_crossover", "champion") == second
+    _is_problem(api.post("/v1/registry/ma_crossover/promote", Role.OPERATOR, {"version": "99"}),
+                409, "registry_refused")  # fmt: skip
+    _is_problem(api.post("/v1/registry/nope/rollback", Role.OPERATOR, {}), 404,
+                "unknown_strategy")  # fmt: skip
+
+    back = api.post("/v1/registry/ma_crossover/rollback", Role.OPERATOR, {"reason": "drill"})
+    assert (back.json()["champion_before"], back.json()["champion_after"]) == (second, first)
+    _is_problem(api.post("/v1/registry/ma_crossover/rollback", Role.OPERATOR, {}), 409,
+                "registry_refused")  # fmt: skip
+    counts = api.store.client.hgetall(f"{api.store.namespace}:learning:counts")
+    assert counts == {b"promoted|strategy.ma_crossover": b"2",
+                      b"rolled_back|strategy.ma_crossover": b"1"}  # fmt: skip
+    pubsub.close()
