@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -13,8 +14,11 @@ from fastapi import Request, Security
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from core.errors import ConfigError
 from strategy_engine.api.auth import RateLimiter, Role, TokenFile, TokenRecord, allows
 from strategy_engine.api.models import Problem
+
+log = logging.getLogger(__name__)
 
 PROBLEM_TYPE = "application/problem+json"
 CORE_NAME = r"^[A-Za-z0-9._-]{1,64}$"
@@ -99,7 +103,13 @@ def require(ctx: ApiContext, role: Role) -> Callable[..., TokenRecord]:
     """A dependency: the caller's token record if it may act as ``role``, else a refusal."""
 
     def check(request: Request, credentials: Bearer) -> TokenRecord:
-        record = ctx.tokens.find(credentials.credentials if credentials else "")
+        try:
+            record = ctx.tokens.find(credentials.credentials if credentials else "")
+        except ConfigError as exc:
+            # The token file became unsafe or unreadable (its mode, its owner, its JSON):
+            # nobody is let in until it is fixed, and the operators are told why.
+            log.error(str(exc)[:300], extra={"event": "api_tokens_unavailable"})
+            raise Refused(503, "tokens_unavailable", "the API's token file is unusable") from None
         if record is None:
             raise Refused(
                 401, "unauthorized", "a valid bearer token is required",

@@ -73,10 +73,18 @@ def _api(args: argparse.Namespace) -> int:
         print(f"wrote {args.write_openapi}")
         return 0
     from strategy_engine.api import create_app
+    from strategy_engine.api.auth import TokenFile
     from strategy_engine.api.server import serve
     from strategy_engine.core_process import redis_connection
     from strategy_engine.http_guard import is_loopback
 
+    # An unsafe or malformed token file is refused now, in one line, not on each request.
+    if not TokenFile(tokens_path()).records():
+        print(
+            "api: no API token yet; make one with "
+            "strategy-engine api-token create --role reader --name NAME",
+            file=sys.stderr,
+        )
     if not is_loopback(args.host):
         # Tokens guard every route, but plain HTTP carries them in clear: say so.
         print(f"api: listening on {args.host}; put TLS in front of it", file=sys.stderr)

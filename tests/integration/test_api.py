@@ -701,3 +701,39 @@ def test_promote_and_rollback_go_through_the_gate_count_and_ask_the_cores_to_rel
     assert counts == {b"promoted|strategy.ma_crossover": b"2",
                       b"rolled_back|strategy.ma_crossover": b"1"}  # fmt: skip
     pubsub.close()
+
+
+def test_a_token_file_others_can_read_lets_nobody_in(api: Api, tmp_path: Path) -> None:
+    path = tmp_path / "api" / "tokens.json"
+    path.chmod(0o644)
+    try:
+        _is_problem(api.get("/v1/cores"), 503, "tokens_unavailable")
+    finally:
+        path.chmod(0o600)
+    assert api.get("/v1/cores").status_code == 200
+
+
+def test_streams_are_bounded_in_number(
+    tmp_path: Path, redis_connection: RedisConnection, redis_namespace: str
+) -> None:
+    tokens, issued = _tokens(tmp_path / "tokens.json")
+    app = create_app(redis_connection.client, tokens, namespace=redis_namespace,
+                     max_streams=1, control_key=lambda: KEY)  # fmt: skip
+    server = Served(app)
+    headers = {"Authorization": f"Bearer {issued[Role.READER]}"}
+    try:
+        with httpx.Client(base_url=server.url, timeout=20) as client:
+            with client.stream("GET", "/v1/streams/signals", headers=headers) as first:
+                lines = first.iter_lines()  # held: dropping it would close the stream
+                assert next(lines) == "retry: 1000"
+                with client.stream("GET", "/v1/streams/fills", headers=headers) as second:
+                    second.read()
+                    _is_problem(second, 503, "too_many_streams")
+            deadline = time.monotonic() + 10
+            while app.state.context.streams_open:  # the first one's slot is given back
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+            with client.stream("GET", "/v1/streams/fills", headers=headers) as third:
+                assert third.status_code == 200
+    finally:
+        server.stop()
