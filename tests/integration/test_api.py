@@ -157,6 +157,10 @@ def test_errors_are_problem_documents_with_stable_codes(api: Api) -> None:
     too_far = {"cursor": "99999999999999999999-0"}
     _is_problem(api.get("/v1/signals", params=too_far), 422, "invalid_cursor")
     _is_problem(api.get("/v1/streams/fills", params=too_far), 422, "invalid_cursor")
+    for hostile in ("x", "1-2-3", "-1-0", "9" * 40):
+        header = {**api.auth(Role.READER), "Last-Event-ID": hostile}
+        stream = api.client.get("/v1/streams/signals", headers=header)
+        assert stream.status_code == 422 and stream.headers["content-type"] == PROBLEM
     last = f"{2**64 - 1}-{2**64 - 1}"
     assert api.get("/v1/fills", params={"cursor": last}).json() == {
         "items": [],
