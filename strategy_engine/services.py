@@ -50,15 +50,17 @@ WORKER_NAME = "strategy-engine-worker"
 REDIS, MLFLOW, PREFECT, WORKER = "redis", "mlflow", "prefect", "worker"
 DASHBOARD = "dashboard"
 RECEIVER, ALERTMANAGER, PROMETHEUS = "alert-receiver", "alertmanager", "prometheus"
+API = "api"
 # Start order; `down` stops in reverse. The cores (named in the cores file) start last.
-SERVICES = (REDIS, DASHBOARD, MLFLOW, PREFECT, WORKER, RECEIVER, ALERTMANAGER, PROMETHEUS)
+SERVICES = (REDIS, DASHBOARD, MLFLOW, PREFECT, WORKER, RECEIVER, ALERTMANAGER, PROMETHEUS, API)
 START_TIMEOUT = {
     REDIS: 15.0, DASHBOARD: 30.0, MLFLOW: 120.0, PREFECT: 180.0, WORKER: 90.0,
-    RECEIVER: 30.0, ALERTMANAGER: 30.0, PROMETHEUS: 30.0,
+    RECEIVER: 30.0, ALERTMANAGER: 30.0, PROMETHEUS: 30.0, API: 60.0,
 }  # fmt: skip
+API_READER = "stack-reader"  # the reader token `up` makes once, kept in var/api/reader.token
 PORT_FIELDS = (
     "redis_port", "mlflow_port", "prefect_port", "dashboard_port", "core_metrics_port",
-    "receiver_port", "alertmanager_port", "prometheus_port",
+    "receiver_port", "alertmanager_port", "prometheus_port", "api_port",
 )  # fmt: skip
 CORE_START_TIMEOUT = 120.0
 CORE_PRIORITY = 900
@@ -175,6 +177,7 @@ class StackConfig:
     receiver_port: int = 9095
     alertmanager_port: int = 9093
     prometheus_port: int = 9090
+    api_port: int = 8060
     monitoring: bool = True
     alert_timing: AlertTiming = field(default_factory=AlertTiming)
 
@@ -302,6 +305,10 @@ def up(config: StackConfig | None = None, *, echo: Echo = print) -> dict[str, An
         # Each core's metrics port is chosen before Prometheus starts, so it scrapes them all.
         core_ports = {spec.name: _core_port(config, spec, state, echo) for spec in config.cores}
         alerting = _ensure_alerting(config, state, started, echo, services, core_ports, creds)
+        # The API publishes signed control and writes feeds: the `flows` user's rights.
+        api_env = {"REDIS_URL": chosen or _stack_redis_url(creds, "flows", redis_service.url)}
+        services[API] = _announce(_ensure_api(config, state, started, echo, api_env), echo)
+        reader_token = _api_reader_token(layout, echo)
         core_env = {
             "REDIS_URL": chosen or _stack_redis_url(creds, "core", redis_service.url),
             **_mlflow_client_env(creds),
@@ -326,6 +333,7 @@ def up(config: StackConfig | None = None, *, echo: Echo = print) -> dict[str, An
         "prefect_home": str(layout.prefect_home),
         "cores": [{"name": spec.name, "args": list(spec.args)} for spec in config.cores],
         "alerting": alerting,
+        "api": {"url": services[API].url, "reader_token_file": str(reader_token)},
         "supervisor": {"config": str(layout.supervisor.conf_file), "log_dir": str(layout.log_dir)},
         "total_seconds": round(time.monotonic() - began, 2),
     }
@@ -363,6 +371,41 @@ def _ensure_core(
     )
     launch.url = f"http://{config.host}:{port}"
     return _await(spec.name, launch, config.layout, _http_ok(f"{launch.url}/metrics"))
+
+
+def _ensure_api(
+    config: StackConfig,
+    state: dict[str, Any],
+    started: list[str],
+    echo: Echo,
+    env: Mapping[str, str],
+) -> Started:
+    reused = _running(API, config.layout, state)
+    if reused is not None:
+        return reused
+    port = pick_port(config.host, config.api_port, API, echo)
+    argv = [sys.executable, "-m", "strategy_engine.cli", "api", "--host", config.host,
+            "--port", str(port), "--namespace", config.namespace]  # fmt: skip
+    launch = _launch(API, argv, env, config.layout, started)
+    launch.url = f"http://{config.host}:{port}"
+    return _await(API, launch, config.layout, _http_ok(f"{launch.url}/v1/health"))
+
+
+def _api_reader_token(layout: Layout, echo: Echo) -> Path:
+    """Make the stack's reader token once (its digest in the API's token file, the token itself
+    in an owner-only file beside it); return that file."""
+    from strategy_engine.api.auth import Role, TokenFile
+
+    folder = layout.var_dir / "api"
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    kept = folder / "reader.token"
+    tokens = TokenFile(folder / "tokens.json")
+    if kept.exists() and any(r.name == API_READER for r in tokens.records()):
+        return kept
+    tokens.revoke(API_READER)  # a digest without its kept token: replace both
+    credentials.write_private(kept, tokens.create(API_READER, Role.READER) + "\n")
+    echo(f"api: reader token made, in {kept} (mode 600)")
+    return kept
 
 
 def _ensure_receiver(
@@ -571,6 +614,7 @@ def urls(services: Mapping[str, Started]) -> dict[str, str]:
                 ("alert_receiver", RECEIVER),
                 ("alertmanager", ALERTMANAGER),
                 ("prometheus", PROMETHEUS),
+                ("api", API),
             )
             if name in services
         },
@@ -1173,6 +1217,8 @@ def _answers(name: str, url: str, state: dict[str, Any], creds: Credentials | No
         return _http_ok(f"{url}/healthz")()
     if name in (ALERTMANAGER, PROMETHEUS):
         return _http_ok(f"{url}/-/ready")()
+    if name == API:
+        return _http_ok(f"{url}/v1/health")()
     if name not in SERVICES:  # a core: its metrics
         return _http_ok(f"{url}/metrics")()
     if creds is None:

@@ -46,6 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--receiver-port", type=int, default=9095, help="alert receiver; 9095")
     p.add_argument("--alertmanager-port", type=int, default=9093, help="default 9093")
     p.add_argument("--prometheus-port", type=int, default=9090, help="default 9090")
+    p.add_argument("--api-port", type=int, default=8060, help="the HTTP API; default 8060")
     p.add_argument(
         "--no-monitoring", action="store_true", help="do not start Prometheus and Alertmanager"
     )
@@ -110,6 +111,7 @@ def _up(args: argparse.Namespace) -> int:
         receiver_port=args.receiver_port,
         alertmanager_port=args.alertmanager_port,
         prometheus_port=args.prometheus_port,
+        api_port=args.api_port,
         monitoring=not args.no_monitoring,
         alert_timing=timing,
     )
@@ -145,6 +147,7 @@ def _instructions(result: dict[str, Any]) -> str:
                     ("prometheus", "Prometheus:"),
                     ("alertmanager", "Alertmanager:"),
                     ("alert_receiver", "Alerts:"),
+                    ("api", "API:"),
                 )
                 if key in urls
             ),

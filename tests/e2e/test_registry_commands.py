@@ -201,7 +201,7 @@ def test_make_up_starts_every_service_and_make_down_stops_them_twice_safely(tmp_
         ("redis", True, True), ("dashboard", True, True), ("mlflow", True, True),
         ("prefect", True, True), ("worker", True, True), ("alert-receiver", True, True),
         ("alertmanager", alerting, alerting), ("prometheus", alerting, alerting),
-        ("core-1", True, True),
+        ("api", True, True), ("core-1", True, True),
     ]  # fmt: skip
     assert running[-1]["restarts"] == 0
     assert first_down.returncode == 0, first_down.stderr

@@ -13,6 +13,7 @@ import json
 import os
 import signal
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -82,7 +83,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 def test_up_runs_every_process_under_the_supervisor(stack: Stack):
     report = {item["name"]: item for item in services.status(stack.layout)}
     expected = [services.REDIS, services.DASHBOARD, services.MLFLOW, services.PREFECT,
-                services.WORKER, services.RECEIVER, "core-1"]  # fmt: skip
+                services.WORKER, services.RECEIVER, services.API, "core-1"]  # fmt: skip
     if ALERTING:
         expected += [services.ALERTMANAGER, services.PROMETHEUS]
     for name in expected:
@@ -185,3 +186,28 @@ def test_a_failed_flow_run_reaches_the_receiver_through_prefects_automation(stac
     )
     assert "Failed" in notes[0]["summary"]
     assert "this flow fails on purpose" in notes[0]["description"]
+
+
+def test_the_api_up_started_answers_the_reader_token_it_stored_and_refuses_it_a_write(
+    stack: Stack,
+):
+    token_file = Path(stack.result["api"]["reader_token_file"])
+    assert token_file.stat().st_mode & 0o077 == 0
+    token = token_file.read_text().strip()
+    base = stack.url("api")
+    with urllib.request.urlopen(f"{base}/v1/health", timeout=10) as response:
+        assert response.status == 200
+    read = urllib.request.Request(
+        f"{base}/v1/strategies", headers={"Authorization": f"Bearer {token}"}
+    )
+    with urllib.request.urlopen(read, timeout=10) as response:
+        assert response.status == 200 and json.loads(response.read())
+    halt = urllib.request.Request(
+        f"{base}/v1/control/halt",
+        data=b'{"reason": "test"}',
+        method="POST",
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(halt, timeout=10)
+    assert refused.value.code == 403
