@@ -305,8 +305,13 @@ def up(config: StackConfig | None = None, *, echo: Echo = print) -> dict[str, An
         # Each core's metrics port is chosen before Prometheus starts, so it scrapes them all.
         core_ports = {spec.name: _core_port(config, spec, state, echo) for spec in config.cores}
         alerting = _ensure_alerting(config, state, started, echo, services, core_ports, creds)
-        # The API publishes signed control and writes feeds: the `flows` user's rights.
-        api_env = {"REDIS_URL": chosen or _stack_redis_url(creds, "flows", redis_service.url)}
+        # The API publishes signed control and writes feeds: the `flows` user's rights; it
+        # starts and follows the deployments' runs on the stack's Prefect server.
+        api_env = {
+            "REDIS_URL": chosen or _stack_redis_url(creds, "flows", redis_service.url),
+            "PREFECT_API_URL": api_url,
+            **({"PREFECT_API_AUTH_STRING": auth} if auth else {}),
+        }
         services[API] = _announce(_ensure_api(config, state, started, echo, api_env), echo)
         reader_token = _api_reader_token(layout, echo)
         core_env = {

@@ -24,7 +24,14 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from strategy_engine.api import routes_act, routes_ingest, routes_lifecycle, routes_read, streams
+from strategy_engine.api import (
+    routes_act,
+    routes_ingest,
+    routes_lifecycle,
+    routes_read,
+    routes_runs,
+    streams,
+)
 from strategy_engine.api.auth import RateLimiter, Role, TokenFile
 from strategy_engine.api.common import (
     COMMON,
@@ -35,6 +42,7 @@ from strategy_engine.api.common import (
     require,
 )
 from strategy_engine.api.models import Health, Ready
+from strategy_engine.api.routes_runs import PrefectTarget
 from strategy_engine.dashboard.state import DashboardReader
 from strategy_engine.metrics import exposition
 
@@ -70,6 +78,7 @@ def create_app(
     stream_block_ms: int = 1000,
     keepalive_s: float = 15.0,
     stream_stall_s: float = 10.0,
+    prefect: PrefectTarget | None = None,
 ) -> FastAPI:
     """Build the API over ``client``'s Redis (``decode_responses=False``).
 
@@ -92,6 +101,9 @@ def create_app(
     stream_stall_s : float
         How long a stream's queue may stay full (its client not reading) before the client is
         dropped.
+    prefect : PrefectTarget, optional
+        The Prefect API runs are started through (default: ``PREFECT_API_URL`` and
+        ``PREFECT_API_AUTH_STRING`` of this process's environment).
     """
     if control_key is None:
         from core.adapters.control_key import control_key as stack_key
@@ -150,6 +162,7 @@ def create_app(
     app.include_router(routes_act.router(ctx))
     app.include_router(routes_ingest.router(ctx))
     app.include_router(routes_lifecycle.router(ctx, registry or _mlflow_registry))
+    app.include_router(routes_runs.router(ctx, prefect or PrefectTarget.from_environment()))
     app.add_middleware(SecurityHeaders)
     # Bodies are bounded before any route or parser reads them.
     app.add_middleware(BoundedBodies, limit=MAX_BODY_BYTES)

@@ -247,3 +247,35 @@ class RegistryChange(BaseModel):
     previous_after: str | None
     reload_sent_to: int = Field(description="cores that heard the reload (0 if nothing moved)")
     caller: str
+
+
+class DeploymentItem(BaseModel):
+    id: str
+    name: str
+    flow: str
+    parameters: dict[str, Any] = Field(description="the deployment's default parameters")
+    parameter_schema: dict[str, Any] | None = Field(
+        description="the parameters' JSON Schema, when Prefect has one"
+    )
+
+
+class Deployments(BaseModel):
+    deployments: list[DeploymentItem]
+
+
+class RunRequest(Strict):
+    parameters: dict[str, Any] = Field(
+        default_factory=dict,
+        description="the flow's parameters (JSON object, at most 64 KiB and 16 levels deep)",
+    )
+
+
+class FlowRun(BaseModel):
+    id: str
+    name: str
+    deployment_id: str | None
+    state_type: str | None = Field(description="Prefect's state type: SCHEDULED ... COMPLETED")
+    state_name: str | None
+    start_time: str | None
+    end_time: str | None
+    parameters: dict[str, Any]

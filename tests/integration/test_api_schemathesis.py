@@ -3,11 +3,15 @@ admin token: no answer is a server error, and every answer matches the document 
 code, its content type, its schema).
 
 The event streams are left out here: they never end by design, so a generated request to
-them would not return; ``test_api.py`` covers them over a real server.
+them would not return; ``test_api.py`` covers them over a real server. The run routes talk to
+a real Prefect server (with an auth string and one deployment, but no worker: the runs started
+stay scheduled), so their answers are Prefect's, not a 503 for a Prefect that is absent.
 """
 
 from __future__ import annotations
 
+import socket
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +29,10 @@ from schemathesis.specs.openapi.checks import (
 from core.adapters.redis_server import RedisConnection
 from core.adapters.redis_store import RedisStore
 from core.model import Fill, Lineage, Order, Side, Signal
+from strategy_engine import credentials, services
 from strategy_engine.api import create_app
 from strategy_engine.api.auth import Role, TokenFile
+from strategy_engine.api.routes_runs import PrefectTarget
 
 pytestmark = pytest.mark.integration
 
@@ -41,10 +47,34 @@ EXAMPLES = 300
 """Requests per generation mode, over all operations (the run takes well under a minute)."""
 
 
+@pytest.fixture(scope="module")
+def prefect(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrefectTarget]:
+    """A Prefect server with an auth string and the ma-crossover deployment."""
+    layout = services.Layout(tmp_path_factory.mktemp("stack") / "var")
+    auth = credentials.generate().prefect_auth_string
+    with socket.socket() as probe:
+        probe.bind((services.HOST, 0))
+        port = int(probe.getsockname()[1])
+    monkeypatch = pytest.MonkeyPatch()
+    monkeypatch.delenv("PREFECT_API_AUTH_STRING", raising=False)
+    monkeypatch.setenv("PWD", str(layout.var_dir.parent))
+    try:
+        launch = services.start_prefect_server(services.HOST, port, layout, auth_string=auth)
+        api_url = f"{services.wait_for_prefect(launch, layout, auth_string=auth).url}/api"
+        services.ensure_work_pool(api_url, services.POOL, layout, auth_string=auth)
+        names = ("register-and-promote/ma-crossover",)
+        services.deploy_all(api_url, layout, names=names, auth_string=auth)
+        yield PrefectTarget(api_url, auth)
+    finally:
+        services.down(layout, echo=lambda _line: None)
+        monkeypatch.undo()
+
+
 @pytest.fixture
 def api_schema(
-    tmp_path: Path, redis_connection: RedisConnection, redis_namespace: str, mlflow_dir: Path
-) -> Any:
+    tmp_path: Path, redis_connection: RedisConnection, redis_namespace: str, mlflow_dir: Path,
+    prefect: PrefectTarget,
+) -> Any:  # fmt: skip
     tokens = TokenFile(tmp_path / "tokens.json")
     TOKEN["admin"] = tokens.create("schemathesis", Role.ADMIN)
     store = RedisStore(redis_connection.client, redis_namespace)
@@ -63,7 +93,8 @@ def api_schema(
     store.dead_letter("md:x#1", "bad", b"x", code="stale")
     store.set_context("regime", {"label": "calm"})
     app = create_app(redis_connection.client, tokens, namespace=redis_namespace,
-                     control_key=lambda: bytes(range(32)), rate=1e6, burst=1_000_000)  # fmt: skip
+                     control_key=lambda: bytes(range(32)), rate=1e6, burst=1_000_000,
+                     prefect=prefect)  # fmt: skip
     return schemathesis.openapi.from_asgi("/openapi.json", app).exclude(path_regex="^/v1/streams/")
 
 
