@@ -94,7 +94,7 @@ def router(ctx: ApiContext) -> APIRouter:
     @api.get("/cores", response_model=list[CoreStatus], tags=["read"])
     def cores() -> list[CoreStatus]:
         """Every core's last published status (``<ns>:reports`` fields ``status:<core>``)."""
-        return [_core_status(name, status) for name, status in _statuses(ctx)]
+        return [_core_status(name, status) for name, status in published_statuses(ctx)]
 
     @api.get("/signals", response_model=SignalPage, tags=["read"])
     def signals(
@@ -160,7 +160,7 @@ def router(ctx: ApiContext) -> APIRouter:
     @api.get("/risk", response_model=Risk, tags=["read"])
     def risk() -> Risk:
         """Each core's risk state and limits, from its published status."""
-        return Risk(cores=[_risk(name, status) for name, status in _statuses(ctx)])
+        return Risk(cores=[_risk(name, status) for name, status in published_statuses(ctx)])
 
     return api
 
@@ -226,7 +226,7 @@ def _plain(message: msgspec.Struct) -> dict[str, Any]:
     return cast(dict[str, Any], msgspec.to_builtins(message))
 
 
-def _statuses(ctx: ApiContext) -> list[tuple[str, dict[str, Any]]]:
+def published_statuses(ctx: ApiContext) -> list[tuple[str, dict[str, Any]]]:
     """Every ``status:<core>`` record of ``<ns>:reports`` that decodes to an object, by name."""
     fields = cast(list[bytes], ctx.client.hkeys(ctx.key("reports")))
     names = sorted(f[7:].decode(errors="replace") for f in fields if f.startswith(b"status:"))[

@@ -6,6 +6,13 @@ task per client copies entries from Redis (XREAD with BLOCK, in a worker thread)
 bounded queue; when the client does not keep up and the queue is full, the stream ends with an
 ``overflow`` event and the client reconnects from its last id. The cores are never slowed:
 they write Redis, and only this reader reads it for the client.
+
+The status stream is not a Redis stream: each core overwrites its status in ``<ns>:reports``.
+It is polled (once a second, never more often, whatever the number of clients' cores) and an
+event is sent for a core when what an operator acts on changes: its state, risk mode, halt
+reason, active set or restarts (not its heartbeat and counters, which change on every write).
+The first events are every core's current status; a reconnecting client gets them again, so
+it needs no cursor.
 """
 
 from __future__ import annotations
@@ -34,9 +41,12 @@ from strategy_engine.api.common import (
     problem_responses,
     require,
 )
+from strategy_engine.api.routes_read import published_statuses
 
 READ_COUNT = 500
 STALL_POLL_S = 0.05
+STATUS_POLL_S = 1.0
+STATUS_FIELDS = ("state", "risk_mode", "halt_reason", "active_set", "restarts")
 _DONE = object()
 
 Name = Annotated[str | None, Query(min_length=1, max_length=200)]
@@ -76,6 +86,20 @@ def router(ctx: ApiContext) -> APIRouter:
         start = _start(last_event_id, cursor)
         key = ledger_key(ctx.namespace, core or ctx.core, "fills")
         return _open(ctx, key, "fill", Fill, strategy, symbol, start)
+
+    @api.get("/status", response_class=StreamingResponse)
+    async def status(
+        core: Annotated[str | None, Query(pattern=CORE_NAME)] = None,
+    ) -> StreamingResponse:
+        """Each core's published status (or one ``core``'s): every core's current one first,
+        then an event whenever its state, risk mode, halt reason, active set or restarts
+        change."""
+        if ctx.streams_open >= ctx.max_streams:
+            raise Refused(503, "too_many_streams", f"at most {ctx.max_streams} open streams")
+        return StreamingResponse(
+            _status_events(ctx, core), media_type="text/event-stream",
+            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        )  # fmt: skip
 
     return api
 
@@ -187,3 +211,61 @@ async def _final(queue: asyncio.Queue[Any], item: Any) -> None:
     while not queue.empty():
         queue.get_nowait()
     queue.put_nowait(item)
+
+
+async def _status_events(ctx: ApiContext, core: str | None) -> AsyncIterator[bytes]:
+    queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=ctx.stream_queue)
+    ctx.streams_open += 1  # here, not in the route: see _events
+    task = asyncio.create_task(_status_pump(ctx, core, queue))
+    try:
+        yield b"retry: 1000\n\n"
+        while True:
+            try:
+                item = await asyncio.wait_for(queue.get(), timeout=ctx.keepalive_s)
+            except TimeoutError:
+                yield b": keepalive\n\n"
+                continue
+            if item is _DONE:
+                yield b"event: overflow\ndata: {}\n\n"
+                return
+            if isinstance(item, Exception):
+                error = codec.dumps({"error": type(item).__name__})
+                yield b"event: error\ndata: " + error + b"\n\n"
+                return
+            yield b"event: status\ndata: " + msgspec.json.encode(item) + b"\n\n"
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+        ctx.streams_open -= 1
+
+
+async def _status_pump(ctx: ApiContext, core: str | None, queue: asyncio.Queue[Any]) -> None:
+    """Poll the published statuses into ``queue``, one item per core whose watched fields
+    changed; a queue full for ``stream_stall_s`` (the client stopped reading) ends the stream
+    (a reconnect starts from the current statuses, so nothing the client needs is lost)."""
+    seen: dict[str, dict[str, Any]] = {}
+    try:
+        while True:
+            found = await anyio.to_thread.run_sync(
+                published_statuses, ctx, limiter=ctx.stream_limiter
+            )
+            for name, published in found:
+                if core is not None and name != core:
+                    continue
+                watched = {field: published.get(field) for field in STATUS_FIELDS}
+                if seen.get(name) == watched:
+                    continue
+                waited = 0.0
+                while queue.full():
+                    if waited >= ctx.stream_stall_s:
+                        await _final(queue, _DONE)
+                        return
+                    await asyncio.sleep(STALL_POLL_S)
+                    waited += STALL_POLL_S
+                seen[name] = watched
+                beat = published.get("heartbeat_ns")
+                queue.put_nowait({"core": name, **watched, "heartbeat_ns": beat})
+            await asyncio.sleep(STATUS_POLL_S)
+    except Exception as exc:  # Redis away: the client is told and reconnects
+        await _final(queue, exc)

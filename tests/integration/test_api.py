@@ -717,6 +717,91 @@ def test_a_token_file_others_can_read_lets_nobody_in(api: Api, tmp_path: Path) -
     assert api.get("/v1/cores").status_code == 200
 
 
+def _status(core: str, **changes: Any) -> dict[str, Any]:
+    base = {"core": core, "heartbeat_ns": NOW, "state": "running", "risk_mode": "normal",
+            "halt_reason": None, "restarts": 0, "events_in": 1,
+            "active_set": [{"name": "s.a", "version": "1", "alias": "champion"}]}  # fmt: skip
+    return {**base, **changes}
+
+
+def test_the_status_stream_sends_each_cores_status_then_only_what_an_operator_acts_on(
+    api: Api, served: Served
+) -> None:
+    store = api.store
+    store.save_report("status:core-1", _status("core-1"))
+    store.save_report("status:core-2", _status("core-2"))
+    headers = api.auth(Role.READER)
+    with httpx.Client(base_url=served.url, timeout=20) as client:
+        with client.stream("GET", "/v1/streams/status", headers=headers) as r:
+            assert r.status_code == 200
+            assert r.headers["content-type"].startswith("text/event-stream")
+            lines = r.iter_lines()
+            first = [json.loads(e["data"]) for e in _read_events(lines, 2)]
+            assert sorted(e["core"] for e in first) == ["core-1", "core-2"]
+            assert {e["risk_mode"] for e in first} == {"normal"}
+            # A heartbeat and counters change on every write: no event for them.
+            store.save_report("status:core-1", _status("core-1", heartbeat_ns=NOW + 1,
+                                                         events_in=99))  # fmt: skip
+            time.sleep(2.5)  # more than two polls
+            store.save_report("status:core-2", _status("core-2", risk_mode="halted",
+                                                         halt_reason="drawdown"))  # fmt: skip
+            (changed,) = _read_events(lines, 1)
+            store.save_report("status:core-1", _status("core-1", restarts=1))
+            (restarted,) = _read_events(lines, 1)
+        assert changed["event"] == "status"
+        data = json.loads(changed["data"])
+        assert (data["core"], data["risk_mode"], data["halt_reason"]) == (
+            "core-2", "halted", "drawdown")  # fmt: skip
+        again = json.loads(restarted["data"])
+        assert (again["core"], again["restarts"]) == ("core-1", 1)
+        # One core only, and a hostile core name is a problem document.
+        with client.stream("GET", "/v1/streams/status", headers=headers,
+                           params={"core": "core-1"}) as r:  # fmt: skip
+            only = [json.loads(e["data"])["core"] for e in _read_events(r.iter_lines(), 1)]
+        assert only == ["core-1"]
+        bad = client.get("/v1/streams/status", headers=headers, params={"core": "a:*"})
+        _is_problem(bad, 422, "invalid_request")
+
+
+def test_a_status_client_that_stops_reading_is_dropped(
+    redis_connection: RedisConnection, redis_namespace: str, tmp_path: Path
+) -> None:
+    import asyncio
+
+    from strategy_engine.api.streams import _status_events
+
+    store = RedisStore(redis_connection.client, redis_namespace)
+    for i in range(5):
+        store.save_report(f"status:core-{i}", _status(f"core-{i}"))
+    tokens, _ = _tokens(tmp_path / "tokens.json")
+    app = create_app(redis_connection.client, tokens, namespace=redis_namespace,
+                     stream_queue=1, stream_stall_s=0.3, control_key=lambda: KEY)  # fmt: skip
+    ctx = app.state.context
+
+    async def slow_client() -> list[bytes]:
+        stream = _status_events(ctx, None)
+        got = [await anext(stream)]  # the retry hint
+        await asyncio.sleep(1.0)  # stops reading: five cores do not fit a queue of one
+        got += [chunk async for chunk in stream]
+        return got
+
+    chunks = asyncio.run(slow_client())
+    assert chunks[-1].startswith(b"event: overflow")
+    assert ctx.streams_open == 0
+
+
+def test_a_status_stream_over_a_reports_key_of_another_type_ends_with_an_error_event(
+    api: Api, served: Served
+) -> None:
+    api.store.client.set(api.store.key("reports"), b"not a hash")
+    with (
+        httpx.Client(base_url=served.url, timeout=20) as client,
+        client.stream("GET", "/v1/streams/status", headers=api.auth(Role.READER)) as r,
+    ):
+        (event,) = _read_events(r.iter_lines(), 1)
+    assert event["event"] == "error"
+
+
 def test_streams_are_bounded_in_number(
     tmp_path: Path, redis_connection: RedisConnection, redis_namespace: str
 ) -> None:
