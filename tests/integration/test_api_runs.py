@@ -145,7 +145,7 @@ def test_unknown_deployments_and_runs_are_404_and_hostile_input_a_problem(api: A
 
 
 def test_an_operator_starts_a_run_follows_it_to_a_final_state_and_is_audited(
-    api: Api, redis_connection: RedisConnection, redis_namespace: str
+    api: Api, prefect: PrefectTarget, redis_connection: RedisConnection, redis_namespace: str
 ) -> None:
     parameters = {"symbols": ["AAPL"], "config": {"fast_period": 10, "slow_period": 30}}
     path = f"/v1/deployments/{FLOW}/{DEPLOYMENT}/runs"
@@ -162,6 +162,9 @@ def test_an_operator_starts_a_run_follows_it_to_a_final_state_and_is_audited(
     assert entry[b"caller"] == b"test-operator"
     assert entry[b"flow_run_id"] == run["id"].encode()
     assert entry[b"deployment"] == f"{FLOW}/{DEPLOYMENT}".encode()
+    headers = prefect.headers()
+    in_prefect = httpx.get(f"{prefect.url}/flow_runs/{run['id']}", headers=headers, timeout=10)
+    assert "api:test-operator" in in_prefect.json()["tags"]
     deadline = time.monotonic() + RUN_TIMEOUT
     while True:
         followed = api.call("GET", f"/v1/flow-runs/{run['id']}", Role.OPERATOR)
