@@ -1,6 +1,6 @@
 """The alert receiver: where Alertmanager and Prefect send their notifications.
 
-An ASGI application (FastAPI, served by uvicorn) with three routes:
+An ASGI application (FastAPI, served by uvicorn) with four routes:
 
 - ``POST /alertmanager``: Alertmanager's webhook payload (version 4); each alert in it is
   recorded, firing or resolved;
@@ -365,22 +365,3 @@ def _forward(
 def _line(record: AlertRecord) -> str:
     mark = "RESOLVED" if record.status == "resolved" else record.severity.upper() or "ALERT"
     return f"[{mark}] {record.name}: {record.summary}"
-
-
-def serve(app: Any, host: str, port: int) -> None:
-    """Serve ``app`` with uvicorn until SIGTERM/SIGINT, with bounded connections and time."""
-    import uvicorn
-
-    config = uvicorn.Config(
-        app,
-        host=host,
-        port=port,
-        log_level="warning",
-        access_log=False,
-        # Bounds: a handful of senders (Alertmanager, Prefect, an operator), never thousands.
-        limit_concurrency=64,
-        timeout_keep_alive=5,
-        h11_max_incomplete_event_size=16 * 1024,
-        server_header=False,
-    )
-    uvicorn.Server(config).run()

@@ -51,7 +51,8 @@ def _token() -> str:
 
 def _serve(args: argparse.Namespace) -> int:
     from strategy_engine import services
-    from strategy_engine.alert_receiver import AlertLog, Forwarding, create_app, serve
+    from strategy_engine.alert_receiver import AlertLog, Forwarding, create_app
+    from strategy_engine.api.server import serve  # the project's one uvicorn set-up
 
     folder = args.alerts_dir or services.Layout().alerts_dir
     try:
