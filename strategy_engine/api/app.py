@@ -1,11 +1,12 @@
 """The Strategy Engine API: one ASGI application (FastAPI) over the cores, registry and feeds.
 
-``/v1/health`` is open; every other ``/v1`` route and ``/metrics`` want a bearer token whose
-role allows them (:mod:`strategy_engine.api.auth`). Bodies are bounded (1 MiB) before they are
-parsed, every answer is a typed model or an RFC 9457 problem document with a stable ``code``,
-requests are rate limited per token, and no CORS header is ever sent, so a browser page of
-another origin cannot read an answer. The OpenAPI document (``/openapi.json``) is the contract;
-``docs/openapi.json`` holds the committed copy.
+``/v1/health`` and the dashboard's page (``/``, ``/dashboard``: HTML without data) are open;
+every other ``/v1`` route (the page's data, ``/v1/dashboard``, too) and ``/metrics`` want a
+bearer token whose role allows them (:mod:`strategy_engine.api.auth`). Bodies are bounded
+(1 MiB) before they are parsed, every answer is a typed model or an RFC 9457 problem document
+with a stable ``code``, requests are rate limited per token, and no CORS header is ever sent,
+so a browser page of another origin cannot read an answer. The OpenAPI document
+(``/openapi.json``) is the contract; ``docs/openapi.json`` holds the committed copy.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from strategy_engine.api import (
+    dashboard,
     routes_act,
     routes_ingest,
     routes_lifecycle,
@@ -157,6 +159,7 @@ def create_app(
         summary = DashboardReader(ctx.client, ctx.namespace, ctx.core).metrics_summary()
         return Response(exposition(summary), media_type=CONTENT_TYPE_LATEST)
 
+    app.include_router(dashboard.router(ctx))
     app.include_router(routes_read.router(ctx))
     app.include_router(streams.router(ctx))
     app.include_router(routes_act.router(ctx))
