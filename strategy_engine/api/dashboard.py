@@ -12,7 +12,7 @@ from collections import OrderedDict
 from typing import Any
 
 from fastapi import APIRouter, Depends
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, PlainTextResponse
 
 from strategy_engine.api.auth import Role
 from strategy_engine.api.common import COMMON, ApiContext, problem_responses, require
@@ -88,5 +88,15 @@ def router(ctx: ApiContext) -> APIRouter:
         positions, targets, recent signals, fills and rejected input, and the context
         records. The top level is fixed; the records inside are the core's own JSON."""
         return state(readers.get(core or ctx.core))
+
+    # What the former stand-alone dashboard server answered, for scripts written against it:
+    # its health check (open) and its state (now a read like any other: the reader role).
+    @api.get("/healthz", include_in_schema=False, response_class=PlainTextResponse)
+    def healthz() -> str:
+        return "ok\n"
+
+    @api.get("/api/state", include_in_schema=False, dependencies=[reader_role])
+    def legacy_state() -> DashboardState:
+        return state(readers.get(ctx.core))
 
     return api
