@@ -12,7 +12,7 @@ so a browser page of another origin cannot read an answer. The OpenAPI document
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -239,6 +239,29 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, with_headers)
+
+
+class HostAllowList:
+    """ASGI middleware: a request whose ``Host`` names none of ``names`` (any port) gets a 421
+    problem document, so a page of another site whose name was made to resolve here (DNS
+    rebinding) cannot talk to the server as if it were its own origin."""
+
+    def __init__(self, app: ASGIApp, names: Iterable[str]) -> None:
+        self.app = app
+        self.names = frozenset(name.lower().strip("[]") for name in names)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        host = dict(scope.get("headers") or []).get(b"host", b"").decode("latin-1").lower()
+        # "name:port", "[v6]:port" or a bare name: the name is what is checked.
+        name = host[1:].partition("]")[0] if host.startswith("[") else host.partition(":")[0]
+        if name not in self.names:
+            response = problem(421, "misdirected_request", "this server does not serve that host")
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
 
 
 class BoundedBodies:

@@ -62,9 +62,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _dashboard(args: argparse.Namespace) -> int:
-    from starlette.middleware.trustedhost import TrustedHostMiddleware
-
     from strategy_engine.api import create_app
+    from strategy_engine.api.app import HostAllowList
     from strategy_engine.api.server import serve
     from strategy_engine.commands.api import tokens_path
     from strategy_engine.core_process import redis_connection
@@ -78,12 +77,12 @@ def _dashboard(args: argparse.Namespace) -> int:
     with redis_connection() as connection:
         app: Any = create_app(connection.client, tokens, namespace=args.namespace, core=args.core)
         hosts = {*LOOPBACK_NAMES, args.host, *guard.allow_hosts}
-        app.add_middleware(TrustedHostMiddleware, allowed_hosts=sorted(hosts))
+        app.add_middleware(HostAllowList, names=sorted(hosts))
         url = f"http://{args.host}:{args.port}"
         print(
             f"dashboard: {url}/dashboard (core {args.core!r}, namespace {args.namespace!r}, "
             f"Redis {connection.location}); the API at {url}/v1 and metrics at {url}/metrics "
-            f"from the same server; data needs a reader token",
+            f"from the same server; bearer token required for data (reader role)",
             flush=True,
         )
         # uvicorn stops on SIGTERM and SIGINT with status 0; the Redis connection then closes.
