@@ -134,11 +134,11 @@ bench: $(STAMP)
 REDIS_PORT ?= 6379
 MLFLOW_PORT ?= 5000
 PREFECT_PORT ?= 4200
-DASHBOARD_PORT ?= 8050
+API_PORT ?= 8060
 
 up: $(STAMP)
 	$(BIN)/strategy-engine up --redis-port $(REDIS_PORT) --mlflow-port $(MLFLOW_PORT) \
-		--prefect-port $(PREFECT_PORT) --dashboard-port $(DASHBOARD_PORT)
+		--prefect-port $(PREFECT_PORT) --api-port $(API_PORT)
 
 # No install step: with no virtualenv nothing can be running, and a second `down` is a no-op.
 down:

@@ -2,11 +2,12 @@
 
 ``strategy-engine up`` starts, when Debian's ``prometheus`` and ``prometheus-alertmanager``
 packages are installed, a Prometheus that scrapes every core's ``/metrics`` (job ``core``) and
-the dashboard's (job ``dashboard``) and evaluates the shipped rules in
-``monitoring/alerts.yml``, and an Alertmanager that routes every alert to the project's alert
-receiver (:mod:`strategy_engine.alert_receiver`). Both listen on loopback only, keep their data
-under ``var/``, and run under the stack's supervisor. Their configurations are generated here
-from the stack's ports (YAML is a superset of JSON, so they are written as JSON).
+the API's, which serves the dashboard (job ``dashboard``, with a reader token), and evaluates
+the shipped rules in ``monitoring/alerts.yml``, and an Alertmanager that routes every alert
+to the project's alert receiver (:mod:`strategy_engine.alert_receiver`). Both listen on
+loopback only, keep their data under ``var/``, and run under the stack's supervisor. Their
+configurations are generated here from the stack's ports (YAML is a superset of JSON, so they
+are written as JSON).
 
 Failed and crashed Prefect flow runs reach the same receiver through Prefect's own
 automations: :func:`install_flow_failure_notice` creates a Custom Webhook notification block
@@ -70,8 +71,14 @@ def prometheus_config(
     timing: AlertTiming,
     host: str = "127.0.0.1",
     rules_file: Path = RULES_FILE,
+    dashboard_token_file: Path | None = None,
 ) -> dict[str, Any]:
-    """Prometheus's configuration: the cores (name -> metrics port), the dashboard, the rules."""
+    """Prometheus's configuration: the cores (name -> metrics port), the dashboard, the rules.
+
+    The ``dashboard`` job scrapes ``/metrics`` at ``dashboard_port``: the API's, which needs a
+    reader token, sent from ``dashboard_token_file`` (owner-only; Prometheus reads it on each
+    scrape, so a new token is picked up). The job keeps its name, so the series the rules read
+    (``job="dashboard"``) are the same."""
     interval = _duration(timing.scrape_interval_s)
     scrape: list[dict[str, Any]] = [
         {
@@ -86,13 +93,17 @@ def prometheus_config(
         }
     ]
     if dashboard_port is not None:
-        scrape.append(
-            {
-                "job_name": "dashboard",
-                "scrape_interval": interval,
-                "static_configs": [{"targets": [f"{host}:{dashboard_port}"]}],
+        job: dict[str, Any] = {
+            "job_name": "dashboard",
+            "scrape_interval": interval,
+            "static_configs": [{"targets": [f"{host}:{dashboard_port}"]}],
+        }
+        if dashboard_token_file is not None:
+            job["authorization"] = {
+                "type": "Bearer",
+                "credentials_file": str(dashboard_token_file),
             }
-        )
+        scrape.append(job)
     config: dict[str, Any] = {
         "global": {
             "scrape_interval": interval,

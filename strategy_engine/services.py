@@ -1,5 +1,6 @@
-"""Start and stop the local stack: Redis, the dashboard, MLflow, Prefect and a worker, the
-cores, and the alerting chain (alert receiver, Alertmanager, Prometheus).
+"""Start and stop the local stack: Redis, MLflow, Prefect and a worker, the HTTP API (which
+serves the dashboard too), the cores, and the alerting chain (alert receiver, Alertmanager,
+Prometheus).
 
 Every process is a program of the stack's supervisord (:mod:`strategy_engine.supervision`),
 which restarts it when it exits, with a growing back-off, and keeps its log under
@@ -11,9 +12,11 @@ the supervisor to stop everything and exits it, so it is safe to run twice.
 Every server requires credentials, generated on the first ``up`` into ``var/credentials.json``
 (mode 0600, see :mod:`strategy_engine.credentials`): Redis ACL users (the ``default`` user is
 off), MLflow's basic-auth app, Prefect's API auth string. Each process the stack starts gets
-only what it needs: the dashboard Redis's ``readonly`` user, the worker its ``flows`` user,
-and both the Prefect auth string. Redis writes an append-only file (``everysec`` unless
-``always`` is asked for) as well as RDB snapshots.
+only what it needs: the worker and the API Redis's ``flows`` user, the cores its ``core``
+user, and the worker and the API the Prefect auth string; Prometheus reads the API's
+``/metrics`` with the stack's reader token (``var/api/reader.token``, owner-only). Redis
+writes an append-only file (``everysec`` unless ``always`` is asked for) as well as RDB
+snapshots.
 """
 
 from __future__ import annotations
@@ -48,13 +51,17 @@ HOST = "127.0.0.1"
 POOL = "strategy-engine-pool"  # must match work_pool.name in prefect.yaml
 WORKER_NAME = "strategy-engine-worker"
 REDIS, MLFLOW, PREFECT, WORKER = "redis", "mlflow", "prefect", "worker"
-DASHBOARD = "dashboard"
+DASHBOARD = "dashboard"  # the key of the dashboard's URL; the API serves the page
 RECEIVER, ALERTMANAGER, PROMETHEUS = "alert-receiver", "alertmanager", "prometheus"
 API = "api"
 # Start order; `down` stops in reverse. The cores (named in the cores file) start last.
-SERVICES = (REDIS, DASHBOARD, MLFLOW, PREFECT, WORKER, RECEIVER, ALERTMANAGER, PROMETHEUS, API)
+# The API starts before the alerting chain: Prometheus scrapes its /metrics (job "dashboard").
+SERVICES = (REDIS, MLFLOW, PREFECT, WORKER, RECEIVER, API, ALERTMANAGER, PROMETHEUS)
+RETIRED = (DASHBOARD,)
+"""Programs an earlier version's ``up`` started and this one does not: the stand-alone
+dashboard server (the API serves the dashboard now). ``up`` and ``down`` stop them."""
 START_TIMEOUT = {
-    REDIS: 15.0, DASHBOARD: 30.0, MLFLOW: 120.0, PREFECT: 180.0, WORKER: 90.0,
+    REDIS: 15.0, MLFLOW: 120.0, PREFECT: 180.0, WORKER: 90.0,
     RECEIVER: 30.0, ALERTMANAGER: 30.0, PROMETHEUS: 30.0, API: 60.0,
 }  # fmt: skip
 API_READER = "stack-reader"  # the reader token `up` makes once, kept in var/api/reader.token
@@ -165,7 +172,7 @@ class StackConfig:
     redis_port: int = 6379
     mlflow_port: int = 5000
     prefect_port: int = 4200
-    dashboard_port: int = 8050
+    dashboard_port: int = 8050  # no longer used (the API serves the dashboard); kept for callers
     pool: str = POOL
     deploy: bool = True
     layout: Layout = field(default_factory=Layout)
@@ -225,7 +232,8 @@ class Started:
 
 
 def up(config: StackConfig | None = None, *, echo: Echo = print) -> dict[str, Any]:
-    """Start Redis, the dashboard, the MLflow UI, the Prefect server, the pool and a worker.
+    """Start Redis, the MLflow UI, the Prefect server, the pool, a worker, the API (and its
+    dashboard), the alerting chain and the cores.
 
     A service whose pid file names a live process is left running. If a start fails, the
     services this call started are stopped again and the error names the service and its log.
@@ -257,6 +265,7 @@ def up(config: StackConfig | None = None, *, echo: Echo = print) -> dict[str, An
     started: list[str] = []
     services: dict[str, Started] = {}
     supervisor_started = layout.supervisor.ensure_running(_base_env(layout))
+    _retire(layout, echo)
     try:
         redis_service = _check_reused(
             _ensure_redis(config, state, started, echo, creds), layout, creds
@@ -265,11 +274,6 @@ def up(config: StackConfig | None = None, *, echo: Echo = print) -> dict[str, An
         # A REDIS_URL the caller set wins; otherwise each process gets the stack's Redis as
         # the least-privileged user that does its job.
         chosen = os.environ.get("REDIS_URL")
-        dashboard_env = {
-            "REDIS_URL": chosen or _stack_redis_url(creds, "readonly", redis_service.url)
-        }
-        dashboard = _ensure_dashboard(config, state, started, echo, dashboard_env)
-        services[DASHBOARD] = _announce(dashboard, echo)
         # The two slow servers start together and are then awaited one by one.
         mlflow = _launch_mlflow(config, state, started, echo, creds)
         prefect = _launch_prefect(config, state, started, echo, auth)
@@ -302,11 +306,9 @@ def up(config: StackConfig | None = None, *, echo: Echo = print) -> dict[str, An
             api_url, receiver.url, creds.alerts_token, auth
         )
         echo(f"prefect: failed and crashed flow runs notify the alert receiver ({notice})")
-        # Each core's metrics port is chosen before Prometheus starts, so it scrapes them all.
-        core_ports = {spec.name: _core_port(config, spec, state, echo) for spec in config.cores}
-        alerting = _ensure_alerting(config, state, started, echo, services, core_ports, creds)
         # The API publishes signed control and writes feeds: the `flows` user's rights; it
-        # starts and follows the deployments' runs on the stack's Prefect server.
+        # starts and follows the deployments' runs on the stack's Prefect server. It serves
+        # the dashboard too, and Prometheus scrapes its /metrics with the reader token.
         api_env = {
             "REDIS_URL": chosen or _stack_redis_url(creds, "flows", redis_service.url),
             "PREFECT_API_URL": api_url,
@@ -314,6 +316,12 @@ def up(config: StackConfig | None = None, *, echo: Echo = print) -> dict[str, An
         }
         services[API] = _announce(_ensure_api(config, state, started, echo, api_env), echo)
         reader_token = _api_reader_token(layout, echo)
+        _write_state(layout, services)
+        # Each core's metrics port is chosen before Prometheus starts, so it scrapes them all.
+        core_ports = {spec.name: _core_port(config, spec, state, echo) for spec in config.cores}
+        alerting = _ensure_alerting(
+            config, state, started, echo, services, core_ports, creds, reader_token
+        )
         core_env = {
             "REDIS_URL": chosen or _stack_redis_url(creds, "core", redis_service.url),
             **_mlflow_client_env(creds),
@@ -437,8 +445,12 @@ def _ensure_alerting(
     services: dict[str, Started],
     core_ports: Mapping[str, int],
     creds: Credentials,
+    reader_token: Path,
 ) -> dict[str, Any]:
-    """Start Alertmanager and Prometheus when installed; say what runs, or why not."""
+    """Start Alertmanager and Prometheus when installed; say what runs, or why not.
+
+    Prometheus scrapes the API's ``/metrics`` (as job ``dashboard``, the job the rules read)
+    with the reader token in ``reader_token``."""
     prometheus = monitoring.prometheus_binary()
     alertmanager = monitoring.alertmanager_binary()
     if not config.monitoring:
@@ -474,7 +486,8 @@ def _ensure_alerting(
         port = pick_port(config.host, config.prometheus_port, PROMETHEUS, echo)
         settings = monitoring.prometheus_config(
             core_targets=core_ports,
-            dashboard_port=int(services[DASHBOARD].url.rsplit(":", 1)[1]),
+            dashboard_port=int(services[API].url.rsplit(":", 1)[1]),
+            dashboard_token_file=reader_token,
             alertmanager_port=int(manager.url.rsplit(":", 1)[1]),
             timing=timing,
             host=config.host,
@@ -529,7 +542,7 @@ def _credentials_for_up(layout: Layout, echo: Echo) -> Credentials:
 
 def _require_mlflow_auth_app() -> None:
     # Checked before anything starts: the server would otherwise die at import, after Redis
-    # and the dashboard were already up, with the reason only in its log.
+    # was already up, with the reason only in its log.
     if importlib.util.find_spec("flask_wtf") is None:
         raise ConfigError(
             "MLflow's basic-auth app needs Flask-WTF, which is not installed: "
@@ -608,7 +621,8 @@ def urls(services: Mapping[str, Started]) -> dict[str, str]:
     """Return the addresses a user needs: the UIs, the Prefect API, ``REDIS_URL``, the alert
     receiver, Prometheus and Alertmanager (when they run) and each core's metrics."""
     return {
-        "dashboard": services[DASHBOARD].url,
+        # The dashboard is the API's page (the key is kept for whoever reads it).
+        "dashboard": f"{services[API].url}/dashboard",
         "mlflow_ui": services[MLFLOW].url,
         "prefect_ui": services[PREFECT].url,
         "prefect_api": f"{services[PREFECT].url}/api",
@@ -730,22 +744,12 @@ def redis_server_binary() -> Path:
     return binary
 
 
-def _ensure_dashboard(
-    config: StackConfig,
-    state: dict[str, Any],
-    started: list[str],
-    echo: Echo,
-    env: Mapping[str, str],
-) -> Started:
-    reused = _running(DASHBOARD, config.layout, state)
-    if reused is not None:
-        return reused
-    port = pick_port(config.host, config.dashboard_port, DASHBOARD, echo)
-    argv = [sys.executable, "-m", "strategy_engine.cli", "dashboard",
-            "--host", config.host, "--port", str(port)]  # fmt: skip
-    launch = _launch(DASHBOARD, argv, {**_base_env(config.layout), **env}, config.layout, started)
-    launch.url = f"http://{config.host}:{port}"
-    return _await(DASHBOARD, launch, config.layout, _http_ok(f"{launch.url}/healthz"))
+def _retire(layout: Layout, echo: Echo) -> None:
+    """Stop the programs of :data:`RETIRED` an earlier ``up`` left running."""
+    known = {str(info.get("name")) for info in layout.supervisor.programs()}
+    for name in RETIRED:
+        if name in known:
+            echo(f"{name}: {stop_service(name, layout)}; the API serves the dashboard now")
 
 
 def _launch_mlflow(
@@ -1149,7 +1153,7 @@ def status(layout: Layout | None = None) -> list[dict[str, Any]]:
     """Describe each program: its supervisor state, pid, address, and whether it answers now.
 
     "Answering" means an authenticated request with the stack's credentials succeeded (the
-    dashboard and the alert receiver: their health checks; a core: its metrics), so a server
+    alert receiver: its health check; a core: its metrics), so a server
     that runs but refuses the credentials file's secrets is reported as not answering. A core
     also reports ``restarts``: how many times it started again after not stopping cleanly
     (from its status in Redis).
@@ -1162,7 +1166,7 @@ def status(layout: Layout | None = None) -> list[dict[str, Any]]:
     layout = layout or Layout()
     state = _read_state(layout)
     infos = {str(i.get("name")): i for i in layout.supervisor.programs()}
-    cores = sorted(set(infos) - set(SERVICES))
+    cores = sorted(set(infos) - set(SERVICES) - set(RETIRED))
     creds = _stack_credentials(layout) if infos else None
     report = []
     for name in [*SERVICES, *cores]:
@@ -1218,7 +1222,7 @@ def _stack_credentials(layout: Layout) -> Credentials | None:
 def _answers(name: str, url: str, state: dict[str, Any], creds: Credentials | None) -> bool:
     if not url:
         return False
-    if name in (DASHBOARD, RECEIVER):
+    if name == RECEIVER:
         return _http_ok(f"{url}/healthz")()
     if name in (ALERTMANAGER, PROMETHEUS):
         return _http_ok(f"{url}/-/ready")()

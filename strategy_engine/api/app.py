@@ -1,17 +1,18 @@
 """The Strategy Engine API: one ASGI application (FastAPI) over the cores, registry and feeds.
 
-``/v1/health`` is open; every other ``/v1`` route and ``/metrics`` want a bearer token whose
-role allows them (:mod:`strategy_engine.api.auth`). Bodies are bounded (1 MiB) before they are
-parsed, every answer is a typed model or an RFC 9457 problem document with a stable ``code``,
-requests are rate limited per token, and no CORS header is ever sent, so a browser page of
-another origin cannot read an answer. The OpenAPI document (``/openapi.json``) is the contract;
-``docs/openapi.json`` holds the committed copy.
+``/v1/health`` and the dashboard's page (``/``, ``/dashboard``: HTML without data) are open;
+every other ``/v1`` route (the page's data, ``/v1/dashboard``, too) and ``/metrics`` want a
+bearer token whose role allows them (:mod:`strategy_engine.api.auth`). Bodies are bounded
+(1 MiB) before they are parsed, every answer is a typed model or an RFC 9457 problem document
+with a stable ``code``, requests are rate limited per token, and no CORS header is ever sent,
+so a browser page of another origin cannot read an answer. The OpenAPI document
+(``/openapi.json``) is the contract; ``docs/openapi.json`` holds the committed copy.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from strategy_engine.api import (
+    dashboard,
     routes_act,
     routes_ingest,
     routes_lifecycle,
@@ -157,6 +159,7 @@ def create_app(
         summary = DashboardReader(ctx.client, ctx.namespace, ctx.core).metrics_summary()
         return Response(exposition(summary), media_type=CONTENT_TYPE_LATEST)
 
+    app.include_router(dashboard.router(ctx))
     app.include_router(routes_read.router(ctx))
     app.include_router(streams.router(ctx))
     app.include_router(routes_act.router(ctx))
@@ -236,6 +239,29 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, with_headers)
+
+
+class HostAllowList:
+    """ASGI middleware: a request whose ``Host`` names none of ``names`` (any port) gets a 421
+    problem document, so a page of another site whose name was made to resolve here (DNS
+    rebinding) cannot talk to the server as if it were its own origin."""
+
+    def __init__(self, app: ASGIApp, names: Iterable[str]) -> None:
+        self.app = app
+        self.names = frozenset(name.lower().strip("[]") for name in names)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        host = dict(scope.get("headers") or []).get(b"host", b"").decode("latin-1").lower()
+        # "name:port", "[v6]:port" or a bare name: the name is what is checked.
+        name = host[1:].partition("]")[0] if host.startswith("[") else host.partition(":")[0]
+        if name not in self.names:
+            response = problem(421, "misdirected_request", "this server does not serve that host")
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
 
 
 class BoundedBodies:

@@ -279,3 +279,30 @@ class FlowRun(BaseModel):
     start_time: str | None
     end_time: str | None
     parameters: dict[str, Any]
+
+
+class DashboardState(BaseModel):
+    """What the dashboard page shows of one core (``DashboardReader.state()``).
+
+    The top level is fixed; the records inside (``status``, rows of the ledger, context) are
+    the core's own JSON as it publishes them, so they are free-form objects here: their fields
+    follow the core's status and the ledger's messages, not this document.
+    """
+
+    namespace: str
+    core: str
+    now_ns: int
+    status: dict[str, Any] | None = Field(
+        description="the core's last status (with heartbeat_age_s); null if it never published"
+    )
+    active_set: list[dict[str, Any]]
+    per_strategy: list[dict[str, Any]]
+    streams: dict[str, int] = Field(description="lengths of signals, orders, fills, deadletter")
+    positions: list[dict[str, Any]]
+    targets: list[dict[str, Any]]
+    signals: list[dict[str, Any]]
+    fills: list[dict[str, Any]]
+    dead_letters: list[dict[str, Any]]
+    rejected_by_reason: dict[str, int]
+    context: dict[str, dict[str, Any]]
+    undecodable: int = Field(description="records this API process could not decode so far")

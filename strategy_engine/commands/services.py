@@ -21,7 +21,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--redis-port", type=int, default=6379, help="default 6379")
     p.add_argument("--mlflow-port", type=int, default=5000, help="default 5000")
     p.add_argument("--prefect-port", type=int, default=4200, help="default 4200")
-    p.add_argument("--dashboard-port", type=int, default=8050, help="default 8050")
+    p.add_argument(
+        "--dashboard-port",
+        type=int,
+        default=8050,
+        help="no longer used: the API serves the dashboard (at --api-port); kept for scripts",
+    )
     p.add_argument(
         "--redis-bind",
         default="127.0.0.1",
@@ -134,7 +139,8 @@ def _instructions(result: dict[str, Any]) -> str:
     secrets_file = _short_path(result["credentials"])
     return "\n".join(
         [
-            f"  Dashboard:    {urls['dashboard']}",
+            f"  Dashboard:    {urls['dashboard']}  (open it as ...#token=<reader token>; the "
+            f"stack's is in {_short_path(result['api']['reader_token_file'])})",
             f"  MLflow UI:    {urls['mlflow_ui']}  (user {users['mlflow']}: mlflow.password)",
             f"  Prefect UI:   {urls['prefect_ui']}  (enter prefect.auth_string, "
             f"'{users['prefect']}:...')",

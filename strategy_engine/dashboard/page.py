@@ -1,13 +1,25 @@
 """The dashboard's one page: HTML, CSS and vanilla JavaScript, served from this module.
 
-No CDN and no build step. The script polls ``/api/state`` once a second and updates the
-page in place; every value is put into the page as text (``textContent``), never as HTML, so
-nothing read from Redis can inject markup or script.
+No CDN and no build step. The page is one document with its stylesheet and script inline, so
+the API serves it from one route; its Content-Security-Policy (:data:`PAGE_CSP`) allows exactly
+that style and that script by their SHA-256 hashes, and ``fetch`` to its own origin only.
+
+The script polls the API's ``/v1/dashboard`` once a second with ``Authorization: Bearer``
+and updates the page in place; every value is put into the page as text (``textContent``),
+never as HTML, so nothing read from Redis can inject markup or script. The token comes from
+the URL fragment (``#token=...``, which browsers never send to a server, so it stays out of
+access logs; the script then drops it from the address bar) or from the page's token field,
+and is kept in ``sessionStorage`` (this tab only, gone when it closes). The HTML itself holds
+no data, so it is served without a token.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+
 POLL_MS = 1000
+STATE_PATH = "/v1/dashboard"
 
 HTML = """<!doctype html>
 <html lang="en">
@@ -15,7 +27,7 @@ HTML = """<!doctype html>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>Strategy Engine</title>
-<link rel="stylesheet" href="/app.css">
+<style>__CSS__</style>
 </head>
 <body>
 <header>
@@ -24,6 +36,12 @@ HTML = """<!doctype html>
     <span id="heartbeat" class="muted" data-heartbeat-ns=""></span></div>
 </header>
 <main>
+<div id="auth" class="auth" hidden>
+  <p id="auth-message"></p>
+  <input id="token-input" type="password" autocomplete="off" spellcheck="false"
+    placeholder="API token (reader)" aria-label="API token">
+  <button id="token-save" type="button">Use token</button>
+</div>
 <section class="cards">
   <div class="card"><div class="label">Events in</div>
     <div id="events-in" class="value">-</div></div>
@@ -78,8 +96,9 @@ HTML = """<!doctype html>
 </section>
 </main>
 <footer class="muted">Namespace <span id="namespace"></span>, updated
-  <span id="updated">never</span>. Metrics: <a href="/metrics">/metrics</a></footer>
-<script src="/app.js"></script>
+  <span id="updated">never</span>. Data from this server's API (<a href="/docs">/docs</a>).
+  <button id="token-forget" type="button">Forget token</button></footer>
+<script>__JS__</script>
 </body>
 </html>
 """
@@ -116,6 +135,10 @@ td.num, th.num { text-align: right; }
             gap: 4px 16px; }
 .context-item b { display: block; } .context-item div { overflow-wrap: anywhere; }
 footer { padding: 8px 20px 16px; } a { color: #58a6ff; }
+.auth { margin-bottom: 10px; padding: 10px 12px; border-radius: 6px; background: #3d2f14; }
+.auth p { margin: 0 0 8px; }
+.auth input { width: 28em; max-width: 100%; padding: 4px 6px; }
+button { padding: 3px 10px; }
 """
 
 JS = """
@@ -262,18 +285,78 @@ function renderContext(context) {
   $("context").replaceWith(box);
 }
 
+const TOKEN_KEY = "strategy-engine-api-token";
+// The token from the fragment (#token=...): kept for this tab, then dropped from the address
+// bar so it is not bookmarked, shared or left in the history.
+function takeFragmentToken() {
+  const params = new URLSearchParams(location.hash.slice(1));
+  const token = (params.get("token") || "").trim();
+  if (token) sessionStorage.setItem(TOKEN_KEY, token);
+  if (location.hash) history.replaceState(null, "", location.pathname + location.search);
+}
+function askForToken(text) {
+  const badge = $("connection");
+  badge.className = "badge down";
+  badge.textContent = "token needed";
+  setText("auth-message", text);
+  $("auth").hidden = false;
+}
+$("token-save").addEventListener("click", () => {
+  const token = $("token-input").value.trim();
+  $("token-input").value = "";
+  if (token) sessionStorage.setItem(TOKEN_KEY, token);
+  poll();
+});
+$("token-forget").addEventListener("click", () => {
+  sessionStorage.removeItem(TOKEN_KEY);
+  poll();
+});
+
+// The core shown: the page's own ?core= (the API's default core when absent).
+const STATE_URL = "__STATE_PATH__" + location.search;
+let timer = null;
 async function poll() {
+  clearTimeout(timer);
   try {
-    const response = await fetch("/api/state", { cache: "no-store" });
+    const token = sessionStorage.getItem(TOKEN_KEY);
+    // Without a token the request goes bare: a server that needs one answers 401.
+    const headers = token ? { "Authorization": "Bearer " + token } : {};
+    const response = await fetch(STATE_URL, { cache: "no-store", headers });
+    if (response.status === 401) {
+      askForToken(token ?
+        "The API refused this token (401 unauthorized): give a valid API token with the " +
+        "reader role." :
+        "This dashboard reads the API, which needs a token: give an API token with the " +
+        "reader role (open the page as /dashboard#token=TOKEN, or paste it here).");
+      return;
+    }
     if (!response.ok) throw new Error("HTTP " + response.status);
-    render(await response.json());
+    const state = await response.json();
+    $("auth").hidden = true;
+    render(state);
   } catch (e) {
     const badge = $("connection");
     badge.className = "badge down";
     badge.textContent = "dashboard unreachable";
   } finally {
-    setTimeout(poll, POLL_MS);
+    timer = setTimeout(poll, POLL_MS);
   }
 }
+takeFragmentToken();
 poll();
-""".replace("__POLL_MS__", str(POLL_MS))
+""".replace("__POLL_MS__", str(POLL_MS)).replace("__STATE_PATH__", STATE_PATH)
+
+
+def _csp_hash(text: str) -> str:
+    return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
+
+
+PAGE = HTML.replace("__CSS__", CSS).replace("__JS__", JS)
+"""The whole page: the HTML with its stylesheet and script inline."""
+PAGE_CSP = (
+    f"default-src 'none'; script-src {_csp_hash(JS)}; style-src {_csp_hash(CSS)}; "
+    "connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'none'; "
+    "frame-ancestors 'none'"
+)
+"""The page's policy: exactly its own inline style and script (by hash), ``fetch`` to its own
+origin, nothing else; a script injected into the page would not match a hash and not run."""

@@ -1,8 +1,9 @@
-"""The dashboard's HTTP server: the page, ``/api/state``, ``/metrics`` and ``/healthz``.
+"""The former stand-alone dashboard server: the page, ``/api/state``, ``/metrics``, ``/healthz``.
 
-A stdlib :class:`~http.server.ThreadingHTTPServer`, because no ASGI server is the project's
-HTTP layer yet; the HTTP API work replaces this server and the core's metrics server with one
-application. Until then it runs behind :mod:`strategy_engine.http_guard`, shared with the
+``strategy-engine dashboard`` and ``up`` now serve the dashboard from the API's application
+(:mod:`strategy_engine.api.dashboard`); this stdlib server stays for code that embeds
+:func:`start_dashboard`, and answers the page's ``/v1/dashboard`` too, so the same page works
+on both. It runs behind :mod:`strategy_engine.http_guard`, shared with the
 metrics server: a deadline on each request, bounded heads, no bodies, GET and HEAD only, a
 ``Host`` allow-list against DNS rebinding, a bounded number of handler threads, loopback
 unless a bearer token is set, and security headers on every answer. The page's
@@ -20,18 +21,13 @@ import redis
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from core import codec
-from strategy_engine.dashboard.page import CSS, HTML, JS
+from strategy_engine.dashboard.page import CSS, JS, PAGE, PAGE_CSP, STATE_PATH
 from strategy_engine.dashboard.state import DashboardReader
 from strategy_engine.http_guard import STRICT_CSP, GuardedHandler, GuardedHTTPServer, HttpGuard
 from strategy_engine.metrics import exposition
 
-PAGE_CSP = (
-    "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
-    "img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
-)
-"""The page's policy: its script and stylesheet from here, ``fetch`` to here, nothing else."""
 TOKEN_HINT = "give --token-file PATH (mode 0600) or set STRATEGY_ENGINE_DASHBOARD_TOKEN"
-_PAGE = (HTML.encode(), "text/html; charset=utf-8", PAGE_CSP)
+_PAGE = (PAGE.encode(), "text/html; charset=utf-8", PAGE_CSP)
 _STATIC = {
     "/": _PAGE,
     "/index.html": _PAGE,
@@ -73,7 +69,7 @@ class _Handler(GuardedHandler):
         if path in _STATIC:
             body, content_type, csp = _STATIC[path]
             self.respond(200, body, content_type, csp=csp)
-        elif path == "/api/state":
+        elif path in ("/api/state", STATE_PATH):
             self._answer(lambda: codec.dumps(self.server.reader.state()), "application/json")
         elif path == "/metrics":
             self._answer(

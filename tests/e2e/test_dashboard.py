@@ -3,8 +3,9 @@
 The core runs real strategies on real stocknet bars published into Redis at a pace that makes
 the replay last about ten seconds; the strategic tier's real regime and macro contexts are
 written beside it. Debian's chromium, driven through chromedriver's W3C WebDriver API, opens
-the page and reads what it shows while the numbers move; every reading is compared with the
-status the core published to Redis under the same heartbeat.
+the page, served by a real API server (uvicorn) as ``/dashboard#token=<reader token>``, and
+reads what it shows while the numbers move; every reading is compared with the status the
+core published to Redis under the same heartbeat.
 
 Set ``UPDATE_SCREENSHOTS=1`` to refresh ``docs/dashboard.png`` (the README's picture).
 """
@@ -34,8 +35,10 @@ from core.adapters.redis_server import RedisConnection
 from core.adapters.redis_store import RedisStore
 from core.data.feeds import replay_events
 from core.runtime.service import CoreService, CoreSettings
+from strategy_engine.api import create_app
+from strategy_engine.api.auth import Role, TokenFile
+from strategy_engine.api.server import config as uvicorn_config
 from strategy_engine.core_process import LocalStrategies, run_core
-from strategy_engine.dashboard import start_dashboard
 from strategy_engine.dashboard.page import POLL_MS
 from strategy_engine.metrics import CoreMetrics, serve_metrics
 
@@ -145,6 +148,36 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebDriver]:
     driver.quit()
 
 
+# --- the API server ----------------------------------------------------------------------------
+
+
+class ApiServer:
+    """The API (which serves the dashboard) under a real uvicorn on a free loopback port, with
+    a token file holding one reader token."""
+
+    def __init__(self, client: Any, namespace: str, core: str, folder: Path) -> None:
+        import uvicorn
+
+        tokens = TokenFile(folder / "tokens.json")
+        self.token = tokens.create("e2e-reader", Role.READER)
+        app = create_app(client, tokens, namespace=namespace, core=core, control_key=lambda: b"")
+        port = _free_port()
+        self.server = uvicorn.Server(uvicorn_config(app, "127.0.0.1", port))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        _wait_for(lambda: self.server.started, timeout_s=20, what="uvicorn to start")
+        self.url = f"http://127.0.0.1:{port}"
+
+    @property
+    def page(self) -> str:
+        """The dashboard's address with the reader token in its fragment (never sent)."""
+        return f"{self.url}/dashboard#token={self.token}"
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=20)
+
+
 # --- the run -----------------------------------------------------------------------------------
 
 
@@ -178,7 +211,7 @@ def _integer(text: str) -> int:
 
 
 def test_the_dashboard_shows_a_running_core_whose_numbers_move_and_equal_redis(
-    redis_connection: RedisConnection, redis_namespace: str, browser: WebDriver
+    redis_connection: RedisConnection, redis_namespace: str, browser: WebDriver, tmp_path: Path
 ):
     client = redis_connection.client
     store = RedisStore(client, redis_namespace, core=CORE)  # the core's own ledger
@@ -193,7 +226,7 @@ def test_the_dashboard_shows_a_running_core_whose_numbers_move_and_equal_redis(
         b'"bid_size":1.0,"ask_price":100.0,"ask_size":1.0}}',
     )
     speed = (bars[-1].ts_event - bars[0].ts_event) / 1e9 / RUN_S
-    dashboard = start_dashboard(client, namespace=redis_namespace, core=CORE, port=0)
+    dashboard = ApiServer(client, redis_namespace, CORE, tmp_path)
     statuses: dict[int, tuple[int, int]] = {}  # every status the core published, by heartbeat
     readings: list[Reading] = []
     scrapes: list[int] = []
@@ -208,7 +241,7 @@ def test_the_dashboard_shows_a_running_core_whose_numbers_move_and_equal_redis(
             time.sleep(0.01)
 
     def watch_page() -> None:
-        browser.get(dashboard.url)
+        browser.get(dashboard.page)
         while not done.is_set():
             shown = _read_page(browser)
             latest = store.load_report(f"status:{CORE}")
@@ -250,7 +283,8 @@ def test_the_dashboard_shows_a_running_core_whose_numbers_move_and_equal_redis(
         )
         final_page = _read_page(browser)
         final_scrape = _scrape(served["metrics"].url)
-        dashboard_metrics = _scrape(f"{dashboard.url}/metrics")
+        dashboard_metrics = _scrape(f"{dashboard.url}/metrics", dashboard.token)
+        address = browser.run("return location.href")
         core_metrics = served["core_metrics"]()
         if os.environ.get("UPDATE_SCREENSHOTS") == "1":
             SCREENSHOT.write_bytes(browser.screenshot())
@@ -263,6 +297,8 @@ def test_the_dashboard_shows_a_running_core_whose_numbers_move_and_equal_redis(
             served["metrics"].stop()
         dashboard.stop()
     assert not served.get("failures"), served.get("failures")
+    # The page dropped the token from its address once it had kept it for the tab.
+    assert address == f"{dashboard.url}/dashboard" and dashboard.token not in address
 
     # The run went through the whole replay, and took long enough to watch it move.
     assert summary["events_in"] == len(bars) and summary["events_rejected"] == 2
@@ -343,9 +379,13 @@ def _write_strategic_contexts(store: RedisStore) -> tuple[dict[str, Any], dict[s
 # --- helpers -----------------------------------------------------------------------------------
 
 
-def _scrape(url: str) -> dict[str, float]:
-    """Scrape ``url`` and return each sample's value by name and labels (``core`` left out)."""
-    with urllib.request.urlopen(url, timeout=10) as response:
+def _scrape(url: str, token: str | None = None) -> dict[str, float]:
+    """Scrape ``url`` (with a bearer ``token`` if given) and return each sample's value by name
+    and labels (``core`` left out)."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    with urllib.request.urlopen(
+        urllib.request.Request(url, headers=headers), timeout=10
+    ) as response:
         text = response.read().decode()
     values = {}
     for family in text_string_to_metric_families(text):
@@ -386,7 +426,7 @@ def _free_port() -> int:
 
 
 def test_text_read_from_redis_is_shown_as_text_never_as_markup(
-    redis_connection: RedisConnection, redis_namespace: str, browser: WebDriver
+    redis_connection: RedisConnection, redis_namespace: str, browser: WebDriver, tmp_path: Path
 ):
     store = RedisStore(redis_connection.client, redis_namespace)
     hostile = '<img id="injected" src="x" onerror="document.title=1">'
@@ -396,11 +436,9 @@ def test_text_read_from_redis_is_shown_as_text_never_as_markup(
          "active_set": [{"name": hostile, "version": "1", "alias": "champion"}]},
     )  # fmt: skip
     store.set_context("regime", {"label": hostile})
-    dashboard = start_dashboard(
-        redis_connection.client, namespace=redis_namespace, core=CORE, port=0
-    )
+    dashboard = ApiServer(redis_connection.client, redis_namespace, CORE, tmp_path)
     try:
-        browser.get(dashboard.url)
+        browser.get(dashboard.page)
         _wait_for(lambda: _read_page(browser) is not None, timeout_s=10, what="the status")
         shown = browser.texts("#active-set tbody td")
         context = browser.texts("#context .context-item")
@@ -414,3 +452,42 @@ def test_text_read_from_redis_is_shown_as_text_never_as_markup(
     assert f"label: {hostile}" in context[0]
     assert injected is True
     assert background == "rgb(15, 20, 25)"  # --bg of page.CSS
+
+
+# One reading of the token prompt: whether it shows, its message, the badge, the equity card.
+READ_PROMPT = """
+const el = (id) => document.getElementById(id);
+return {shown: !el("auth").hidden, message: el("auth-message").textContent,
+        badge: el("connection").textContent, equity: el("equity").textContent};
+"""
+
+
+def test_a_wrong_or_missing_token_asks_for_one_and_a_good_one_shows_the_core(
+    redis_connection: RedisConnection, redis_namespace: str, browser: WebDriver, tmp_path: Path
+):
+    store = RedisStore(redis_connection.client, redis_namespace)
+    store.save_report(f"status:{CORE}", {"heartbeat_ns": time.time_ns(), "events_in": 3,
+                                         "signals_out": 0, "equity": 4321.0})  # fmt: skip
+    dashboard = ApiServer(redis_connection.client, redis_namespace, CORE, tmp_path)
+    try:
+        browser.get(f"{dashboard.url}/dashboard#token=not-the-token")
+        _wait_for(lambda: browser.run(READ_PROMPT)["shown"], timeout_s=10, what="the prompt")
+        wrong = browser.run(READ_PROMPT)
+        browser.get(f"{dashboard.url}/dashboard")  # sessionStorage still holds the wrong one
+        browser.run('sessionStorage.removeItem("strategy-engine-api-token"); location.reload()')
+        _wait_for(lambda: browser.run(READ_PROMPT)["shown"], timeout_s=10, what="the prompt")
+        missing = browser.run(READ_PROMPT)
+        # The token field: typed in, used at once, and the data shows.
+        browser.run(
+            f'document.getElementById("token-input").value = "{dashboard.token}";'
+            'document.getElementById("token-save").click();'
+        )
+        _wait_for(lambda: _read_page(browser) is not None, timeout_s=10, what="the status")
+        good = browser.run(READ_PROMPT)
+    finally:
+        dashboard.stop()
+
+    assert "refused this token (401 unauthorized)" in wrong["message"]
+    assert wrong["badge"] == "token needed" and wrong["equity"] == "-"
+    assert "needs a token" in missing["message"] and missing["equity"] == "-"
+    assert not good["shown"] and good["badge"] == "live" and good["equity"] == "4,321"

@@ -179,7 +179,7 @@ def test_make_up_starts_every_service_and_make_down_stops_them_twice_safely(tmp_
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     env.update(STRATEGY_ENGINE_VAR_DIR=str(tmp_path / "var"),
                STRATEGY_ENGINE_MLFLOW_DIR=str(tmp_path / "mlflow"))  # fmt: skip
-    names = ("REDIS_PORT", "MLFLOW_PORT", "PREFECT_PORT", "DASHBOARD_PORT")
+    names = ("REDIS_PORT", "MLFLOW_PORT", "PREFECT_PORT", "API_PORT")
     ports = {name: _free_port() for name in names}
     try:
         up = _make("up", env, *(f"{name}={port}" for name, port in ports.items()))
@@ -192,16 +192,18 @@ def test_make_up_starts_every_service_and_make_down_stops_them_twice_safely(tmp_
     assert f"MLflow UI:    http://127.0.0.1:{ports['MLFLOW_PORT']}" in up.stdout
     assert f"Prefect UI:   http://127.0.0.1:{ports['PREFECT_PORT']}" in up.stdout
     assert "deployment run 'register-and-promote/ma-crossover'" in up.stdout
-    assert f"Dashboard:    http://127.0.0.1:{ports['DASHBOARD_PORT']}" in up.stdout
+    # The dashboard is the API's page: one server.
+    assert f"Dashboard:    http://127.0.0.1:{ports['API_PORT']}/dashboard" in up.stdout
+    assert f"API:          http://127.0.0.1:{ports['API_PORT']}" in up.stdout
     running = json.loads(listed.stdout)
     # Every program of the stack, under the supervisor; Prometheus and Alertmanager where
     # Debian's packages are installed (make test installs them as root).
     alerting = bool(monitoring.prometheus_binary() and monitoring.alertmanager_binary())
     assert [(s["name"], s["running"], s["answering"]) for s in running] == [
-        ("redis", True, True), ("dashboard", True, True), ("mlflow", True, True),
-        ("prefect", True, True), ("worker", True, True), ("alert-receiver", True, True),
+        ("redis", True, True), ("mlflow", True, True), ("prefect", True, True),
+        ("worker", True, True), ("alert-receiver", True, True), ("api", True, True),
         ("alertmanager", alerting, alerting), ("prometheus", alerting, alerting),
-        ("api", True, True), ("core-1", True, True),
+        ("core-1", True, True),
     ]  # fmt: skip
     assert running[-1]["restarts"] == 0
     assert first_down.returncode == 0, first_down.stderr

@@ -89,9 +89,13 @@ def _is_problem(response: httpx.Response, status: int, code: str) -> None:
 # --- authentication, roles, limits, problems ---------------------------------------------------
 
 
+OPEN = ("/v1/health", "/", "/dashboard")
+"""The routes without a token: the health check and the dashboard's page (HTML, no data)."""
+
+
 def test_health_is_open_and_every_other_route_wants_a_token(api: Api) -> None:
     assert api.client.get("/v1/health").json() == {"status": "ok", "version": "1"}
-    routes = [r for r in _routes(api.app) if r[1] != "/v1/health"]
+    routes = [r for r in _routes(api.app) if r[1] not in OPEN]
     assert len(routes) >= 19
     for method, path in routes:
         for headers in ({}, {"Authorization": "Bearer not-a-token"}, {"Authorization": "Basic x"}):
@@ -331,6 +335,62 @@ def test_metrics_and_readiness(api: Api) -> None:
     metrics = api.get("/metrics")
     assert metrics.status_code == 200 and "strategy_engine_orders_stored" in metrics.text
     assert api.get("/v1/ready").json() == {"ready": True, "redis": "ok"}
+
+
+# --- the dashboard ---------------------------------------------------------------------------
+
+
+def test_the_dashboard_page_is_open_holds_no_data_and_runs_only_its_own_script(api: Api) -> None:
+    from strategy_engine.dashboard.page import PAGE_CSP
+
+    api.store.save_report("status:core-1", {"core": "core-1", "heartbeat_ns": NOW,
+                                            "equity": 123456.5})  # fmt: skip
+    for path in ("/", "/dashboard"):
+        page = api.client.get(path)
+        assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+        assert page.headers["content-security-policy"] == PAGE_CSP
+        assert "123456" not in page.text and "core-1" not in page.text  # the page holds no data
+        assert "/v1/dashboard" in page.text and "sessionStorage" in page.text
+    # The inline script and style are allowed by their hashes only: nothing else runs.
+    assert "'unsafe-inline'" not in PAGE_CSP and "'unsafe-eval'" not in PAGE_CSP
+    assert PAGE_CSP.count("'sha256-") == 2 and "connect-src 'self'" in PAGE_CSP
+    assert "default-src 'none'" in PAGE_CSP and "frame-ancestors 'none'" in PAGE_CSP
+    # Every other answer keeps the API's strict policy.
+    assert api.get("/v1/dashboard").headers["content-security-policy"] == (
+        "default-src 'none'; frame-ancestors 'none'"
+    )
+
+
+def test_the_dashboard_state_needs_a_reader_token_and_shows_the_core(api: Api) -> None:
+    store = api.store
+    status = {"core": "core-1", "heartbeat_ns": NOW, "equity": 1e6, "risk_mode": "normal",
+              "active_set": [{"name": "strategy.ma_crossover", "version": "2",
+                              "alias": "champion"}]}  # fmt: skip
+    store.save_report("status:core-1", status)
+    store.save_report("status:core-2", {"core": "core-2", "heartbeat_ns": NOW,
+                                        "active_set": "not a list"})  # fmt: skip
+    store.publish_signals([_signal(1)])
+    store.dead_letter("md:x#1-0", "bad bar", b"raw", code="high_below_low")
+    store.set_context("regime", {"label": "bull"})
+
+    for headers in ({}, {"Authorization": "Bearer not-a-token"}):
+        _is_problem(api.client.get("/v1/dashboard", headers=headers), 401, "unauthorized")
+    for role in Role:  # every role reads
+        assert api.get("/v1/dashboard", role).status_code == 200
+    state = api.get("/v1/dashboard").json()
+    assert state["core"] == "core-1" and state["namespace"] == store.namespace
+    assert state["status"]["equity"] == 1e6 and state["status"]["heartbeat_age_s"] >= 0
+    assert state["active_set"] == status["active_set"]
+    assert state["streams"]["signals"] == 1 and state["streams"]["deadletter"] == 1
+    assert state["signals"][0]["strategy"] == "s.a" and state["targets"][0]["symbol"] == "AAPL"
+    assert state["rejected_by_reason"] == {"high_below_low": 1}
+    assert state["context"] == {"regime": {"label": "bull"}}
+    # Another core by name; an odd status there reads as an empty active set, not a 500.
+    other = api.get("/v1/dashboard", params={"core": "core-2"}).json()
+    assert other["core"] == "core-2" and other["active_set"] == []
+    missing = api.get("/v1/dashboard", params={"core": "core-9"}).json()
+    assert missing["status"] is None and missing["positions"] == []
+    _is_problem(api.get("/v1/dashboard", params={"core": "a:b"}), 422, "invalid_request")
 
 
 # --- act -------------------------------------------------------------------------------------

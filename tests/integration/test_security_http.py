@@ -8,6 +8,7 @@ loopback without a token is checked on the real ``strategy-engine dashboard`` co
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import secrets
@@ -59,7 +60,7 @@ class Reply:
     seconds: float
 
 
-def exchange(port: int, raw: bytes, timeout_s: float = 10.0) -> Reply:
+def exchange(port: int, raw: bytes, timeout_s: float = 10.0, protocol: str = "HTTP/1.0") -> Reply:
     """Send ``raw`` to ``127.0.0.1:port`` and read until the server closes the connection."""
     started = time.monotonic()
     with socket.create_connection(("127.0.0.1", port), timeout=timeout_s) as sock:
@@ -67,7 +68,7 @@ def exchange(port: int, raw: bytes, timeout_s: float = 10.0) -> Reply:
         data = _read_to_end(sock)
     head, _, body = data.partition(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
-    assert lines[0].startswith("HTTP/1.0 "), data[:200]
+    assert lines[0].startswith(protocol + " "), data[:200]
     headers = {}
     for line in lines[1:]:
         name, _, value = line.partition(":")
@@ -83,12 +84,18 @@ def request(
     host: str | None = None,
     headers: tuple[tuple[str, str], ...] = (),
     body: bytes = b"",
+    protocol: str = "HTTP/1.0",
 ) -> Reply:
-    """One request with ``Host: 127.0.0.1:port`` unless ``host`` says otherwise."""
+    """One request with ``Host: 127.0.0.1:port`` unless ``host`` says otherwise; the answer
+    is expected in ``protocol`` (the stdlib servers' HTTP/1.0; uvicorn's HTTP/1.1, asked to
+    close the connection after it)."""
     shown = f"127.0.0.1:{port}" if host is None else host
     lines = [f"{method} {path} HTTP/1.1", f"Host: {shown}"]
     lines += [f"{name}: {value}" for name, value in headers]
-    return exchange(port, ("\r\n".join(lines) + "\r\n\r\n").encode() + body)
+    if protocol != "HTTP/1.0":
+        lines.append("Connection: close")
+    raw = ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+    return exchange(port, raw, protocol=protocol)
 
 
 def _read_to_end(sock: socket.socket) -> bytes:
@@ -399,7 +406,10 @@ def test_the_page_gets_a_policy_that_allows_only_its_own_script_style_and_fetch(
     )
     assert page.headers["content-security-policy"] == PAGE_CSP
     assert policy["default-src"] == "'none'"
-    assert policy["script-src"] == policy["style-src"] == policy["connect-src"] == "'self'"
+    # The page's inline script and style, each allowed by its hash; fetch to this server.
+    assert policy["script-src"].startswith("'sha256-") and " " not in policy["script-src"]
+    assert policy["style-src"].startswith("'sha256-") and " " not in policy["style-src"]
+    assert policy["connect-src"] == "'self'"
     assert policy["frame-ancestors"] == "'none'"
     assert "unsafe" not in PAGE_CSP
     assert state.headers["content-type"] == "application/json"
@@ -519,23 +529,33 @@ def test_with_a_token_the_dashboard_on_0_0_0_0_answers_only_requests_that_carry_
             "the dashboard to answer",
         )
         assert process.poll() is None, process.communicate()
-        anonymous = request(port, "/api/state")
-        page = request(port, "/")
-        wrong = request(port, "/api/state", headers=(("Authorization", f"Bearer {token}x"),))
-        basic = request(port, "/api/state", headers=(("Authorization", f"Basic {token}"),))
-        state = request(port, "/api/state", headers=bearer)
-        metrics = request(port, "/metrics", headers=bearer)
-        rebound = request(port, "/api/state", host=f"evil.example:{port}", headers=bearer)
-        named = request(port, "/api/state", host=f"dash.internal:{port}", headers=bearer)
-        post = request(port, "/api/state", "POST", headers=bearer)
+        # The command serves the API's app under uvicorn (HTTP/1.1).
+        call = functools.partial(request, protocol="HTTP/1.1")
+        anonymous = call(port, "/api/state")
+        page = call(port, "/")
+        wrong = call(port, "/api/state", headers=(("Authorization", f"Bearer {token}x"),))
+        basic = call(port, "/api/state", headers=(("Authorization", f"Basic {token}"),))
+        state = call(port, "/api/state", headers=bearer)
+        metrics = call(port, "/metrics", headers=bearer)
+        rebound = call(port, "/api/state", host=f"evil.example:{port}", headers=bearer)
+        named = call(port, "/api/state", host=f"dash.internal:{port}", headers=bearer)
+        post = call(port, "/api/state", "POST", headers=bearer)
+        dashboard = call(port, "/v1/dashboard", headers=bearer)
+        anonymous_v1 = call(port, "/v1/dashboard")
     finally:
         process.send_signal(signal.SIGTERM)
         out, err = process.communicate(timeout=30)
 
-    for refused in (anonymous, page, wrong, basic):
+    for refused in (anonymous, wrong, basic):
         assert refused.status == 401, refused
         assert refused.headers["www-authenticate"].startswith("Bearer")
         assert b"events_in" not in refused.body
+    # The command serves the API's app: the page is open but holds no data (its script reads
+    # /v1/dashboard with the token); the state is a reader's read, the token a reader's.
+    assert page.status == 200 and b"events_in" in page.body  # the script's field names only
+    assert b'"events_in": 7' not in page.body and b"/v1/dashboard" in page.body
+    assert dashboard.status == 200 and json.loads(dashboard.body)["status"]["events_in"] == 7
+    assert anonymous_v1.status == 401 and b"events_in" not in anonymous_v1.body
     assert state.status == 200 and json.loads(state.body)["status"]["events_in"] == 7
     assert metrics.status == 200 and b"strategy_engine_events_in_total" in metrics.body
     assert rebound.status == 421 and named.status == 200 and post.status == 405
@@ -545,7 +565,7 @@ def test_with_a_token_the_dashboard_on_0_0_0_0_answers_only_requests_that_carry_
 
 def _answers(port: int, headers: tuple[tuple[str, str], ...]) -> bool:
     try:
-        return request(port, "/healthz", headers=headers).status == 200
+        return request(port, "/healthz", headers=headers, protocol="HTTP/1.1").status == 200
     except OSError:
         return False
 

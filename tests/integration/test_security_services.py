@@ -1,6 +1,6 @@
 """The stack of ``strategy-engine up`` requires credentials and listens on loopback only.
 
-One stack per module (Redis, dashboard, MLflow, Prefect, worker: 15-30 s to start), in a
+One stack per module (Redis, MLflow, Prefect, worker, API: 15-30 s to start), in a
 temporary ``var`` and MLflow folder on free ports, started and stopped exactly as ``up`` and
 ``down`` do. Every process is stopped in a ``finally``.
 """
@@ -435,7 +435,7 @@ def test_every_service_listens_on_127_0_0_1_only(stack: Stack):
             for conn in _connections(process)
             if conn.status == psutil.CONN_LISTEN
         }
-    for name in (services.REDIS, services.DASHBOARD, services.MLFLOW, services.PREFECT):
+    for name in (services.REDIS, services.API, services.MLFLOW, services.PREFECT):
         assert listening[name], f"{name} listens nowhere"
     addresses = {ip for found in listening.values() for ip, _port in found}
     assert addresses == {"127.0.0.1"}, listening

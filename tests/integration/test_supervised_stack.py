@@ -14,6 +14,7 @@ import os
 import signal
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -82,8 +83,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 def test_up_runs_every_process_under_the_supervisor(stack: Stack):
     report = {item["name"]: item for item in services.status(stack.layout)}
-    expected = [services.REDIS, services.DASHBOARD, services.MLFLOW, services.PREFECT,
-                services.WORKER, services.RECEIVER, services.API, "core-1"]  # fmt: skip
+    expected = [services.REDIS, services.MLFLOW, services.PREFECT, services.WORKER,
+                services.RECEIVER, services.API, "core-1"]  # fmt: skip
     if ALERTING:
         expected += [services.ALERTMANAGER, services.PROMETHEUS]
     for name in expected:
@@ -99,6 +100,8 @@ def test_up_runs_every_process_under_the_supervisor(stack: Stack):
                  *stack.layout.supervisor.programs_dir.glob("*.conf")):  # fmt: skip
         assert path.stat().st_mode & 0o077 == 0, path
     assert report["core-1"]["restarts"] == 0
+    # One server: the API serves the dashboard; no stand-alone dashboard program runs.
+    assert services.DASHBOARD not in programs and services.DASHBOARD not in report
 
 
 def test_a_killed_core_is_restarted_and_status_counts_the_restart(stack: Stack):
@@ -211,3 +214,39 @@ def test_the_api_up_started_answers_the_reader_token_it_stored_and_refuses_it_a_
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(halt, timeout=10)
     assert refused.value.code == 403
+
+
+def test_the_dashboard_is_the_apis_page_and_prometheus_scrapes_the_apis_metrics(stack: Stack):
+    token = Path(stack.result["api"]["reader_token_file"]).read_text().strip()
+    assert stack.url("dashboard") == f"{stack.url('api')}/dashboard"
+    with urllib.request.urlopen(stack.url("dashboard"), timeout=10) as response:
+        assert response.status == 200 and b"/v1/dashboard" in response.read()
+    read = urllib.request.Request(
+        f"{stack.url('api')}/v1/dashboard", headers={"Authorization": f"Bearer {token}"}
+    )
+    state = _wait(
+        lambda: (s := json.loads(urllib.request.urlopen(read, timeout=10).read()))["status"] and s,
+        60,
+        "core-1's status on the dashboard",
+    )
+    assert state["core"] == "core-1" and state["status"]["core"] == "core-1"
+    if not ALERTING:
+        return
+    # The rules read job="dashboard": its series come from the API's /metrics, scraped with
+    # the reader token from an owner-only file.
+    query = urllib.parse.urlencode(
+        {"query": 'strategy_engine_status_timestamp_seconds{job="dashboard", core="core-1"}'}
+    )
+
+    def scraped() -> list[Any]:
+        url = f"{stack.url('prometheus')}/api/v1/query?{query}"
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return list(json.loads(response.read())["data"]["result"])
+
+    assert _wait(scraped, 60, "the dashboard job's series in Prometheus")
+    config = json.loads((stack.layout.monitoring_dir / "prometheus.yml").read_text())
+    job = next(j for j in config["scrape_configs"] if j["job_name"] == "dashboard")
+    assert job["static_configs"] == [{"targets": [stack.url("api").removeprefix("http://")]}]
+    credentials_file = Path(job["authorization"]["credentials_file"])
+    assert credentials_file.stat().st_mode & 0o077 == 0
+    assert credentials_file.read_text().strip() == token

@@ -57,11 +57,15 @@ def test_every_alert_the_issue_names_has_a_rule_and_a_unit_test():
 @pytest.mark.skipif(PROMTOOL is None, reason=NO_PROMTOOL)
 def test_the_generated_prometheus_config_is_one_promtool_accepts(tmp_path: Path):
     assert PROMTOOL is not None
+    token = tmp_path / "reader.token"
+    token.write_text("a-reader-token\n")
+    token.chmod(0o600)
     config = monitoring.prometheus_config(
         core_targets={"core-1": 9108, "core-2": 9109},
-        dashboard_port=8050,
+        dashboard_port=8060,
         alertmanager_port=9093,
         timing=AlertTiming(scrape_interval_s=1.5, evaluation_interval_s=15),
+        dashboard_token_file=token,
     )
     path = monitoring.write_config(tmp_path / "prometheus.yml", config)
     assert path.stat().st_mode & 0o077 == 0
@@ -74,7 +78,13 @@ def test_the_generated_prometheus_config_is_one_promtool_accepts(tmp_path: Path)
         (["127.0.0.1:9108"], "core-1"),
         (["127.0.0.1:9109"], "core-2"),
     ]
-    assert jobs["dashboard"]["static_configs"] == [{"targets": ["127.0.0.1:8050"]}]
+    # The dashboard job scrapes the API's /metrics with a reader token from a file.
+    assert jobs["dashboard"]["static_configs"] == [{"targets": ["127.0.0.1:8060"]}]
+    assert jobs["dashboard"]["authorization"] == {
+        "type": "Bearer",
+        "credentials_file": str(token),
+    }
+    assert "metrics_path" not in jobs["dashboard"]  # /metrics, as before
 
 
 @pytest.mark.skipif(AMTOOL is None, reason="amtool not installed (prometheus-alertmanager)")
