@@ -134,7 +134,8 @@ bench: $(STAMP)
 REDIS_PORT ?= 6379
 MLFLOW_PORT ?= 5000
 PREFECT_PORT ?= 4200
-API_PORT ?= 8060
+# DASHBOARD_PORT, the older name, still works: the API serves the dashboard.
+API_PORT ?= $(or $(DASHBOARD_PORT),8060)
 
 up: $(STAMP)
 	$(BIN)/strategy-engine up --redis-port $(REDIS_PORT) --mlflow-port $(MLFLOW_PORT) \

@@ -24,8 +24,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--dashboard-port",
         type=int,
-        default=8050,
-        help="no longer used: the API serves the dashboard (at --api-port); kept for scripts",
+        default=None,
+        help="deprecated: the API serves the dashboard now, so this sets --api-port when that "
+        "is not given",
     )
     p.add_argument(
         "--redis-bind",
@@ -51,7 +52,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--receiver-port", type=int, default=9095, help="alert receiver; 9095")
     p.add_argument("--alertmanager-port", type=int, default=9093, help="default 9093")
     p.add_argument("--prometheus-port", type=int, default=9090, help="default 9090")
-    p.add_argument("--api-port", type=int, default=8060, help="the HTTP API; default 8060")
+    p.add_argument(
+        "--api-port",
+        type=int,
+        default=None,
+        help="the HTTP API and the dashboard page; default 8060",
+    )
     p.add_argument(
         "--no-monitoring", action="store_true", help="do not start Prometheus and Alertmanager"
     )
@@ -107,7 +113,6 @@ def _up(args: argparse.Namespace) -> int:
         redis_port=args.redis_port,
         mlflow_port=args.mlflow_port,
         prefect_port=args.prefect_port,
-        dashboard_port=args.dashboard_port,
         deploy=not args.no_deploy,
         redis_bind=args.redis_bind,
         redis_appendfsync=args.redis_appendfsync,
@@ -116,7 +121,8 @@ def _up(args: argparse.Namespace) -> int:
         receiver_port=args.receiver_port,
         alertmanager_port=args.alertmanager_port,
         prometheus_port=args.prometheus_port,
-        api_port=args.api_port,
+        # The old dashboard option still says where the dashboard is served: by the API.
+        api_port=args.api_port or args.dashboard_port or 8060,
         monitoring=not args.no_monitoring,
         alert_timing=timing,
     )
