@@ -29,6 +29,7 @@ from core.runtime.ingest import RejectCode
 from strategy_engine.api import create_app
 from strategy_engine.api.auth import Role, TokenFile
 from strategy_engine.commands.api import openapi_text
+from tests.fixtures_processes import core_command, core_environment, started
 
 pytestmark = pytest.mark.integration
 
@@ -618,6 +619,37 @@ def test_a_signal_stream_resumes_after_a_reconnect_and_loses_nothing(
     assert [e["id"] for e in received] == ids
     assert all(e["event"] == "signal" for e in received)
     assert [json.loads(e["data"])["ts_event"] for e in received] == [1_000 + i for i in range(100)]
+
+
+def test_a_client_subscribed_during_a_core_replay_gets_exactly_its_signals_across_a_reconnect(
+    api: Api, served: Served, redis_connection: RedisConnection, tmp_path: Path, mlflow_dir: Path
+) -> None:
+    # The issue's own test: a real core replays the shipped bars into this namespace while a
+    # client follows the stream, drops, and comes back with Last-Event-ID.
+    namespace = api.store.namespace
+    key = f"{namespace}:signals"
+    argv = core_command(
+        "--replay", "equities_daily_stocknet88", "--fast", "--until-end",
+        "--strategies", "ma_crossover,breakout", "--namespace", namespace, "--no-mlflow",
+    )  # fmt: skip
+    env = core_environment(redis_connection.url, tmp_path / "var", mlflow_dir)
+    headers = api.auth(Role.READER)
+    received: list[dict[str, Any]] = []
+    with httpx.Client(base_url=served.url, timeout=60) as client, started(argv, env) as core:
+        with client.stream(
+            "GET", "/v1/streams/signals", headers=headers, params={"cursor": "0-0"}
+        ) as first:
+            received += _read_events(first.iter_lines(), 50, deadline_s=120)
+        assert core.poll() is None, "the replay ended before the client dropped"
+        assert core.wait(timeout=300) == 0, core.stderr.read() if core.stderr else ""
+        total = api.store.client.xlen(key)
+        assert total > len(received) > 0
+        resume = {"Last-Event-ID": received[-1]["id"], **headers}
+        with client.stream("GET", "/v1/streams/signals", headers=resume) as again:
+            received += _read_events(again.iter_lines(), total - len(received), deadline_s=60)
+    ids = [entry[0].decode() for entry in api.store.client.xrange(key)]
+    assert [event["id"] for event in received] == ids
+    assert all(event["event"] == "signal" for event in received)
 
 
 def test_a_stream_without_a_cursor_starts_now_and_filters(api: Api, served: Served) -> None:
