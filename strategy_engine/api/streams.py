@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Annotated, Any, cast
 
 import anyio
@@ -134,11 +134,40 @@ async def _events(
     ctx: ApiContext, key: str, event: str, kind: type[Any], strategy: str | None,
     symbol: str | None, start: str,
 ) -> AsyncIterator[bytes]:  # fmt: skip
+    async def pump(queue: asyncio.Queue[Any]) -> None:
+        await _pump(ctx, key, queue, start)
+
+    def render(item: tuple[str, bytes]) -> bytes | None:
+        entry_id, payload = item
+        try:
+            message = codec.decode(payload, kind)
+        except MessageError:
+            return None  # not shown; the next event's id moves the client past it
+        if (strategy is not None and getattr(message, "strategy", None) != strategy) or (
+            symbol is not None and message.symbol != symbol
+        ):
+            return None
+        data = msgspec.json.encode({"id": entry_id, **msgspec.to_builtins(message)})
+        return b"id: %s\nevent: %s\ndata: %s\n\n" % (entry_id.encode(), event.encode(), data)
+
+    async for chunk in _drained(ctx, pump, render):
+        yield chunk
+
+
+async def _drained(
+    ctx: ApiContext,
+    pump: Callable[[asyncio.Queue[Any]], Coroutine[Any, Any, None]],
+    render: Callable[[Any], bytes | None],
+) -> AsyncIterator[bytes]:
+    """One client's event stream: what ``pump`` puts in a bounded queue, each item as
+    ``render`` writes it (None: not sent), with the stream's own retry, keep-alive, overflow
+    and error lines; the pump is stopped and the stream's slot freed however the client
+    leaves."""
     queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=ctx.stream_queue)
     # Counted here, not when the response is made: a generator that never starts never runs
     # its finally, and would hold a slot forever.
     ctx.streams_open += 1
-    task = asyncio.create_task(_pump(ctx, key, queue, start))
+    task = asyncio.create_task(pump(queue))
     try:
         yield b"retry: 1000\n\n"
         while True:
@@ -154,17 +183,9 @@ async def _events(
                 error = codec.dumps({"error": type(item).__name__})
                 yield b"event: error\ndata: " + error + b"\n\n"
                 return
-            entry_id, payload = item
-            try:
-                message = codec.decode(payload, kind)
-            except MessageError:
-                continue  # not shown; the next event's id moves the client past it
-            if (strategy is not None and getattr(message, "strategy", None) != strategy) or (
-                symbol is not None and message.symbol != symbol
-            ):
-                continue
-            data = msgspec.json.encode({"id": entry_id, **msgspec.to_builtins(message)})
-            yield b"id: %s\nevent: %s\ndata: %s\n\n" % (entry_id.encode(), event.encode(), data)
+            chunk = render(item)
+            if chunk is not None:
+                yield chunk
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -214,30 +235,14 @@ async def _final(queue: asyncio.Queue[Any], item: Any) -> None:
 
 
 async def _status_events(ctx: ApiContext, core: str | None) -> AsyncIterator[bytes]:
-    queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=ctx.stream_queue)
-    ctx.streams_open += 1  # here, not in the route: see _events
-    task = asyncio.create_task(_status_pump(ctx, core, queue))
-    try:
-        yield b"retry: 1000\n\n"
-        while True:
-            try:
-                item = await asyncio.wait_for(queue.get(), timeout=ctx.keepalive_s)
-            except TimeoutError:
-                yield b": keepalive\n\n"
-                continue
-            if item is _DONE:
-                yield b"event: overflow\ndata: {}\n\n"
-                return
-            if isinstance(item, Exception):
-                error = codec.dumps({"error": type(item).__name__})
-                yield b"event: error\ndata: " + error + b"\n\n"
-                return
-            yield b"event: status\ndata: " + msgspec.json.encode(item) + b"\n\n"
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
-        ctx.streams_open -= 1
+    async def pump(queue: asyncio.Queue[Any]) -> None:
+        await _status_pump(ctx, core, queue)
+
+    def render(status: Any) -> bytes:
+        return b"event: status\ndata: " + msgspec.json.encode(status) + b"\n\n"
+
+    async for chunk in _drained(ctx, pump, render):
+        yield chunk
 
 
 async def _status_pump(ctx: ApiContext, core: str | None, queue: asyncio.Queue[Any]) -> None:
