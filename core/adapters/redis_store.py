@@ -267,7 +267,8 @@ class RedisStore:
         never stopped cleanly (killed, crashed, its machine lost), and counts as a restart.
         """
         key = self.key(f"runs:{core}")
-        restarts = self.client.eval(_RECORD_START, 1, key, time.time_ns())
+        record = self.client.register_script(_RECORD_START)  # our own script, run by SHA
+        restarts = record(keys=[key], args=[time.time_ns()])
         return int(restarts)
 
     def record_clean_stop(self, core: str) -> None:

@@ -15,6 +15,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends
 
 from core.adapters.redis_store import RedisStore
+from core.errors import ConfigError
 from strategy_engine.api.auth import Role, TokenRecord
 from strategy_engine.api.common import COMMON, ApiContext, Refused, problem_responses, require
 from strategy_engine.api.models import (
@@ -38,7 +39,7 @@ def router(ctx: ApiContext) -> APIRouter:
         sender = f"api:{caller.name}"
         try:
             key = ctx.control_key()
-        except Exception as exc:  # no usable key: nothing can be signed, so nothing is sent
+        except (ConfigError, OSError) as exc:  # no usable key: nothing is signed, nothing sent
             raise Refused(503, "control_key_unavailable", type(exc).__name__) from None
         received = store.publish_control({**message, "caller": caller.name}, sender=sender,
                                          key=key)  # fmt: skip

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 import httpx
+import redis
 from fastapi import APIRouter, Depends, Path
 
 from strategy_engine import credentials
@@ -203,6 +204,6 @@ def _audit(ctx: ApiContext, caller: str, deployment: str, run: FlowRun) -> None:
     try:
         entry = {**fields, "ts_ns": str(time.time_ns())}
         ctx.client.xadd(ctx.key("api:audit"), entry, maxlen=AUDIT_MAXLEN, approximate=True)
-    except Exception as exc:
+    except (redis.RedisError, OSError) as exc:  # the run started: say the audit was lost
         log.error("audit entry not written: %s", type(exc).__name__,
                   extra={"event": "api_audit_failed", "caller": caller})  # fmt: skip

@@ -7,14 +7,18 @@ problem document with a stable code, never a 500, and what was recorded before s
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
 import threading
+import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import pytest
+import uvicorn
+from fastapi import FastAPI, Request
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from starlette.testclient import TestClient
@@ -25,6 +29,7 @@ from strategy_engine.alert_receiver import (
     Forwarding,
     create_app,
 )
+from strategy_engine.api.server import config
 
 TOKEN = "a-long-random-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -139,37 +144,46 @@ def test_any_body_is_a_record_or_a_problem_never_a_server_error(
         json.loads(line)
 
 
-class _Hook(BaseHTTPRequestHandler):
-    received: ClassVar[list[Any]] = []
+@contextlib.contextmanager
+def _slack_stand_in() -> Iterator[tuple[str, list[Any]]]:
+    """An incoming-webhook stand-in: a FastAPI app under uvicorn that keeps what it is sent."""
+    received: list[Any] = []
+    hook = FastAPI()
 
-    def do_POST(self) -> None:
-        length = int(self.headers.get("Content-Length", 0))
-        type(self).received.append(json.loads(self.rfile.read(length)))
-        self.send_response(200)
-        self.end_headers()
+    @hook.post("/hook")
+    async def take(request: Request) -> dict[str, bool]:
+        received.append(json.loads(await request.body()))
+        return {"ok": True}
 
-    def log_message(self, *_args: Any) -> None:
-        pass
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(config(hook, "127.0.0.1", port))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert time.monotonic() < deadline, "the stand-in did not start"
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}/hook", received
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
 
 
 def test_notifications_are_forwarded_to_slack_and_failures_do_not_lose_the_record(
     alert_log: AlertLog,
 ):
-    _Hook.received = []
-    hook = ThreadingHTTPServer(("127.0.0.1", 0), _Hook)
-    threading.Thread(target=hook.serve_forever, daemon=True).start()
-    try:
-        slack = f"http://127.0.0.1:{hook.server_address[1]}/hook"
+    with _slack_stand_in() as (slack, received):
         forwarding = Forwarding(slack_urls=(slack,), webhook_urls=("http://127.0.0.1:9/nowhere",))
         app = create_app(alert_log, TOKEN, forwarding)
         with TestClient(app) as client:
             answer = client.post("/alertmanager", json=_notification(core="core-2"), headers=AUTH)
             assert answer.status_code == 200
-        assert _Hook.received == [{"text": "[CRITICAL] CoreDown: core core-1 does not answer"}]
+        assert received == [{"text": "[CRITICAL] CoreDown: core core-1 does not answer"}]
         assert app.state.counters.forward_failures == 1  # the dead address, counted
         assert [a.name for a in alert_log.recent(5)] == ["CoreDown"]
-    finally:
-        hook.shutdown()
 
 
 def test_forward_addresses_come_from_the_environment_and_must_be_http():
