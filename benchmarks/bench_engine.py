@@ -15,8 +15,8 @@ the best of ``repeats`` runs; the loop is single-threaded, so every rate is per 
 * **fast tier**: strategy updates only (one instance, ``update`` per event), and the
   applicator + composer (routing, quarantine guard, ``Routed``/legs for each signal, composer
   netting), over the Binance BTCUSDT tape: the three market makers on the spot quotes and trades,
-  latency on the spot and USD-M quotes. No fill model runs in this loop (quote fills are the
-  simulators' job), so the market makers' inventory stays flat.
+  latency on the spot and USD-M quotes. No fill model runs in this loop (the engine's venue
+  does that, measured with the engine), so the market makers' inventory stays flat.
 * **risk checks**: :func:`bench_risk.measure_risk_checks`.
 * **comparison**: ma_crossover (SMA 10/30, long only, 1 unit, signal at close t, fill at open
   t+1, no fees) in the project engine and in backtrader (own venv under ``var/bench-venv``) on

@@ -1,12 +1,14 @@
 """Backtest one strategy type on a stream and report it in one standard result.
 
-Types that consume bars (single bars, pair bars, news + bars, macro + bars) run through
-:class:`core.engine.engine.TradingEngine`, the code the live core runs: a signal at bar t's close
-becomes an order filled at the symbol's bar t+1 open, one unit per instance (a pair's legs from
-:meth:`Strategy.legs`). Quote, funding and FX types run through their family simulators
-(:mod:`core.backtest.simulators`). Either way the result has the same keys
-(:data:`RESULT_KEYS`), its metrics come from :func:`core.engine.tracker.performance_metrics`, and
-``fill_model`` says how fills were modelled.
+Every type runs through :class:`core.engine.engine.TradingEngine`, the code the live core runs,
+at a paper venue (:mod:`core.engine.venue`) whose fill model is the type's execution style: a
+bar type's signal at bar t's close fills at the symbol's bar t+1 open; a latency arbitrage's
+taker order takes the lagger's book as it stands when the order arrives; a market maker's
+quotes rest until prints fill them; a funding carry fills at the decision and collects funding
+at every settlement; a currency triangle runs its cycle at the legs' quotes. The result has the
+same keys for every type (:data:`RESULT_KEYS`), its metrics come from
+:func:`core.engine.tracker.performance_metrics`, and ``fill_model`` says how fills were
+modelled. :func:`engine_for` gives the engine a core must run to reproduce a backtest.
 """
 
 from __future__ import annotations
@@ -18,12 +20,15 @@ from typing import Any
 import numpy as np
 
 from core.data.streams import Stream, stream_for
+from core.engine.analyzers import FillAnalyzer
 from core.engine.engine import PositionSizing, TradingEngine
-from core.engine.execution import BarFillModel
+from core.engine.execution import BarFillModel, TakerFillModel
+from core.engine.quote_fills import QuoteFillConfig
 from core.engine.tracker import performance_metrics
-from core.errors import ConfigError, StrategyError
+from core.engine.venue import CarryFillModel, CycleFillModel, Venue
+from core.errors import ConfigError, DataError, StrategyError
 from core.ports import StrategyDeployment
-from core.strategies.base import DataKind
+from core.strategies.base import Execution
 from core.strategies.catalogue import strategy_type
 
 NOTIONAL_PER_INSTANCE = 10_000.0
@@ -32,7 +37,6 @@ RESULT_KEYS = (
     "strategy", "dataset", "symbol", "bars", "signals", "trades", "pnl", "total_return",
     "sharpe", "max_drawdown", "final_position", "turnover", "fill_model",
 )  # fmt: skip
-ENGINE_KINDS = frozenset({DataKind.BARS, DataKind.PAIR_BARS, DataKind.NEWS, DataKind.MACRO})
 TURNOVER_DEFINITION = (
     "turnover = traded notional (sum of |quantity x fill price| over all fills) / average "
     "capital (mean of the equity curve, capital + PnL)"
@@ -83,7 +87,7 @@ def backtest(
     params
         Config overrides (validated before any data is read).
     fee_bps
-        Fee in bps of traded notional for engine-driven types (simulators use the costs of
+        Fee in bps of traded notional of bar fills (quote, funding and FX venues use the costs of
         the strategy's own config).
     allow_short
         Turn on the type's short side.
@@ -105,13 +109,101 @@ def backtest_stream(
     fee_bps: float = 0.0,
     watch: Callable[[list[Any]], Iterable[Any]] | None = None,
 ) -> dict[str, Any]:
-    """Backtest an already built stream: the engine for bar kinds, else the family simulator."""
-    kind = strategy_type(stream.type_name).spec.data_kind
-    if kind in ENGINE_KINDS:
-        return engine_backtest(stream, config, fee_bps=fee_bps, watch=watch)
-    from core.backtest.simulators import simulate
+    """Backtest an already built stream through the engine (see :func:`engine_backtest`)."""
+    return engine_backtest(stream, config, fee_bps=fee_bps, watch=watch)
 
-    return simulate(stream, config)
+
+def engine_for(
+    stream: Stream,
+    config: dict[str, Any],
+    *,
+    fee_bps: float = 0.0,
+    analyzer: FillAnalyzer | None = None,
+) -> tuple[TradingEngine, float, str]:
+    """The engine that backtests ``stream`` with one deployment of its type, its capital and
+    the description of its fill model.
+
+    The venue follows the type's execution style; fees and latency of the quote, funding and
+    FX styles are the strategy's own cost parameters (``fee_bps`` prices bar fills).
+    """
+    cls = strategy_type(stream.type_name)
+    execution = cls.spec.execution
+    deployment = StrategyDeployment(
+        name=stream.type_name,
+        version="backtest",
+        type_name=stream.type_name,
+        config=config,
+        symbols=stream.instances,
+    )
+    sizing = PositionSizing()
+    capital = stream.capital
+    if execution is Execution.NEXT_OPEN:
+        # One instrument trades one unit (the CSV contract); a basket gets equal money per
+        # instance, or the priciest ticker (BRK-A at $126k) would be the whole portfolio.
+        basket = len(stream.instances) > 1
+        if basket:
+            capital = NOTIONAL_PER_INSTANCE * len(stream.instances)
+            sizing = PositionSizing(notional=NOTIONAL_PER_INSTANCE)
+        venue = Venue(bars=BarFillModel(fee_bps=fee_bps))
+        described = (
+            "engine: signal at bar t's close, fill at the symbol's bar t+1 open; "
+            + (
+                f"{NOTIONAL_PER_INSTANCE:,.0f} of notional per instance and +1 target "
+                "(at the first leg's price; a pair's B leg is hedge_ratio times A's units)"
+                if basket
+                else "1 unit per +1 target (pairs: 1 unit of A, hedge_ratio units of B)"
+            )
+            + f", fee {fee_bps:g} bps of traded notional; equity marked at every close"
+        )
+    elif execution is Execution.MAKER:
+        venue = Venue(maker=QuoteFillConfig())
+        capital = float(config["max_inventory"]) * stream.capital
+        described = (
+            "engine, maker venue: resting quotes filled by trade prints (a print through the "
+            "quote fills it whole, a print at the quote fills touch_fill_fraction 0.5 of its "
+            "size), Binance maker fees; capital = max_inventory at the first mid; equity "
+            "marked to the mid at every event stamp"
+        )
+    elif execution is Execution.TAKER:
+        latency_ms, taker_fee = float(config["latency_ms"]), float(config["fee_bps"])
+        venue = Venue(
+            taker=TakerFillModel(latency_ns=round(latency_ms * 1e6), default_fee_bps=taker_fee)
+        )
+        described = (
+            f"engine, taker venue: each order reaches the lagger {latency_ms:g} ms after the "
+            "event that decided it and takes the book standing then (buys at the ask, sells "
+            f"at the bid, up to the quoted size; the rest takes later quotes), taker fee "
+            f"{taker_fee:g} bps; 1 unit; equity marked to the mids at every event stamp"
+        )
+    elif execution is Execution.CARRY:
+        fill_fee = float(config["round_trip_cost_bps"]) / 4.0
+        venue = Venue(carry=CarryFillModel(fee_bps=fill_fee))
+        described = (
+            "engine, carry venue: 1 unit of notional per leg (short perp / long hedge while "
+            "+1), filled at the decision, each fill paying round_trip_cost_bps/4 "
+            f"({fill_fee:g} bps); every settlement pays position x rate on the perpetual; "
+            "capital 1 unit of notional; equity sampled at every funding stamp"
+        )
+    elif execution is Execution.CYCLE:
+        cycle_fee = float(config["fee_bps"])
+        venue = Venue(cycle=CycleFillModel(fee_bps=cycle_fee))
+        described = (
+            "engine, FX cycle venue: each signal to +1/-1 runs one forward/reverse cycle of 1 "
+            "unit of notional at once at the three pairs' standing quotes (no latency, full "
+            f"size available), each pair traded paying {cycle_fee:g} bps of its notional; "
+            "capital 1 unit; equity per quote stamp"
+        )
+    else:  # pragma: no cover - every style is handled above
+        raise ConfigError(f"no venue for execution style {execution}")
+    engine = TradingEngine(
+        [deployment],
+        venue=venue,
+        initial_capital=capital,
+        sizing=sizing,
+        keep_history=True,
+        analyzer=analyzer,
+    )
+    return engine, capital, described
 
 
 def engine_backtest(
@@ -128,32 +220,22 @@ def engine_backtest(
     StrategyError
         If the strategy raised on an event (the engine quarantined it): a backtest of a
         quarantined strategy would silently report a truncated run.
+    DataError
+        If the stream has no events.
     """
-    deployment = StrategyDeployment(
-        name=stream.type_name,
-        version="backtest",
-        type_name=stream.type_name,
-        config=config,
-        symbols=stream.instances,
-    )
-    # One instrument trades one unit (the CSV contract); a basket gets equal money per
-    # instance, or the priciest ticker (BRK-A at $126k) would be the whole portfolio.
-    basket = len(stream.instances) > 1
-    capital = NOTIONAL_PER_INSTANCE * len(stream.instances) if basket else stream.capital
-    engine = TradingEngine(
-        [deployment],
-        fill_model=BarFillModel(fee_bps=fee_bps),
-        initial_capital=capital,
-        sizing=PositionSizing(notional=NOTIONAL_PER_INSTANCE) if basket else PositionSizing(),
-        keep_history=True,
-    )
+    if not stream.events:
+        raise DataError(f"no events to backtest {stream.type_name} on")
+    analyzer = FillAnalyzer()
+    engine, capital, described = engine_for(stream, config, fee_bps=fee_bps, analyzer=analyzer)
     # ``watch`` lets a caller see the replay go by (a progress bar) without touching the events.
     summary = engine.run(watch(stream.events) if watch is not None else stream.events)
     if summary["strategy_errors"]:
         raise StrategyError(summary["strategy_errors"][0])
     ts, equity = engine.tracker.equity_curve()
-    traded = {fill.symbol for fill in engine.all_fills}
+    fills = engine.all_fills
+    traded = {fill.symbol for fill in fills}
     positions = {s: engine.portfolio.quantity(s) for s in sorted(traded)}
+    execution = strategy_type(stream.type_name).spec.execution
     return make_result(
         stream,
         config,
@@ -161,26 +243,63 @@ def engine_backtest(
         signals=summary["signals"],
         trades=summary["fills"],
         curve=(ts, equity),
-        traded_notional=math.fsum(abs(f.quantity * f.price) for f in engine.all_fills),
-        final_position=_final_position(stream, positions),
+        traded_notional=math.fsum(abs(f.quantity * f.price) for f in fills),
+        final_position=_final_position(stream, config, positions, execution),
         capital=capital,
-        fill_model=(
-            "engine: signal at bar t's close, fill at the symbol's bar t+1 open; "
-            + (
-                f"{NOTIONAL_PER_INSTANCE:,.0f} of notional per instance and +1 target "
-                "(at the first leg's price; a pair's B leg is hedge_ratio times A's units)"
-                if basket
-                else "1 unit per +1 target (pairs: 1 unit of A, hedge_ratio units of B)"
-            )
-            + f", fee {fee_bps:g} bps of traded notional; equity marked at every close"
-        ),
+        fill_model=described,
+        extra=_family_numbers(engine, execution, analyzer),
     )
 
 
-def _final_position(stream: Stream, positions: dict[str, float]) -> float | dict[str, float]:
-    """One number for a one-instrument run, else the position of every traded instrument."""
-    if len(stream.instances) == 1 and "/" not in stream.instances[0]:
-        return positions.get(stream.instances[0], 0.0)
+def _family_numbers(
+    engine: TradingEngine, execution: Execution, analyzer: FillAnalyzer
+) -> dict[str, Any]:
+    """What a style's trader reads besides the standard numbers, from the ledger and fills."""
+    fees = math.fsum(f.fee for f in engine.all_fills)
+    numbers = analyzer.report()
+    if execution is Execution.MAKER:
+        realized = math.fsum(p.realized_pnl for p in engine.portfolio.positions())
+        return {
+            "fees": fees,
+            "realized_pnl": realized,
+            "adverse_selection_bps": numbers["adverse_selection_bps"],
+            "markout": numbers["markout"],
+            "markouts": numbers["markouts"],
+        }
+    if execution is Execution.TAKER:
+        return {"stale_fills": numbers["stale_fills"], "moved_fills": numbers["moved_fills"]}
+    if execution is Execution.CARRY:
+        # Legs are held at the notional price, so the PnL is the carry less the fees.
+        pnl = engine.portfolio.equity - engine.tracker.initial_capital
+        return {"carry_collected": pnl + fees, "costs": fees}
+    if execution is Execution.CYCLE:
+        cycles = len({fill.order_id for fill in engine.all_fills})
+        # Bad quotes are the strategy's own count, kept in its state.
+        states = engine.applicator.states().values()
+        rejected = sum(int(state.get("rejected_crossed", 0)) for state in states)
+        return {"cycles": cycles, "rejected_crossed": rejected}
+    return {}
+
+
+def _final_position(
+    stream: Stream, config: dict[str, Any], positions: dict[str, float], execution: Execution
+) -> float | dict[str, float]:
+    """One number for a one-instrument run, else the position of every traded instrument.
+
+    A maker's is its inventory, a latency arbitrage's its position at the lagger, a carry's
+    its hedge leg (+1 while collecting), a cycle's nothing (a cycle leaves no currency held).
+    """
+    instance = stream.instances[0]
+    if execution is Execution.CYCLE:
+        return 0.0
+    if execution is Execution.MAKER:
+        return positions.get(instance, 0.0)
+    if execution is Execution.TAKER:
+        return positions.get(f"{instance.split(':', 1)[0]}:{config['lagger_venue']}", 0.0)
+    if execution is Execution.CARRY:
+        return positions.get(f"{instance}:{config['hedge_venue'] or 'spot'}", 0.0)
+    if len(stream.instances) == 1 and "/" not in instance:
+        return positions.get(instance, 0.0)
     return positions
 
 

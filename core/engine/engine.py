@@ -1,8 +1,12 @@
 """The trading engine: one code path for backtest and live, differing only in clock and sinks.
 
-Per bar: fill the symbol's pending order at the open, mark the close, run the active set,
-compose a target, and place the order that moves the position there (filled at the next open).
-Outputs are buffered and flushed in batches, so no I/O happens per event.
+Every strategy type runs here. Per event: the venue (:mod:`core.engine.venue`) fills what the
+event reaches and the ledger is marked (a bar's open fills the orders decided at the last
+close, a quote the taker orders that have arrived, a print the resting quotes, a funding
+settlement pays the carry), then the active set runs, the composer turns its signals into
+targets, and the orders that move the positions there are placed (an order of a carry or cycle
+instrument is filled at once). Outputs are buffered and flushed in batches, so no I/O happens
+per event.
 """
 
 from __future__ import annotations
@@ -12,21 +16,23 @@ from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any, Protocol
 
+from core.engine.account import AT_DECISION, Account
+from core.engine.analyzers import FillAnalyzer
 from core.engine.applicator import Routed, StrategyApplicator
 from core.engine.books import StrategyBook
 from core.engine.clock import SimulatedClock
 from core.engine.composer import StrategyComposer
-from core.engine.execution import BarFillModel, PaperBroker, TakerFillModel
+from core.engine.execution import BarFillModel, TakerFillModel
 from core.engine.makers import RestingQuotes
-from core.engine.portfolio import Portfolio
 from core.engine.quote_fills import QuoteFillConfig
 from core.engine.tracker import PerformanceTracker
+from core.engine.venue import Venue
 from core.errors import ConfigError
-from core.model import Bar, Fill, Order, Quote, Signal, Trade
+from core.model import Bar, Fill, FundingRate, Order, Quote, Signal, Trade
 from core.ports import SignalSink, StateStore, StrategyDeployment
 from core.risk import RiskLimits, RiskManager
 from core.risk.manager import FLATTEN_STRATEGY
-from core.strategies.base import Family
+from core.strategies.base import Execution
 from core.strategies.batch import BatchMode
 
 ENGINE_STATE_KEY = "engine"
@@ -92,6 +98,7 @@ class TradingEngine:
         self,
         deployments: list[StrategyDeployment],
         *,
+        venue: Venue | None = None,
         fill_model: BarFillModel | None = None,
         quote_fill_model: TakerFillModel | None = None,
         maker_fills: QuoteFillConfig | None = None,
@@ -106,27 +113,29 @@ class TradingEngine:
         shadow: Shadow | None = None,
         batch_forms: BatchMode = "auto",
         equity_window: int | None = None,
+        analyzer: FillAnalyzer | None = None,
     ) -> None:
         self.batch_forms: BatchMode = batch_forms
         self.applicator = StrategyApplicator(deployments, batch_forms=batch_forms)
         self.composer = StrategyComposer({d.name: d.weight for d in deployments})
-        self.broker = PaperBroker(fill_model or BarFillModel(), quote_fill_model)
-        self.portfolio = Portfolio(initial_capital)
+        # ``fill_model``, ``quote_fill_model`` and ``maker_fills`` are the venue's parts given
+        # one by one (the form before the venue existed); ``venue`` wins when both are given.
+        self.venue = venue or Venue(
+            bars=fill_model or BarFillModel(), taker=quote_fill_model, maker=maker_fills
+        )
+        self.account = Account(self.venue, initial_capital)
+        self.broker = self.account.broker
+        self.portfolio = self.account.portfolio
         # A long-running core keeps a window of equity samples; a backtest keeps them all.
         self.tracker = PerformanceTracker(initial_capital, equity_window)
         self.clock = clock or SimulatedClock()
         self.sizing = sizing or PositionSizing()
-        self.makers = RestingQuotes(maker_fills) if maker_fills is not None else None
-        # With one strategy the portfolio is its book; with several, each gets its own.
-        names = sorted({d.name for d in deployments})
-        self.books = (
-            {
-                n: StrategyBook(n, self.broker.fill_model, initial_capital, equity_window)
-                for n in names
-            }
-            if len(names) > 1
-            else {}
-        )
+        self.makers = RestingQuotes(self.venue.maker) if self.venue.maker is not None else None
+        self._capital = initial_capital
+        self._equity_window = equity_window
+        self.books: dict[str, StrategyBook] = {}
+        self._separate: list[StrategyBook] = []
+        self._sync_books(deployments)
         self.risk = risk or RiskManager(RiskLimits())
         if self.risk.price_band is not None:  # fat-finger check at execution
             self.broker.fill_guard = self.risk.check_fill_price
@@ -141,58 +150,101 @@ class TradingEngine:
         self.all_fills: list[Fill] = []
         # Shadow variants see each event after the live set has acted on it; they own no order.
         self.shadow = shadow
+        # Watches events, orders and fills for markouts and stale fills (backtests).
+        self.analyzer = analyzer
 
-    def on_event(self, event: Any) -> None:
-        """Process one market or context event (bars fill and mark; every kind may signal)."""
-        # The hot path: attributes read once into locals, the bar's open inlined, and the
-        # per-instance books and the outbox size test skipped when there is nothing to do.
+    def on_event(self, event: Any) -> list[Routed]:
+        """Process one market or context event; return the signals it caused (with the legs
+        and instance of each), in the order they were acted on."""
+        # The hot path: attributes read once into locals, and the separate books and the
+        # outbox size test skipped when there is nothing to do.
         ts = event.ts_event
         self.clock.advance_to(ts)
         tracker = self.tracker
         tracker.events += 1
-        portfolio = self.portfolio
-        books = self.books
-        broker = self.broker
+        account = self.account
+        separate = self._separate
         # An order's latency counts from the local receive time of the event that decided it.
-        broker.local_ns = getattr(event, "ts_recv", 0) or ts
+        self.broker.local_ns = getattr(event, "ts_recv", 0) or ts
+        if self.analyzer is not None:
+            self.analyzer.observe(event)
         if isinstance(event, Bar):
-            if books:
-                for book in books.values():
-                    book.on_bar(event)
-            # Most bars have no order waiting: test the broker's book before calling it.
-            if broker.has_pending(event.symbol):
-                fill = broker.on_bar_open(event)
-                if fill is not None:
-                    portfolio.apply_fill(fill)
-                    self._record_fill(fill)
-            portfolio.mark(event.symbol, event.close)
-        elif isinstance(event, Quote):
-            self._on_quote(event)
-        elif isinstance(event, Trade) and self.makers is not None:
-            for fill in self.makers.on_trade(event, tracker.events):
-                portfolio.apply_fill(fill)
+            if separate:
+                for book in separate:
+                    book.on_market(event)
+            fill = account.on_bar(event)
+            if fill is not None:
                 self._record_fill(fill)
-                own = books.get(fill.strategy) if books else None
-                if own is not None:  # the maker's own book: its PnL is its fills' alone
-                    own.portfolio.apply_fill(fill)
-                    own.tracker.fills += 1
+        elif isinstance(event, Quote):
+            if separate:
+                for book in separate:
+                    book.on_market(event)
+            for fill in account.on_quote(event):
+                self._record_fill(fill)
+        elif isinstance(event, Trade):
+            if self.makers is not None:
+                self._on_print(event)
+        elif isinstance(event, FundingRate):
+            if separate:
+                for book in separate:
+                    book.on_market(event)
+            account.on_funding(event)
         routed = self.applicator.on_event(event)
         if routed:
             for one in routed:
                 self._act_on(one)
+        portfolio = account.portfolio
         equity = portfolio.equity
         flatten = self.risk.on_equity(equity, ts, portfolio.quantities)
         if flatten:
             for order in flatten:
                 self._place(order.symbol, -portfolio.quantity(order.symbol), ts, FLATTEN_STRATEGY)
         tracker.on_equity(ts, equity, portfolio.gross_exposure)
-        if books:
-            for book in books.values():
+        if separate:
+            for book in separate:
                 book.on_time(ts)
         if self.shadow is not None:
             self.shadow.on_event(event)
         if self._outbox_size >= self._flush_every:
             self.flush()
+        return routed
+
+    def _on_print(self, trade: Trade) -> None:
+        """Fill the resting quotes this print reaches; a maker's own book takes its fills."""
+        assert self.makers is not None
+        for fill in self.makers.on_trade(trade, self.tracker.events):
+            self.portfolio.apply_fill(fill)
+            self._record_fill(fill)
+            own = self.books.get(fill.strategy)
+            if own is not None and own.separate:  # its PnL is its fills' alone
+                own.on_own_fill(fill)
+
+    def _sync_books(self, deployments: list[StrategyDeployment]) -> None:
+        """Give every model of the set a book. A model alone is the engine's own account;
+        once the set has several, each has its own, and a book that was the engine's goes on
+        from a copy of the ledger at that moment."""
+        names = sorted({d.name for d in deployments})
+        if len(names) == 1 and not self.books:
+            name = names[0]
+            shared = (self.account, self.tracker)
+            self.books = {name: StrategyBook(name, self.venue, self._capital, shared=shared)}
+        else:
+            for name in names:
+                book = self.books.get(name)
+                if book is None or not book.separate:
+                    self.books[name] = self._separate_book(name, book)
+        self._separate = [book for book in self.books.values() if book.separate]
+
+    def _separate_book(self, name: str, shared: StrategyBook | None) -> StrategyBook:
+        book = StrategyBook(name, self.venue, self._capital, self._equity_window)
+        if shared is not None:  # it was the whole account until now: it starts from it
+            book.account.portfolio.restore(self.portfolio.to_state())
+            book.account.broker.restore_pending_state(self.broker.pending_state())
+            book.account.broker.restore_book_state(self.broker.book_state())
+            for instrument, style in self.account.at_decision.items():
+                book.account.register(instrument, style)
+            book.composer.restore(self.composer.to_state())
+        return book
 
     def prepare(self, events: Sequence[Any]) -> None:
         """Let the batch forms take ``events`` at once; feed them to :meth:`on_event` next.
@@ -264,6 +316,7 @@ class TradingEngine:
         }
         new.restore(carried)
         self.applicator = new
+        self._sync_books(deployments)
         if settle:
             self.settle()
         return old
@@ -304,7 +357,10 @@ class TradingEngine:
 
     def _trade_to(self, targets: dict[str, float]) -> None:
         ts, portfolio = self.clock.now_ns(), self.portfolio
+        at_decision = self.account.at_decision
         for symbol, target in targets.items():
+            if at_decision.get(symbol) is Execution.CYCLE:
+                continue  # a cycle is an act, not a holding: a new weight runs none again
             self._place(symbol, target - portfolio.quantity(symbol), ts, COMPOSER)
 
     def snapshot(self, instance_keys: list[str]) -> dict[str, Any]:
@@ -318,6 +374,8 @@ class TradingEngine:
             "composer": self.composer.to_state(),
             "risk": self.risk.to_state(),
             "pending": self.broker.pending_state(),
+            "book": self.broker.book_state(),
+            "at_decision": {k: v.value for k, v in self.account.at_decision.items()},
             "order_sequence": self.broker.sequence,
             "portfolio": self.portfolio.to_state(),
             "makers": self.makers.inventories() if self.makers is not None else {},
@@ -341,6 +399,9 @@ class TradingEngine:
         self.composer.restore(snapshot["composer"])
         self.risk.restore(snapshot["risk"])
         self.broker.restore_pending_state(snapshot["pending"])
+        self.broker.restore_book_state(snapshot.get("book", {}))  # older snapshots: none
+        for instrument, style in snapshot.get("at_decision", {}).items():
+            self.account.register(str(instrument), Execution(style))
         # Older snapshots kept per-symbol ids of another form, which these never repeat.
         self.broker.sequence = int(snapshot.get("order_sequence", 0))
         if self.makers is not None:
@@ -387,12 +448,7 @@ class TradingEngine:
         # has none, and still has its PnL.
         totals["pnl"] = self.portfolio.equity - capital
         totals["total_return"] = totals["pnl"] / capital if capital > 0 else 0.0
-        names = [d.name for d in self.applicator.deployments]
-        per_strategy = (
-            [book.summary() for book in self.books.values()]
-            if self.books
-            else [{"strategy": name, **totals} for name in names]
-        )
+        per_strategy = [book.summary() for book in self.books.values()]
         shadow = {"shadow": self.shadow.report()} if self.shadow is not None else {}
         return {
             "events": self.tracker.events,
@@ -411,15 +467,23 @@ class TradingEngine:
         self._outbox_size += 1
         if self._keep_history:
             self.all_signals.append(signal)
-        if routed.strategy is not None and routed.strategy.spec.family is Family.MARKET_MAKING:
+        instance = routed.strategy  # None for a batch form's row: a bar type
+        execution = instance.spec.execution if instance is not None else Execution.NEXT_OPEN
+        book = self.books.get(signal.strategy)
+        own = book if book is not None and book.separate else None
+        if execution is Execution.MAKER:
             # A market maker states quotes (or pulls them), not a position: quotes rest until
             # prints fill them; without a maker fill model they are only recorded.
             if self.makers is not None:
-                self.makers.place(routed.instance_key, routed.strategy, signal)
-            book = self.books.get(signal.strategy) if self.books else None
-            if book is not None:
-                book.tracker.signals += 1
+                self.makers.place(routed.instance_key, instance, signal)
+            if own is not None:
+                own.on_signal()
             return
+        if execution in AT_DECISION:
+            for symbol in routed.legs:
+                self.account.register(symbol, execution)
+                if own is not None:
+                    own.account.register(symbol, execution)
         sizing, portfolio = self.sizing, self.portfolio
         if sizing.notional is None:  # fixed units: the factor needs no price
             factor = sizing.units
@@ -428,10 +492,8 @@ class TradingEngine:
             factor = sizing.factor(portfolio.last_price(first_leg))
         sized = {symbol: position * factor for symbol, position in routed.legs.items()}
         ts, strategy = signal.ts_event, signal.strategy
-        if self.books:
-            book = self.books.get(strategy)
-            if book is not None:
-                book.on_legs(routed.instance_key, sized, ts)
+        if own is not None:
+            own.on_legs(routed.instance_key, sized, ts)
         targets = self.composer.on_legs(strategy, routed.instance_key, sized)
         for symbol, target in targets.items():
             self._place(symbol, target - portfolio.quantity(symbol), ts, strategy)
@@ -455,23 +517,18 @@ class TradingEngine:
         if decision.accepted:
             self._outbox.orders.append(order)
             self._outbox_size += 1
+            if self.analyzer is not None:
+                self.analyzer.on_order(order)
+            if symbol in self.account.at_decision:  # carry and cycles fill as decided
+                for fill in self.account.execute(order):
+                    self._record_fill(fill)
         else:
             self.broker.submit(symbol, 0.0, ts_event, strategy)  # cancel: the position stays
 
-    def _on_quote(self, quote: Quote) -> None:
-        """Fill the pending orders the quote reaches; mark symbol and symbol:venue to the mid."""
-        if self.broker.quote_model is not None and self.broker.pending_count:
-            for fill in self.broker.on_quote(quote):
-                self.portfolio.apply_fill(fill)
-                self._record_fill(fill)
-        if 0.0 < quote.bid_price <= quote.ask_price:
-            mid = quote.mid
-            self.portfolio.mark(quote.symbol, mid)
-            if quote.venue:
-                self.portfolio.mark(f"{quote.symbol}:{quote.venue}", mid)
-
     def _record_fill(self, fill: Fill) -> None:
         self.tracker.fills += 1
+        if self.analyzer is not None:
+            self.analyzer.on_fill(fill)
         self._outbox.fills.append(fill)
         self._outbox_size += 1
         if self._keep_history:

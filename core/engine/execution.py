@@ -3,10 +3,15 @@
 Bars: an order decided at a bar's close fills at the symbol's next open, with slippage and a
 fee, optionally capped at a fraction of each bar's volume (the rest waits for later bars).
 
-Quotes (taker): an order fills against the first quote of its symbol received at least
-``latency_ns`` after the decision, buys at the ask and sells at the bid, capped at the quoted
-size (the rest waits for later quotes), paying the venue's taker fee. An order names a venue by
-a qualified symbol ``"BTCUSDT:spot"``; a plain ``"BTCUSDT"`` takes the first venue that quotes.
+Quotes (taker): an order reaches the venue ``latency_ns`` after the decision (on the local
+receive clock) and takes the book standing then: the last quote of its symbol received at or
+before its arrival, buys at the ask and sells at the bid, capped at the quoted size; what that
+size cannot fill takes each later quote as it comes. The arrival is known once a quote of the
+symbol is received after it. Every fill pays the venue's taker fee. An order names a venue by a
+qualified symbol ``"BTCUSDT:spot"``; a plain ``"BTCUSDT"`` takes whichever venue quoted last.
+
+Orders that fill at the decision (funding carry, currency cycles) are executed by
+:meth:`PaperBroker.execute` with the prices the venue's model gives.
 
 A new decision for a symbol replaces whatever of its previous order is unfilled. Order ids are
 unique by construction: ``<symbol>-<decision time>-<n>`` where ``n`` is the broker's own order
@@ -111,6 +116,7 @@ class _Working:
     fills: int = 0
     decided_ns: int = 0
     decided_price: float = 0.0
+    reached: bool = False  # a taker order the venue has: it took the book standing then
 
 
 # Asked before every fill: (order, decided price, fill price, fill time) -> may it fill?
@@ -131,6 +137,9 @@ class PaperBroker:
         self.fill_guard: FillGuard | None = None
         # Orders issued so far: the last part of every order id.
         self.sequence = 0
+        # The last usable quote per symbol and per symbol:venue: the book a taker order finds
+        # when it arrives.
+        self._book: dict[str, Quote] = {}
 
     def submit(
         self,
@@ -181,24 +190,71 @@ class PaperBroker:
         return self._fill(working, quantity, price, model.fee(quantity, price), bar.ts_event)
 
     def on_quote(self, quote: Quote) -> list[Fill]:
-        """Fill the pending orders ``quote`` reaches (its symbol, plain or at its venue)."""
+        """Fill the taker orders ``quote`` tells have arrived, then remember it as the book."""
         model = self.quote_model
         if model is None or not _usable(quote):
             return []
-        fills = []
-        for key in (quote.symbol, f"{quote.symbol}:{quote.venue}" if quote.venue else ""):
-            working = self._pending.get(key)
-            if working is None:
-                continue
-            if (quote.ts_recv or quote.ts_event) < working.decided_ns + model.latency_ns:
-                continue  # the order has not reached the venue yet
-            price, size = model.price_and_size(working.order.side, quote)
-            quantity = min(working.remaining, size)
-            if quantity <= 0.0 or not self._may_fill(working, price, quote.ts_event):
-                continue
-            fee = quantity * price * model.fee_bps(quote.venue) / 1e4
-            fills.append(self._fill(working, quantity, price, fee, quote.ts_event))
+        now = quote.ts_recv or quote.ts_event
+        keys = (quote.symbol, f"{quote.symbol}:{quote.venue}") if quote.venue else (quote.symbol,)
+        fills: list[Fill] = []
+        pending = self._pending
+        if pending:
+            for key in keys:
+                working = pending.get(key)
+                if working is None or working.reached:
+                    continue
+                if now > working.decided_ns + model.latency_ns:  # it arrived before this quote
+                    working.reached = True
+                    standing = self._book.get(key)
+                    if standing is not None:
+                        self._take(working, standing, quote.ts_event, fills)
+        book = self._book
+        for key in keys:
+            book[key] = quote
+        if pending:
+            for key in keys:
+                working = pending.get(key)
+                if working is not None and working.reached:  # the rest takes later quotes
+                    self._take(working, quote, quote.ts_event, fills)
         return fills
+
+    def _take(self, working: _Working, quote: Quote, ts_event: int, fills: list[Fill]) -> None:
+        model = self.quote_model
+        assert model is not None
+        price, size = model.price_and_size(working.order.side, quote)
+        quantity = min(working.remaining, size)
+        if quantity <= 0.0 or not self._may_fill(working, price, ts_event):
+            return
+        fee = quantity * price * model.fee_bps(quote.venue) / 1e4
+        fills.append(self._fill(working, quantity, price, fee, ts_event))
+
+    def execute(
+        self, order: Order, legs: list[tuple[str, Side, float, float, float]]
+    ) -> list[Fill]:
+        """Fill ``order`` at once as the venue's entries ``(symbol, side, quantity, price,
+        fee)`` (one for a carry leg, four for a currency cycle); ids ``<order_id>-1``, ..."""
+        self._pending.pop(order.symbol, None)
+        return [
+            Fill(
+                fill_id=f"{order.order_id}-{n}",
+                order_id=order.order_id,
+                symbol=symbol,
+                side=side,
+                quantity=quantity,
+                price=price,
+                fee=fee,
+                ts_event=order.ts_event,
+                strategy=order.strategy,
+            )
+            for n, (symbol, side, quantity, price, fee) in enumerate(legs, start=1)
+        ]
+
+    def book_state(self) -> dict[str, Any]:
+        """The standing quotes, JSON-safe, so an order waiting at a checkpoint finds them."""
+        return {key: msgspec.to_builtins(quote) for key, quote in self._book.items()}
+
+    def restore_book_state(self, state: dict[str, Any]) -> None:
+        self._book = {str(key): msgspec.convert(q, Quote) for key, q in state.items()}
 
     def _may_fill(self, working: _Working, price: float, ts_event: int) -> bool:
         guard = self.fill_guard
@@ -220,6 +276,7 @@ class PaperBroker:
                 "fills": w.fills,
                 "decided_ns": w.decided_ns,
                 "decided_price": w.decided_price,
+                "reached": w.reached,
             }
             for w in self._pending.values()
         ]
@@ -244,6 +301,7 @@ class PaperBroker:
                 fills,
                 int(item["decided_ns"]),
                 float(item.get("decided_price", 0.0)),  # older snapshots: none kept
+                bool(item.get("reached", fills > 0)),  # older: a partly filled one had
             )
 
     def _fill(

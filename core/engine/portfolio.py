@@ -65,6 +65,15 @@ class Portfolio:
         self._gross += abs(held) * price
         self.quantities[symbol] = held
 
+    def settle(self, symbol: str, amount: float, ts_event: int) -> None:
+        """Book a cash flow of holding ``symbol`` (funding paid or collected) as realized PnL."""
+        h = self._holdings.get(symbol)
+        if h is None:
+            h = self._holdings[symbol] = _Holding()
+        self.cash += amount
+        h.realized_pnl += amount
+        h.ts_event = ts_event
+
     def mark(self, symbol: str, price: float) -> None:
         h = self._holdings.get(symbol)
         if h is None:

@@ -1,4 +1,4 @@
-"""Paper fills for a market maker's resting quotes against real trade prints (first version).
+"""Paper fills for a market maker's resting quotes against real trade prints.
 
 Assumptions, stated because the data cannot show them (we see prints, not our place in the
 queue):
@@ -19,21 +19,18 @@ queue):
   often already the post-trade mid, which understates the adverse selection measured from it
   (``markout``, measured from the fill price, does not have that bias).
 
-:func:`backtest_market_maker` replays events through a quoting strategy and this model and
-reports fills, the inventory path, PnL (realized, unrealized marked to the mid, fees) and
-adverse selection (how the mid moved after fills).
+The model is run by the engine for every market maker (:mod:`core.engine.makers`); the ledger is the
+engine's portfolio and markouts come from :mod:`core.engine.analyzers`.
 """
 
 from __future__ import annotations
 
 import math
-from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
 
 from core.errors import ConfigError
-from core.model import Quote, Side, Signal, Trade
+from core.model import Side, Trade
 
 # Prices within a millionth of a tick of each other are the same price.
 _PRICE_TOLERANCE = 1e-9
@@ -137,147 +134,3 @@ class QuoteFillModel:
                 self.ask = None
         fee = quantity * quote.price * self.config.fee_bps(trade.venue) / 1e4
         return QuoteFill(trade.ts_event, quote.side, quote.price, quantity, fee, trade.price)
-
-
-class QuotingStrategyLike(Protocol):
-    def update(self, event: Any) -> Signal | None: ...
-
-    def on_fill(self, signed_quantity: float) -> None: ...
-
-
-@dataclass
-class _Ledger:
-    """Cash, inventory and average-cost PnL of one instrument."""
-
-    cash: float = 0.0
-    inventory: float = 0.0
-    avg_price: float = 0.0
-    realized: float = 0.0
-    fees: float = 0.0
-    volume: float = 0.0
-
-    def apply(self, fill: QuoteFill) -> None:
-        qty = fill.signed_quantity
-        self.cash -= qty * fill.price + fill.fee
-        self.fees += fill.fee
-        self.volume += fill.quantity
-        position = self.inventory
-        if position * qty < 0:  # reduces (and possibly flips) the position
-            closed = min(abs(qty), abs(position))
-            self.realized += closed * (fill.price - self.avg_price) * math.copysign(1.0, position)
-            if abs(qty) > abs(position):
-                self.avg_price = fill.price
-        else:
-            self.avg_price = (position * self.avg_price + qty * fill.price) / (position + qty)
-        self.inventory = position + qty
-        if self.inventory == 0.0:
-            self.avg_price = 0.0
-
-
-def backtest_market_maker(
-    strategy: QuotingStrategyLike,
-    events: Iterable[Quote | Trade],
-    config: QuoteFillConfig | None = None,
-) -> dict[str, Any]:
-    """Replay quote/trade events through a quoting strategy with paper fills of its quotes.
-
-    Per event: a print first fills the quotes resting from earlier events (the strategy hears
-    of each fill through ``on_fill``), then the strategy sees the event and may requote.
-
-    Parameters
-    ----------
-    strategy
-        A quoting strategy (``update`` and ``on_fill``), freshly built or restored.
-    events
-        One instrument's :class:`Quote` and :class:`Trade` events in arrival order.
-    config
-        Fill model parameters (default :class:`QuoteFillConfig`).
-
-    Returns
-    -------
-    dict
-        ``fills`` (records with ``ts_event, ts_recv, side, price, quantity, fee, trade_price, mid,
-        inventory``), ``inventory_path`` (``(ts_event, inventory)`` after each fill), ``cash``,
-        ``inventory``, ``mid`` (last), ``fees``, ``realized_pnl``, ``unrealized_pnl``
-        (inventory marked to the mid against its average cost), ``pnl`` (``cash + inventory *
-        mid``), ``volume``, ``quotes_posted``, and adverse selection: ``adverse_selection``
-        (mean move of the mid against the filled side from the fill to ``markout_seconds``
-        later, in price; positive = adverse), ``adverse_selection_bps``, ``markout`` (mean of
-        the later mid minus the fill price in the filled side's favour: spread earned net of
-        the move) and ``markouts`` (fills measured; later fills have no mid yet).
-    """
-    model = QuoteFillModel(config)
-    horizon_ns = int(model.config.markout_seconds * 1e9)
-    ledger = _Ledger()
-    fills: list[dict[str, Any]] = []
-    path: list[tuple[int, float]] = []
-    waiting: deque[tuple[int, int]] = deque()  # (due on the local clock, fill index)
-    moves: list[float] = []  # mid move in the filled side's favour
-    markouts: list[float] = []  # mid later minus fill price, in the filled side's favour
-    mid, posted = math.nan, 0
-    for event in events:
-        clock = event.ts_recv or event.ts_event  # the local clock orders both streams
-        if isinstance(event, Quote):
-            mid = event.mid
-            while waiting and waiting[0][0] <= clock:
-                record = fills[waiting.popleft()[1]]
-                sign = 1.0 if record["side"] == Side.BUY.value else -1.0
-                moves.append(sign * (mid - record["mid"]))
-                markouts.append(sign * (mid - record["price"]))
-        elif isinstance(event, Trade):
-            fill = model.on_trade(event, ledger.inventory)
-            if fill is not None:
-                ledger.apply(fill)
-                strategy.on_fill(fill.signed_quantity)
-                fills.append(_record(fill, clock, mid, ledger.inventory))
-                path.append((fill.ts_event, ledger.inventory))
-                waiting.append((clock + horizon_ns, len(fills) - 1))
-        signal = strategy.update(event)
-        if signal is not None:
-            model.place(signal.bid_price, signal.ask_price, signal.quote_size)
-            posted += 1
-    return _summary(ledger, mid, fills, path, (moves, markouts), posted)
-
-
-def _record(fill: QuoteFill, clock: int, mid: float, inventory: float) -> dict[str, Any]:
-    return {
-        "ts_event": fill.ts_event,
-        "ts_recv": clock,
-        "side": fill.side.value,
-        "price": fill.price,
-        "quantity": fill.quantity,
-        "fee": fill.fee,
-        "trade_price": fill.trade_price,
-        "mid": mid,
-        "inventory": inventory,
-    }
-
-
-def _summary(
-    ledger: _Ledger,
-    mid: float,
-    fills: list[dict[str, Any]],
-    path: list[tuple[int, float]],
-    measured: tuple[list[float], list[float]],
-    posted: int,
-) -> dict[str, Any]:
-    moves, markouts = measured
-    unrealized = ledger.inventory * (mid - ledger.avg_price) if ledger.inventory else 0.0
-    adverse = -math.fsum(moves) / len(moves) if moves else math.nan
-    return {
-        "fills": fills,
-        "inventory_path": path,
-        "cash": ledger.cash,
-        "inventory": ledger.inventory,
-        "mid": mid,
-        "fees": ledger.fees,
-        "realized_pnl": ledger.realized,
-        "unrealized_pnl": unrealized,
-        "pnl": ledger.cash + ledger.inventory * mid if ledger.inventory else ledger.cash,
-        "volume": ledger.volume,
-        "quotes_posted": posted,
-        "adverse_selection": adverse,
-        "adverse_selection_bps": adverse / mid * 1e4 if moves else math.nan,
-        "markout": math.fsum(markouts) / len(markouts) if markouts else math.nan,
-        "markouts": len(moves),
-    }

@@ -428,10 +428,8 @@ class CoreService:
         engine.prepare(delivery.events)
         prepared = time.perf_counter_ns() - started
         for event, arrived in zip(delivery.events, delivery.arrivals_ns, strict=True):
-            before = engine.tracker.signals
             t0 = time.perf_counter_ns()
-            engine.on_event(event)
-            if engine.tracker.signals != before:
+            if engine.on_event(event):  # it caused signals
                 self.in_process.record(time.perf_counter_ns() - t0 + prepared)
                 signalled.append(arrived)
         engine.flush()
@@ -747,7 +745,7 @@ class CoreService:
         }
 
     def _per_strategy(self, engine: TradingEngine) -> list[dict[str, Any]]:
-        """PnL, signals and fills per strategy (its own book, or the portfolio if alone)."""
+        """PnL, signals and fills per strategy, from its own book."""
         capital = self.settings.capital
         weights = engine.composer.weights
         rows = []
@@ -784,13 +782,12 @@ class CoreService:
 
     @staticmethod
     def _books(engine: TradingEngine) -> list[tuple[str, Portfolio, PerformanceTracker]]:
-        """Each strategy's own book, or the portfolio if it runs alone."""
+        """Each running strategy's own book (the engine's ledger when it runs alone)."""
         # list() copies the dict in one step, so a scrape on another thread never iterates it
         # while the core's thread changes it.
-        books = list(engine.books.items())
-        if books:
-            return [(name, book.portfolio, book.tracker) for name, book in books]
-        return [(d.name, engine.portfolio, engine.tracker) for d in engine.applicator.deployments]
+        books = dict(list(engine.books.items()))
+        running = [d.name for d in engine.applicator.deployments]
+        return [(n, books[n].portfolio, books[n].tracker) for n in running if n in books]
 
     @staticmethod
     def _timing(recorder: LatencyRecorder, bounds_s: tuple[float, ...]) -> dict[str, Any]:

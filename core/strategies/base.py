@@ -33,6 +33,23 @@ class Family(StrEnum):
     ARBITRAGE = "arbitrage"
 
 
+class Execution(StrEnum):
+    """How a venue fills a type's orders: the engine picks its fill model by this.
+
+    NEXT_OPEN: decided at a bar's close, filled at the symbol's next open. TAKER: a market
+    order that reaches the venue after the engine's latency and takes the book standing then.
+    MAKER: resting quotes filled by the prints that reach them. CARRY: a delta-neutral
+    position in units of notional, filled at the decision, that collects or pays funding at
+    every settlement. CYCLE: a currency cycle executed at once at its three legs' quotes.
+    """
+
+    NEXT_OPEN = "next_open"
+    TAKER = "taker"
+    MAKER = "maker"
+    CARRY = "carry"
+    CYCLE = "cycle"
+
+
 class Tier(StrEnum):
     FAST = "fast"
     TACTICAL = "tactical"
@@ -96,6 +113,7 @@ class StrategySpec:
     data_kind: DataKind
     summary: str
     dataset: str = ""  # the shipped data set it is tested and demonstrated on
+    execution: Execution = Execution.NEXT_OPEN  # how the venue fills its orders
 
 
 C = TypeVar("C", bound=StrategyConfig)

@@ -1,20 +1,17 @@
-"""The standard backtest result, the per-type streams and the family simulator wrappers."""
+"""The standard backtest result, the per-type streams and every type's venue in the engine."""
 
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
 
-from core.backtest.runner import backtest, turnover
-from core.backtest.simulators import _latency_fills
+from core.backtest.runner import backtest, engine_for, turnover
 from core.data.streams import stream_for
 from core.errors import ConfigError, DataError
-from core.model import Bar, MacroPoint, NewsItem
+from core.model import Bar, MacroPoint, NewsItem, Quote, Side
 from core.strategies.arbitrage.funding_rate import FundingRateCarry, FundingRateConfig
-from core.strategies.arbitrage.latency import LatencyConfig, simulate_latency_fills
+from core.strategies.arbitrage.latency import LatencyConfig
 from core.strategies.arbitrage.triangular import Triangular, TriangularConfig
-from core.strategies.catalogue import build
 
 
 def test_turnover_is_traded_notional_over_the_mean_of_the_equity_curve():
@@ -82,8 +79,15 @@ def test_funding_ledger_is_carry_collected_minus_half_a_round_trip_per_unit_chan
     held = np.concatenate([[0.0], targets.to_numpy()])
     units_changed = np.abs(np.diff(held)).sum()
     costs = units_changed * config.round_trip_cost_bps / 2 / 1e4
+    # The carry: each settlement of the venue pays the position held going into it x rate.
+    frame = stream.frame
+    held_before = targets.reindex(frame.index).ffill().fillna(0.0).shift(1).fillna(0.0).to_numpy()
+    main = (frame["venue"].astype(str) == config.venue).to_numpy()
+    carry = float(np.sum(held_before[main] * frame["rate"].to_numpy(np.float64)[main]))
+    assert carry != 0.0
     assert result["costs"] == pytest.approx(costs)
-    assert result["pnl"] == pytest.approx(result["carry_collected"] - costs)
+    assert result["carry_collected"] == pytest.approx(carry, rel=1e-9)
+    assert result["pnl"] == pytest.approx(carry - costs, rel=1e-9)
     assert result["trades"] == 2 * int((np.diff(held) != 0).sum()) > 0
 
 
@@ -104,28 +108,38 @@ def test_triangular_pnl_is_the_sum_of_each_entered_cycles_product_minus_one():
     target = Triangular.vectorized(config, frame).dropna()
     entered = target[(target != 0) & (target != target.shift(1).fillna(0.0))]
     pnl = sum((forward[i] if t > 0 else reverse[i]) - 1.0 for i, t in entered.items())
-    assert result["trades"] == 3 * len(entered) > 0
+    # Each cycle is four ledger entries: the first currency bought, exchanged for the second
+    # (two entries), and that one sold; they leave no currency held.
+    assert result["cycles"] == len(entered) > 0
+    assert result["trades"] == 4 * len(entered)
     assert result["pnl"] == pytest.approx(pnl, rel=1e-9)
 
 
-def test_latency_fill_replay_agrees_with_the_simulators_total():
+def test_latency_fills_take_the_laggers_book_standing_when_each_order_arrives():
     stream = stream_for("latency", fast=True)
     config = LatencyConfig()
-    strategy = build("latency", {}, stream.instances[0])
-    target = np.full(len(stream.frame), np.nan)
-    for i, event in enumerate(stream.events):
-        signal = strategy.update(event)
-        if signal is not None:
-            target[i] = signal.target_position
+    engine, _, _ = engine_for(stream, LatencyConfig().to_dict())
+    engine.run(stream.events)
 
-    qty, price, _ = _latency_fills(stream.frame, target, config)
-    totals = simulate_latency_fills(stream.frame, pd.Series(target), config)
-
-    lagger = stream.frame[stream.frame["venue"] == "spot"].iloc[-1]
-    mark = qty.sum() * 0.5 * (lagger["bid_price"] + lagger["ask_price"])
-    fees = np.sum(np.abs(qty) * price) * config.fee_bps / 1e4
-    assert len(qty) == totals["trades"] > 0
-    assert -np.sum(qty * price) + mark - fees == pytest.approx(totals["net_pnl"], abs=1e-9)
+    # Independently: each order's first fill is at the last spot quote received at or before
+    # its decision's receive time plus the latency, on the order's side.
+    spot = [e for e in stream.events if isinstance(e, Quote) and e.venue == "spot"]
+    spot = [q for q in spot if 0 < q.bid_price <= q.ask_price]
+    recv = np.array([q.ts_recv for q in spot])
+    decided = {s.ts_event: s for s in engine.all_signals}
+    decision_recv = {e.ts_event: e.ts_recv for e in stream.events if e.ts_event in decided}
+    first_fills = {}
+    for fill in engine.all_fills:
+        first_fills.setdefault(fill.order_id, fill)
+    assert len(first_fills) >= 2
+    for order_id, fill in first_fills.items():
+        ts_decided = int(order_id.split("-")[-2])
+        arrival = decision_recv[ts_decided] + round(config.latency_ms * 1e6)
+        standing = spot[int(np.searchsorted(recv, arrival, side="right")) - 1]
+        expected = standing.ask_price if fill.side is Side.BUY else standing.bid_price
+        assert fill.price == expected
+        assert fill.symbol == "BTCUSDT:spot"
+        assert fill.fee == pytest.approx(fill.quantity * fill.price * config.fee_bps / 1e4)
 
 
 def test_market_maker_result_reports_the_fill_models_pnl_on_max_inventory_capital():

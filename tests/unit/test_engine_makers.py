@@ -1,13 +1,12 @@
-"""Market makers trade in the engine exactly as in their family backtest, on real prints."""
+"""Market makers in the engine on real prints: each one's fills and its own book."""
 
 from __future__ import annotations
 
 import pytest
 
 from core.engine.engine import TradingEngine
-from core.engine.quote_fills import QuoteFillConfig, backtest_market_maker
+from core.engine.quote_fills import QuoteFillConfig
 from core.ports import StrategyDeployment
-from core.strategies.catalogue import build
 from core.strategies.market_making.frames import iter_quotes_trades
 from tests.strategy_samples.samples_market_making import btcusdt_spot
 
@@ -17,23 +16,35 @@ def events():
     return list(iter_quotes_trades(btcusdt_spot().iloc[20_000:40_000], "BTCUSDT"))
 
 
-@pytest.mark.parametrize(
-    "type_name", ["adaptive_quote", "spread_adjuster", "volatility_responsive"]
-)
-def test_engine_fills_equal_the_market_making_backtest_on_real_prints(events, type_name):
-    config = QuoteFillConfig()
-    reference = backtest_market_maker(build(type_name, {}, "BTCUSDT"), events, config)
-    deployment = StrategyDeployment(name=type_name, version="1", type_name=type_name, config={})
-    engine = TradingEngine([deployment], maker_fills=config, keep_history=True)
+MAKERS = ("adaptive_quote", "spread_adjuster", "volatility_responsive")
 
-    engine.run(events)
 
-    got = [(f.side.value, f.price, f.quantity, f.fee) for f in engine.all_fills]
-    want = [(f["side"], f["price"], f["quantity"], f["fee"]) for f in reference["fills"]]
-    assert got == want
-    assert len(got) > 10
-    assert engine.portfolio.quantity("BTCUSDT") == pytest.approx(reference["inventory"])
-    assert len({f.fill_id for f in engine.all_fills}) == len(got)
+def _engine(types: tuple[str, ...]) -> TradingEngine:
+    deployments = [
+        StrategyDeployment(name=t, version="1", type_name=t, config={}, symbols=("BTCUSDT",))
+        for t in types
+    ]
+    return TradingEngine(deployments, maker_fills=QuoteFillConfig(), keep_history=True)
+
+
+def test_each_makers_own_book_holds_exactly_what_it_earns_alone_on_real_prints(events):
+    together = _engine(MAKERS)
+    together.run(events)
+
+    for type_name in MAKERS:
+        alone = _engine((type_name,))
+        alone.run(events)
+        own = [f for f in together.all_fills if f.strategy == type_name]
+        book = together.books[type_name]
+        assert len(alone.all_fills) > 10
+        assert [(f.side, f.price, f.quantity, f.fee) for f in own] == [
+            (f.side, f.price, f.quantity, f.fee) for f in alone.all_fills
+        ]
+        assert book.separate and book.portfolio.equity == pytest.approx(alone.portfolio.equity)
+        assert book.tracker.fills == len(own)
+        # Alone, the strategy's book is the engine's own ledger.
+        assert alone.books[type_name].portfolio is alone.portfolio
+    assert len({f.fill_id for f in together.all_fills}) == len(together.all_fills)
 
 
 def test_without_a_maker_fill_model_quotes_are_recorded_but_never_fill(events):

@@ -169,24 +169,33 @@ def _decide_at(broker: PaperBroker, event, symbol: str, delta: float):
     return broker.submit(symbol, delta, event.ts_event, "taker")
 
 
-def test_a_taker_buy_fills_at_the_ask_of_the_first_quote_after_the_latency(btc_events):
+def test_a_taker_buy_takes_the_book_standing_at_its_arrival_and_the_rest_from_later_quotes(
+    btc_events,
+):
     start = 100
-    decided = btc_events[start].ts_recv
-    spot = _quotes_after(btc_events, start, "spot", decided + LATENCY_NS)
-    size = spot[0].ask_size + 0.5 * spot[1].ask_size  # more than the first quote shows
+    arrival = btc_events[start].ts_recv + LATENCY_NS
+    spot = [e for e in btc_events if isinstance(e, Quote) and e.venue == "spot"]
+    standing = [q for q in spot if _clock(q) <= arrival][-1]  # the book when the order lands
+    later = _quotes_after(btc_events, start, "spot", arrival + 1)
+    size = standing.ask_size + 0.5 * later[0].ask_size  # more than the standing book shows
     broker = _quote_broker()
+    for event in btc_events[:start]:  # the tape before the decision: the broker's book
+        if isinstance(event, Quote):
+            broker.on_quote(event)
     order = _decide_at(broker, btc_events[start], "BTCUSDT:spot", size)
 
-    fills = [f for e in btc_events[start + 1 :] if isinstance(e, Quote) for f in broker.on_quote(e)]
+    fills = [f for e in btc_events[start:] if isinstance(e, Quote) for f in broker.on_quote(e)]
 
     assert order is not None
     first, second = fills[0], fills[1]
+    # The arrival is learned from the first spot quote after it; the fill is at the book
+    # that stood at the arrival, and what it could not fill takes that later quote.
     assert (first.price, first.quantity, first.ts_event) == (
-        spot[0].ask_price,
-        spot[0].ask_size,
-        spot[0].ts_event,
+        standing.ask_price,
+        standing.ask_size,
+        later[0].ts_event,
     )
-    assert second.price == spot[1].ask_price and second.ts_event == spot[1].ts_event
+    assert second.price == later[0].ask_price and second.ts_event == later[0].ts_event
     assert sum(f.quantity for f in fills) == pytest.approx(size, rel=1e-12)
     assert all(f.side is Side.BUY and f.symbol == "BTCUSDT:spot" for f in fills)
     assert [f.fill_id for f in fills] == [f"{order.order_id}-{n}" for n in range(1, len(fills) + 1)]

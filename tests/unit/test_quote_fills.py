@@ -1,4 +1,5 @@
-"""The quote fill model: resting quotes filled by real prints, fees, inventory and PnL."""
+"""The maker fill model: resting quotes filled by real prints, in the engine, with fees,
+inventory, PnL and the fill analyzer's adverse selection."""
 
 from __future__ import annotations
 
@@ -8,10 +9,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core.engine.quote_fills import QuoteFillConfig, QuoteFillModel, backtest_market_maker
+from core.engine.analyzers import FillAnalyzer
+from core.engine.engine import TradingEngine
+from core.engine.quote_fills import QuoteFillConfig, QuoteFillModel
+from core.engine.venue import Venue
 from core.errors import ConfigError
-from core.model import Side, Trade
-from core.strategies.catalogue import build
+from core.model import Quote, Side, Trade
+from core.ports import StrategyDeployment
 from core.strategies.market_making.frames import iter_quotes_trades
 from tests.strategy_samples.samples_market_making import SYMBOL, btcusdt_spot
 
@@ -29,12 +33,53 @@ def tape() -> pd.DataFrame:
     return btcusdt_spot().iloc[20_000:45_000].reset_index(drop=True)
 
 
+def _market_make(type_name: str, events: list, config: QuoteFillConfig) -> dict:
+    """Run one maker through the engine; each fill is recorded with the print that made it,
+    that print's receive time and the mid before it, and the inventory after it."""
+    deployment = StrategyDeployment(
+        name=type_name, version="1", type_name=type_name, config={}, symbols=(SYMBOL,)
+    )
+    analyzer = FillAnalyzer()
+    engine = TradingEngine(
+        [deployment],
+        venue=Venue(maker=config),
+        keep_history=True,
+        analyzer=analyzer,
+        initial_capital=0.0,
+    )
+    fills, mid, inventory = [], math.nan, 0.0
+    for event in events:
+        seen = len(engine.all_fills)
+        engine.on_event(event)
+        if isinstance(event, Quote):
+            mid = event.mid
+        for fill in engine.all_fills[seen:]:
+            inventory += fill.signed_quantity
+            fills.append({
+                "ts_recv": event.ts_recv, "side": fill.side.value, "price": fill.price,
+                "quantity": fill.quantity, "fee": fill.fee, "trade_price": event.price,
+                "mid": mid, "inventory": inventory,
+            })  # fmt: skip
+    engine.finish()
+    position = engine.portfolio.positions()[0]
+    return {
+        "fills": fills,
+        "engine": engine,
+        "cash": engine.portfolio.cash,
+        "inventory": engine.portfolio.quantity(SYMBOL),
+        "mid": mid,
+        "fees": math.fsum(f["fee"] for f in fills),
+        "realized_pnl": position.realized_pnl,
+        "unrealized_pnl": position.quantity * (mid - position.avg_price),
+        "pnl": engine.portfolio.equity,  # capital 0: equity is the PnL
+        **analyzer.report(),
+    }
+
+
 @pytest.fixture(scope="module", params=["adaptive_quote", "spread_adjuster"])
 def run(request, tape) -> dict:
-    strategy = build(request.param, {}, SYMBOL)
-    return backtest_market_maker(
-        strategy, iter_quotes_trades(tape, SYMBOL), QuoteFillConfig(max_inventory=0.005)
-    )
+    events = list(iter_quotes_trades(tape, SYMBOL))
+    return _market_make(request.param, events, QuoteFillConfig(max_inventory=0.005))
 
 
 def test_a_print_above_the_bid_does_not_fill_it():
@@ -125,13 +170,14 @@ def test_pnl_accounting_identity_holds(run):
     assert run["fees"] == pytest.approx(fees, rel=1e-9)
     assert run["inventory"] == pytest.approx(signed.sum(), abs=1e-12)
     assert run["pnl"] == pytest.approx(run["cash"] + run["inventory"] * run["mid"], abs=1e-9)
+    # The ledger's realized PnL is before fees; fees are paid from cash.
     assert run["pnl"] == pytest.approx(
         run["realized_pnl"] + run["unrealized_pnl"] - run["fees"], abs=1e-6
     )
 
 
 def test_inventory_path_stays_within_the_limit(run):
-    path = np.array([q for _, q in run["inventory_path"]])
+    path = np.array([fill["inventory"] for fill in run["fills"]])
 
     assert np.abs(path).max() <= 0.005 + 1e-12
     assert path.max() > 0 > path.min()  # it was both long and short on the real tape
@@ -162,10 +208,8 @@ def test_adverse_selection_matches_the_mid_one_second_after_each_fill(run, tape)
 
 def test_a_zero_fee_venue_earns_exactly_the_fees_back(tape):
     events = list(iter_quotes_trades(tape, SYMBOL))
-    paid = backtest_market_maker(build("adaptive_quote", {}, SYMBOL), events)
-    free = backtest_market_maker(
-        build("adaptive_quote", {}, SYMBOL), events, QuoteFillConfig(maker_fee_bps={"spot": 0.0})
-    )
+    paid = _market_make("adaptive_quote", events, QuoteFillConfig())
+    free = _market_make("adaptive_quote", events, QuoteFillConfig(maker_fee_bps={"spot": 0.0}))
 
     assert free["fees"] == 0.0
     assert len(free["fills"]) == len(paid["fills"])

@@ -40,6 +40,7 @@ from core.indicators import ExponentialMean
 from core.model import FundingRate, Signal
 from core.strategies.base import (
     DataKind,
+    Execution,
     Family,
     Strategy,
     StrategyConfig,
@@ -126,6 +127,7 @@ class FundingRateCarry(Strategy[FundingRateConfig]):
             "long the low-funding venue) while expected annualized funding beats costs."
         ),
         dataset="funding_rates_btc_eth_supervik",
+        execution=Execution.CARRY,
     )
     config_type = FundingRateConfig
 
@@ -140,6 +142,13 @@ class FundingRateCarry(Strategy[FundingRateConfig]):
     @property
     def warmup(self) -> int:
         return self.config.span * (2 if self.config.cross_venue else 1)
+
+    def legs(self, signal: Signal) -> dict[str, float]:
+        # Target +1: short the perpetual on ``venue`` and long the hedge (spot, or the other
+        # venue's perpetual), one unit of notional each; the venue settles funding on them.
+        hedge = self.config.hedge_venue or "spot"
+        target = signal.target_position
+        return {f"{self.symbol}:{self.config.venue}": -target, f"{self.symbol}:{hedge}": target}
 
     def update(self, event: FundingRate) -> Signal | None:
         cfg = self.config

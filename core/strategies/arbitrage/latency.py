@@ -16,9 +16,9 @@ reference).
   ``exit_bps``, the lagger has followed: go flat.
 
 ``entry_bps`` must exceed the round-trip taker fee ``2 * fee_bps``. The strategy decides on what
-it has received; whether the stale quote is still there when the order lands is the latency
-model's question: :func:`simulate_latency_fills` fills each target change at the lagger's quote
-prevailing ``latency_ms`` after the triggering event was received, and charges ``fee_bps``.
+it has received; whether the stale quote is still there when the order lands is the venue's
+question (its taker fill model, :class:`core.engine.execution.TakerFillModel`, with
+``latency_ms`` and ``fee_bps`` as its latency and fee in a backtest).
 Quotes with bid > ask or a non-positive price are skipped and counted (``rejected_quotes``).
 
 Event: :class:`~core.model.Quote` with ``venue`` ``usdm`` (leader) or ``spot`` (lagger), in
@@ -42,6 +42,7 @@ from core.indicators import ExponentialMean
 from core.model import Quote, Signal
 from core.strategies.base import (
     DataKind,
+    Execution,
     Family,
     Strategy,
     StrategyConfig,
@@ -50,8 +51,6 @@ from core.strategies.base import (
     require,
 )
 from core.strategies.catalogue import register
-
-_NS_PER_MS = 1_000_000
 
 
 class LatencyConfig(StrategyConfig, frozen=True, kw_only=True):
@@ -126,6 +125,7 @@ class LeadLagLatency(Strategy[LatencyConfig]):
             "followed, take spot's stale quote; latency and fees decide if it pays."
         ),
         dataset="crypto_l2_binance_hftbacktest",
+        execution=Execution.TAKER,
     )
     config_type = LatencyConfig
 
@@ -237,59 +237,6 @@ class LeadLagLatency(Strategy[LatencyConfig]):
             position = _next_target(position, jump[i], fair, lag_bid[i], lag_ask[i], config)
             target[i] = position
         return pd.Series(target, index=frame.index)
-
-
-def simulate_latency_fills(
-    frame: pd.DataFrame, target: pd.Series, config: LatencyConfig
-) -> dict[str, float]:
-    """Fill every target change at the lagger's quote ``latency_ms`` after it was received.
-
-    Buys pay the lagger's ask and sells receive its bid as they stand when the order arrives
-    (the last lagger quote received at or before ``ts_recv + latency``); each fill pays
-    ``fee_bps`` of its notional; an open position is marked at the last lagger mid.
-
-    Parameters
-    ----------
-    frame
-        The strategy's vectorized frame (needs ``ts_recv``).
-    target
-        Target position per row (NaN = no decision), e.g. from :meth:`LeadLagLatency.vectorized`.
-    config
-        Gives the latency, the fee and the lagger venue.
-
-    Returns
-    -------
-    dict
-        ``trades``, ``gross_pnl``, ``fees``, ``net_pnl`` (quote currency per unit traded),
-        ``stale_fills`` (fills at the very quote the signal saw) and ``moved_fills``.
-    """
-    recv = frame["ts_recv"].to_numpy(np.int64)
-    lagger = frame["venue"].astype("str").to_numpy() == config.lagger_venue
-    bid = frame["bid_price"].to_numpy(np.float64)
-    ask = frame["ask_price"].to_numpy(np.float64)
-    with np.errstate(invalid="ignore"):
-        lagger &= (bid > 0) & (bid <= ask)
-    lag_rows = np.flatnonzero(lagger)
-    held = target.ffill().fillna(0.0).to_numpy(np.float64)
-    change = np.flatnonzero(np.diff(np.concatenate([[0.0], held])) != 0.0)
-    arrival = recv[change] + round(config.latency_ms * _NS_PER_MS)
-    seen = lag_rows[np.searchsorted(recv[lag_rows], recv[change], side="right") - 1]
-    filled = lag_rows[np.searchsorted(recv[lag_rows], arrival, side="right") - 1]
-    qty = np.diff(np.concatenate([[0.0], held[change]]))
-    price = np.where(qty > 0, ask[filled], bid[filled])
-    cash = -float(np.sum(qty * price))
-    last = lag_rows[-1]
-    mark = float(held[-1] * 0.5 * (bid[last] + ask[last]))
-    fees = float(np.sum(np.abs(qty) * price)) * config.fee_bps / 1e4
-    stale = int(np.sum(filled == seen))
-    return {
-        "trades": float(len(change)),
-        "gross_pnl": cash + mark,
-        "fees": fees,
-        "net_pnl": cash + mark - fees,
-        "stale_fills": float(stale),
-        "moved_fills": float(len(change) - stale),
-    }
 
 
 def _carried(rows: np.ndarray, values: np.ndarray) -> np.ndarray:

@@ -35,6 +35,7 @@ import pandas as pd
 from core.model import Quote, Signal
 from core.strategies.base import (
     DataKind,
+    Execution,
     Family,
     Strategy,
     StrategyConfig,
@@ -45,6 +46,11 @@ from core.strategies.base import (
 from core.strategies.catalogue import register
 
 _NS_PER_S = 1_000_000_000
+
+
+def _cycle_instrument(config: TriangularConfig) -> str:
+    name = "/".join(config.currencies)
+    return f"{name}:{config.venue}" if config.venue else name
 
 
 class TriangularConfig(StrategyConfig, frozen=True, kw_only=True):
@@ -93,6 +99,7 @@ class Triangular(Strategy[TriangularConfig]):
             "the cycle that beats 1 + costs; crossed quotes are rejected."
         ),
         dataset="fx_triangle_daily_lean",
+        execution=Execution.CYCLE,
     )
     config_type = TriangularConfig
 
@@ -111,6 +118,11 @@ class Triangular(Strategy[TriangularConfig]):
 
     def subscriptions(self) -> tuple[str, ...]:
         return self.config.legs
+
+    def legs(self, signal: Signal) -> dict[str, float]:
+        # +1 / -1 asks the venue for one forward / reverse cycle of the triangle; the cycle
+        # instrument ``A/B/C`` (``:venue`` when it keeps to one) holds no position after it.
+        return {_cycle_instrument(self.config): signal.target_position}
 
     def update(self, quote: Quote) -> Signal | None:
         leg = self._index.get(quote.symbol)

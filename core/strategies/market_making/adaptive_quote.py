@@ -28,7 +28,7 @@ import pandas as pd
 
 from core.indicators import ExponentialMean
 from core.model import Quote, Signal, Trade
-from core.strategies.base import DataKind, Family, StrategySpec, Tier
+from core.strategies.base import DataKind, Execution, Family, StrategySpec, Tier
 from core.strategies.catalogue import register
 from core.strategies.market_making.common import (
     FrameBook,
@@ -76,6 +76,7 @@ class AdaptiveQuote(QuotingStrategy[AdaptiveQuoteConfig]):
             "γσ²(T−t) + (2/γ)·ln(1+γ/k); σ and k estimated online; inventory limits."
         ),
         dataset="crypto_l2_binance_hftbacktest",
+        execution=Execution.MAKER,
     )
     config_type = AdaptiveQuoteConfig
 

@@ -30,7 +30,7 @@ import pandas as pd
 
 from core.indicators import ExponentialMean
 from core.model import Quote, Side, Signal, Trade
-from core.strategies.base import DataKind, Family, StrategySpec, Tier, require
+from core.strategies.base import DataKind, Execution, Family, StrategySpec, Tier, require
 from core.strategies.catalogue import register
 from core.strategies.market_making.common import (
     FrameBook,
@@ -90,6 +90,7 @@ class SpreadAdjuster(QuotingStrategy[SpreadAdjusterConfig]):
             "(trade sign, top-of-book sizes); quotes skewed against inventory."
         ),
         dataset="crypto_l2_binance_hftbacktest",
+        execution=Execution.MAKER,
     )
     config_type = SpreadAdjusterConfig
 

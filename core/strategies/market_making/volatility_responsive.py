@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from core.model import Quote, Signal, Trade
-from core.strategies.base import DataKind, Family, StrategySpec, Tier, require
+from core.strategies.base import DataKind, Execution, Family, StrategySpec, Tier, require
 from core.strategies.catalogue import register
 from core.strategies.market_making.common import (
     TICK_EPS,
@@ -78,6 +78,7 @@ class VolatilityResponsive(QuotingStrategy[VolatilityResponsiveConfig]):
             "ceiling it pulls its quotes."
         ),
         dataset="crypto_l2_binance_hftbacktest",
+        execution=Execution.MAKER,
     )
     config_type = VolatilityResponsiveConfig
 
