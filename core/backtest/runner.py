@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from core.data.streams import Stream, stream_for
+from core.backtest.streams import Stream, stream_for
 from core.engine.engine import PositionSizing, TradingEngine
 from core.engine.execution import BarFillModel
 from core.engine.tracker import performance_metrics

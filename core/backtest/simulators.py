@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from core.backtest.runner import make_result
-from core.data.streams import Stream
+from core.backtest.streams import Stream
 from core.engine.quote_fills import backtest_market_maker
 from core.errors import ConfigError, DataError
 from core.model import FundingRate

@@ -8,7 +8,7 @@ import pytest
 
 from core.backtest.runner import backtest, turnover
 from core.backtest.simulators import _latency_fills
-from core.data.streams import stream_for
+from core.backtest.streams import stream_for
 from core.errors import ConfigError, DataError
 from core.model import Bar, MacroPoint, NewsItem
 from core.strategies.arbitrage.funding_rate import FundingRateCarry, FundingRateConfig
