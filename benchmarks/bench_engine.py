@@ -44,8 +44,8 @@ from typing import Any
 import pandas as pd
 
 from core.backtest.runner import resolve_config
+from core.backtest.streams import bars_stream, stream_for
 from core.data.datasets import get_dataset, load_bars
-from core.data.streams import bars_stream, stream_for
 from core.engine.applicator import StrategyApplicator
 from core.engine.composer import StrategyComposer
 from core.engine.engine import PositionSizing, TradingEngine

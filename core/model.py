@@ -161,10 +161,6 @@ class Position(_Message, frozen=True, kw_only=True):
     realized_pnl: float
     ts_event: int
 
-    @property
-    def is_flat(self) -> bool:
-        return self.quantity == 0.0
-
 
 MESSAGE_TYPES: dict[str, type[_Message]] = {
     t.kind: t

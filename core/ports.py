@@ -67,9 +67,3 @@ class StateStore(Protocol):
     def save_state(self, key: str, state: dict[str, Any]) -> None: ...
 
     def load_state(self, key: str) -> dict[str, Any] | None: ...
-
-
-class Clock(Protocol):
-    """The only source of time in the core: live wall clock or simulated replay clock."""
-
-    def now_ns(self) -> int: ...

@@ -38,10 +38,10 @@ import numpy as np
 import pandas as pd
 from prefect import flow, task
 
+from core.backtest.streams import stream_for
 from core.data.datasets import data_root, get_dataset, load_bars
 from core.data.loaders import read_sentiment_frame, read_tweets_frame
 from core.data.news import BARS_DATASET, TWEETS_DATASET, news_bar_frame
-from core.data.streams import stream_for
 from core.errors import ConfigError, DataError
 from core.model import Bar, Signal
 from core.strategies.base import Strategy
@@ -433,7 +433,7 @@ def macro_document(
     ----------
     events
         Per strategy type in :data:`MACRO_TYPES`: its macro points and ``symbol``'s bars in
-        stream order (:func:`core.data.streams.stream_for`); events after ``as_of`` are dropped.
+        stream order (:func:`core.backtest.streams.stream_for`); events after ``as_of`` are dropped.
     configs
         Strategy parameters per type (defaults: each type's defaults).
     """

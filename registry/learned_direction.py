@@ -42,7 +42,7 @@ from registry.store import MlflowStore
 from registry.strategy_registry import (
     RegisteredVersion,
     StrategyRegistry,
-    _lineage_tags,
+    lineage_tags,
     model_name,
     package_versions,
     require_metrics,
@@ -228,7 +228,7 @@ def log_direction_model(
         raise RegistryError(f"model {kind!r} needs {'no' if kind == 'linear' else 'a'} model file")
     registry = StrategyRegistry(store)
     tags = {
-        **_lineage_tags(DIRECTION_TYPE, data_hash, validation, symbols, None),
+        **lineage_tags(DIRECTION_TYPE, data_hash, validation, symbols, None),
         **package_versions(*_LIBRARIES.get(kind, ())),
         "model_kind": kind,
     }

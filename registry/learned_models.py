@@ -40,7 +40,7 @@ from registry.store import MlflowStore
 from registry.strategy_registry import (
     RegisteredVersion,
     StrategyRegistry,
-    _lineage_tags,
+    lineage_tags,
     model_name,
     package_versions,
     require_metrics,
@@ -154,7 +154,7 @@ def log_sentiment_model(
     document = strategy_document(SENTIMENT_TYPE, config)
     registry = StrategyRegistry(store)
     tags = {
-        **_lineage_tags(SENTIMENT_TYPE, data_hash, validation, symbols, None),
+        **lineage_tags(SENTIMENT_TYPE, data_hash, validation, symbols, None),
         **package_versions("scikit-learn", "skops"),
     }
 

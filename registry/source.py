@@ -24,7 +24,6 @@ LEARNED_DIRECTION = "ml_direction"
 
 # Where save_model puts the data file inside the model folder.
 DOCUMENT_PATH = f"data/{STRATEGY_FILE}"
-MAX_DOCUMENT_BYTES = STRATEGY_DOCUMENT.max_bytes
 
 
 class MlflowStrategySource:

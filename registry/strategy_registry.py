@@ -117,13 +117,14 @@ def require_metrics(what: str, metrics: dict[str, float], keys: tuple[str, ...])
         raise RegistryError(f"{what} metrics lack {missing}, have {sorted(metrics)}")
 
 
-def _lineage_tags(
+def lineage_tags(
     type_name: str,
     data_hash: str,
     validation: dict[str, Any],
     symbols: tuple[str, ...],
     code: str | None,
 ) -> dict[str, str]:
+    """The tags every registered version carries: its type, data, validation and code."""
     if not isinstance(validation.get("success"), bool):
         raise RegistryError(f"validation report needs a boolean 'success', was {validation!r:.120}")
     failed = validation.get("failed_expectations", [])
@@ -186,7 +187,7 @@ class StrategyRegistry:
             Overrides ``git describe``.
         """
         document = strategy_document(type_name, config)
-        tags = _lineage_tags(type_name, data_hash, validation, symbols, code_version)
+        tags = lineage_tags(type_name, data_hash, validation, symbols, code_version)
         return self.register_document(document, tags, validation=validation, metrics=metrics or {})
 
     def register_run(

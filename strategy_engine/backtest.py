@@ -14,8 +14,8 @@ from typing import Any
 import pandas as pd
 
 from core.backtest.runner import backtest, engine_backtest, resolve_config
+from core.backtest.streams import bars_stream, pair_stream
 from core.data.loaders import read_bars_frame
-from core.data.streams import bars_stream, pair_stream
 from core.errors import ConfigError, DataError
 from core.strategies.base import DataKind
 from core.strategies.catalogue import strategy_type

@@ -44,10 +44,6 @@ def alertmanager_binary() -> str | None:
     return shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
 
 
-def promtool_binary() -> str | None:
-    return shutil.which("promtool")
-
-
 @dataclass(frozen=True)
 class AlertTiming:
     """How fast alerts move: Prometheus's scrape and rule intervals, Alertmanager's grouping.

@@ -423,11 +423,6 @@ class RedisStore:
         raw = cast(dict[bytes, bytes], self.client.hgetall(self.key("learning:counts")))
         return {k.decode(): int(v) for k, v in sorted(raw.items())}
 
-    def dead_letter_counts(self) -> dict[str, int]:
-        """Dead letters by code since the namespace began (the stream itself is capped)."""
-        raw = cast(dict[bytes, bytes], self.client.hgetall(self.key("deadletter:counts")))
-        return {k.decode(): int(v) for k, v in sorted(raw.items())}
-
     def reject_entries(self, group: str, entries: Sequence[RejectedEntry]) -> None:
         """Dead-letter feed entries and acknowledge them for ``group``, in one transaction.
 

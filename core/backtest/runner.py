@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from core.data.streams import Stream, stream_for
+from core.backtest.streams import Stream, stream_for
 from core.engine.analyzers import FillAnalyzer
 from core.engine.engine import PositionSizing, TradingEngine
 from core.engine.execution import BarFillModel, TakerFillModel
@@ -83,7 +83,7 @@ def backtest(
     type_name
         A catalogued strategy type.
     dataset, symbols, fast
-        Passed to :func:`core.data.streams.stream_for`.
+        Passed to :func:`core.backtest.streams.stream_for`.
     params
         Config overrides (validated before any data is read).
     fee_bps

@@ -23,14 +23,14 @@ from core.data.datasets import data_root
 from core.data.loaders import (
     LoadResult,
     RejectedRow,
-    _blank_rows,
-    _file_lines,
-    _finish,
-    _numbers,
-    _read_table,
-    _Rejects,
-    _resolve_columns,
-    _stamps,
+    RowRejects,
+    blank_rows,
+    file_lines,
+    finish_load,
+    parse_numbers,
+    parse_stamps,
+    read_table,
+    resolve_columns,
 )
 from core.errors import DataError
 from core.model import Quote
@@ -79,11 +79,11 @@ def read_fx_daily_frame(
     """
     path = Path(path)
     name = symbol or path.name.split("_")[0].split(".")[0]
-    raw = _read_table(path, dtype={"date": str})
-    cols = _resolve_columns(raw, path, ["date", "bid_close", "ask_close", "bid_size", "ask_size"])
-    rejects = _Rejects(len(raw))
-    bid = _numbers(rejects, raw[cols["bid_close"]], "bid_close")
-    ask = _numbers(rejects, raw[cols["ask_close"]], "ask_close")
+    raw = read_table(path, dtype={"date": str})
+    cols = resolve_columns(raw, path, ["date", "bid_close", "ask_close", "bid_size", "ask_size"])
+    rejects = RowRejects(len(raw))
+    bid = parse_numbers(rejects, raw[cols["bid_close"]], "bid_close")
+    ask = parse_numbers(rejects, raw[cols["ask_close"]], "ask_close")
     if reject_crossed:
         with np.errstate(invalid="ignore"):
             crossed = bid > ask
@@ -91,15 +91,15 @@ def read_fx_daily_frame(
             crossed, lambda row: f"crossed close: bid {float(bid[row])} > ask {float(ask[row])}"
         )
     out: dict[str, np.ndarray | pd.Series] = {
-        "ts_event": _stamps(rejects, raw[cols["date"]], "date", tz),
+        "ts_event": parse_stamps(rejects, raw[cols["date"]], "date", tz),
         "symbol": np.full(len(raw), name, dtype=object),
         "venue": np.full(len(raw), venue, dtype=object),
         "bid_price": bid,
         "ask_price": ask,
-        "bid_size": _numbers(rejects, raw[cols["bid_size"]], "bid_size"),
-        "ask_size": _numbers(rejects, raw[cols["ask_size"]], "ask_size"),
+        "bid_size": parse_numbers(rejects, raw[cols["bid_size"]], "bid_size"),
+        "ask_size": parse_numbers(rejects, raw[cols["ask_size"]], "ask_size"),
     }
-    return _finish(out, rejects, _blank_rows(raw), _file_lines(path, 1), 1, path, name)
+    return finish_load(out, rejects, blank_rows(raw), file_lines(path, 1), 1, path, name)
 
 
 def read_fx_triangle_frame(
@@ -173,15 +173,15 @@ def read_ecb_rates_frame(
     path = (
         Path(path) if path is not None else data_root() / ECB_DATASET / "eurofxref_hist_major.csv"
     )
-    raw = _read_table(path, dtype={"Date": str})
-    cols = _resolve_columns(raw, path, ["date", *(c.lower() for c in currencies)])
-    rejects = _Rejects(len(raw))
+    raw = read_table(path, dtype={"Date": str})
+    cols = resolve_columns(raw, path, ["date", *(c.lower() for c in currencies)])
+    rejects = RowRejects(len(raw))
     out: dict[str, np.ndarray | pd.Series] = {
-        "ts_event": _stamps(rejects, raw[cols["date"]], "date")
+        "ts_event": parse_stamps(rejects, raw[cols["date"]], "date")
     }
     for currency in currencies:
-        out[currency] = _numbers(rejects, raw[cols[currency.lower()]], currency)
-    return _finish(out, rejects, _blank_rows(raw), _file_lines(path, 1), 1, path, "EUR")
+        out[currency] = parse_numbers(rejects, raw[cols[currency.lower()]], currency)
+    return finish_load(out, rejects, blank_rows(raw), file_lines(path, 1), 1, path, "EUR")
 
 
 def ecb_triangle_frame(rates: pd.DataFrame) -> pd.DataFrame:

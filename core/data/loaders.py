@@ -57,7 +57,7 @@ class LoadResult:
 
 
 # ---------------------------------------------------------------------------------------------
-# File reading and row rejection helpers
+# File reading and row rejection: the building blocks of every parser in core/data
 # ---------------------------------------------------------------------------------------------
 
 
@@ -82,7 +82,7 @@ def _check_exists(path: Path) -> None:
         raise DataError(f"{path}: no such file")
 
 
-def _read_table(path: Path, **kwargs: object) -> pd.DataFrame:
+def read_table(path: Path, **kwargs: object) -> pd.DataFrame:
     """Read a CSV keeping one frame row per file line (blank lines become all-missing rows)."""
     _check_exists(path)
     try:
@@ -97,7 +97,7 @@ def _read_table(path: Path, **kwargs: object) -> pd.DataFrame:
     return frame
 
 
-def _resolve_columns(
+def resolve_columns(
     frame: pd.DataFrame, path: Path, wanted: Iterable[str | tuple[str, ...]]
 ) -> dict[str, str]:
     """Map each wanted (lower-case) name to the file's column, case-insensitively.
@@ -122,7 +122,7 @@ def _resolve_columns(
     return found
 
 
-class _Rejects:
+class RowRejects:
     """Collects per-row reasons found by vectorized checks; formats messages only for bad rows."""
 
     def __init__(self, n_rows: int) -> None:
@@ -146,7 +146,7 @@ class _Rejects:
         ]
 
 
-def _file_lines(path: Path, header_lines: int) -> Callable[[list[int]], list[str]]:
+def file_lines(path: Path, header_lines: int) -> Callable[[list[int]], list[str]]:
     """Return a lookup of the original text of frame rows (one record per file line)."""
 
     def lookup(rows: list[int]) -> list[str]:
@@ -163,16 +163,16 @@ def _file_lines(path: Path, header_lines: int) -> Callable[[list[int]], list[str
     return lookup
 
 
-def _text(series: pd.Series) -> pd.Series:
+def clean_text(series: pd.Series) -> pd.Series:
     return series.astype("str").str.strip().where(series.notna(), "")
 
 
-def _missing(text: pd.Series) -> np.ndarray:
+def missing_text(text: pd.Series) -> np.ndarray:
     return text.str.lower().isin(_MISSING_TEXT).to_numpy(bool)
 
 
-def _numbers(
-    rejects: _Rejects, column: pd.Series, name: str, *, non_negative: bool = True
+def parse_numbers(
+    rejects: RowRejects, column: pd.Series, name: str, *, non_negative: bool = True
 ) -> np.ndarray:
     """Return ``column`` as float64; reject missing, non-numeric, non-finite, negative values."""
     if pd.api.types.is_numeric_dtype(column.dtype) and not pd.api.types.is_bool_dtype(column):
@@ -181,9 +181,9 @@ def _numbers(
         missing = np.isnan(values)
         non_numeric = np.zeros(len(values), dtype=bool)
     else:
-        text = _text(column)
+        text = clean_text(column)
         values = pd.to_numeric(text, errors="coerce").to_numpy(np.float64)
-        missing = _missing(text)
+        missing = missing_text(text)
         non_numeric = np.isnan(values) & ~missing
 
     def shown(row: int) -> str:
@@ -201,11 +201,13 @@ def _numbers(
     return values
 
 
-def _stamps(rejects: _Rejects, column: pd.Series, name: str, tz: str | None = None) -> np.ndarray:
+def parse_stamps(
+    rejects: RowRejects, column: pd.Series, name: str, tz: str | None = None
+) -> np.ndarray:
     """Return ``column`` as int64 ns UTC, rejecting missing and unparsable values."""
-    text = _text(column)
+    text = clean_text(column)
     parsed = parse_timestamps(text, tz=tz)
-    missing = _missing(text)
+    missing = missing_text(text)
     rejects.add(missing, lambda _row: f"missing {name}")
     rejects.add(parsed.unparsable & ~missing, lambda row: f"unparsable {name} '{text.iat[row]}'")
     rejects.add(
@@ -215,13 +217,13 @@ def _stamps(rejects: _Rejects, column: pd.Series, name: str, tz: str | None = No
     return parsed.ns
 
 
-def _blank_rows(frame: pd.DataFrame) -> np.ndarray:
+def blank_rows(frame: pd.DataFrame) -> np.ndarray:
     return frame.isna().all(axis=1).to_numpy(bool)
 
 
-def _finish(
+def finish_load(
     columns: dict[str, np.ndarray | pd.Series],
-    rejects: _Rejects,
+    rejects: RowRejects,
     blank: np.ndarray,
     raw_of: Callable[[list[int]], list[str]],
     header_lines: int,
@@ -287,25 +289,25 @@ def read_bars_frame(
                 f"{path.name}: no header and {n_fields} fields per row "
                 f"(expected {len(_HEADERLESS_BAR_NAMES)}: {sep.join(_HEADERLESS_BAR_NAMES)})"
             )
-        raw = _read_table(path, sep=sep, header=None, names=list(_HEADERLESS_BAR_NAMES))
+        raw = read_table(path, sep=sep, header=None, names=list(_HEADERLESS_BAR_NAMES))
     else:
         # Read time stamps as text so that e.g. epoch ns with a gap do not become floats.
         names = [h.strip().strip('"') for h in first.split(sep)]
         time_cols = {h: str for h in names if h.lower() in _TIME_ALIASES}
-        raw = _read_table(path, sep=sep, dtype=time_cols)
-    cols = _resolve_columns(raw, path, [_TIME_ALIASES, *_PRICE_FIELDS, "volume"])
-    rejects = _Rejects(len(raw))
+        raw = read_table(path, sep=sep, dtype=time_cols)
+    cols = resolve_columns(raw, path, [_TIME_ALIASES, *_PRICE_FIELDS, "volume"])
+    rejects = RowRejects(len(raw))
     out: dict[str, np.ndarray | pd.Series] = {
-        "ts_event": _stamps(rejects, raw[cols["datetime"]], "date", tz)
+        "ts_event": parse_stamps(rejects, raw[cols["datetime"]], "date", tz)
     }
     for name in (*_PRICE_FIELDS, "volume"):
-        out[name] = _numbers(rejects, raw[cols[name]], name)
+        out[name] = parse_numbers(rejects, raw[cols[name]], name)
     header_lines = 0 if headerless else 1
-    return _finish(
+    return finish_load(
         out,
         rejects,
-        _blank_rows(raw),
-        _file_lines(path, header_lines),
+        blank_rows(raw),
+        file_lines(path, header_lines),
         header_lines,
         path,
         symbol or path.name.split(".")[0],
@@ -361,10 +363,10 @@ def read_many_bars(
 _TEXT_DTYPES = {"market": str, "symbol": str, "local_ts_ns": str, "exch_ts_ms": str}
 
 
-def _exchange_or_local(rejects: _Rejects, exch_ms: pd.Series, local_ns: np.ndarray) -> np.ndarray:
+def _exchange_or_local(rejects: RowRejects, exch_ms: pd.Series, local_ns: np.ndarray) -> np.ndarray:
     """Venue time in ns where the capture has it (``exch_ts_ms``), else the local receive time."""
-    text = _text(exch_ms)
-    absent = _missing(text)
+    text = clean_text(exch_ms)
+    absent = missing_text(text)
     ms = pd.to_numeric(text, errors="coerce").to_numpy(np.float64)
     rejects.add(np.isnan(ms) & ~absent, lambda row: f"non-numeric exch_ts_ms '{text.iat[row]}'")
     # Millisecond epochs (~1.7e12) are exact in float64; round before scaling to ns.
@@ -387,25 +389,25 @@ def read_binance_quotes_frame(path: str | Path) -> LoadResult:
         ``market`` column: ``spot`` or ``usdm``), ``bid_price, bid_size, ask_price, ask_size``.
     """
     path = Path(path)
-    raw = _read_table(path, dtype=_TEXT_DTYPES)
-    cols = _resolve_columns(
+    raw = read_table(path, dtype=_TEXT_DTYPES)
+    cols = resolve_columns(
         raw,
         path,
         ["market", "symbol", "local_ts_ns", "exch_ts_ms", "bid_px", "bid_qty", "ask_px", "ask_qty"],
     )
-    rejects = _Rejects(len(raw))
-    ts_recv = _stamps(rejects, raw[cols["local_ts_ns"]], "local_ts_ns")
+    rejects = RowRejects(len(raw))
+    ts_recv = parse_stamps(rejects, raw[cols["local_ts_ns"]], "local_ts_ns")
     out: dict[str, np.ndarray | pd.Series] = {
         "ts_event": _exchange_or_local(rejects, raw[cols["exch_ts_ms"]], ts_recv),
         "ts_recv": ts_recv,
         "symbol": _required_text(rejects, raw[cols["symbol"]], "symbol"),
         "venue": _required_text(rejects, raw[cols["market"]], "market"),
-        "bid_price": _numbers(rejects, raw[cols["bid_px"]], "bid_px"),
-        "bid_size": _numbers(rejects, raw[cols["bid_qty"]], "bid_qty"),
-        "ask_price": _numbers(rejects, raw[cols["ask_px"]], "ask_px"),
-        "ask_size": _numbers(rejects, raw[cols["ask_qty"]], "ask_qty"),
+        "bid_price": parse_numbers(rejects, raw[cols["bid_px"]], "bid_px"),
+        "bid_size": parse_numbers(rejects, raw[cols["bid_qty"]], "bid_qty"),
+        "ask_price": parse_numbers(rejects, raw[cols["ask_px"]], "ask_px"),
+        "ask_size": parse_numbers(rejects, raw[cols["ask_qty"]], "ask_qty"),
     }
-    return _finish(out, rejects, _blank_rows(raw), _file_lines(path, 1), 1, path)
+    return finish_load(out, rejects, blank_rows(raw), file_lines(path, 1), 1, path)
 
 
 def iter_quotes(frame: pd.DataFrame) -> Iterator[Quote]:
@@ -438,8 +440,8 @@ def read_binance_trades_frame(path: str | Path) -> LoadResult:
         ``size``, ``aggressor`` (``"buy"``/``"sell"``), ``trade_id`` (text).
     """
     path = Path(path)
-    raw = _read_table(path, dtype={**_TEXT_DTYPES, "trade_id": str, "buyer_is_maker": str})
-    cols = _resolve_columns(
+    raw = read_table(path, dtype={**_TEXT_DTYPES, "trade_id": str, "buyer_is_maker": str})
+    cols = resolve_columns(
         raw,
         path,
         [
@@ -453,9 +455,9 @@ def read_binance_trades_frame(path: str | Path) -> LoadResult:
             "buyer_is_maker",
         ],
     )
-    rejects = _Rejects(len(raw))
-    ts_recv = _stamps(rejects, raw[cols["local_ts_ns"]], "local_ts_ns")
-    maker = _text(raw[cols["buyer_is_maker"]]).str.lower()
+    rejects = RowRejects(len(raw))
+    ts_recv = parse_stamps(rejects, raw[cols["local_ts_ns"]], "local_ts_ns")
+    maker = clean_text(raw[cols["buyer_is_maker"]]).str.lower()
     is_true = maker.isin(("true", "1")).to_numpy(bool)
     is_false = maker.isin(("false", "0")).to_numpy(bool)
     rejects.add(~(is_true | is_false), lambda row: f"bad buyer_is_maker '{maker.iat[row]}'")
@@ -464,12 +466,12 @@ def read_binance_trades_frame(path: str | Path) -> LoadResult:
         "ts_recv": ts_recv,
         "symbol": _required_text(rejects, raw[cols["symbol"]], "symbol"),
         "venue": _required_text(rejects, raw[cols["market"]], "market"),
-        "price": _numbers(rejects, raw[cols["price"]], "price"),
-        "size": _numbers(rejects, raw[cols["qty"]], "qty"),
+        "price": parse_numbers(rejects, raw[cols["price"]], "price"),
+        "size": parse_numbers(rejects, raw[cols["qty"]], "qty"),
         "aggressor": np.where(is_true, Side.SELL.value, Side.BUY.value),
         "trade_id": _required_text(rejects, raw[cols["trade_id"]], "trade_id"),
     }
-    return _finish(out, rejects, _blank_rows(raw), _file_lines(path, 1), 1, path)
+    return finish_load(out, rejects, blank_rows(raw), file_lines(path, 1), 1, path)
 
 
 def iter_trades(frame: pd.DataFrame) -> Iterator[Trade]:
@@ -489,8 +491,8 @@ def iter_trades(frame: pd.DataFrame) -> Iterator[Trade]:
         )
 
 
-def _required_text(rejects: _Rejects, column: pd.Series, name: str) -> np.ndarray:
-    text = _text(column)
+def _required_text(rejects: RowRejects, column: pd.Series, name: str) -> np.ndarray:
+    text = clean_text(column)
     rejects.add(text.to_numpy() == "", lambda _row: f"missing {name}")
     return text.to_numpy(dtype=object)
 
@@ -512,18 +514,20 @@ def read_funding_frame(path: str | Path, *, tz: str | None = None) -> LoadResult
         ``BTC-USDT``), ``venue`` (exchange name), ``rate`` (float64).
     """
     path = Path(path)
-    raw = _read_table(path, dtype={"exchange": str, "symbol": str, "funding_time_utc": str})
-    cols = _resolve_columns(
+    raw = read_table(path, dtype={"exchange": str, "symbol": str, "funding_time_utc": str})
+    cols = resolve_columns(
         raw, path, ["exchange", "symbol", ("funding_time_utc", "date"), ("funding_rate",)]
     )
-    rejects = _Rejects(len(raw))
+    rejects = RowRejects(len(raw))
     out: dict[str, np.ndarray | pd.Series] = {
-        "ts_event": _stamps(rejects, raw[cols["funding_time_utc"]], "funding_time_utc", tz),
+        "ts_event": parse_stamps(rejects, raw[cols["funding_time_utc"]], "funding_time_utc", tz),
         "symbol": _required_text(rejects, raw[cols["symbol"]], "symbol"),
         "venue": _required_text(rejects, raw[cols["exchange"]], "exchange"),
-        "rate": _numbers(rejects, raw[cols["funding_rate"]], "funding_rate", non_negative=False),
+        "rate": parse_numbers(
+            rejects, raw[cols["funding_rate"]], "funding_rate", non_negative=False
+        ),
     }
-    return _finish(out, rejects, _blank_rows(raw), _file_lines(path, 1), 1, path)
+    return finish_load(out, rejects, blank_rows(raw), file_lines(path, 1), 1, path)
 
 
 def iter_funding(frame: pd.DataFrame) -> Iterator[FundingRate]:
@@ -547,17 +551,17 @@ def read_tweets_frame(path: str | Path, *, source: str = "stocknet") -> LoadResu
         ``source``.
     """
     path = Path(path)
-    raw = _read_table(path, dtype=str)
-    cols = _resolve_columns(raw, path, ["ticker", ("created_at_utc", "created_at"), "text"])
-    rejects = _Rejects(len(raw))
-    ts = _stamps(rejects, raw[cols["created_at_utc"]], "created_at_utc")
+    raw = read_table(path, dtype=str)
+    cols = resolve_columns(raw, path, ["ticker", ("created_at_utc", "created_at"), "text"])
+    rejects = RowRejects(len(raw))
+    ts = parse_stamps(rejects, raw[cols["created_at_utc"]], "created_at_utc")
     tickers = _required_text(rejects, raw[cols["ticker"]], "ticker")
     text = _required_text(rejects, raw[cols["text"]], "text")
-    rows = _finish(
+    rows = finish_load(
         {"ts_event": ts, "ticker": tickers, "text": text},
         rejects,
-        _blank_rows(raw),
-        _file_lines(path, 1),
+        blank_rows(raw),
+        file_lines(path, 1),
         1,
         path,
     )
@@ -594,11 +598,11 @@ def read_sentiment_frame(path: str | Path) -> LoadResult:
         ``frame`` columns: ``text`` (str), ``label`` (int64).
     """
     path = Path(path)
-    raw = _read_table(path, dtype=str)
-    cols = _resolve_columns(raw, path, ["text", "label"])
-    rejects = _Rejects(len(raw))
+    raw = read_table(path, dtype=str)
+    cols = resolve_columns(raw, path, ["text", "label"])
+    rejects = RowRejects(len(raw))
     text = _required_text(rejects, raw[cols["text"]], "text")
-    label_text = _text(raw[cols["label"]])
+    label_text = clean_text(raw[cols["label"]])
     labels = pd.to_numeric(label_text, errors="coerce").to_numpy(np.float64)
     valid = np.isin(labels, list(SENTIMENT_LABELS))
     rejects.add(~valid, lambda row: f"label '{label_text.iat[row]}' not in 0, 1, 2")
@@ -611,6 +615,6 @@ def read_sentiment_frame(path: str | Path) -> LoadResult:
         values = raw.iloc[rows].astype("str").fillna("")
         return [",".join(r) for r in values.itertuples(index=False, name=None)]
 
-    result = _finish(out, rejects, _blank_rows(raw), rebuilt, 1, path)
+    result = finish_load(out, rejects, blank_rows(raw), rebuilt, 1, path)
     result.frame["text"] = result.frame["text"].astype("str")
     return result

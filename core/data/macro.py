@@ -43,16 +43,16 @@ from core.data.datasets import data_root
 from core.data.loaders import (
     BAR_COLUMNS,
     LoadResult,
-    _blank_rows,
-    _file_lines,
-    _finish,
-    _missing,
-    _read_table,
-    _Rejects,
-    _resolve_columns,
-    _stamps,
-    _text,
+    RowRejects,
+    blank_rows,
+    clean_text,
+    file_lines,
+    finish_load,
+    missing_text,
+    parse_stamps,
     read_bars_frame,
+    read_table,
+    resolve_columns,
 )
 from core.errors import DataError
 from core.model import Bar, MacroPoint
@@ -113,8 +113,8 @@ def read_fred_series(
         If the file is missing or empty, lacks a ``Date`` column, or the lag is unknown.
     """
     path = Path(path)
-    raw = _read_table(path, dtype=str)
-    cols = _resolve_columns(raw, path, [("date",)])
+    raw = read_table(path, dtype=str)
+    cols = resolve_columns(raw, path, [("date",)])
     value_columns = [c for c in raw.columns if str(c) != cols["date"]]
     if len(value_columns) != 1:
         raise DataError(f"{path.name}: expected one value column, have {value_columns}")
@@ -123,11 +123,11 @@ def read_fred_series(
     lag = publication_lag_days if publication_lag_days is not None else lag
     if lag is None or lag < 0:
         raise DataError(f"{path.name}: no publication lag known for series '{name}', pass one")
-    rejects = _Rejects(len(raw))
-    period = _stamps(rejects, raw[cols["date"]], "date")
-    value_text = _text(raw[value_columns[0]])
+    rejects = RowRejects(len(raw))
+    period = parse_stamps(rejects, raw[cols["date"]], "date")
+    value_text = clean_text(raw[value_columns[0]])
     values = pd.to_numeric(value_text, errors="coerce").to_numpy(np.float64)
-    absent = _missing(value_text)
+    absent = missing_text(value_text)
     rejects.add(absent, lambda _row: f"missing {name}")
     rejects.add(
         ~np.isfinite(values) & ~absent, lambda row: f"non-numeric {name} '{value_text.iat[row]}'"
@@ -141,7 +141,7 @@ def read_fred_series(
         "series": np.full(len(raw), name, dtype=object),
         "value": values,
     }
-    return _finish(out, rejects, _blank_rows(raw), _file_lines(path, 1), 1, path, name)
+    return finish_load(out, rejects, blank_rows(raw), file_lines(path, 1), 1, path, name)
 
 
 def _describe(what: str, text: pd.Series) -> Callable[[int], str]:
@@ -162,24 +162,24 @@ def read_treasury_frame(path: str | Path) -> LoadResult:
         tenor present in the file, as decimals (0.0783 = 7.83 %).
     """
     path = Path(path)
-    raw = _read_table(path, dtype=str)
-    cols = _resolve_columns(raw, path, [("time period", "date")])
+    raw = read_table(path, dtype=str)
+    cols = resolve_columns(raw, path, [("time period", "date")])
     tenors = [str(c) for c in raw.columns if str(c).strip() in TREASURY_SERIES]
     if not tenors:
         raise DataError(
             f"{path.name}: no tenor columns (want some of {', '.join(TREASURY_SERIES)})"
         )
-    rejects = _Rejects(len(raw))
+    rejects = RowRejects(len(raw))
     out: dict[str, np.ndarray | pd.Series] = {
-        "ts_event": _stamps(rejects, raw[cols["time period"]], "date")
+        "ts_event": parse_stamps(rejects, raw[cols["time period"]], "date")
     }
     for tenor in tenors:
-        text = _text(raw[tenor])
+        text = clean_text(raw[tenor])
         values = pd.to_numeric(text, errors="coerce").to_numpy(np.float64)
-        blank = _missing(text)
+        blank = missing_text(text)
         rejects.add(~np.isfinite(values) & ~blank, _describe(f"non-numeric {tenor}", text))
         out[tenor.strip()] = np.where(blank, np.nan, values)
-    return _finish(out, rejects, _blank_rows(raw), _file_lines(path, 1), 1, path)
+    return finish_load(out, rejects, blank_rows(raw), file_lines(path, 1), 1, path)
 
 
 def treasury_points(
@@ -226,20 +226,20 @@ def read_close_prices_frame(path: str | Path) -> LoadResult:
         kept as NaN (a ticker not yet listed); a non-numeric or negative one rejects the row.
     """
     path = Path(path)
-    raw = _read_table(path, dtype=str)
-    cols = _resolve_columns(raw, path, [("date",)])
-    rejects = _Rejects(len(raw))
+    raw = read_table(path, dtype=str)
+    cols = resolve_columns(raw, path, [("date",)])
+    rejects = RowRejects(len(raw))
     out: dict[str, np.ndarray | pd.Series] = {
-        "ts_event": _stamps(rejects, raw[cols["date"]], "date")
+        "ts_event": parse_stamps(rejects, raw[cols["date"]], "date")
     }
     for column in (str(c) for c in raw.columns if str(c) != cols["date"]):
-        text = _text(raw[column])
+        text = clean_text(raw[column])
         values = pd.to_numeric(text, errors="coerce").to_numpy(np.float64)
-        blank = _missing(text)
+        blank = missing_text(text)
         bad = (~np.isfinite(values) | (values < 0)) & ~blank
         rejects.add(bad, _describe(f"bad {column} price", text))
         out[column] = np.where(blank, np.nan, values)
-    return _finish(out, rejects, _blank_rows(raw), _file_lines(path, 1), 1, path)
+    return finish_load(out, rejects, blank_rows(raw), file_lines(path, 1), 1, path)
 
 
 def close_only_bars(prices: pd.DataFrame, column: str) -> pd.DataFrame:

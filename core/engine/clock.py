@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 
 class SimulatedClock:
     """Time advanced by the events being replayed: ``now`` is the last event's timestamp."""
@@ -19,13 +17,3 @@ class SimulatedClock:
 
     def now_ns(self) -> int:
         return self._now
-
-
-class LiveClock:
-    """Wall-clock time in integer nanoseconds since the epoch, UTC."""
-
-    def now_ns(self) -> int:
-        return time.time_ns()
-
-    def advance_to(self, ts_ns: int) -> None:
-        """Live time advances by itself; replayed events do not move it."""

@@ -384,10 +384,6 @@ class CoreService:
         """Record what an operator's control message did, for the status."""
         self.last_control = line
 
-    def request_reload(self) -> None:
-        """Reload the active set from the registry at the next tactical cycle."""
-        self._reload_requested = True
-
     def run(self) -> dict[str, Any]:
         """Cycle until stopped (or the feeds end, with ``until_end``); return the summary."""
         if self.engine is None:

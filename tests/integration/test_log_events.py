@@ -214,10 +214,11 @@ def test_a_reload_whose_new_set_fails_is_logged_as_applied_then_reverted(
     publisher = FeedPublisher(redis_connection.client, redis_namespace)
     publisher.publish(FEED, bars[:600], end=False)
     source = _FlakySource()
+    store = RedisStore(redis_connection.client, redis_namespace)
 
     def drive(service: CoreService) -> None:
         _wait(lambda: service.engine is not None and service.engine.tracker.events >= 600, "bars")
-        service.request_reload()
+        store.publish_control({"action": "reload"}, sender="flow:retrain")
         _wait(lambda: source.calls >= 2, "the reload")
         publisher.publish(FEED, bars[600:900], end=False)
         _wait(lambda: service.last_error.startswith("reload reverted"), "the revert")

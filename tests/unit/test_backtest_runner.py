@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from core.backtest.runner import backtest, engine_for, turnover
-from core.data.streams import stream_for
+from core.backtest.streams import stream_for
 from core.errors import ConfigError, DataError
 from core.model import Bar, MacroPoint, NewsItem, Quote, Side
 from core.strategies.arbitrage.funding_rate import FundingRateCarry, FundingRateConfig

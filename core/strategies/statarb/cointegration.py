@@ -27,7 +27,6 @@ from core.model import Bar, Signal
 from core.strategies.base import (
     DataKind,
     Family,
-    Strategy,
     StrategyConfig,
     StrategySpec,
     Tier,
@@ -38,12 +37,11 @@ from core.strategies.statarb.pairs_common import (
     NO_FIT,
     EngleGranger,
     PairAligner,
+    PairStrategy,
     PairWindow,
     engle_granger,
     finite_reason,
     next_spread_position,
-    pair_legs,
-    split_pair,
 )
 
 
@@ -84,7 +82,7 @@ class CointegrationConfig(StrategyConfig, frozen=True, kw_only=True):
 
 
 @register
-class Cointegration(Strategy[CointegrationConfig]):
+class Cointegration(PairStrategy[CointegrationConfig]):
     """Spread position (+1 long A / short hedge_ratio B) while the pair tests as cointegrated."""
 
     spec = StrategySpec(
@@ -114,12 +112,6 @@ class Cointegration(Strategy[CointegrationConfig]):
     def warmup(self) -> int:
         # Two bars (one per leg) per pair bar; the window's last pair bar can signal.
         return 2 * self.config.window
-
-    def subscriptions(self) -> tuple[str, ...]:
-        return split_pair(self.symbol)
-
-    def legs(self, signal: Signal) -> dict[str, float]:
-        return pair_legs(self.symbol, signal.target_position, signal.reason.get("hedge_ratio", 0.0))
 
     def update(self, bar: Bar) -> Signal | None:
         pair = self._aligner.update(bar)

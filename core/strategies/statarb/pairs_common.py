@@ -41,7 +41,8 @@ import numpy as np
 import pandas as pd
 
 from core.errors import ConfigError, DataError
-from core.model import Bar
+from core.model import Bar, Signal
+from core.strategies.base import C, Strategy
 
 # MacKinnon (1994) response-surface coefficients for regression "c" and N = 2 series, as in
 # statsmodels.tsa.adfvalues (tau_c_smallp[1] * (1, 1, 1e-2), tau_c_largep[1] * (1, .1, .1, .01)).
@@ -312,7 +313,14 @@ def finite_reason(**values: float) -> dict[str, float]:
     return {key: float(v) for key, v in values.items() if math.isfinite(v)}
 
 
-def pair_legs(symbol: str, target: float, hedge_ratio: float) -> dict[str, float]:
-    """Leg positions of a spread position: +1 spread = +1 unit of A and -hedge_ratio of B."""
-    a, b = split_pair(symbol)
-    return {a: target, b: -target * hedge_ratio}
+class PairStrategy(Strategy[C]):
+    """A strategy on the spread ``"A/B"``: it reads both legs and trades them as one position."""
+
+    def subscriptions(self) -> tuple[str, ...]:
+        return split_pair(self.symbol)
+
+    def legs(self, signal: Signal) -> dict[str, float]:
+        """+1 spread is +1 unit of A and -hedge_ratio of B, the ratio the signal's reason holds."""
+        a, b = split_pair(self.symbol)
+        target = signal.target_position
+        return {a: target, b: -target * signal.reason.get("hedge_ratio", 0.0)}

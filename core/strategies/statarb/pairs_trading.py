@@ -33,7 +33,6 @@ from core.model import Bar, Signal
 from core.strategies.base import (
     DataKind,
     Family,
-    Strategy,
     StrategyConfig,
     StrategySpec,
     Tier,
@@ -42,10 +41,9 @@ from core.strategies.base import (
 from core.strategies.catalogue import register
 from core.strategies.statarb.pairs_common import (
     PairAligner,
+    PairStrategy,
     finite_reason,
     next_spread_position,
-    pair_legs,
-    split_pair,
 )
 
 
@@ -149,7 +147,7 @@ class _Kalman:
 
 
 @register
-class PairsTrading(Strategy[PairsTradingConfig]):
+class PairsTrading(PairStrategy[PairsTradingConfig]):
     """Spread position (+1 long A / short hedge_ratio B) from the Kalman-normalized spread."""
 
     spec = StrategySpec(
@@ -180,12 +178,6 @@ class PairsTrading(Strategy[PairsTradingConfig]):
     def warmup(self) -> int:
         # Two bars per pair bar; the first pair bar after the warm-up fit can signal.
         return 2 * (self.config.warmup_bars + 1)
-
-    def subscriptions(self) -> tuple[str, ...]:
-        return split_pair(self.symbol)
-
-    def legs(self, signal: Signal) -> dict[str, float]:
-        return pair_legs(self.symbol, signal.target_position, signal.reason.get("hedge_ratio", 0.0))
 
     def update(self, bar: Bar) -> Signal | None:
         pair = self._aligner.update(bar)

@@ -2,8 +2,8 @@
 
 :func:`stream_for` answers "what does type X run on": the events in replay order, the instance
 symbols a deployment should name (a pair ``"KO/PEP"``, a triangle ``"EUR/USD/GBP"``), the capital
-that one unit per instance costs at the start, and for the quote families the frame their
-simulators read. ``fast=True`` gives the small slices the tests use (the windows the strategy
+that one unit per instance costs at the start, and for the quote, funding and FX kinds their
+standard frame. ``fast=True`` gives the small slices the tests use (the windows the strategy
 samples were chosen on); the default is the whole set.
 
 Capital conventions (one unit per instance):
@@ -11,7 +11,7 @@ Capital conventions (one unit per instance):
 * bars, news, macro: the first open of each traded symbol, summed;
 * pairs: first open of leg A plus first open of leg B, summed over pairs;
 * quotes (market makers, latency): the price of one unit of the instrument (its first mid);
-  the market-making simulator scales it by ``max_inventory``;
+  the market-making backtest scales it by ``max_inventory``;
 * funding carry and the FX triangle: 1.0, i.e. one unit of notional per instance.
 """
 
@@ -100,7 +100,7 @@ class Stream:
 
     ``events`` are in replay order; ``instances`` the deployment's symbols; ``capital`` what one
     unit per instance costs at the start (see the module docstring); ``frame`` the standard frame
-    of the data kind where a simulator needs it; ``rejected_rows`` rows the loaders dropped.
+    of a quote, funding or FX data kind; ``rejected_rows`` rows the loaders dropped.
     """
 
     type_name: str
@@ -342,7 +342,7 @@ def _macro_points(series: str) -> pd.DataFrame:
 
 
 # ---------------------------------------------------------------------------------------------
-# Funding, quotes and the FX triangle (replayed by the family simulators)
+# Funding, quotes and the FX triangle (replayed at the engine's carry, quote and cycle venues)
 # ---------------------------------------------------------------------------------------------
 
 
