@@ -142,7 +142,9 @@ class RedisStore:
         """
         if not signals:
             return
-        encoded = [(signal_id(s), codec.encode(s)) for s in signals]
+        encoded = [
+            (signal_id(s, payload), payload) for s in signals for payload in [codec.encode(s)]
+        ]
         latest = {
             _latest_field(s.strategy, s.symbol): e
             for s, (_, e) in zip(signals, encoded, strict=True)
@@ -555,16 +557,16 @@ def _json_dict(hash_name: str, field: str, value: dict[str, Any]) -> bytes:
         raise DataError(f"{hash_name} {field!r} is not JSON-safe: {exc}") from None
 
 
-def signal_id(signal: Signal) -> str:
-    """A signal's identity: a strategy emits at most one per symbol, time and output.
+def signal_id(signal: Signal, payload: bytes) -> str:
+    """A signal's identity: its strategy, symbol and time, and a digest of all it says.
 
     Writing signals once per id makes a retried batch (after a lost reply or a reconnect)
-    harmless, as order and fill ids do for orders and fills.
+    harmless, as order and fill ids do for orders and fills. The digest covers the reason
+    too: a market maker may quote A, then B, then A again within one exchange timestamp, and
+    the third is a new signal (its volatility and intensity estimates moved), not a retry.
     """
-    return (
-        f"{signal.strategy}|{signal.symbol}|{signal.ts_event}|{signal.target_position!r}|"
-        f"{signal.bid_price!r}|{signal.ask_price!r}"
-    )
+    digest = hashlib.blake2b(payload, digest_size=12).hexdigest()
+    return f"{signal.strategy}|{signal.symbol}|{signal.ts_event}|{digest}"
 
 
 def _latest_field(strategy: str, symbol: str) -> str:

@@ -14,11 +14,13 @@ modelled. :func:`engine_for` gives the engine a core must run to reproduce a bac
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
+from core import codec
 from core.backtest.streams import Stream, stream_for
 from core.engine.analyzers import FillAnalyzer
 from core.engine.engine import PositionSizing, TradingEngine
@@ -28,6 +30,7 @@ from core.engine.tracker import performance_metrics
 from core.engine.venue import CarryFillModel, CycleFillModel, Venue
 from core.errors import ConfigError, DataError, StrategyError
 from core.ports import StrategyDeployment
+from core.runtime.ingest import IngestionBoundary, Rejection
 from core.strategies.base import Execution
 from core.strategies.catalogue import strategy_type
 
@@ -223,12 +226,13 @@ def engine_backtest(
     DataError
         If the stream has no events.
     """
-    if not stream.events:
+    events, rejected = admitted_events(stream)
+    if not events:
         raise DataError(f"no events to backtest {stream.type_name} on")
     analyzer = FillAnalyzer()
     engine, capital, described = engine_for(stream, config, fee_bps=fee_bps, analyzer=analyzer)
     # ``watch`` lets a caller see the replay go by (a progress bar) without touching the events.
-    summary = engine.run(watch(stream.events) if watch is not None else stream.events)
+    summary = engine.run(watch(events) if watch is not None else events)
     if summary["strategy_errors"]:
         raise StrategyError(summary["strategy_errors"][0])
     ts, equity = engine.tracker.equity_curve()
@@ -247,8 +251,28 @@ def engine_backtest(
         final_position=_final_position(stream, config, positions, execution),
         capital=capital,
         fill_model=described,
-        extra=_family_numbers(engine, execution, analyzer),
+        extra={"rejected_events": rejected, **_family_numbers(engine, execution, analyzer)},
     )
+
+
+def admitted_events(stream: Stream) -> tuple[list[Any], dict[str, int]]:
+    """The stream's events a core would admit, and the count of the others by reason.
+
+    A backtest replays what the live core would run on: every event passes the core's own
+    ingestion boundary (as the bytes a feed carries), so a crossed quote or an implausible
+    price is refused in both, and counted here, never silently dropped.
+    """
+    boundary = IngestionBoundary()
+    admitted: list[Any] = []
+    rejected: Counter[str] = Counter()
+    admit, encode = boundary.admit_message, codec.encode
+    for event in stream.events:
+        result = admit(stream.dataset, encode(event))
+        if isinstance(result, Rejection):
+            rejected[result.code.value] += 1
+        else:
+            admitted.append(result)
+    return admitted, dict(sorted(rejected.items()))
 
 
 def _family_numbers(

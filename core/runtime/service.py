@@ -33,6 +33,7 @@ from core.engine.execution import BarFillModel, TakerFillModel
 from core.engine.portfolio import Portfolio
 from core.engine.quote_fills import QuoteFillConfig
 from core.engine.tracker import PerformanceTracker
+from core.engine.venue import CarryFillModel, CycleFillModel, Venue
 from core.errors import ConfigError, StrategyError
 from core.online import OnlineGenerator, variant_configs
 from core.ports import DEFAULT_CORE, StrategyDeployment, StrategySource
@@ -150,6 +151,9 @@ class CoreSettings:
     registry_check_s: float = 30.0
     fee_bps: float = 1.0
     notional: float = 10_000.0
+    # > 0: every +1 target is that many units of the instrument, whatever its price (the
+    # backtest's one-unit contract); 0: ``notional`` of money per +1.
+    units: float = 0.0
     capital: float = 1_000_000.0
     # None: RiskLimits.conservative for this capital and notional. A core always has limits;
     # only an explicit RiskLimits() (every limit off) removes them, and then it says so.
@@ -157,6 +161,9 @@ class CoreSettings:
     # Taker orders on quote feeds fill at the first quote this long after the decision.
     taker_latency_ms: float = 5.0
     taker_fee_bps: dict[str, float] = field(default_factory=lambda: {"spot": 10.0, "usdm": 2.0})
+    # Each fill of a funding carry leg (in units of notional), and each pair of a currency cycle.
+    carry_fee_bps: float = 5.0
+    cycle_fee_bps: float = 0.0
     # Shadow parameter variants of this model (its registered name), 0 for none.
     shadow_of: str = ""
     shadow_variants: int = 0
@@ -185,6 +192,23 @@ class CoreSettings:
     # two ``dead_letters`` records (counts by code; none while nothing is rejected).
     progress_every_s: float = 60.0
     dead_letters_every_s: float = 10.0
+
+    def venue(self) -> Venue:
+        """The paper venue this core's orders fill at, one fill model per execution style."""
+        return Venue(
+            bars=BarFillModel(fee_bps=self.fee_bps),
+            taker=TakerFillModel(
+                latency_ns=int(self.taker_latency_ms * 1e6), taker_fee_bps=self.taker_fee_bps
+            ),
+            maker=QuoteFillConfig(),
+            carry=CarryFillModel(fee_bps=self.carry_fee_bps),
+            cycle=CycleFillModel(fee_bps=self.cycle_fee_bps),
+        )
+
+    def sizing(self) -> PositionSizing:
+        if self.units > 0:
+            return PositionSizing(units=self.units)
+        return PositionSizing(notional=self.notional)
 
     def risk_limits(self) -> RiskLimits:
         """The limits this core applies (see ``risk``)."""
@@ -268,14 +292,9 @@ class CoreService:
         states = _CoreStateStore(self.writer, self._cursor, self.settings.name, self.feed.boundary)
         self.engine = TradingEngine(
             deployments,
-            fill_model=BarFillModel(fee_bps=self.settings.fee_bps),
-            quote_fill_model=TakerFillModel(
-                latency_ns=int(self.settings.taker_latency_ms * 1e6),
-                taker_fee_bps=self.settings.taker_fee_bps,
-            ),
-            maker_fills=QuoteFillConfig(),
+            venue=self.settings.venue(),
             initial_capital=self.settings.capital,
-            sizing=PositionSizing(notional=self.settings.notional),
+            sizing=self.settings.sizing(),
             risk=RiskManager(self.settings.risk_limits()),
             sink=self.writer,
             state_store=states,
