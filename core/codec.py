@@ -21,7 +21,15 @@ MAX_MESSAGE_BYTES = 64 * 1024
 
 T = TypeVar("T")
 
-_encoder = msgspec.json.Encoder()
+
+def _plain(obj: Any) -> Any:
+    """Typed strings (``core.model.InstanceKey``) encode as the strings they are."""
+    if isinstance(obj, str):
+        return str.__str__(obj)
+    raise TypeError(f"Encoding objects of type {type(obj).__name__} is unsupported")
+
+
+_encoder = msgspec.json.Encoder(enc_hook=_plain)
 
 
 class _Envelope(msgspec.Struct, forbid_unknown_fields=True):

@@ -13,6 +13,36 @@ from typing import ClassVar
 import msgspec
 
 
+class InstanceKey(str):
+    """One strategy instance: a model on a symbol, written ``<model>|<symbol>``.
+
+    A string (state keys in Redis, checkpoints and the composer's keys are this form), built
+    and taken apart only here; model names never contain ``|`` (the ingestion boundary and the
+    registry refuse it).
+    """
+
+    __slots__ = ()
+
+    def __new__(cls, model: str, symbol: str) -> InstanceKey:
+        return super().__new__(cls, f"{model}|{symbol}")
+
+    @classmethod
+    def parse(cls, text: str) -> InstanceKey:
+        """The key a stored ``<model>|<symbol>`` names; ValueError without both parts."""
+        model, bar, symbol = text.partition("|")
+        if not (model and bar and symbol):
+            raise ValueError(f"not an instance key <model>|<symbol>: {text!r}")
+        return cls(model, symbol)
+
+    @property
+    def model(self) -> str:
+        return self.partition("|")[0]
+
+    @property
+    def symbol(self) -> str:
+        return self.partition("|")[2]
+
+
 class Side(StrEnum):
     BUY = "buy"
     SELL = "sell"

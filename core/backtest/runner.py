@@ -28,7 +28,7 @@ from core.engine.execution import BarFillModel, TakerFillModel
 from core.engine.quote_fills import QuoteFillConfig
 from core.engine.tracker import performance_metrics
 from core.engine.venue import CarryFillModel, CycleFillModel, Venue
-from core.errors import ConfigError, DataError, StrategyError
+from core.errors import ConfigError, DataError
 from core.ports import StrategyDeployment
 from core.runtime.ingest import IngestionBoundary, Rejection
 from core.strategies.base import Execution
@@ -233,8 +233,8 @@ def engine_backtest(
     engine, capital, described = engine_for(stream, config, fee_bps=fee_bps, analyzer=analyzer)
     # ``watch`` lets a caller see the replay go by (a progress bar) without touching the events.
     summary = engine.run(watch(events) if watch is not None else events)
-    if summary["strategy_errors"]:
-        raise StrategyError(summary["strategy_errors"][0])
+    if engine.applicator.errors:  # each names its model and symbol
+        raise engine.applicator.errors[0]
     ts, equity = engine.tracker.equity_curve()
     fills = engine.all_fills
     traded = {fill.symbol for fill in fills}

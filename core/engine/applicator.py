@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from core.errors import StrategyError
-from core.model import Lineage, Signal
+from core.model import InstanceKey, Lineage, Signal
 from core.ports import StrategyDeployment
 from core.strategies.base import EVENT_KINDS, DataKind, Strategy
 from core.strategies.batch import BatchMode, BatchStrategy
@@ -72,9 +72,9 @@ class _Slot:
 
 
 # (slot, instance or None for a batch form's row, "<model name>|<symbol>", row or -1)
-_Route = tuple[_Slot, Strategy[Any] | None, str, int]
+_Route = tuple[_Slot, Strategy[Any] | None, InstanceKey, int]
 # What :meth:`StrategyApplicator.prepare` computed for one event: signals by instance key.
-_Prepared = dict[str, "Routed"]
+_Prepared = dict[InstanceKey, "Routed"]
 _NOTHING: _Prepared = {}
 
 
@@ -83,7 +83,7 @@ class Routed:
     """A signal with the instrument positions that realise it, keyed for the composer."""
 
     signal: Signal
-    instance_key: str
+    instance_key: InstanceKey
     legs: dict[str, float]
     strategy: Strategy[Any] | None = None  # the instance, for what must call it back (fills)
 
@@ -200,7 +200,7 @@ class StrategyApplicator:
                 self._quarantine_instance(slot, strategy, exc)
         return out
 
-    def instances(self) -> dict[str, Strategy[Any]]:
+    def instances(self) -> dict[InstanceKey, Strategy[Any]]:
         """The per-symbol instances keyed ``<model name>|<symbol>`` (a batch form's rows are
         not objects: :meth:`states` covers both)."""
         return {
@@ -209,10 +209,10 @@ class StrategyApplicator:
             for symbol, strategy in slot.instances.items()
         }
 
-    def states(self) -> dict[str, dict[str, Any]]:
+    def states(self) -> dict[InstanceKey, dict[str, Any]]:
         """Every instance's ``to_state`` keyed ``<model name>|<symbol>``."""
         self._check_plan_consumed()
-        out: dict[str, dict[str, Any]] = {}
+        out: dict[InstanceKey, dict[str, Any]] = {}
         for slot in self._slots:
             # A quarantined instance's state is what failed: a restart starts it fresh.
             skip = slot.quarantined_symbols
@@ -225,7 +225,7 @@ class StrategyApplicator:
                         out[_key(slot, symbol)] = slot.batch.row_state(row)
         return out
 
-    def restore(self, states: dict[str, dict[str, Any]]) -> int:
+    def restore(self, states: dict[InstanceKey, dict[str, Any]] | dict[str, dict[str, Any]]) -> int:
         """Rebuild the instances named in ``states`` (``<model>|<symbol>``) and restore them.
 
         Snapshots of models no longer in the set are ignored. A snapshot that does not
@@ -235,9 +235,13 @@ class StrategyApplicator:
         slots = {slot.deployment.name: slot for slot in self._slots}
         restored = 0
         for key, state in states.items():
-            name, _, symbol = key.partition("|")
-            slot = slots.get(name)
-            if slot is None or not symbol:
+            try:
+                instance = InstanceKey.parse(key)
+            except ValueError:
+                continue
+            symbol = instance.symbol
+            slot = slots.get(instance.model)
+            if slot is None:
                 continue
             if not slot.runs(symbol):
                 self._add_instance(slot, symbol)
@@ -252,7 +256,7 @@ class StrategyApplicator:
                 self.restore_problems.append(problem)
                 log.warning(
                     problem,
-                    extra={"event": "state_not_restored", "model": name, "symbol": symbol,
+                    extra={"event": "state_not_restored", "model": instance.model, "symbol": symbol,
                            "version": slot.deployment.version, "reason": problem},
                 )  # fmt: skip
         return restored
@@ -311,10 +315,10 @@ class StrategyApplicator:
             if plan[position] is _NOTHING:
                 plan[position] = {}
             symbol = signal.symbol
-            key = f"{name}|{symbol}"
+            key = InstanceKey(name, symbol)
             plan[position][key] = Routed(signal, key, {symbol: signal.target_position})
 
-    def _update_row(self, slot: _Slot, row: int, key: str, bar: Any) -> Routed | None:
+    def _update_row(self, slot: _Slot, row: int, key: InstanceKey, bar: Any) -> Routed | None:
         """A batch form's row advanced by one unprepared bar."""
         batch = slot.batch
         assert batch is not None
@@ -511,5 +515,5 @@ def _symbols_named(events: Sequence[Any]) -> list[str]:
     return named
 
 
-def _key(slot: _Slot, symbol: str) -> str:
-    return f"{slot.deployment.name}|{symbol}"
+def _key(slot: _Slot, symbol: str) -> InstanceKey:
+    return InstanceKey(slot.deployment.name, symbol)

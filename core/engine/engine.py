@@ -312,7 +312,7 @@ class TradingEngine:
         carried = {
             key: state
             for key, state in old.states().items()
-            if _compatible(before.get(key.partition("|")[0]), deployments)
+            if _compatible(before.get(key.model), deployments)
         }
         new.restore(carried)
         self.applicator = new

@@ -13,12 +13,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from core.engine.quote_fills import QuoteFillConfig, QuoteFillModel
-from core.model import Fill, Signal, Trade
+from core.model import Fill, InstanceKey, Signal, Trade
 
 
 @dataclass
 class _Maker:
-    key: str
+    key: InstanceKey
     symbol: str
     strategy: Any
     model: QuoteFillModel
@@ -34,7 +34,7 @@ class RestingQuotes:
         self._by_symbol: dict[str, list[_Maker]] = defaultdict(list)
         self._restored: dict[str, float] = {}
 
-    def place(self, instance_key: str, strategy: Any, signal: Signal) -> None:
+    def place(self, instance_key: InstanceKey, strategy: Any, signal: Signal) -> None:
         """Replace an instance's quotes with the ones its signal states."""
         maker = self._makers.get(instance_key)
         if maker is None:
@@ -73,7 +73,7 @@ class RestingQuotes:
                     price=fill.price,
                     fee=fill.fee,
                     ts_event=fill.ts_event,
-                    strategy=maker.key.partition("|")[0],
+                    strategy=maker.key.model,
                 )
             )
         return fills

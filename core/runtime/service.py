@@ -827,11 +827,7 @@ def _unchanged_states(
     before = {d.name: (d.type_name, d.config) for d in previous.deployments}
     same = {d.name for d in trial.deployments if before.get(d.name) == (d.type_name, d.config)}
     raised = {e.model for e in trial.errors}
-    return {
-        key: state
-        for key, state in trial.states().items()
-        if key.partition("|")[0] in same - raised
-    }
+    return {key: state for key, state in trial.states().items() if key.model in same - raised}
 
 
 def _versions(deployments: list[StrategyDeployment]) -> set[tuple[str, str]]:
