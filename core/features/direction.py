@@ -33,6 +33,7 @@ import pandas as pd
 
 from core.errors import ConfigError
 from core.indicators import saved_ring
+from core.strategies.state import decode_float, decode_floats, encode_float, encode_floats
 
 # A window whose log-volume variance is below this is treated as flat (z-score 0).
 FLAT_VARIANCE = 1e-12
@@ -246,7 +247,7 @@ class _RollingMoments:
             "count": self._count,
             "sum": self._sum,
             "sum_sq": self._sum_sq,
-            "shift": self.shift,
+            "shift": encode_float(self.shift),
         }
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -256,11 +257,7 @@ class _RollingMoments:
         self._count = int(state["count"])
         self._sum = float(state["sum"])
         self._sum_sq = float(state["sum_sq"])
-        self.shift = _nan_safe(state["shift"])
-
-
-def _nan_safe(value: Any) -> float:
-    return math.nan if value is None else float(value)
+        self.shift = decode_float(state["shift"])
 
 
 class DirectionFeatures:
@@ -344,26 +341,26 @@ class DirectionFeatures:
 
     def to_state(self) -> dict[str, Any]:
         return {
-            "log_close": list(self._log_close),
+            "log_close": encode_floats(self._log_close),
             "index": self._index,
             "bars": self._bars,
-            "variance": self._variance,
-            "gain": self._gain,
-            "loss": self._loss,
+            "variance": encode_float(self._variance),
+            "gain": encode_float(self._gain),
+            "loss": encode_float(self._loss),
             "means": [m.to_state() for m in self._means],
             "volume": self._volume.to_state(),
         }
 
     def restore(self, state: dict[str, Any]) -> None:
-        log_close = [_nan_safe(v) for v in state["log_close"]]
+        log_close = decode_floats(state["log_close"])
         if len(log_close) != len(self._log_close):
             raise ValueError(f"state has {len(log_close)} closes, expected {len(self._log_close)}")
         self._log_close = log_close
         self._index = int(state["index"])
         self._bars = int(state["bars"])
-        self._variance = _nan_safe(state["variance"])
-        self._gain = _nan_safe(state["gain"])
-        self._loss = _nan_safe(state["loss"])
+        self._variance = decode_float(state["variance"])
+        self._gain = decode_float(state["gain"])
+        self._loss = decode_float(state["loss"])
         for mean, saved in zip(self._means, state["means"], strict=True):
             mean.restore(saved)
         self._volume.restore(state["volume"])

@@ -138,11 +138,15 @@ class Strategy(ABC, Generic[C]):
 
     @abstractmethod
     def to_state(self) -> dict[str, Any]:
-        """JSON-safe state from which :meth:`restore` resumes exactly."""
+        """JSON-safe state from which :meth:`restore` resumes exactly.
+
+        NaN has no JSON form: a float that may be NaN is written (and read back) through
+        :mod:`core.strategies.state`, typically as a :class:`~core.strategies.state.StrategyState`.
+        """
 
     @abstractmethod
     def restore(self, state: dict[str, Any]) -> None:
-        """Resume from a :meth:`to_state` snapshot."""
+        """Resume from a :meth:`to_state` snapshot, as returned or after a trip through JSON."""
 
     @classmethod
     @abstractmethod

@@ -47,6 +47,7 @@ from core.strategies.statarb.pairs_common import (
     pair_legs,
     split_pair,
 )
+from core.strategies.state import decode_floats, encode_floats
 
 
 class PairsTradingConfig(StrategyConfig, frozen=True, kw_only=True):
@@ -215,7 +216,7 @@ class PairsTrading(Strategy[PairsTradingConfig]):
             **self._base_state(),
             "aligner": self._aligner.to_state(),
             "moments": self._moments.to_state(),
-            "filter": self._filter.to_state() if self._filter else None,
+            "filter": encode_floats(self._filter.to_state()) if self._filter else None,
             "position": self._position,
         }
 
@@ -224,9 +225,7 @@ class PairsTrading(Strategy[PairsTradingConfig]):
         self._aligner.restore(state["aligner"])
         self._moments.restore(state["moments"])
         values = state["filter"]
-        self._filter = (
-            None if values is None else _Kalman([float(v) for v in values], self._state_var)
-        )
+        self._filter = None if values is None else _Kalman(decode_floats(values), self._state_var)
         self._position = float(state["position"])
 
     @classmethod
