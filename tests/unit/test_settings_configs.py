@@ -42,6 +42,8 @@ def test_core_settings_nest_their_configs_and_paths():
     assert data["checkpoint_marker"] == str(Path("state") / "core-1.marker")
     assert CoreSettings.from_dict(data) == settings
     assert settings.replace(read_count=10).read_count == 10
+    moved = settings.replace(checkpoint_marker=Path("elsewhere.marker"))
+    assert moved.checkpoint_marker == Path("elsewhere.marker") and moved.risk == settings.risk
     refs = {"RiskLimits", "SymbolShard", "IngestLimits"}
     assert refs <= set(CoreSettings.json_schema()["$defs"])
 
