@@ -27,11 +27,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import msgspec
 import numpy as np
 import pandas as pd
 
-from core.errors import ConfigError
+from core.config import FrozenConfig, require
 from core.indicators import saved_ring
 from core.strategies.state import decode_float, decode_floats, encode_float, encode_floats
 
@@ -40,7 +39,7 @@ FLAT_VARIANCE = 1e-12
 MAX_PERIOD = 10_000
 
 
-class FeatureParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+class FeatureParams(FrozenConfig, frozen=True, kw_only=True):
     """Look-back lengths of the direction features, in bars."""
 
     return_horizons: tuple[int, ...] = (1, 5, 20)
@@ -52,17 +51,17 @@ class FeatureParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_
     def __post_init__(self) -> None:
         for field in ("return_horizons", "ma_periods"):
             values = getattr(self, field)
-            if not values:
-                raise ConfigError(f"{field} must hold at least one period, was {list(values)}")
-            if len(set(values)) != len(values):
-                raise ConfigError(f"{field} must not repeat a period, was {list(values)}")
+            require(bool(values), f"{field} must hold at least one period, was {list(values)}")
+            require(
+                len(set(values)) == len(values),
+                f"{field} must not repeat a period, was {list(values)}",
+            )
             for value in values:
                 _check_period(field, value)
         _check_period("vol_span", self.vol_span)
         _check_period("rsi_period", self.rsi_period)
         _check_period("volume_window", self.volume_window)
-        if self.volume_window < 2:
-            raise ConfigError(f"volume_window must be >= 2, was {self.volume_window}")
+        require(self.volume_window >= 2, f"volume_window must be >= 2, was {self.volume_window}")
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -81,8 +80,7 @@ class FeatureParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_
 
 
 def _check_period(field: str, value: int) -> None:
-    if not 1 <= value <= MAX_PERIOD:
-        raise ConfigError(f"{field} must be in [1, {MAX_PERIOD}], was {value}")
+    require(1 <= value <= MAX_PERIOD, f"{field} must be in [1, {MAX_PERIOD}], was {value}")
 
 
 def feature_names(params: FeatureParams) -> tuple[str, ...]:
