@@ -109,6 +109,10 @@ def _nan_for_null(value: Any, kind: msgspec.inspect.Type) -> Any:
         return math.nan
     if isinstance(value, list) and isinstance(kind, msgspec.inspect.ListType):
         return [_nan_for_null(item, kind.item_type) for item in value]
+    if isinstance(value, list) and isinstance(kind, msgspec.inspect.UnionType):
+        for member in kind.types:  # ``list[float] | None``
+            if isinstance(member, msgspec.inspect.ListType):
+                return _nan_for_null(value, member)
     return value
 
 

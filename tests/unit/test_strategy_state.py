@@ -24,6 +24,7 @@ class _Sample(StrategyState):
     rows: list[list[float]]
     parts: dict[str, Any]
     fit: dict[str, Any] | None = None
+    filter: list[float] | None = None
 
 
 def _sample() -> _Sample:
@@ -33,6 +34,7 @@ def _sample() -> _Sample:
         count=3,
         rows=[[0.25, math.nan]],
         parts={"value": -math.inf, "items": [[1, 2.0]]},
+        filter=[math.nan, 0.5],
     )
 
 
@@ -59,12 +61,14 @@ def test_a_typed_state_writes_json_and_reads_it_back_with_its_nans():
         "rows": [[0.25, None]],
         "parts": {"value": None, "items": [[1, 2.0]]},
         "fit": None,
+        "filter": [None, 0.5],
     }
     for form in (state, msgspec.json.decode(msgspec.json.encode(state))):
         back = _Sample.from_dict(form)
         assert math.isnan(back.level) and back.count == 3
         assert back.ring[0] == 1.5 and math.isnan(back.ring[1]) and math.isnan(back.ring[2])
         assert back.rows[0][0] == 0.25 and math.isnan(back.rows[0][1])
+        assert back.filter is not None and math.isnan(back.filter[0]) and back.filter[1] == 0.5
         assert back.to_dict() == state
 
 
