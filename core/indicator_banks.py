@@ -17,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from core.indicators import saved_ring
+from core.strategies.state import decode_float, encode_float
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -136,9 +137,8 @@ class ExponentialMeanBank(Bank):
         return np.where(count >= self.span, value, np.nan)
 
     def row_state(self, row: int) -> dict[str, Any]:
-        return {"value": float(self._value[row]), "count": int(self._count[row])}
+        return {"value": encode_float(float(self._value[row])), "count": int(self._count[row])}
 
     def restore_row(self, row: int, state: dict[str, Any]) -> None:
-        value = state["value"]
-        self._value[row] = math.nan if value is None else float(value)
+        self._value[row] = decode_float(state["value"])
         self._count[row] = int(state["count"])

@@ -9,10 +9,12 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from core.strategies.state import decode_float, decode_floats, encode_float
+
 
 def saved_ring(state: dict[str, Any], length: int, what: str = "period") -> list[float]:
     """The ``buffer`` of a ring-buffer snapshot, refused unless it holds ``length`` values."""
-    buffer = [float(v) for v in state["buffer"]]
+    buffer = decode_floats(state["buffer"])
     if len(buffer) != length:
         raise ValueError(f"state buffer has {len(buffer)} values, {what} is {length}")
     return buffer
@@ -103,8 +105,8 @@ class ExponentialMean:
         return self._value if self._count >= self.span else math.nan
 
     def to_state(self) -> dict[str, Any]:
-        return {"value": self._value, "count": self._count}
+        return {"value": encode_float(self._value), "count": self._count}
 
     def restore(self, state: dict[str, Any]) -> None:
-        self._value = float(state["value"]) if state["value"] is not None else math.nan
+        self._value = decode_float(state["value"])
         self._count = int(state["count"])

@@ -42,7 +42,7 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
-from core.config import FrozenConfig
+from core.config import FrozenConfig, require
 from core.errors import ConfigError
 from core.features.direction import (
     FeatureParams,
@@ -89,38 +89,33 @@ class ComposerConfig(FrozenConfig, frozen=True, kw_only=True):
     cost_bps: float = 0.0
 
     def __post_init__(self) -> None:
-        _need(bool(self.symbols), f"symbols must not be empty, was {list(self.symbols)}")
-        _need(self.n_folds >= 1, f"n_folds must be >= 1, was {self.n_folds}")
-        _need(
+        require(bool(self.symbols), f"symbols must not be empty, was {list(self.symbols)}")
+        require(self.n_folds >= 1, f"n_folds must be >= 1, was {self.n_folds}")
+        require(
             self.min_train_dates >= 50, f"min_train_dates must be >= 50, was {self.min_train_dates}"
         )
-        _need(
+        require(
             self.purge >= LABEL_HORIZON,
             f"purge must be >= {LABEL_HORIZON} (labels look {LABEL_HORIZON} bars ahead), "
             f"was {self.purge}",
         )
-        _need(
+        require(
             self.purge < self.min_train_dates,
             f"purge must be < min_train_dates, was {self.purge} >= {self.min_train_dates}",
         )
-        _need(
+        require(
             self.embargo >= LABEL_HORIZON,
             f"embargo must be >= {LABEL_HORIZON}, was {self.embargo}",
         )
-        _need(1 <= self.n_jobs <= 8, f"n_jobs must be in [1, 8], was {self.n_jobs}")
-        _need(
+        require(1 <= self.n_jobs <= 8, f"n_jobs must be in [1, 8], was {self.n_jobs}")
+        require(
             1 <= self.xgb_rounds <= 5000, f"xgb_rounds must be in [1, 5000], was {self.xgb_rounds}"
         )
-        _need(
+        require(
             0.0 < self.lower <= self.upper < 1.0,
             f"need 0 < lower <= upper < 1, was {self.lower}, {self.upper}",
         )
-        _need(self.cost_bps >= 0.0, f"cost_bps must be >= 0, was {self.cost_bps}")
-
-
-def _need(condition: bool, message: str) -> None:
-    if not condition:
-        raise ConfigError(message)
+        require(self.cost_bps >= 0.0, f"cost_bps must be >= 0, was {self.cost_bps}")
 
 
 # -- data ----------------------------------------------------------------------------------------

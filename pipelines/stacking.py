@@ -18,8 +18,8 @@ import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
 
+from core.config import FrozenConfig, require
 from core.data.datasets import load_bars
-from core.errors import ConfigError
 from core.strategies.catalogue import strategy_type
 from pipelines.ml_composer import purged_splits
 
@@ -27,8 +27,7 @@ DEFAULT_STRATEGIES = ("ma_crossover", "breakout", "momentum", "mean_reversion")
 DEFAULT_SYMBOLS = ("AAPL", "MSFT", "JPM", "XOM", "KO", "PFE", "WMT", "GE", "CSCO", "INTC")
 
 
-@dataclass(frozen=True)
-class StackingSettings:
+class StackingSettings(FrozenConfig, frozen=True, kw_only=True):
     strategies: tuple[str, ...] = DEFAULT_STRATEGIES
     symbols: tuple[str, ...] = DEFAULT_SYMBOLS
     dataset: str = "equities_daily_stocknet88"
@@ -38,10 +37,11 @@ class StackingSettings:
     regularization: float = 1.0
 
     def __post_init__(self) -> None:
-        if len(self.strategies) < 2:
-            raise ConfigError(f"stacking needs at least 2 strategies, got {len(self.strategies)}")
-        if self.purge < 2:
-            raise ConfigError(f"purge must be >= 2 (the label spans 2 bars), was {self.purge}")
+        require(
+            len(self.strategies) >= 2,
+            f"stacking needs at least 2 strategies, got {len(self.strategies)}",
+        )
+        require(self.purge >= 2, f"purge must be >= 2 (the label spans 2 bars), was {self.purge}")
 
 
 @dataclass(frozen=True)

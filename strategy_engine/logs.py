@@ -20,12 +20,12 @@ import os
 import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TextIO
 
 from pythonjsonlogger.json import JsonFormatter
 
+from core.config import FrozenConfig, require
 from core.errors import ConfigError
 
 LEVEL_ENV = "STRATEGY_ENGINE_LOG_LEVEL"
@@ -82,13 +82,18 @@ class EventTextFormatter(logging.Formatter):
         return " ".join([line, *fields]) if fields else line
 
 
-@dataclass(frozen=True)
-class LogSettings:
+class LogSettings(FrozenConfig, frozen=True, kw_only=True):
     """Where the project's logs go, resolved from options, then the environment."""
 
     level: str = "INFO"
     destination: Path | None = None  # None: stderr
     fmt: LogFormat = "text"
+
+    def __post_init__(self) -> None:
+        require(
+            self.level in LEVELS, f"level must be one of {', '.join(LEVELS)}, was {self.level!r}"
+        )
+        require(self.fmt in FORMATS, f"fmt must be one of {', '.join(FORMATS)}, was {self.fmt!r}")
 
 
 def resolve(

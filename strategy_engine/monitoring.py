@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import shutil
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from core.adapters.private_files import write_private
+from core.config import FrozenConfig, require
 from strategy_engine.settings import REPO_ROOT
 
 RULES_FILE = REPO_ROOT / "monitoring" / "alerts.yml"
@@ -44,8 +45,7 @@ def alertmanager_binary() -> str | None:
     return shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
 
 
-@dataclass(frozen=True)
-class AlertTiming:
+class AlertTiming(FrozenConfig, frozen=True, kw_only=True):
     """How fast alerts move: Prometheus's scrape and rule intervals, Alertmanager's grouping.
 
     The defaults suit operation (an alert reaches the receiver within about half a minute of
@@ -57,6 +57,17 @@ class AlertTiming:
     group_wait_s: float = 10.0
     group_interval_s: float = 30.0
     repeat_interval_h: float = 4.0
+
+    def __post_init__(self) -> None:
+        for name in ("scrape_interval_s", "evaluation_interval_s", "group_interval_s",
+                     "repeat_interval_h"):  # fmt: skip
+            value = getattr(self, name)
+            require(math.isfinite(value) and value > 0, f"{name} must be > 0, was {value}")
+        # Alertmanager sends a group's first notification at once when its wait is 0.
+        require(
+            math.isfinite(self.group_wait_s) and self.group_wait_s >= 0,
+            f"group_wait_s must be >= 0, was {self.group_wait_s}",
+        )
 
 
 def prometheus_config(

@@ -22,10 +22,10 @@ the options that make a core end or start from scratch (``--replay``, ``--until-
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from core.config import FrozenConfig, require
 from core.errors import ConfigError
 
 DEFAULT_CORE = "core-1"
@@ -36,33 +36,35 @@ SET_BY_THE_STACK = ("--name", "--metrics-port")
 NOT_SUPERVISABLE = ("--replay", "--until-end", "--fast", "--reset", "--json")
 
 
-@dataclass(frozen=True)
-class CoreSpec:
+class CoreSpec(FrozenConfig, frozen=True, kw_only=True):
     """One supervised core: its name (consumer group, state keys) and its ``core`` options."""
 
     name: str = DEFAULT_CORE
     args: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        if not self.name or len(self.name) > 64:
-            raise ConfigError(f"a core's name is 1 to 64 characters, was {self.name!r}")
-        if not all(c.isalnum() or c in "-_" for c in self.name):
-            raise ConfigError(f"a core's name is letters, digits, - and _: {self.name!r}")
+        require(0 < len(self.name) <= 64, f"a core's name is 1 to 64 characters, was {self.name!r}")
+        require(
+            all(c.isalnum() or c in "-_" for c in self.name),
+            f"a core's name is letters, digits, - and _: {self.name!r}",
+        )
         for arg in self.args:
             option = arg.split("=", 1)[0]
-            if option in SET_BY_THE_STACK:
-                raise ConfigError(f"core {self.name}: {option} is set by the stack, not the file")
-            if option in NOT_SUPERVISABLE:
-                raise ConfigError(
-                    f"core {self.name}: {option} makes a core end or start over; a supervised "
-                    "core runs until stopped"
-                )
+            require(
+                option not in SET_BY_THE_STACK,
+                f"core {self.name}: {option} is set by the stack, not the file",
+            )
+            require(
+                option not in NOT_SUPERVISABLE,
+                f"core {self.name}: {option} makes a core end or start over; a supervised "
+                "core runs until stopped",
+            )
         _check_options(self.name, self.args)
 
 
 def default_cores() -> tuple[CoreSpec, ...]:
     """Without a cores file: one core on the equities feed, running the champion set."""
-    return (CoreSpec(DEFAULT_CORE, ("--feed", DEFAULT_FEED)),)
+    return (CoreSpec(name=DEFAULT_CORE, args=("--feed", DEFAULT_FEED)),)
 
 
 def load_cores(path: Path) -> tuple[CoreSpec, ...]:

@@ -27,19 +27,19 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import msgspec
 import numpy as np
 import pandas as pd
 
-from core.errors import ConfigError
+from core.config import FrozenConfig, require
 from core.indicators import saved_ring
+from core.strategies.state import decode_float, decode_floats, encode_float, encode_floats
 
 # A window whose log-volume variance is below this is treated as flat (z-score 0).
 FLAT_VARIANCE = 1e-12
 MAX_PERIOD = 10_000
 
 
-class FeatureParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+class FeatureParams(FrozenConfig, frozen=True, kw_only=True):
     """Look-back lengths of the direction features, in bars."""
 
     return_horizons: tuple[int, ...] = (1, 5, 20)
@@ -51,17 +51,17 @@ class FeatureParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_
     def __post_init__(self) -> None:
         for field in ("return_horizons", "ma_periods"):
             values = getattr(self, field)
-            if not values:
-                raise ConfigError(f"{field} must hold at least one period, was {list(values)}")
-            if len(set(values)) != len(values):
-                raise ConfigError(f"{field} must not repeat a period, was {list(values)}")
+            require(bool(values), f"{field} must hold at least one period, was {list(values)}")
+            require(
+                len(set(values)) == len(values),
+                f"{field} must not repeat a period, was {list(values)}",
+            )
             for value in values:
                 _check_period(field, value)
         _check_period("vol_span", self.vol_span)
         _check_period("rsi_period", self.rsi_period)
         _check_period("volume_window", self.volume_window)
-        if self.volume_window < 2:
-            raise ConfigError(f"volume_window must be >= 2, was {self.volume_window}")
+        require(self.volume_window >= 2, f"volume_window must be >= 2, was {self.volume_window}")
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -80,8 +80,7 @@ class FeatureParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_
 
 
 def _check_period(field: str, value: int) -> None:
-    if not 1 <= value <= MAX_PERIOD:
-        raise ConfigError(f"{field} must be in [1, {MAX_PERIOD}], was {value}")
+    require(1 <= value <= MAX_PERIOD, f"{field} must be in [1, {MAX_PERIOD}], was {value}")
 
 
 def feature_names(params: FeatureParams) -> tuple[str, ...]:
@@ -246,7 +245,7 @@ class _RollingMoments:
             "count": self._count,
             "sum": self._sum,
             "sum_sq": self._sum_sq,
-            "shift": self.shift,
+            "shift": encode_float(self.shift),
         }
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -256,11 +255,7 @@ class _RollingMoments:
         self._count = int(state["count"])
         self._sum = float(state["sum"])
         self._sum_sq = float(state["sum_sq"])
-        self.shift = _nan_safe(state["shift"])
-
-
-def _nan_safe(value: Any) -> float:
-    return math.nan if value is None else float(value)
+        self.shift = decode_float(state["shift"])
 
 
 class DirectionFeatures:
@@ -344,26 +339,26 @@ class DirectionFeatures:
 
     def to_state(self) -> dict[str, Any]:
         return {
-            "log_close": list(self._log_close),
+            "log_close": encode_floats(self._log_close),
             "index": self._index,
             "bars": self._bars,
-            "variance": self._variance,
-            "gain": self._gain,
-            "loss": self._loss,
+            "variance": encode_float(self._variance),
+            "gain": encode_float(self._gain),
+            "loss": encode_float(self._loss),
             "means": [m.to_state() for m in self._means],
             "volume": self._volume.to_state(),
         }
 
     def restore(self, state: dict[str, Any]) -> None:
-        log_close = [_nan_safe(v) for v in state["log_close"]]
+        log_close = decode_floats(state["log_close"])
         if len(log_close) != len(self._log_close):
             raise ValueError(f"state has {len(log_close)} closes, expected {len(self._log_close)}")
         self._log_close = log_close
         self._index = int(state["index"])
         self._bars = int(state["bars"])
-        self._variance = _nan_safe(state["variance"])
-        self._gain = _nan_safe(state["gain"])
-        self._loss = _nan_safe(state["loss"])
+        self._variance = decode_float(state["variance"])
+        self._gain = decode_float(state["gain"])
+        self._loss = decode_float(state["loss"])
         for mean, saved in zip(self._means, state["means"], strict=True):
             mean.restore(saved)
         self._volume.restore(state["volume"])

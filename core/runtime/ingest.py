@@ -34,7 +34,8 @@ from enum import StrEnum
 from typing import Any
 
 from core import codec
-from core.errors import ConfigError, MessageError
+from core.config import FrozenConfig, require
+from core.errors import MessageError
 from core.model import Bar, FundingRate, MacroPoint, NewsItem, Quote, Trade
 
 INT64_MAX = 2**63 - 1
@@ -95,8 +96,7 @@ class RejectCode(StrEnum):
     INTERNAL_ERROR = "internal_error"
 
 
-@dataclass(frozen=True)
-class IngestLimits:
+class IngestLimits(FrozenConfig, frozen=True, kw_only=True):
     """The boundary's bounds; every field can be set per core (``strategy-engine core``)."""
 
     max_price: float = 1e9
@@ -128,16 +128,21 @@ class IngestLimits:
     def __post_init__(self) -> None:
         for name in ("max_price", "max_size", "max_abs_value", "max_funding_rate"):
             value = getattr(self, name)
-            if not (math.isfinite(value) and value > 0):
-                raise ConfigError(f"{name} must be a positive number, was {value}")
-        if not (math.isfinite(self.max_price_jump) and self.max_price_jump > 1):
-            raise ConfigError(f"max_price_jump must be > 1, was {self.max_price_jump}")
+            require(
+                math.isfinite(value) and value > 0, f"{name} must be a positive number, was {value}"
+            )
+        require(
+            math.isfinite(self.max_price_jump) and self.max_price_jump > 1,
+            f"max_price_jump must be > 1, was {self.max_price_jump}",
+        )
         for name in ("backwards_tolerance_ns", "max_clock_skew_ns", "max_time_jump_ns",
                      "max_staleness_ns", "price_jump_confirmations", "max_text_bytes",
                      "max_news_symbols", "max_symbols"):  # fmt: skip
             value = getattr(self, name)
-            if not (isinstance(value, int) and 0 <= value <= INT64_MAX):
-                raise ConfigError(f"{name} must be a non-negative integer, was {value!r}")
+            require(
+                isinstance(value, int) and 0 <= value <= INT64_MAX,
+                f"{name} must be a non-negative integer, was {value!r}",
+            )
 
 
 @dataclass(frozen=True, slots=True)

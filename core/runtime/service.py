@@ -23,10 +23,13 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, get_args
 
+import msgspec
+
+from core.config import FrozenConfig, require
 from core.engine.applicator import StrategyApplicator
 from core.engine.engine import ENGINE_STATE_KEY, PositionSizing, TradingEngine
 from core.engine.execution import BarFillModel, TakerFillModel
@@ -137,8 +140,7 @@ class _CoreStateStore:
         return state
 
 
-@dataclass(frozen=True)
-class CoreSettings:
+class CoreSettings(FrozenConfig, frozen=True, kw_only=True):
     """How one core runs; every field has a default an operator may override."""
 
     name: str = DEFAULT_CORE
@@ -160,7 +162,9 @@ class CoreSettings:
     risk: RiskLimits | None = None
     # Taker orders on quote feeds fill at the first quote this long after the decision.
     taker_latency_ms: float = 5.0
-    taker_fee_bps: dict[str, float] = field(default_factory=lambda: {"spot": 10.0, "usdm": 2.0})
+    taker_fee_bps: dict[str, float] = msgspec.field(
+        default_factory=lambda: {"spot": 10.0, "usdm": 2.0}
+    )
     # Each fill of a funding carry leg (in units of notional), and each pair of a currency cycle.
     carry_fee_bps: float = 5.0
     cycle_fee_bps: float = 0.0
@@ -171,9 +175,9 @@ class CoreSettings:
     # "auto" from the form's measured break-even universe, "always", or "never".
     batch_forms: BatchMode = "auto"
     # The symbols this core takes from its feeds (every symbol by default).
-    shard: SymbolShard = field(default_factory=SymbolShard)
+    shard: SymbolShard = msgspec.field(default_factory=SymbolShard)
     # What the ingestion boundary lets through (ranges, time windows, price jumps).
-    ingest: IngestLimits = field(default_factory=IngestLimits)
+    ingest: IngestLimits = msgspec.field(default_factory=IngestLimits)
     # Where a core without a checkpoint whose group has read its feeds goes on from:
     # "" (refuse), "start", "end" or a stream entry id. Ignored when a checkpoint exists.
     resume_from: str = ""
@@ -192,6 +196,29 @@ class CoreSettings:
     # two ``dead_letters`` records (counts by code; none while nothing is rejected).
     progress_every_s: float = 60.0
     dead_letters_every_s: float = 10.0
+
+    def __post_init__(self) -> None:
+        for name in ("fast_cycle_s", "tactical_cycle_s", "notional", "capital"):
+            value = getattr(self, name)
+            require(math.isfinite(value) and value > 0, f"{name} must be > 0, was {value}")
+        for name in ("registry_check_s", "taker_latency_ms", "feed_retention_s", "trim_every_s",
+                     "progress_every_s", "dead_letters_every_s", "units", "carry_fee_bps",
+                     "cycle_fee_bps"):  # fmt: skip
+            value = getattr(self, name)
+            require(math.isfinite(value) and value >= 0, f"{name} must be >= 0, was {value}")
+        require(self.read_count >= 1, f"read_count must be >= 1, was {self.read_count}")
+        require(
+            self.shadow_variants >= 0, f"shadow_variants must be >= 0, was {self.shadow_variants}"
+        )
+        require(
+            self.equity_window is None or self.equity_window >= 1,
+            f"equity_window must be >= 1 (or None), was {self.equity_window}",
+        )
+        modes = get_args(BatchMode)
+        require(
+            self.batch_forms in modes,
+            f"batch_forms must be one of {', '.join(modes)}, was {self.batch_forms!r}",
+        )
 
     def venue(self) -> Venue:
         """The paper venue this core's orders fill at, one fill model per execution style."""

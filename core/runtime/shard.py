@@ -10,17 +10,16 @@ symbols of it that the core owns.
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 
+from core.config import FrozenConfig, require
 from core.errors import ConfigError
 from core.model import NewsItem
 
 
-@dataclass(frozen=True)
-class SymbolShard:
+class SymbolShard(FrozenConfig, frozen=True, kw_only=True):
     """A core's share of the symbols: ``symbols`` if given, else partition ``index`` of
     ``count`` (the default, 0 of 1, is every symbol)."""
 
@@ -29,10 +28,14 @@ class SymbolShard:
     count: int = 1
 
     def __post_init__(self) -> None:
-        if not 0 <= self.index < self.count:
-            raise ConfigError(f"shard must be K/N with 0 <= K < N, was {self.index}/{self.count}")
-        if self.symbols and self.count != 1:
-            raise ConfigError("a core takes either a list of symbols or a hash shard, not both")
+        require(
+            0 <= self.index < self.count,
+            f"shard must be K/N with 0 <= K < N, was {self.index}/{self.count}",
+        )
+        require(
+            not (self.symbols and self.count != 1),
+            "a core takes either a list of symbols or a hash shard, not both",
+        )
 
     @classmethod
     def parse(cls, symbols: str = "", shard: str = "") -> SymbolShard:

@@ -13,11 +13,10 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Self, TypeVar
 
-import msgspec
 import pandas as pd
 
 from core.config import FrozenConfig
-from core.errors import ConfigError
+from core.config import require as require  # strategy modules import it from here
 from core.model import Lineage, Signal
 
 if TYPE_CHECKING:
@@ -90,18 +89,6 @@ class StrategyConfig(FrozenConfig, frozen=True, kw_only=True):
         """Build and validate a config, accepting the short names in ``aliases``."""
         return super().from_dict({cls.aliases.get(key, key): value for key, value in data.items()})
 
-    @classmethod
-    def json_schema(cls) -> dict[str, Any]:
-        """JSON schema of the parameters (the config's own object schema, not a reference)."""
-        schema: dict[str, Any] = msgspec.json.schema(cls)
-        return schema.get("$defs", {}).get(cls.__name__, schema)
-
-
-def require(condition: bool, message: str) -> None:
-    """Raise :class:`ConfigError` with ``message`` unless ``condition`` holds."""
-    if not condition:
-        raise ConfigError(message)
-
 
 @dataclass(frozen=True)
 class StrategySpec:
@@ -169,11 +156,15 @@ class Strategy(ABC, Generic[C]):
 
     @abstractmethod
     def to_state(self) -> dict[str, Any]:
-        """JSON-safe state from which :meth:`restore` resumes exactly."""
+        """JSON-safe state from which :meth:`restore` resumes exactly.
+
+        NaN has no JSON form: a float that may be NaN is written (and read back) through
+        :mod:`core.strategies.state`, typically as a :class:`~core.strategies.state.StrategyState`.
+        """
 
     @abstractmethod
     def restore(self, state: dict[str, Any]) -> None:
-        """Resume from a :meth:`to_state` snapshot."""
+        """Resume from a :meth:`to_state` snapshot, as returned or after a trip through JSON."""
 
     @classmethod
     @abstractmethod

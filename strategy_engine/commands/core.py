@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -315,7 +314,7 @@ def _core(args: argparse.Namespace) -> int:
     )
     namespace = args.namespace or ("replay" if args.replay else "se")
     marker = checkpoint_marker(namespace, settings.name)
-    settings = dataclasses.replace(settings, checkpoint_marker=marker)
+    settings = settings.replace(checkpoint_marker=marker)
     with redis_connection() as connection:
         if args.replay:
             store = RedisStore(connection.client, namespace, core=settings.name)

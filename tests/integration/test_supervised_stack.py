@@ -74,7 +74,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         scrape_interval_s=1, evaluation_interval_s=1, group_wait_s=1, group_interval_s=1
     )
     root = tmp_path_factory.mktemp("supervised")
-    cores = (CoreSpec("core-1", ("--feed", "equities_daily_stocknet88")),)
+    cores = (CoreSpec(name="core-1", args=("--feed", "equities_daily_stocknet88")),)
     with running_stack(root, cores=cores, alert_timing=fast) as (layout, result, _lines):
         yield Stack(layout, result, credentials.load(layout.credentials_file))
         supervisor = layout.supervisor

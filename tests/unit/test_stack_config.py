@@ -116,7 +116,7 @@ def test_alertmanager_and_prometheus_listen_on_the_address_given_and_nowhere_els
 
 
 def test_without_a_file_one_core_runs_on_the_equities_feed():
-    assert default_cores() == (CoreSpec("core-1", ("--feed", DEFAULT_FEED)),)
+    assert default_cores() == (CoreSpec(name="core-1", args=("--feed", DEFAULT_FEED)),)
 
 
 def test_a_cores_file_lists_cores_with_their_options(tmp_path: Path):
@@ -126,8 +126,8 @@ def test_a_cores_file_lists_cores_with_their_options(tmp_path: Path):
         '[[core]]\nname = "west"\nargs = ["--feed", "x", "--shard", "1/2", "--live"]\n'
     )
     assert load_cores(path) == (
-        CoreSpec("east", ("--feed", "x", "--shard", "0/2")),
-        CoreSpec("west", ("--feed", "x", "--shard", "1/2", "--live")),
+        CoreSpec(name="east", args=("--feed", "x", "--shard", "0/2")),
+        CoreSpec(name="west", args=("--feed", "x", "--shard", "1/2", "--live")),
     )
 
 

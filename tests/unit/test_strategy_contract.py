@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import ast
 import inspect
+import json
 import math
 import sys
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -25,6 +27,9 @@ IO_LIBRARIES = {
     "urllib", "socket", "sqlite3", "sqlalchemy", "subprocess", "os", "shutil", "pathlib",
 }  # fmt: skip
 OUTPUT_COLUMNS = ("target_position", "bid_price", "ask_price")
+# Each type's state after two events of its sample (NaN-laden) and halfway through it, as the
+# version before typed states wrote them to checkpoints.
+CHECKPOINTED = json.loads((Path(__file__).parent / "checkpointed_strategy_states.json").read_text())
 
 
 def _sample(name: str) -> tuple[type[Strategy[Any]], StrategySample]:
@@ -114,6 +119,34 @@ def test_save_and_restore_resume_identically(name):
     resumed.restore(msgspec.json.decode(msgspec.json.encode(first.to_state())))
 
     assert _emitted(resumed, sample.events[half:]) == _emitted(whole, sample.events[half:])
+
+
+@pytest.mark.parametrize("name", TYPES)
+def test_a_state_checkpointed_by_an_earlier_version_restores_and_is_written_back_the_same(name):
+    _, sample = _sample(name)
+    for point, saved in CHECKPOINTED[name].items():
+        strategy = _fresh(name, sample)
+        strategy.restore(saved)
+
+        written = msgspec.json.decode(msgspec.json.encode(strategy.to_state()))
+        shared = written.keys() & saved.keys()
+        assert len(shared) > 2, point  # more than the base state
+        assert {key: written[key] for key in shared} == {key: saved[key] for key in shared}, point
+
+
+@pytest.mark.parametrize("name", TYPES)
+def test_a_state_is_json_safe_and_restores_raw_or_from_json(name):
+    _, sample = _sample(name)
+    strategy = _fresh(name, sample)
+    _emitted(strategy, sample.events[:2])
+    state = strategy.to_state()
+
+    encoded = msgspec.json.encode(state)
+    assert json.loads(encoded) == state  # no NaN left in it: NaN would compare unequal
+    for form in (state, msgspec.json.decode(encoded)):
+        restored = _fresh(name, sample)
+        restored.restore(form)
+        assert restored.to_state() == state
 
 
 @pytest.mark.parametrize("name", TYPES)

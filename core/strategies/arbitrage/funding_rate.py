@@ -30,7 +30,6 @@ of other venues, and rows before the expected rates are ready, give NaN.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -194,8 +193,8 @@ class FundingRateCarry(Strategy[FundingRateConfig]):
     def to_state(self) -> dict[str, Any]:
         return {
             **self._base_state(),
-            "main": _json_safe(self._main.to_state()),
-            "hedge": _json_safe(self._hedge.to_state()),
+            "main": self._main.to_state(),
+            "hedge": self._hedge.to_state(),
             "carry_collected": self.carry_collected,
             "main_ts": self._main_ts,
             "hedge_ts": self._hedge_ts,
@@ -245,8 +244,3 @@ def _last_stamp(rows: np.ndarray, ts: np.ndarray) -> np.ndarray:
     """Stamp of the latest row in ``rows`` as of each row (-1 before the first)."""
     last = np.maximum.accumulate(np.where(rows, np.arange(len(rows)), -1))
     return np.where(last >= 0, ts[np.maximum(last, 0)], -1)
-
-
-def _json_safe(state: dict[str, Any]) -> dict[str, Any]:
-    """Replace NaN (not valid JSON) by None; ``ExponentialMean.restore`` reads None as NaN."""
-    return {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in state.items()}

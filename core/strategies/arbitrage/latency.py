@@ -51,6 +51,7 @@ from core.strategies.base import (
     require,
 )
 from core.strategies.catalogue import register
+from core.strategies.state import decode_float, encode_float
 
 
 class LatencyConfig(StrategyConfig, frozen=True, kw_only=True):
@@ -190,22 +191,21 @@ class LeadLagLatency(Strategy[LatencyConfig]):
         return self._emit(quote.ts_event, target, strength, reason)
 
     def to_state(self) -> dict[str, Any]:
-        basis = self._basis.to_state()
         return {
             **self._base_state(),
-            "basis": {**basis, "value": _json_float(basis["value"])},
-            "leader_mid": _json_float(self._leader_mid),
-            "bid": _json_float(self._bid),
-            "ask": _json_float(self._ask),
+            "basis": self._basis.to_state(),
+            "leader_mid": encode_float(self._leader_mid),
+            "bid": encode_float(self._bid),
+            "ask": encode_float(self._ask),
             "rejected_quotes": self.rejected_quotes,
         }
 
     def restore(self, state: dict[str, Any]) -> None:
         self._restore_base(state)
         self._basis.restore(state["basis"])
-        self._leader_mid = _float(state["leader_mid"])
-        self._bid = _float(state["bid"])
-        self._ask = _float(state["ask"])
+        self._leader_mid = decode_float(state["leader_mid"])
+        self._bid = decode_float(state["bid"])
+        self._ask = decode_float(state["ask"])
         self.rejected_quotes = int(state["rejected_quotes"])
 
     @classmethod
@@ -243,11 +243,3 @@ def _carried(rows: np.ndarray, values: np.ndarray) -> np.ndarray:
     """Latest value among ``rows`` as of each row (NaN before the first)."""
     last = np.maximum.accumulate(np.where(rows, np.arange(len(rows)), -1))
     return np.where(last >= 0, values[np.maximum(last, 0)], np.nan)
-
-
-def _json_float(value: float) -> float | None:
-    return None if math.isnan(value) else value
-
-
-def _float(value: float | None) -> float:
-    return math.nan if value is None else float(value)

@@ -44,6 +44,7 @@ from core.strategies.base import (
     require,
 )
 from core.strategies.catalogue import register
+from core.strategies.state import decode_floats, encode_floats
 
 _NS_PER_S = 1_000_000_000
 
@@ -161,8 +162,8 @@ class Triangular(Strategy[TriangularConfig]):
     def to_state(self) -> dict[str, Any]:
         return {
             **self._base_state(),
-            "bid": [None if math.isnan(v) else v for v in self._bid],
-            "ask": [None if math.isnan(v) else v for v in self._ask],
+            "bid": encode_floats(self._bid),
+            "ask": encode_floats(self._ask),
             "ts": list(self._ts),
             "seen": list(self._seen),
             "rejected_crossed": self.rejected_crossed,
@@ -170,8 +171,8 @@ class Triangular(Strategy[TriangularConfig]):
 
     def restore(self, state: dict[str, Any]) -> None:
         self._restore_base(state)
-        self._bid = [math.nan if v is None else float(v) for v in state["bid"]]
-        self._ask = [math.nan if v is None else float(v) for v in state["ask"]]
+        self._bid = decode_floats(state["bid"])
+        self._ask = decode_floats(state["ask"])
         self._ts = [int(v) for v in state["ts"]]
         self._seen = [bool(v) for v in state["seen"]]
         self.rejected_crossed = int(state["rejected_crossed"])

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from core.errors import DataError
+from core.strategies.state import decode_floats, encode_floats
 
 DAY_NS = 86_400 * 1_000_000_000
 
@@ -54,24 +55,15 @@ class Ring:
         return self._buffer[self._index :] + self._buffer[: self._index]
 
     def to_state(self) -> dict[str, Any]:
-        return {"values": [_json_float(v) for v in self.values()]}
+        return {"values": encode_floats(self.values())}
 
     def restore(self, state: dict[str, Any]) -> None:
-        values = [_float(v) for v in state["values"]]
+        values = decode_floats(state["values"])
         if len(values) > self.size:
             raise ValueError(f"ring state has {len(values)} values, size is {self.size}")
         self.__init__(self.size)  # type: ignore[misc]
         for v in values:
             self.push(v)
-
-
-def _json_float(x: float) -> float | None:
-    return None if math.isnan(x) else x
-
-
-def _float(x: Any) -> float:
-    """A float from JSON state, where NaN was written as null."""
-    return math.nan if x is None else float(x)
 
 
 def month_index(ts_event: int) -> int:

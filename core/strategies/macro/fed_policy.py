@@ -43,6 +43,7 @@ from core.strategies.macro._common import (
     series_asof,
     series_values,
 )
+from core.strategies.state import StrategyState
 
 
 class FedPolicyConfig(StrategyConfig, frozen=True, kw_only=True):
@@ -76,6 +77,13 @@ class FedPolicyConfig(StrategyConfig, frozen=True, kw_only=True):
             self.rate_series != self.yield_series,
             f"rate_series and yield_series must differ, both were {self.rate_series!r}",
         )
+
+
+class _FedPolicyState(StrategyState):
+    rates: dict[str, Any]  # the rings' own states
+    yields: dict[str, Any]
+    yield_ts: int
+    yield_seen: bool
 
 
 @register
@@ -144,20 +152,21 @@ class FedPolicy(Strategy[FedPolicyConfig]):
         return self._emit(bar.ts_event, target, abs(score - cfg.tightening_threshold), reason)
 
     def to_state(self) -> dict[str, Any]:
-        return {
-            **self._base_state(),
-            "rates": self._rates.to_state(),
-            "yields": self._yields.to_state(),
-            "yield_ts": self._yield_ts,
-            "yield_seen": self._yield_seen,
-        }
+        saved = _FedPolicyState(
+            rates=self._rates.to_state(),
+            yields=self._yields.to_state(),
+            yield_ts=self._yield_ts,
+            yield_seen=self._yield_seen,
+        )
+        return {**self._base_state(), **saved.to_dict()}
 
     def restore(self, state: dict[str, Any]) -> None:
+        saved = _FedPolicyState.from_dict(state)
         self._restore_base(state)
-        self._rates.restore(state["rates"])
-        self._yields.restore(state["yields"])
-        self._yield_ts = int(state["yield_ts"])
-        self._yield_seen = bool(state["yield_seen"])
+        self._rates.restore(saved.rates)
+        self._yields.restore(saved.yields)
+        self._yield_ts = saved.yield_ts
+        self._yield_seen = saved.yield_seen
 
     @classmethod
     def vectorized(cls, config: FedPolicyConfig, frame: pd.DataFrame) -> pd.Series:

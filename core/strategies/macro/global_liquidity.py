@@ -36,6 +36,7 @@ from core.strategies.base import (
 )
 from core.strategies.catalogue import register
 from core.strategies.macro._common import DAY_NS, Ring, bar_rows, series_asof, series_values
+from core.strategies.state import StrategyState
 
 
 class GlobalLiquidityConfig(StrategyConfig, frozen=True, kw_only=True):
@@ -113,6 +114,11 @@ def _vote(growth: float, accel: float, floor: float, decelerating: float) -> flo
     return 1.0 if accel >= 0.0 else decelerating
 
 
+class _GlobalLiquidityState(StrategyState):
+    m2: dict[str, Any]  # each series' growth state (``_Growth.to_state``)
+    base: dict[str, Any]
+
+
 @register
 class GlobalLiquidity(Strategy[GlobalLiquidityConfig]):
     """Equity exposure from M2 and monetary-base growth and acceleration, publication-lagged."""
@@ -171,12 +177,14 @@ class GlobalLiquidity(Strategy[GlobalLiquidityConfig]):
         return self._emit(bar.ts_event, target, target, reason)
 
     def to_state(self) -> dict[str, Any]:
-        return {**self._base_state(), "m2": self._m2.to_state(), "base": self._base.to_state()}
+        saved = _GlobalLiquidityState(m2=self._m2.to_state(), base=self._base.to_state())
+        return {**self._base_state(), **saved.to_dict()}
 
     def restore(self, state: dict[str, Any]) -> None:
+        saved = _GlobalLiquidityState.from_dict(state)
         self._restore_base(state)
-        self._m2.restore(state["m2"])
-        self._base.restore(state["base"])
+        self._m2.restore(saved.m2)
+        self._base.restore(saved.base)
 
     @classmethod
     def vectorized(cls, config: GlobalLiquidityConfig, frame: pd.DataFrame) -> pd.Series:

@@ -42,6 +42,7 @@ from core.strategies.macro._common import (
     series_asof,
     series_values,
 )
+from core.strategies.state import StrategyState
 
 
 class MacroTrendConfig(StrategyConfig, frozen=True, kw_only=True):
@@ -72,6 +73,16 @@ class MacroTrendConfig(StrategyConfig, frozen=True, kw_only=True):
             self.long_series != self.short_series,
             f"long_series and short_series must differ, both were {self.long_series!r}",
         )
+
+
+class _MacroTrendState(StrategyState):
+    month_closes: dict[str, Any]
+    month: int
+    last_close: float
+    long: float  # the latest long and short yields, NaN until one was seen
+    short: float
+    long_ts: int
+    short_ts: int
 
 
 @register
@@ -146,24 +157,24 @@ class MacroTrend(Strategy[MacroTrendConfig]):
         return self._emit(ts_event, target, abs(month_close / sma - 1.0), reason)
 
     def to_state(self) -> dict[str, Any]:
-        return {
-            **self._base_state(),
-            "month_closes": self._month_closes.to_state(),
-            "month": self._month,
-            "last_close": None if math.isnan(self._last_close) else self._last_close,
-            "long": None if math.isnan(self._long) else self._long,
-            "short": None if math.isnan(self._short) else self._short,
-            "long_ts": self._long_ts,
-            "short_ts": self._short_ts,
-        }
+        saved = _MacroTrendState(
+            month_closes=self._month_closes.to_state(),
+            month=self._month,
+            last_close=self._last_close,
+            long=self._long,
+            short=self._short,
+            long_ts=self._long_ts,
+            short_ts=self._short_ts,
+        )
+        return {**self._base_state(), **saved.to_dict()}
 
     def restore(self, state: dict[str, Any]) -> None:
+        saved = _MacroTrendState.from_dict(state)
         self._restore_base(state)
-        self._month_closes.restore(state["month_closes"])
-        self._month = int(state["month"])
-        for key in ("last_close", "long", "short"):
-            setattr(self, f"_{key}", math.nan if state[key] is None else float(state[key]))
-        self._long_ts, self._short_ts = int(state["long_ts"]), int(state["short_ts"])
+        self._month_closes.restore(saved.month_closes)
+        self._month = saved.month
+        self._last_close, self._long, self._short = saved.last_close, saved.long, saved.short
+        self._long_ts, self._short_ts = saved.long_ts, saved.short_ts
 
     @classmethod
     def vectorized(cls, config: MacroTrendConfig, frame: pd.DataFrame) -> pd.Series:

@@ -38,6 +38,7 @@ from core.strategies.base import (
 )
 from core.strategies.catalogue import register
 from core.strategies.macro._common import Ring
+from core.strategies.state import StrategyState
 
 ANNUALIZATION = 252.0
 
@@ -133,6 +134,15 @@ class _Posterior:
         p = np.exp(log_p)
         result: np.ndarray = p / p.sum()
         return result
+
+
+class _RegimeShiftState(StrategyState):
+    closes: dict[str, Any]
+    variance: float
+    returns_seen: int
+    features: list[list[float]]  # the fit window's (return, volatility) rows, oldest first
+    n_features: int
+    params: dict[str, Any] | None  # the fitted regimes, None before the first fit
 
 
 @register
@@ -231,23 +241,24 @@ class RegimeShift(Strategy[RegimeShiftConfig]):
         return self._emit(ts_event, target, float(probabilities[regime]), reason)
 
     def to_state(self) -> dict[str, Any]:
-        return {
-            **self._base_state(),
-            "closes": self._closes.to_state(),
-            "variance": None if math.isnan(self._variance) else self._variance,
-            "returns_seen": self._returns_seen,
-            "features": self._window().tolist(),
-            "n_features": self._n_features,
-            "params": self._params,
-        }
+        saved = _RegimeShiftState(
+            closes=self._closes.to_state(),
+            variance=self._variance,
+            returns_seen=self._returns_seen,
+            features=self._window().tolist(),
+            n_features=self._n_features,
+            params=self._params,
+        )
+        return {**self._base_state(), **saved.to_dict()}
 
     def restore(self, state: dict[str, Any]) -> None:
+        saved = _RegimeShiftState.from_dict(state)
         self._restore_base(state)
-        self._closes.restore(state["closes"])
-        self._variance = math.nan if state["variance"] is None else float(state["variance"])
-        self._returns_seen = int(state["returns_seen"])
-        window = np.asarray(state["features"], dtype=np.float64).reshape(-1, 2)
-        n, size = int(state["n_features"]), self.config.fit_window
+        self._closes.restore(saved.closes)
+        self._variance = saved.variance
+        self._returns_seen = saved.returns_seen
+        window = np.asarray(saved.features, dtype=np.float64).reshape(-1, 2)
+        n, size = saved.n_features, self.config.fit_window
         if len(window) != min(n, size):
             raise ValueError(f"state has {len(window)} features for n_features={n}")
         self._features = np.zeros((size, 2), dtype=np.float64)
@@ -255,7 +266,7 @@ class RegimeShift(Strategy[RegimeShiftConfig]):
         slots = np.arange(n - len(window), n) % size
         self._features[slots] = window
         self._n_features = n
-        self._params = state["params"]
+        self._params = saved.params
         self._posterior = None if self._params is None else _Posterior(self._params)
 
     @classmethod

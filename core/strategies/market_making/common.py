@@ -21,6 +21,7 @@ import pandas as pd
 from core.indicators import ExponentialMean
 from core.model import Quote, Signal, Trade
 from core.strategies.base import Strategy, StrategyConfig, require
+from core.strategies.state import StrategyState, decode_float, encode_float
 
 # Nudge before floor/ceil so a price that is a whole number of ticks in decimal but a hair off
 # in binary (61837.63 * 100 = 6183762.999...) lands on its own tick in both forms.
@@ -59,11 +60,6 @@ def check_positive(name: str, value: float) -> None:
 
 def check_non_negative(name: str, value: float) -> None:
     require(value >= 0 and math.isfinite(value), f"{name} must be >= 0, was {value}")
-
-
-def _float(value: Any) -> float:
-    """Read a float back from JSON state, where NaN was written as null."""
-    return math.nan if value is None else float(value)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -105,18 +101,24 @@ class MidVariance:
         return {
             "moves": self._moves.to_state(),
             "gaps": self._gaps.to_state(),
-            "last_mid": self._last_mid,
+            "last_mid": encode_float(self._last_mid),
             "last_ts": self._last_ts,
         }
 
     def restore(self, state: dict[str, Any]) -> None:
         self._moves.restore(state["moves"])
         self._gaps.restore(state["gaps"])
-        self._last_mid = _float(state["last_mid"])
+        self._last_mid = decode_float(state["last_mid"])
         self._last_ts = int(state["last_ts"])
 
 
 C = TypeVar("C", bound=QuotingConfig)
+
+
+class _QuotingState(StrategyState):
+    inventory: float
+    book: list[float]  # best bid, its size, best ask, its size: NaN before the first quote
+    indicators: dict[str, Any]  # the strategy's own (``_indicator_state``)
 
 
 class QuotingStrategy(Strategy[C]):
@@ -204,18 +206,21 @@ class QuotingStrategy(Strategy[C]):
         return self._emit(ts_event, q, 1.0, {**reason, "inventory": q})
 
     def to_state(self) -> dict[str, Any]:
-        return {
-            **self._base_state(),
-            "inventory": self.inventory,
-            "book": [self._bid, self._bid_size, self._ask, self._ask_size],
-            "indicators": self._indicator_state(),
-        }
+        saved = _QuotingState(
+            inventory=self.inventory,
+            book=[self._bid, self._bid_size, self._ask, self._ask_size],
+            indicators=self._indicator_state(),
+        )
+        return {**self._base_state(), **saved.to_dict()}
 
     def restore(self, state: dict[str, Any]) -> None:
+        saved = _QuotingState.from_dict(state)
+        if len(saved.book) != 4:
+            raise ValueError(f"state book has {len(saved.book)} values, not bid, size, ask, size")
         self._restore_base(state)
-        self.inventory = float(state["inventory"])
-        self._bid, self._bid_size, self._ask, self._ask_size = map(_float, state["book"])
-        self._restore_indicators(state["indicators"])
+        self.inventory = saved.inventory
+        self._bid, self._bid_size, self._ask, self._ask_size = saved.book
+        self._restore_indicators(saved.indicators)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -44,6 +44,7 @@ from core.strategies.base import (
     require,
 )
 from core.strategies.catalogue import register
+from core.strategies.state import StrategyState
 
 ModelKind = Literal["linear", "xgboost", "sklearn"]
 
@@ -151,6 +152,10 @@ def _missing_predictor(config: MLDirectionConfig, symbol: str) -> StrategyError:
     )
 
 
+class _MLDirectionState(StrategyState):
+    features: dict[str, Any]  # the feature pipeline's own state
+
+
 @register
 class MLDirection(Strategy[MLDirectionConfig]):
     """Long when the model's P(up) > upper, short or flat when < lower, hold in between."""
@@ -222,11 +227,13 @@ class MLDirection(Strategy[MLDirectionConfig]):
         self._predictor = predictor
 
     def to_state(self) -> dict[str, Any]:
-        return {**self._base_state(), "features": self._features.to_state()}
+        saved = _MLDirectionState(features=self._features.to_state())
+        return {**self._base_state(), **saved.to_dict()}
 
     def restore(self, state: dict[str, Any]) -> None:
+        saved = _MLDirectionState.from_dict(state)
         self._restore_base(state)
-        self._features.restore(state["features"])
+        self._features.restore(saved.features)
 
     @classmethod
     def vectorized(cls, config: MLDirectionConfig, frame: pd.DataFrame) -> pd.Series:

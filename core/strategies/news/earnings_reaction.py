@@ -44,6 +44,7 @@ from core.strategies.base import (
 )
 from core.strategies.catalogue import register
 from core.strategies.news.text import bar_slots, per_bar_sum, spread_to_rows, tokenize
+from core.strategies.state import StrategyState
 
 EARNINGS_KEYWORDS = (
     "earnings", "eps", "quarter", "quarterly", "q1", "q2", "q3", "q4", "results",
@@ -86,6 +87,21 @@ class EarningsReactionConfig(StrategyConfig, frozen=True, kw_only=True):
 
 def _has_keyword(text: str, keywords: frozenset[str]) -> bool:
     return any(token in keywords for token in tokenize(text))
+
+
+class _EarningsReactionState(StrategyState):
+    returns: dict[str, Any]  # the rolling means' own states
+    squares: dict[str, Any]
+    volumes: dict[str, Any]
+    news: list[int]  # keyword tweets per close, ring buffer
+    news_index: int
+    pending: int
+    prev_close: float
+    bars: int
+    direction: float
+    hold_left: int
+    since_event: int
+    event_strength: float
 
 
 @register
@@ -185,40 +201,41 @@ class EarningsReaction(Strategy[EarningsReactionConfig]):
         return self._emit(bar.ts_event, target, strength, reason)
 
     def to_state(self) -> dict[str, Any]:
-        return {
-            **self._base_state(),
-            "returns": self._returns.to_state(),
-            "squares": self._squares.to_state(),
-            "volumes": self._volumes.to_state(),
-            "news": list(self._news),
-            "news_index": self._news_index,
-            "pending": self._pending,
-            "prev_close": None if math.isnan(self._prev_close) else self._prev_close,
-            "bars": self._bars,
-            "direction": self._direction,
-            "hold_left": self._hold_left,
-            "since_event": self._since_event,
-            "event_strength": self._event_strength,
-        }
+        saved = _EarningsReactionState(
+            returns=self._returns.to_state(),
+            squares=self._squares.to_state(),
+            volumes=self._volumes.to_state(),
+            news=list(self._news),
+            news_index=self._news_index,
+            pending=self._pending,
+            prev_close=self._prev_close,
+            bars=self._bars,
+            direction=self._direction,
+            hold_left=self._hold_left,
+            since_event=self._since_event,
+            event_strength=self._event_strength,
+        )
+        return {**self._base_state(), **saved.to_dict()}
 
     def restore(self, state: dict[str, Any]) -> None:
+        saved = _EarningsReactionState.from_dict(state)
+        if len(saved.news) != self.config.news_window:
+            raise ValueError(
+                f"state has {len(saved.news)} news counts, news_window is {len(self._news)}"
+            )
         self._restore_base(state)
-        self._returns.restore(state["returns"])
-        self._squares.restore(state["squares"])
-        self._volumes.restore(state["volumes"])
-        news = [int(v) for v in state["news"]]
-        if len(news) != self.config.news_window:
-            raise ValueError(f"state has {len(news)} news counts, news_window is {len(self._news)}")
-        self._news = news
-        self._news_index = int(state["news_index"])
-        self._pending = int(state["pending"])
-        prev_close = state["prev_close"]
-        self._prev_close = math.nan if prev_close is None else float(prev_close)
-        self._bars = int(state["bars"])
-        self._direction = float(state["direction"])
-        self._hold_left = int(state["hold_left"])
-        self._since_event = int(state["since_event"])
-        self._event_strength = float(state["event_strength"])
+        self._returns.restore(saved.returns)
+        self._squares.restore(saved.squares)
+        self._volumes.restore(saved.volumes)
+        self._news = saved.news
+        self._news_index = saved.news_index
+        self._pending = saved.pending
+        self._prev_close = saved.prev_close
+        self._bars = saved.bars
+        self._direction = saved.direction
+        self._hold_left = saved.hold_left
+        self._since_event = saved.since_event
+        self._event_strength = saved.event_strength
 
     @classmethod
     def vectorized(cls, config: EarningsReactionConfig, frame: pd.DataFrame) -> pd.Series:

@@ -40,6 +40,7 @@ from core.strategies.base import (
 )
 from core.strategies.catalogue import register
 from core.strategies.news.text import bar_slots, per_bar_sum, spread_to_rows, tokenize
+from core.strategies.state import StrategyState
 
 SEED_LEXICON: tuple[tuple[str, float], ...] = (
     ("beat", 1.0), ("beats", 1.0), ("bullish", 1.0), ("buy", 1.0), ("gains", 1.0),
@@ -86,6 +87,12 @@ def _target(ewma: float, config: SentimentAnalysisConfig) -> float:
     if ewma <= -config.entry and config.allow_short:
         return -1.0
     return 0.0
+
+
+class _SentimentState(StrategyState):
+    ewma: dict[str, Any]
+    day_sum: float
+    day_count: int
 
 
 @register
@@ -137,18 +144,17 @@ class SentimentAnalysis(Strategy[SentimentAnalysisConfig]):
         return self._emit(bar.ts_event, _target(ewma, self.config), abs(ewma), reason)
 
     def to_state(self) -> dict[str, Any]:
-        return {
-            **self._base_state(),
-            "ewma": self._ewma.to_state(),
-            "day_sum": self._day_sum,
-            "day_count": self._day_count,
-        }
+        saved = _SentimentState(
+            ewma=self._ewma.to_state(), day_sum=self._day_sum, day_count=self._day_count
+        )
+        return {**self._base_state(), **saved.to_dict()}
 
     def restore(self, state: dict[str, Any]) -> None:
+        saved = _SentimentState.from_dict(state)
         self._restore_base(state)
-        self._ewma.restore(state["ewma"])
-        self._day_sum = float(state["day_sum"])
-        self._day_count = int(state["day_count"])
+        self._ewma.restore(saved.ewma)
+        self._day_sum = saved.day_sum
+        self._day_count = saved.day_count
 
     @classmethod
     def vectorized(cls, config: SentimentAnalysisConfig, frame: pd.DataFrame) -> pd.Series:

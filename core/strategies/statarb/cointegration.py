@@ -43,6 +43,7 @@ from core.strategies.statarb.pairs_common import (
     finite_reason,
     next_spread_position,
 )
+from core.strategies.state import StrategyState
 
 
 class CointegrationConfig(StrategyConfig, frozen=True, kw_only=True):
@@ -79,6 +80,14 @@ class CointegrationConfig(StrategyConfig, frozen=True, kw_only=True):
             self.z_entry > self.z_exit,
             f"z_entry must be > z_exit, was {self.z_entry} <= {self.z_exit}",
         )
+
+
+class _CointegrationState(StrategyState):
+    aligner: dict[str, Any]  # the pair aligner's and window's own states
+    window: dict[str, Any]
+    pairs: int
+    fit: list[float | None]  # ``EngleGranger.to_state``: null (NaN) before the first fit
+    position: float
 
 
 @register
@@ -143,22 +152,23 @@ class Cointegration(PairStrategy[CointegrationConfig]):
         return self._emit(ts_event, self._position, strength, reason)
 
     def to_state(self) -> dict[str, Any]:
-        return {
-            **self._base_state(),
-            "aligner": self._aligner.to_state(),
-            "window": self._window.to_state(),
-            "pairs": self._pairs,
-            "fit": self._fit.to_state(),
-            "position": self._position,
-        }
+        saved = _CointegrationState(
+            aligner=self._aligner.to_state(),
+            window=self._window.to_state(),
+            pairs=self._pairs,
+            fit=self._fit.to_state(),
+            position=self._position,
+        )
+        return {**self._base_state(), **saved.to_dict()}
 
     def restore(self, state: dict[str, Any]) -> None:
+        saved = _CointegrationState.from_dict(state)
         self._restore_base(state)
-        self._aligner.restore(state["aligner"])
-        self._window.restore(state["window"])
-        self._pairs = int(state["pairs"])
-        self._fit = EngleGranger.from_state(state["fit"])
-        self._position = float(state["position"])
+        self._aligner.restore(saved.aligner)
+        self._window.restore(saved.window)
+        self._pairs = saved.pairs
+        self._fit = EngleGranger.from_state(saved.fit)
+        self._position = saved.position
 
     @classmethod
     def vectorized(cls, config: CointegrationConfig, frame: pd.DataFrame) -> pd.Series:

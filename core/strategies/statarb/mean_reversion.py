@@ -40,6 +40,7 @@ from core.strategies.base import (
 )
 from core.strategies.batch import BatchStrategy, batch_form
 from core.strategies.catalogue import register
+from core.strategies.state import StrategyState
 
 
 class MeanReversionConfig(StrategyConfig, frozen=True, kw_only=True):
@@ -93,6 +94,17 @@ def _rebased(filled: list[float]) -> tuple[float, float, float]:
     )
 
 
+class _MomentsState(StrategyState):
+    """The state of :class:`_RollingMoments` and of a row of its bank, the same JSON."""
+
+    buffer: list[float]
+    index: int
+    count: int
+    anchor: float  # NaN before the first value
+    sum: float
+    sq: float
+
+
 class _RollingMoments:
     """Mean and population std of the last ``period`` values in O(1) per update.
 
@@ -138,23 +150,25 @@ class _RollingMoments:
     def to_state(self) -> dict[str, Any]:
         # The sums are saved as they are (JSON floats round-trip exactly), so a restored
         # instance continues with bit-identical means and deviations.
-        return {
-            "buffer": list(self._buffer),
-            "index": self._index,
-            "count": self._count,
-            "anchor": None if math.isnan(self._anchor) else self._anchor,
-            "sum": self._sum,
-            "sq": self._sq,
-        }
+        saved = _MomentsState(
+            buffer=list(self._buffer),
+            index=self._index,
+            count=self._count,
+            anchor=self._anchor,
+            sum=self._sum,
+            sq=self._sq,
+        )
+        return saved.to_dict()
 
     def restore(self, state: dict[str, Any]) -> None:
         buffer = saved_ring(state, self.period, "window")
+        saved = _MomentsState.from_dict(state)
         self._buffer = buffer
-        self._index = int(state["index"])
-        self._count = int(state["count"])
-        self._anchor = math.nan if state["anchor"] is None else float(state["anchor"])
-        self._sum = float(state["sum"])
-        self._sq = float(state["sq"])
+        self._index = saved.index
+        self._count = saved.count
+        self._anchor = saved.anchor
+        self._sum = saved.sum
+        self._sq = saved.sq
 
 
 @register
@@ -273,24 +287,25 @@ class _RollingMomentsBank(Bank):
         return mean, deviation
 
     def row_state(self, row: int) -> dict[str, Any]:
-        anchor = float(self._anchor[row])
-        return {
-            "buffer": self._buffer[row].tolist(),
-            "index": int(self._index[row]),
-            "count": int(self._count[row]),
-            "anchor": None if math.isnan(anchor) else anchor,
-            "sum": float(self._sum[row]),
-            "sq": float(self._sq[row]),
-        }
+        saved = _MomentsState(
+            buffer=self._buffer[row].tolist(),
+            index=int(self._index[row]),
+            count=int(self._count[row]),
+            anchor=float(self._anchor[row]),
+            sum=float(self._sum[row]),
+            sq=float(self._sq[row]),
+        )
+        return saved.to_dict()
 
     def restore_row(self, row: int, state: dict[str, Any]) -> None:
         buffer = saved_ring(state, self.period, "window")
+        saved = _MomentsState.from_dict(state)
         self._buffer[row] = buffer
-        self._index[row] = int(state["index"])
-        self._count[row] = int(state["count"])
-        self._anchor[row] = math.nan if state["anchor"] is None else float(state["anchor"])
-        self._sum[row] = float(state["sum"])
-        self._sq[row] = float(state["sq"])
+        self._index[row] = saved.index
+        self._count[row] = saved.count
+        self._anchor[row] = saved.anchor
+        self._sum[row] = saved.sum
+        self._sq[row] = saved.sq
 
 
 @batch_form(MeanReversion)

@@ -43,6 +43,7 @@ import pandas as pd
 from core.errors import ConfigError, DataError
 from core.model import Bar, Signal
 from core.strategies.base import C, Strategy
+from core.strategies.state import decode_floats, encode_floats
 
 # MacKinnon (1994) response-surface coefficients for regression "c" and N = 2 series, as in
 # statsmodels.tsa.adfvalues (tau_c_smallp[1] * (1, 1, 1e-2), tau_c_largep[1] * (1, .1, .1, .01)).
@@ -201,11 +202,11 @@ class EngleGranger:
 
     def to_state(self) -> list[float | None]:
         values = (self.hedge_ratio, self.intercept, self.spread_std, self.adf_stat, self.p_value)
-        return [to_json_float(v) for v in values]
+        return encode_floats(values)
 
     @classmethod
     def from_state(cls, state: list[float | None]) -> EngleGranger:
-        return cls(*(from_json_float(v) for v in state))
+        return cls(*decode_floats(state))
 
 
 NO_FIT = EngleGranger(math.nan, math.nan, math.nan, math.nan, 1.0)
@@ -297,15 +298,6 @@ def next_spread_position(position: float, z: float, z_entry: float, z_exit: floa
     if position < 0.0 and z <= z_exit:
         return 0.0
     return position
-
-
-def to_json_float(value: float) -> float | None:
-    """NaN and infinities have no JSON form: store them as null."""
-    return value if math.isfinite(value) else None
-
-
-def from_json_float(value: float | None) -> float:
-    return math.nan if value is None else float(value)
 
 
 def finite_reason(**values: float) -> dict[str, float]:

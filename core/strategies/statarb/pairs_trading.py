@@ -45,6 +45,7 @@ from core.strategies.statarb.pairs_common import (
     finite_reason,
     next_spread_position,
 )
+from core.strategies.state import StrategyState
 
 
 class PairsTradingConfig(StrategyConfig, frozen=True, kw_only=True):
@@ -146,6 +147,13 @@ class _Kalman:
         return [self.hedge, self.intercept, self.obs_var, self.p00, self.p01, self.p11]
 
 
+class _PairsTradingState(StrategyState):
+    aligner: dict[str, Any]  # the pair aligner's own state
+    moments: list[float]  # the warm-up moments (``_Moments.to_state``: the count first)
+    filter: list[float] | None  # the Kalman filter's state, None until the warm-up ends
+    position: float
+
+
 @register
 class PairsTrading(PairStrategy[PairsTradingConfig]):
     """Spread position (+1 long A / short hedge_ratio B) from the Kalman-normalized spread."""
@@ -203,23 +211,22 @@ class PairsTrading(PairStrategy[PairsTradingConfig]):
         self._moments = _Moments()
 
     def to_state(self) -> dict[str, Any]:
-        return {
-            **self._base_state(),
-            "aligner": self._aligner.to_state(),
-            "moments": self._moments.to_state(),
-            "filter": self._filter.to_state() if self._filter else None,
-            "position": self._position,
-        }
+        saved = _PairsTradingState(
+            aligner=self._aligner.to_state(),
+            moments=self._moments.to_state(),
+            filter=self._filter.to_state() if self._filter else None,
+            position=self._position,
+        )
+        return {**self._base_state(), **saved.to_dict()}
 
     def restore(self, state: dict[str, Any]) -> None:
+        saved = _PairsTradingState.from_dict(state)
         self._restore_base(state)
-        self._aligner.restore(state["aligner"])
-        self._moments.restore(state["moments"])
-        values = state["filter"]
-        self._filter = (
-            None if values is None else _Kalman([float(v) for v in values], self._state_var)
-        )
-        self._position = float(state["position"])
+        self._aligner.restore(saved.aligner)
+        self._moments.restore(saved.moments)
+        values = saved.filter
+        self._filter = None if values is None else _Kalman(values, self._state_var)
+        self._position = saved.position
 
     @classmethod
     def vectorized(cls, config: PairsTradingConfig, frame: pd.DataFrame) -> pd.Series:

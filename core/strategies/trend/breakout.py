@@ -37,6 +37,7 @@ from core.strategies.base import (
     require,
 )
 from core.strategies.catalogue import register
+from core.strategies.state import StrategyState
 
 
 class BreakoutConfig(StrategyConfig, frozen=True, kw_only=True):
@@ -141,6 +142,17 @@ def _best_close(position: float, previous: float, best: float, close: float) -> 
     return close
 
 
+class _BreakoutState(StrategyState):
+    upper: dict[str, Any]  # the rolling extremes' own states
+    lower: dict[str, Any]
+    atr: float
+    prev_close: float
+    count: int
+    position: float
+    best: float  # the best close since the position was taken (NaN before the first bar)
+    stop: float  # NaN: no stop (flat, or the stop is off)
+
+
 @register
 class Breakout(Strategy[BreakoutConfig]):
     """Donchian breakout: long above the prior N-bar high, out (or short) below the M-bar low."""
@@ -208,28 +220,29 @@ class Breakout(Strategy[BreakoutConfig]):
         self._prev_close = bar.close
 
     def to_state(self) -> dict[str, Any]:
-        return {
-            **self._base_state(),
-            "upper": self._upper.to_state(),
-            "lower": self._lower.to_state(),
-            "atr": _json_float(self._atr),
-            "prev_close": _json_float(self._prev_close),
-            "count": self._count,
-            "position": self._position,
-            "best": _json_float(self._best),
-            "stop": _json_float(self._stop),
-        }
+        saved = _BreakoutState(
+            upper=self._upper.to_state(),
+            lower=self._lower.to_state(),
+            atr=self._atr,
+            prev_close=self._prev_close,
+            count=self._count,
+            position=self._position,
+            best=self._best,
+            stop=self._stop,
+        )
+        return {**self._base_state(), **saved.to_dict()}
 
     def restore(self, state: dict[str, Any]) -> None:
+        saved = _BreakoutState.from_dict(state)
         self._restore_base(state)
-        self._upper.restore(state["upper"])
-        self._lower.restore(state["lower"])
-        self._atr = _float(state["atr"])
-        self._prev_close = _float(state["prev_close"])
-        self._count = int(state["count"])
-        self._position = float(state["position"])
-        self._best = _float(state["best"])
-        self._stop = _float(state["stop"])
+        self._upper.restore(saved.upper)
+        self._lower.restore(saved.lower)
+        self._atr = saved.atr
+        self._prev_close = saved.prev_close
+        self._count = saved.count
+        self._position = saved.position
+        self._best = saved.best
+        self._stop = saved.stop
 
     @classmethod
     def vectorized(cls, config: BreakoutConfig, frame: pd.DataFrame) -> pd.Series:
@@ -263,11 +276,3 @@ def _wilder_atr(high: np.ndarray, low: np.ndarray, close: np.ndarray, period: in
         value = tr if i == 0 else (1.0 - alpha) * value + alpha * tr
         atr[i] = value
     return atr
-
-
-def _json_float(value: float) -> float | None:
-    return None if math.isnan(value) else value
-
-
-def _float(value: float | None) -> float:
-    return math.nan if value is None else float(value)

@@ -23,6 +23,7 @@ from core.strategies.base import (
 )
 from core.strategies.batch import BatchStrategy, batch_form
 from core.strategies.catalogue import register
+from core.strategies.state import StrategyState
 
 
 class MACrossoverConfig(StrategyConfig, frozen=True, kw_only=True):
@@ -44,6 +45,11 @@ class MACrossoverConfig(StrategyConfig, frozen=True, kw_only=True):
 
 def _average(kind: str, period: int) -> RollingMean | ExponentialMean:
     return RollingMean(period) if kind == "sma" else ExponentialMean(period)
+
+
+class _MACrossoverState(StrategyState):
+    fast: dict[str, Any]  # the moving averages' own states
+    slow: dict[str, Any]
 
 
 @register
@@ -82,12 +88,14 @@ class MACrossover(Strategy[MACrossoverConfig]):
         return self._emit(bar.ts_event, target, strength, {"fast_ma": fast, "slow_ma": slow})
 
     def to_state(self) -> dict[str, Any]:
-        return {**self._base_state(), "fast": self._fast.to_state(), "slow": self._slow.to_state()}
+        saved = _MACrossoverState(fast=self._fast.to_state(), slow=self._slow.to_state())
+        return {**self._base_state(), **saved.to_dict()}
 
     def restore(self, state: dict[str, Any]) -> None:
+        saved = _MACrossoverState.from_dict(state)
         self._restore_base(state)
-        self._fast.restore(state["fast"])
-        self._slow.restore(state["slow"])
+        self._fast.restore(saved.fast)
+        self._slow.restore(saved.slow)
 
     @classmethod
     def vectorized(cls, config: MACrossoverConfig, frame: pd.DataFrame) -> pd.Series:

@@ -36,6 +36,7 @@ from core.strategies.base import (
     require,
 )
 from core.strategies.catalogue import register
+from core.strategies.state import StrategyState
 
 
 class MomentumConfig(StrategyConfig, frozen=True, kw_only=True):
@@ -82,6 +83,13 @@ def _target(momentum: float, vol: float, config: MomentumConfig) -> float:
         return 0.0
     size = config.max_leverage if vol <= 0.0 else min(config.vol_target / vol, config.max_leverage)
     return math.copysign(size, momentum)
+
+
+class _MomentumState(StrategyState):
+    closes: list[float]  # the ring of closes, NaN where none was seen yet
+    index: int
+    count: int
+    variance: float
 
 
 @register
@@ -139,26 +147,25 @@ class Momentum(Strategy[MomentumConfig]):
         return self._emit(bar.ts_event, target, abs(momentum), reason)
 
     def to_state(self) -> dict[str, Any]:
-        return {
-            **self._base_state(),
-            "closes": [None if math.isnan(c) else c for c in self._closes],
-            "index": self._index,
-            "count": self._count,
-            "variance": None if math.isnan(self._variance) else self._variance,
-        }
+        saved = _MomentumState(
+            closes=list(self._closes),
+            index=self._index,
+            count=self._count,
+            variance=self._variance,
+        )
+        return {**self._base_state(), **saved.to_dict()}
 
     def restore(self, state: dict[str, Any]) -> None:
-        closes = [math.nan if c is None else float(c) for c in state["closes"]]
-        if len(closes) != len(self._closes):
+        saved = _MomentumState.from_dict(state)
+        if len(saved.closes) != len(self._closes):
             raise ValueError(
-                f"state has {len(closes)} closes, lookback + skip + 1 is {len(self._closes)}"
+                f"state has {len(saved.closes)} closes, lookback + skip + 1 is {len(self._closes)}"
             )
         self._restore_base(state)
-        self._closes = closes
-        self._index = int(state["index"])
-        self._count = int(state["count"])
-        variance = state["variance"]
-        self._variance = math.nan if variance is None else float(variance)
+        self._closes = saved.closes
+        self._index = saved.index
+        self._count = saved.count
+        self._variance = saved.variance
 
     @classmethod
     def vectorized(cls, config: MomentumConfig, frame: pd.DataFrame) -> pd.Series:
