@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any, Protocol
 
+from core.config import FrozenConfig, require
 from core.engine.account import AT_DECISION, Account
 from core.engine.analyzers import FillAnalyzer
 from core.engine.applicator import Routed, StrategyApplicator
@@ -27,7 +28,6 @@ from core.engine.makers import RestingQuotes
 from core.engine.quote_fills import QuoteFillConfig
 from core.engine.tracker import PerformanceTracker
 from core.engine.venue import Venue
-from core.errors import ConfigError
 from core.model import Bar, Fill, FundingRate, Order, Quote, Signal, Trade
 from core.ports import SignalSink, StateStore, StrategyDeployment
 from core.risk import RiskLimits, RiskManager
@@ -57,8 +57,7 @@ class Shadow(Protocol):
     def restore(self, state: dict[str, Any]) -> None: ...
 
 
-@dataclass(frozen=True)
-class PositionSizing:
+class PositionSizing(FrozenConfig, frozen=True, kw_only=True):
     """How a strategy's target (+1 = fully long) becomes a quantity.
 
     ``units``: a fixed number of units per +1 (the backtest contract uses 1). ``notional``:
@@ -70,10 +69,10 @@ class PositionSizing:
     notional: float | None = None
 
     def __post_init__(self) -> None:
-        if self.units <= 0 or (self.notional is not None and self.notional <= 0):
-            raise ConfigError(
-                f"sizing must be positive, was units={self.units} notional={self.notional}"
-            )
+        require(
+            self.units > 0 and (self.notional is None or self.notional > 0),
+            f"sizing must be positive, was units={self.units} notional={self.notional}",
+        )
 
     def factor(self, price: float) -> float:
         if self.notional is None:

@@ -22,18 +22,18 @@ twice, while two different orders can never share an id.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 
-from core.errors import ConfigError, MessageError
+from core.config import FrozenConfig, require
+from core.errors import MessageError
 from core.model import Bar, Fill, Order, Quote, Side
 
 
-@dataclass(frozen=True)
-class BarFillModel:
+class BarFillModel(FrozenConfig, frozen=True, kw_only=True):
     """Next-open fills with slippage and a fee, both in basis points of the traded notional.
 
     ``max_volume_fraction`` (None = no cap) caps each fill at that fraction of the bar's volume.
@@ -44,13 +44,17 @@ class BarFillModel:
     max_volume_fraction: float | None = None
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.fee_bps <= 1000.0:
-            raise ConfigError(f"fee_bps must be within [0, 1000], was {self.fee_bps}")
-        if not 0.0 <= self.slippage_bps <= 1000.0:
-            raise ConfigError(f"slippage_bps must be within [0, 1000], was {self.slippage_bps}")
+        require(
+            0.0 <= self.fee_bps <= 1000.0, f"fee_bps must be within [0, 1000], was {self.fee_bps}"
+        )
+        require(
+            0.0 <= self.slippage_bps <= 1000.0,
+            f"slippage_bps must be within [0, 1000], was {self.slippage_bps}",
+        )
         cap = self.max_volume_fraction
-        if cap is not None and not 0.0 < cap <= 1.0:
-            raise ConfigError(f"max_volume_fraction must be within (0, 1], was {cap}")
+        require(
+            cap is None or 0.0 < cap <= 1.0, f"max_volume_fraction must be within (0, 1], was {cap}"
+        )
 
     def fill_price(self, order: Order, bar: Bar) -> float:
         slip = bar.open * self.slippage_bps / 1e4
@@ -66,12 +70,7 @@ class BarFillModel:
         return abs(quantity) * price * self.fee_bps / 1e4
 
 
-def _no_fees() -> dict[str, float]:
-    return {}
-
-
-@dataclass(frozen=True)
-class TakerFillModel:
+class TakerFillModel(FrozenConfig, frozen=True, kw_only=True):
     """Taker fills against the quote seen ``latency_ns`` after the decision.
 
     Parameters
@@ -84,17 +83,16 @@ class TakerFillModel:
     """
 
     latency_ns: int = 0
-    taker_fee_bps: Mapping[str, float] = field(default_factory=_no_fees)
+    taker_fee_bps: dict[str, float] = msgspec.field(default_factory=dict)
     default_fee_bps: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.latency_ns < 0:
-            raise ConfigError(f"latency_ns must be >= 0, was {self.latency_ns}")
+        require(self.latency_ns >= 0, f"latency_ns must be >= 0, was {self.latency_ns}")
         for venue, bps in {**self.taker_fee_bps, "default": self.default_fee_bps}.items():
-            if not 0.0 <= bps <= 1000.0:
-                raise ConfigError(
-                    f"taker fee for {venue!r} must be within [0, 1000] bps, was {bps}"
-                )
+            require(
+                0.0 <= bps <= 1000.0,
+                f"taker fee for {venue!r} must be within [0, 1000] bps, was {bps}",
+            )
 
     def fee_bps(self, venue: str) -> float:
         return self.taker_fee_bps.get(venue, self.default_fee_bps)

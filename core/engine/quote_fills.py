@@ -26,44 +26,52 @@ engine's portfolio and markouts come from :mod:`core.engine.analyzers`.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from core.errors import ConfigError
+import msgspec
+
+from core.config import FrozenConfig, require
 from core.model import Side, Trade
 
 # Prices within a millionth of a tick of each other are the same price.
 _PRICE_TOLERANCE = 1e-9
 
 
-def _binance_maker_fees() -> dict[str, float]:
-    return {"spot": 10.0, "usdm": 2.0}
+class QuoteFillConfig(FrozenConfig, frozen=True, kw_only=True):
+    """Fill model parameters; see the module docstring for what each assumes.
 
+    ``max_inventory`` None: no limit beyond the strategy's own.
+    """
 
-@dataclass(frozen=True)
-class QuoteFillConfig:
-    """Fill model parameters; see the module docstring for what each assumes."""
-
-    maker_fee_bps: Mapping[str, float] = field(default_factory=_binance_maker_fees)
+    maker_fee_bps: dict[str, float] = msgspec.field(
+        default_factory=lambda: {"spot": 10.0, "usdm": 2.0}
+    )
     default_fee_bps: float = 10.0
     touch_fill_fraction: float = 0.5
-    max_inventory: float = math.inf
+    max_inventory: float | None = None
     markout_seconds: float = 1.0
 
     def __post_init__(self) -> None:
         for venue, bps in {**self.maker_fee_bps, "default": self.default_fee_bps}.items():
-            if not -100.0 <= bps <= 1000.0:
-                raise ConfigError(
-                    f"maker fee for {venue!r} must be within [-100, 1000] bps, was {bps}"
-                )
-        if not 0.0 <= self.touch_fill_fraction <= 1.0:
-            raise ConfigError(
-                f"touch_fill_fraction must be within [0, 1], was {self.touch_fill_fraction}"
+            require(
+                -100.0 <= bps <= 1000.0,
+                f"maker fee for {venue!r} must be within [-100, 1000] bps, was {bps}",
             )
-        if not self.max_inventory > 0:
-            raise ConfigError(f"max_inventory must be > 0, was {self.max_inventory}")
-        if not self.markout_seconds > 0:
-            raise ConfigError(f"markout_seconds must be > 0, was {self.markout_seconds}")
+        require(
+            0.0 <= self.touch_fill_fraction <= 1.0,
+            f"touch_fill_fraction must be within [0, 1], was {self.touch_fill_fraction}",
+        )
+        require(
+            self.max_inventory is None or self.max_inventory > 0,
+            f"max_inventory must be > 0, was {self.max_inventory}",
+        )
+        require(
+            self.markout_seconds > 0, f"markout_seconds must be > 0, was {self.markout_seconds}"
+        )
+
+    @property
+    def inventory_limit(self) -> float:
+        return math.inf if self.max_inventory is None else self.max_inventory
 
     def fee_bps(self, venue: str) -> float:
         return self.maker_fee_bps.get(venue, self.default_fee_bps)
@@ -108,12 +116,12 @@ class QuoteFillModel:
     def on_trade(self, trade: Trade, inventory: float) -> QuoteFill | None:
         """Fill whichever resting quote ``trade`` reaches, given the current inventory."""
         if self.bid is not None and trade.price <= self.bid.price + _PRICE_TOLERANCE:
-            room = self.config.max_inventory - inventory
+            room = self.config.inventory_limit - inventory
             return self._fill(
                 self.bid, trade, trade.price < self.bid.price - _PRICE_TOLERANCE, room
             )
         if self.ask is not None and trade.price >= self.ask.price - _PRICE_TOLERANCE:
-            room = self.config.max_inventory + inventory
+            room = self.config.inventory_limit + inventory
             return self._fill(
                 self.ask, trade, trade.price > self.ask.price + _PRICE_TOLERANCE, room
             )

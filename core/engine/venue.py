@@ -19,19 +19,20 @@ The backtest and the live core build the engine with a venue; nothing else diffe
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
+import msgspec
+
+from core.config import FrozenConfig, require
 from core.engine.execution import BarFillModel, TakerFillModel
 from core.engine.quote_fills import QuoteFillConfig
-from core.errors import ConfigError
 from core.model import FundingRate, Side
 
 # Instruments that carry or cycle are counted in units of notional of the home currency.
 NOTIONAL_PRICE = 1.0
 
 
-@dataclass(frozen=True)
-class CarryFillModel:
+class CarryFillModel(FrozenConfig, frozen=True, kw_only=True):
     """A delta-neutral funding position: legs in units of notional, filled at the decision.
 
     A perpetual leg is the instrument ``<symbol>:<venue>``; a spot hedge ``<symbol>:spot``.
@@ -44,8 +45,10 @@ class CarryFillModel:
     fee_bps: float = 5.0
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.fee_bps <= 1000.0:
-            raise ConfigError(f"carry fee_bps must be within [0, 1000], was {self.fee_bps}")
+        require(
+            0.0 <= self.fee_bps <= 1000.0,
+            f"carry fee_bps must be within [0, 1000], was {self.fee_bps}",
+        )
 
     def fee(self, quantity: float) -> float:
         return abs(quantity) * NOTIONAL_PRICE * self.fee_bps / 1e4
@@ -67,8 +70,7 @@ class CycleLeg:
     fee: float
 
 
-@dataclass(frozen=True)
-class CycleFillModel:
+class CycleFillModel(FrozenConfig, frozen=True, kw_only=True):
     """Currency cycles executed at once at the standing quotes of their three pairs.
 
     For ``A/B/C`` (home ``B``): buying one unit runs the forward cycle B -> A -> C -> B on one
@@ -82,8 +84,10 @@ class CycleFillModel:
     fee_bps: float = 0.0
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.fee_bps <= 1000.0:
-            raise ConfigError(f"cycle fee_bps must be within [0, 1000], was {self.fee_bps}")
+        require(
+            0.0 <= self.fee_bps <= 1000.0,
+            f"cycle fee_bps must be within [0, 1000], was {self.fee_bps}",
+        )
 
     def execute(
         self, instrument: str, side: Side, units: float, book: Mapping[str, tuple[float, float]]
@@ -118,17 +122,12 @@ class CycleFillModel:
         ]
 
 
-def _default_bars() -> BarFillModel:
-    return BarFillModel()
-
-
-@dataclass(frozen=True)
-class Venue:
+class Venue(FrozenConfig, frozen=True, kw_only=True):
     """The fill model of every execution style. ``taker`` None: taker orders wait unfilled
     (a feed without quotes); ``maker`` None: quotes are recorded, never filled."""
 
-    bars: BarFillModel = field(default_factory=_default_bars)
+    bars: BarFillModel = msgspec.field(default_factory=BarFillModel)
     taker: TakerFillModel | None = None
     maker: QuoteFillConfig | None = None
-    carry: CarryFillModel = field(default_factory=CarryFillModel)
-    cycle: CycleFillModel = field(default_factory=CycleFillModel)
+    carry: CarryFillModel = msgspec.field(default_factory=CarryFillModel)
+    cycle: CycleFillModel = msgspec.field(default_factory=CycleFillModel)
