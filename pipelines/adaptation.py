@@ -521,16 +521,14 @@ def plan_adaptation(
     ``bounds``, :func:`default_bounds` over the active set in the core's status; with neither,
     nothing is adapted and ``skipped`` says why.
     """
-    docs = {name: _decoded(inputs.get(name), kind, name) for name, kind in INPUT_CONTEXTS.items()}
+    regime = _decoded(inputs.get("regime"), RegimeContext, "context 'regime'")
+    news = _decoded(inputs.get("news"), NewsContext, "context 'news'")
+    macro = _decoded(inputs.get("macro"), MacroContext, "context 'macro'")
     status = _decoded(inputs.get("status"), CoreStatus, f"status:{core}")
     previous = _decoded(inputs.get("previous"), AdaptationRecord, "the previous adaptation")
-    regime, news, macro = (docs["regime"], docs["news"], docs["macro"])
     active = [d.name for d in status.active_set] if status is not None else []
-    context = Context.from_documents(
-        regime if isinstance(regime, RegimeContext) else None,
-        news if isinstance(news, NewsContext) else None,
-        macro if isinstance(macro, MacroContext) else None,
-    )
+    context = Context.from_documents(regime, news, macro)
+    docs = {"regime": regime, "news": news, "macro": macro}
     record = AdaptationRecord(
         schema_version=ADAPTATION_SCHEMA_VERSION,
         core=core,

@@ -8,7 +8,7 @@ import pytest
 
 from core.data.loaders import iter_bars
 from core.engine.engine import TradingEngine
-from core.errors import ConfigError
+from core.errors import ConfigError, MessageError
 from core.ports import StrategyDeployment
 from core.risk import RiskMode
 from core.runtime.control import ControlInbox, WeightLimits, apply_control, current_weights
@@ -24,6 +24,7 @@ from pipelines.adaptation import (
     apply_changes,
     default_bounds,
     performance_from_status,
+    plan_adaptation,
     weights_from_status,
 )
 
@@ -225,6 +226,13 @@ def test_weights_are_read_from_the_per_strategy_rows_a_core_publishes_before_old
     assert weights_from_status({"weights": {TREND: 0.7}, **rows}, previous) == {TREND: 0.7}
     assert weights_from_status(active, previous) == {TREND: 0.3, REVERSION: 0.4}
     assert weights_from_status(active, None) == {TREND: 0.6, REVERSION: 1.0}
+
+
+def test_a_status_that_is_not_what_a_core_publishes_fails_the_plan_naming_the_field():
+    hand_written = {"core": "core-1", "per_strategy": [{"strategy": TREND, "sharpe": -1.5}]}
+
+    with pytest.raises(MessageError, match="status:core-1 does not match its contract"):
+        plan_adaptation({"status": hand_written}, None, "core-1")
 
 
 # --- the core side: apply_control on a real engine ------------------------------------------

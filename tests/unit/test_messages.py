@@ -22,6 +22,7 @@ from core.messages import (
 )
 from core.messages.__main__ import main as schemas_main
 from core.strategies.catalogue import strategy_types
+from strategy_engine.cli import main
 
 DOCS_SCHEMAS = Path(__file__).resolve().parents[2] / "docs" / "schemas"
 TYPES = sorted(cls.spec.name for cls in strategy_types())
@@ -32,12 +33,15 @@ def test_the_committed_schemas_are_the_ones_the_code_generates():
     assert sorted(p.stem for p in DOCS_SCHEMAS.glob("*.json")) == sorted(SCHEMAS)
 
 
-def test_the_schema_command_writes_every_schema_and_its_check_finds_a_changed_one(tmp_path, capsys):
-    assert schemas_main(["--write", str(tmp_path)]) == 0
-    assert schemas_main(["--check", str(tmp_path)]) == 0
+@pytest.mark.parametrize("run", [schemas_main, lambda argv: main(["schemas", *argv])])
+def test_the_schema_command_writes_every_schema_and_its_check_finds_a_changed_one(
+    run, tmp_path, capsys
+):
+    assert run(["--write", str(tmp_path)]) == 0
+    assert run(["--check", str(tmp_path)]) == 0
     (tmp_path / "core-status.json").write_text("{}\n")
 
-    assert schemas_main(["--check", str(tmp_path)]) == 1
+    assert run(["--check", str(tmp_path)]) == 1
     assert "core-status.json is out of date" in capsys.readouterr().err
 
 
