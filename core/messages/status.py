@@ -117,6 +117,11 @@ class OnlineReport(Message, frozen=True, kw_only=True):
     records: list[dict[str, Any]]
 
 
+class PublishedRiskLimits(RiskLimits, frozen=True, kw_only=True, forbid_unknown_fields=False):
+    """The risk limits as a core publishes them; a limit added by a newer core is ignored
+    here, as any field a reader does not know (a configuration refuses unknown fields)."""
+
+
 class CoreStatus(Message, frozen=True, kw_only=True):
     """What a running core says about itself (see the module docstring)."""
 
@@ -143,7 +148,7 @@ class CoreStatus(Message, frozen=True, kw_only=True):
     drawdown: float = 0.0
     risk_mode: str
     halt_reason: str = ""
-    risk_limits: RiskLimits | None = None
+    risk_limits: PublishedRiskLimits | None = None
     redis: WriterStats
     reloads: int
     online: OnlineReport | None = None

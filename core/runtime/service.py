@@ -42,6 +42,7 @@ from core.messages import (
     CycleSummary,
     LatencySummary,
     OnlineReport,
+    PublishedRiskLimits,
     StrategyNumbers,
     WriterStats,
 )
@@ -753,7 +754,7 @@ class CoreService:
             drawdown=self.drawdown(),
             risk_mode=str(engine.risk.mode),
             halt_reason=engine.risk.halt_reason,
-            risk_limits=engine.risk.limits,
+            risk_limits=msgspec.convert(engine.risk.limits.to_dict(), PublishedRiskLimits),
             redis=msgspec.convert(self.writer.stats(), WriterStats),
             reloads=self.reloads,
             online=(

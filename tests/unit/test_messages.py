@@ -14,9 +14,14 @@ from core.messages import (
     AdaptationRecord,
     BacktestResult,
     ControlBody,
+    CoreStatus,
+    CycleSummary,
     HaltControl,
+    LatencySummary,
+    PublishedRiskLimits,
     ReloadControl,
     WeightsControl,
+    WriterStats,
     read_as,
     stale_schemas,
 )
@@ -107,3 +112,27 @@ def test_an_adaptation_record_without_a_field_it_always_had_is_a_contract_mismat
 
     with pytest.raises(MessageError, match="missing required field `changes`"):
         read_as(AdaptationRecord, record, "the adaptation record")
+
+
+def _status() -> CoreStatus:
+    cycle = CycleSummary(count=0, p50_us=None, p99_us=None, p999_us=None, max_us=None,
+                         budget_ms=100.0, overruns=0)  # fmt: skip
+    latency = LatencySummary(count=0, p50_us=None, p99_us=None, p999_us=None, max_us=None)
+    stats = WriterStats(connected=True, buffered=0, buffer_bound=10, dropped=0, reconnects=0,
+                        last_error="")  # fmt: skip
+    return CoreStatus(
+        core="core-1", heartbeat_ns=1, active_set=[], fast_cycle=cycle, tactical_cycle=cycle,
+        tick_to_signal=latency, events_in=0, signals_out=0, positions={}, equity=1e6,
+        risk_mode="normal", risk_limits=PublishedRiskLimits(max_drawdown=0.2), redis=stats,
+        reloads=0, last_error="",
+    )  # fmt: skip
+
+
+def test_a_status_from_a_newer_core_with_fields_this_reader_does_not_know_still_reads():
+    plain = _status().to_dict()
+    plain["risk_limits"]["max_leverage"] = 3.0
+    newer = {**plain, "gpu_temperature": 41}
+
+    status = read_as(CoreStatus, newer, "status:core-1")
+
+    assert status == _status()
