@@ -36,18 +36,36 @@ import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import msgspec
 from prefect import flow, task
 
 from core import codec
 from core.errors import ConfigError
+from core.messages import (
+    AdaptationChange,
+    AdaptationContext,
+    AdaptationRecord,
+    CoreStatus,
+    MacroContext,
+    NewsContext,
+    RegimeContext,
+    StrategyPerformance,
+    WeightsControl,
+    read_as,
+)
 
 Style = Literal["trend_following", "mean_reversion", "other"]
+T = TypeVar("T")
 ADAPTATION_EXPERIMENT = "adaptation"
 ADAPTATION_SCHEMA_VERSION = 1
 _EPS = 1e-9
+INPUT_CONTEXTS: dict[str, type[RegimeContext | NewsContext | MacroContext]] = {
+    "regime": RegimeContext,
+    "news": NewsContext,
+    "macro": MacroContext,
+}
 
 
 def _finite(value: float, name: str) -> None:
@@ -167,49 +185,10 @@ class AdaptationBounds(msgspec.Struct, frozen=True, forbid_unknown_fields=True, 
         return result
 
 
-class Change(msgspec.Struct, frozen=True, kw_only=True):
-    """One adjustment: ``what`` is ``"weight"`` or ``"param:<name>"``."""
-
-    strategy: str
-    what: str
-    old: float
-    new: float
-    why: str
-
-    def to_dict(self) -> dict[str, Any]:
-        result: dict[str, Any] = msgspec.to_builtins(self)
-        return result
-
-
-class Context(msgspec.Struct, frozen=True, kw_only=True):
-    """What the strategic tier says, reduced to what the rules read (None: not known)."""
-
-    turbulent_probability: float | None = None
-    regime: str | None = None
-    macro_stance: str | None = None
-    market_sentiment: float | None = None
-
-    @classmethod
-    def from_documents(
-        cls,
-        regime: Mapping[str, Any] | None,
-        news: Mapping[str, Any] | None,
-        macro: Mapping[str, Any] | None,
-    ) -> Context:
-        """Read the ``regime``, ``news`` and ``macro`` context documents (any may be None)."""
-        return cls(
-            turbulent_probability=_optional_float((regime or {}).get("turbulent_probability")),
-            regime=(regime or {}).get("label"),
-            macro_stance=(macro or {}).get("stance"),
-            market_sentiment=_optional_float(((news or {}).get("market") or {}).get("sentiment")),
-        )
-
-
-class Performance(msgspec.Struct, frozen=True, kw_only=True):
-    """A strategy's recent performance as the tracker measures it."""
-
-    sharpe: float
-    periods: int
+# The records this engine exchanges with the other tiers are the shared messages.
+Change = AdaptationChange
+Context = AdaptationContext
+Performance = StrategyPerformance
 
 
 def _optional_float(value: Any) -> float | None:
@@ -397,12 +376,19 @@ def default_bounds(strategies: list[str]) -> AdaptationBounds:
     return AdaptationBounds(strategies=found)
 
 
-def performance_from_status(status: Mapping[str, Any] | None) -> dict[str, Performance]:
-    """Per-strategy ``sharpe`` and ``periods`` from a core status report, where it has them.
+def performance_from_status(
+    status: CoreStatus | Mapping[str, Any] | None,
+) -> dict[str, Performance]:
+    """Per-strategy ``sharpe`` and ``periods`` from a core's status, where it has them.
 
-    The status is expected to carry ``per_strategy`` rows as ``TradingEngine.summary()`` makes
-    them (``strategy``, ``sharpe``, ``periods``); rows without both numbers are skipped.
+    A plain status (a dict) is read leniently: rows without both numbers are skipped.
     """
+    if isinstance(status, CoreStatus):
+        return {
+            row.strategy: Performance(sharpe=row.sharpe, periods=row.periods)
+            for row in status.per_strategy
+            if row.sharpe is not None and math.isfinite(row.sharpe)
+        }
     found = {}
     for row in (status or {}).get("per_strategy") or []:
         if not isinstance(row, Mapping):
@@ -414,22 +400,50 @@ def performance_from_status(status: Mapping[str, Any] | None) -> dict[str, Perfo
 
 
 def weights_from_status(
-    status: Mapping[str, Any] | None, previous: Mapping[str, Any] | None
+    status: CoreStatus | Mapping[str, Any] | None,
+    previous: AdaptationRecord | Mapping[str, Any] | None,
 ) -> dict[str, float]:
-    """The core's current weights: its status ``weights`` if published, else the last
-    adaptation's, else each active deployment's own ``weight`` (1.0 when absent)."""
-    published = (status or {}).get("weights")
+    """The weights the core trades with, from the first source that has them.
+
+    In order: a ``weights`` object in the status (an older form), the weight of each
+    ``per_strategy`` row (what a core publishes: an operator's or an adaptation's weights as
+    the core applied them), the last adaptation's weights, each active deployment's own
+    ``weight`` (an older form; 1.0 when absent).
+    """
+    plain = status if isinstance(status, Mapping) else {}
+    published = plain.get("weights")
     if isinstance(published, Mapping):
-        return {str(k): float(v) for k, v in published.items() if _optional_float(v) is not None}
-    earlier = (previous or {}).get("weights")
+        return _finite_weights(published)
+    if isinstance(status, CoreStatus):
+        applied = status.weights()
+    else:
+        rows = plain.get("per_strategy") or []
+        applied = _finite_weights(
+            {
+                r["strategy"]: r.get("weight")
+                for r in rows
+                if isinstance(r, Mapping) and "strategy" in r
+            }
+        )
+    if applied:
+        return applied
+    earlier = (
+        previous.weights
+        if isinstance(previous, AdaptationRecord)
+        else (previous or {}).get("weights")
+    )
     if isinstance(earlier, Mapping):
-        return {str(k): float(v) for k, v in earlier.items() if _optional_float(v) is not None}
-    active = (status or {}).get("active_set") or []
+        return _finite_weights(earlier)
+    active = plain.get("active_set") or []
     return {
         str(d["name"]): float(d.get("weight", 1.0))
         for d in active
         if isinstance(d, Mapping) and "name" in d
     }
+
+
+def _finite_weights(raw: Mapping[Any, Any]) -> dict[str, float]:
+    return {str(k): float(v) for k, v in raw.items() if _optional_float(v) is not None}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -439,18 +453,19 @@ def weights_from_status(
 
 @task(name="read-adaptation-inputs", retries=2, retry_delay_seconds=1)
 def read_inputs(namespace: str, core: str) -> dict[str, Any]:
-    """Read the three contexts, the core's status and the last adaptation from Redis."""
+    """Read the three contexts, the core's status and the last adaptation from Redis.
+
+    Each is decoded with its contract (:mod:`core.messages`): one that does not match fails
+    the run, naming the field, rather than being read as missing.
+    """
     from core.adapters.redis_server import connect
     from core.adapters.redis_store import RedisStore
 
     with connect() as connection:
         store = RedisStore(connection.client, namespace=namespace)
-        return {
-            "regime": store.get_context("regime"),
-            "news": store.get_context("news"),
-            "macro": store.get_context("macro"),
-            "previous": store.get_context("adaptation"),
-            "status": store.load_report(f"status:{core}"),
+        return {name: store.read_context(name, kind) for name, kind in INPUT_CONTEXTS.items()} | {
+            "previous": store.read_context("adaptation", AdaptationRecord),
+            "status": store.read_status(core),
         }
 
 
@@ -487,16 +502,13 @@ def send_adaptation(namespace: str, record: dict[str, Any], send: bool) -> int:
     from core.adapters.redis_server import connect
     from core.adapters.redis_store import RedisStore
 
+    adaptation = read_as(AdaptationRecord, record, "the adaptation record")
     with connect() as connection:
         store = RedisStore(connection.client, namespace=namespace)
-        store.set_context("adaptation", record)
-        if not (send and record["changes"]):
+        store.set_context("adaptation", adaptation)
+        if not (send and adaptation.changes):
             return 0
-        message = {
-            "action": "weights",
-            "weights": record["weights"],
-            "changes": record["changes"],
-        }
+        message = WeightsControl(weights=adaptation.weights, changes=adaptation.changes)
         return store.publish_control(message)
 
 
@@ -505,46 +517,54 @@ def plan_adaptation(
 ) -> dict[str, Any]:
     """The adaptation record for ``inputs`` (what :func:`read_inputs` returns); pure.
 
-    With no ``bounds``, :func:`default_bounds` over the active set in the core's status; with
-    neither, nothing is adapted and ``skipped`` says why.
+    Inputs given as plain data (dicts) are decoded with their contracts first. With no
+    ``bounds``, :func:`default_bounds` over the active set in the core's status; with neither,
+    nothing is adapted and ``skipped`` says why.
     """
-    status = inputs.get("status")
-    previous = inputs.get("previous")
-    active = [
-        str(d["name"])
-        for d in (status or {}).get("active_set") or []
-        if isinstance(d, Mapping) and "name" in d
-    ]
-    context = Context.from_documents(inputs.get("regime"), inputs.get("news"), inputs.get("macro"))
-    record: dict[str, Any] = {
-        "schema_version": ADAPTATION_SCHEMA_VERSION,
-        "core": core,
-        "computed_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "context": msgspec.to_builtins(context),
-        "context_as_of": {
-            k: (inputs.get(k) or {}).get("as_of") for k in ("regime", "news", "macro")
-        },
-        "weights": {},
-        "params": {},
-        "changes": [],
-    }
+    regime = _decoded(inputs.get("regime"), RegimeContext, "context 'regime'")
+    news = _decoded(inputs.get("news"), NewsContext, "context 'news'")
+    macro = _decoded(inputs.get("macro"), MacroContext, "context 'macro'")
+    status = _decoded(inputs.get("status"), CoreStatus, f"status:{core}")
+    previous = _decoded(inputs.get("previous"), AdaptationRecord, "the previous adaptation")
+    active = [d.name for d in status.active_set] if status is not None else []
+    context = Context.from_documents(regime, news, macro)
+    docs = {"regime": regime, "news": news, "macro": macro}
+    record = AdaptationRecord(
+        schema_version=ADAPTATION_SCHEMA_VERSION,
+        core=core,
+        computed_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        context=context,
+        context_as_of={k: d.as_of if d is not None else None for k, d in docs.items()},
+        weights={},
+        params={},
+        changes=[],
+    )
     if not bounds and not active:
-        return {**record, "skipped": f"no bounds given and no active set in status:{core}"}
+        why = f"no bounds given and no active set in status:{core}"
+        return msgspec.structs.replace(record, skipped=why).to_dict()
     config = AdaptationBounds.from_dict(bounds) if bounds else default_bounds(active)
     weights = weights_from_status(status, previous)
-    params = (previous or {}).get("params") or {}
+    params = previous.params if previous is not None else {}
     performance = performance_from_status(status)
     changes = AdaptationEngine(config).adapt(weights, context, performance, params)
     start = {n: weights.get(n, b.base_weight) for n, b in config.strategies.items()}
     new_weights, new_params = apply_changes(start, params, changes)
-    return {
-        **record,
-        "performance": {k: msgspec.to_builtins(v) for k, v in performance.items()},
-        "performance_missing": sorted(set(config.strategies) - set(performance)),
-        "weights": new_weights,
-        "params": new_params,
-        "changes": [c.to_dict() for c in changes],
-    }
+    planned = msgspec.structs.replace(
+        record,
+        performance=performance,
+        performance_missing=sorted(set(config.strategies) - set(performance)),
+        weights=new_weights,
+        params=new_params,
+        changes=changes,
+    )
+    return planned.to_dict()
+
+
+def _decoded(value: Any, kind: type[T], what: str) -> T | None:
+    """``value`` as ``kind``: None stays None, plain data is decoded with the contract."""
+    if value is None or isinstance(value, kind):
+        return value
+    return read_as(kind, value, what)
 
 
 @flow(name="adapt", log_prints=False)

@@ -9,6 +9,7 @@ from typing import Any
 from prefect import flow, task
 
 from core.errors import ValidationGateFailed
+from core.messages import RetrainOutcome, read_as
 from core.strategies.catalogue import strategy_type
 from pipelines import learning, lifecycle
 from pipelines.learning_counts import count_learning_event
@@ -239,7 +240,8 @@ def _outcome(
     why: str,
     gate_run: str | None,
 ) -> dict[str, Any]:
-    return {
+    """The retrain's result, as :class:`core.messages.RetrainOutcome` has it."""
+    outcome = {
         "model": name,
         "challenger": challenger,
         "champion": champion,
@@ -256,6 +258,7 @@ def _outcome(
         else {"train_end_ns": windows.train_end, "test_start_ns": windows.test_start},
         "decision": {"promoted": promoted, "reason": why},
     }
+    return read_as(RetrainOutcome, outcome, "the retrain outcome").to_dict()
 
 
 @flow(name="ml-composer", log_prints=False)

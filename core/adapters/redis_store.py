@@ -22,6 +22,7 @@ from core import codec
 from core.adapters.control_key import control_key
 from core.codec import MAX_MESSAGE_BYTES
 from core.errors import ConfigError, DataError, MessageError
+from core.messages import ControlBody, CoreStatus, Message, read_as
 from core.model import Fill, Order, Position, Signal
 from core.ports import DEFAULT_CORE
 from core.runtime.control_signing import sign_control
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
     from core.adapters.market_streams import RejectedEntry
 
 M = TypeVar("M", bound=msgspec.Struct)
+S = TypeVar("S", bound=Message)
 _Entry: TypeAlias = tuple[bytes, dict[bytes, bytes]]
 
 MAX_DEAD_LETTER_RAW = 4096
@@ -245,13 +247,24 @@ class RedisStore:
         """Return the state snapshot stored under ``key``, or None."""
         return self._load_dict("state", key)
 
-    def set_context(self, name: str, context: dict[str, Any]) -> None:
+    def set_context(self, name: str, context: dict[str, Any] | Message) -> None:
         """Store a context record of the strategic tier (regime, sentiment, macro stance)."""
-        self._save_dict("context", name, context)
+        plain = context.to_dict() if isinstance(context, Message) else context
+        self._save_dict("context", name, plain)
 
     def get_context(self, name: str) -> dict[str, Any] | None:
-        """Return the context record ``name``, or None."""
+        """Return the context record ``name`` as plain data, or None."""
         return self._load_dict("context", name)
+
+    def read_context(self, name: str, kind: type[S]) -> S | None:
+        """Return the context record ``name`` decoded as ``kind``, or None if there is none.
+
+        Raises
+        ------
+        MessageError
+            If the record is not a ``kind`` (code ``contract_mismatch``); it is dead-lettered.
+        """
+        return self._read_message("context", name, kind)
 
     def save_report(self, name: str, report: dict[str, Any]) -> None:
         """Store a run summary under ``name``."""
@@ -260,6 +273,21 @@ class RedisStore:
     def load_report(self, name: str) -> dict[str, Any] | None:
         """Return the run summary ``name``, or None."""
         return self._load_dict("reports", name)
+
+    def save_status(self, status: CoreStatus) -> None:
+        """Publish a core's status (report ``status:<core>``)."""
+        self._save_dict("reports", f"status:{status.core}", status.to_dict())
+
+    def read_status(self, core: str) -> CoreStatus | None:
+        """The last status ``core`` published, or None if it never published one.
+
+        Raises
+        ------
+        MessageError
+            If the record is not a :class:`CoreStatus` (code ``contract_mismatch``); it is
+            dead-lettered.
+        """
+        return self._read_message("reports", f"status:{core}", CoreStatus)
 
     def record_start(self, core: str) -> int:
         """Count a start of ``core`` in ``<ns>:runs:<core>``; return its restarts so far.
@@ -288,6 +316,16 @@ class RedisStore:
     def _save_dict(self, hash_name: str, field: str, value: dict[str, Any]) -> None:
         self.client.hset(self.key(hash_name), field, _json_dict(hash_name, field, value))
 
+    def _read_message(self, hash_name: str, field: str, kind: type[S]) -> S | None:
+        plain = self._load_dict(hash_name, field)
+        if plain is None:
+            return None
+        try:
+            return read_as(kind, plain, f"{hash_name} {field!r}")
+        except MessageError as exc:
+            self._reject(f"{hash_name}[{field}]", str(exc), codec.dumps(plain))
+            raise
+
     def _load_dict(self, hash_name: str, field: str) -> dict[str, Any] | None:
         payload: bytes | None = self.client.hget(self.key(hash_name), field)  # type: ignore[assignment]
         if payload is None:
@@ -304,17 +342,32 @@ class RedisStore:
     # --- control ---------------------------------------------------------------------------
 
     def publish_control(
-        self, message: dict[str, Any], *, sender: str = "", key: bytes | None = None
+        self,
+        message: dict[str, Any] | ControlBody,
+        *,
+        sender: str = "",
+        key: bytes | None = None,
     ) -> int:
-        """Announce ``message`` (e.g. ``{"action": "reload"}``) on the control channel, signed
-        with the control key (:mod:`core.adapters.control_key` unless ``key`` is given), and
-        log it. Cores act only on signed messages (:mod:`core.runtime.control`).
+        """Announce ``message`` (a :data:`core.messages.ControlBody`, or plain data such as
+        ``{"action": "reload"}``) on the control channel, signed with the control key
+        (:mod:`core.adapters.control_key` unless ``key`` is given), and log it. Cores act only
+        on signed messages (:mod:`core.runtime.control`).
 
         Returns
         -------
         int
             How many subscribers received it.
+
+        Raises
+        ------
+        DataError
+            If plain data is not a control message (unknown action, a field of the wrong
+            type): nothing is sent.
         """
+        if isinstance(message, Message):
+            message = message.to_dict()
+        else:
+            read_as(ControlBody, message, "the control message")  # type: ignore[arg-type]
         signed = sign_control(
             message, key if key is not None else control_key(), sender=sender or _who()
         )

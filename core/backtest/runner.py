@@ -18,6 +18,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+import msgspec
 import numpy as np
 
 from core import codec
@@ -29,6 +30,7 @@ from core.engine.quote_fills import QuoteFillConfig
 from core.engine.tracker import performance_metrics
 from core.engine.venue import CarryFillModel, CycleFillModel, Venue
 from core.errors import ConfigError, DataError
+from core.messages import BacktestResult
 from core.ports import StrategyDeployment
 from core.runtime.ingest import IngestionBoundary, Rejection
 from core.strategies.base import Execution
@@ -349,7 +351,7 @@ def make_result(
     base = stream.capital if capital is None else capital
     ts, equity = curve
     metrics = performance_metrics(ts, equity, base)
-    return {
+    result = {
         "strategy": stream.type_name,
         "dataset": stream.dataset,
         "symbol": ",".join(stream.instances),
@@ -368,6 +370,9 @@ def make_result(
         "rejected_rows": stream.rejected_rows,
         **dict(extra or {}),
     }
+    # The contract readers decode with: a key or type the runner gets wrong fails here.
+    msgspec.convert(result, BacktestResult)
+    return result
 
 
 def turnover(traded_notional: float, equity: np.ndarray, capital: float) -> float:

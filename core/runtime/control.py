@@ -10,7 +10,8 @@ dead letter, never an action. What they may do (:class:`ControlInbox`): ``reload
 :data:`MAX_MESSAGES_PER_CYCLE` are taken per cycle; every message, applied, refused or
 rejected, goes to the audit stream with its sender.
 
-A ``weights`` message comes from the adaptation flow::
+The bodies are :data:`core.messages.ControlBody` (tagged by ``action``); a ``weights`` message
+comes from the adaptation flow or an operator::
 
     {"action": "weights", "weights": {"strategy.ma_crossover": 0.5, ...}, "changes": [...]}
 
@@ -30,8 +31,18 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import msgspec
+
 from core.engine.engine import TradingEngine
 from core.errors import ConfigError
+from core.messages import (
+    CONTROL_ACTIONS,
+    ControlAudit,
+    ControlBody,
+    HaltControl,
+    ReloadControl,
+    WeightsControl,
+)
 from core.runtime.control_signing import (
     ControlCode,
     ControlMessage,
@@ -104,7 +115,11 @@ def apply_control(engine: TradingEngine, message: Any, limits: WeightLimits | No
         current = current_weights(engine)
         for name, weight in wanted.items():
             _check(name, weight, current, bounds)
+        # The checks above name the bad entry; the contract checks the rest (``changes``).
+        msgspec.convert(message, WeightsControl)
     except _Refused as exc:
+        return f"refused weights message: {exc}"
+    except msgspec.ValidationError as exc:
         return f"refused weights message: {exc}"
     engine.set_weights({**current, **wanted})
     moves = ", ".join(f"{n} {current[n]:g}->{w:g}" for n, w in sorted(wanted.items()))
@@ -221,26 +236,35 @@ class ControlInbox:
     def _apply(self, engine: TradingEngine, message: ControlMessage) -> tuple[str, bool]:
         body = message.body
         action = body.get("action")
-        if action == "reload":
-            return "reload requested", True
+        if action not in CONTROL_ACTIONS:
+            code = str(ControlCode.UNKNOWN_ACTION)
+            self.rejected_by_code[code] = self.rejected_by_code.get(code, 0) + 1
+            return f"refused control message: unknown action {str(action)[:40]!r}", False
         if action == "weights":
             return apply_control(engine, body, self.limits), False
-        if action == "halt":
-            flatten = body.get("flatten") is True
-            why = str(body.get("reason") or "operator halt")[:200]
-            engine.halt(f"{why} (by {message.sender})", flatten=flatten)
-            return f"halted{' and flattened' if flatten else ''}: {why}", False
-        if action == "resume":
-            engine.resume()
-            return "resumed trading", False
-        code = str(ControlCode.UNKNOWN_ACTION)
-        self.rejected_by_code[code] = self.rejected_by_code.get(code, 0) + 1
-        return f"refused control message: unknown action {str(action)[:40]!r}", False
+        try:
+            command = msgspec.convert(body, ControlBody)
+        except msgspec.ValidationError as exc:
+            if action != "halt":
+                return f"refused {action} message: {exc}", False
+            # A key holder asked to stop: stopping new risk is the safe reading of a halt whose
+            # other fields do not decode (it does not flatten on a guess).
+            command = HaltControl(reason=f"operator halt, fields ignored: {exc}")
+        if isinstance(command, ReloadControl):
+            return "reload requested", True
+        if isinstance(command, HaltControl):
+            why = (command.reason or "operator halt")[:200]
+            engine.halt(f"{why} (by {message.sender})", flatten=command.flatten)
+            return f"halted{' and flattened' if command.flatten else ''}: {why}", False
+        engine.resume()
+        return "resumed trading", False
 
     def _audit(self, sender: str, action: str, outcome: str) -> None:
         self.records.audit_control(
-            {"core": self.core, "at_ns": self._wall_ns(), "sender": sender, "action": action,
-             "outcome": outcome}
+            ControlAudit(
+                core=self.core, at_ns=self._wall_ns(), sender=sender, action=action,
+                outcome=outcome,
+            ).to_dict()
         )  # fmt: skip
 
 

@@ -21,8 +21,8 @@ from typing import Any
 import msgspec
 
 from core.errors import ConfigError
+from core.messages import CONTROL_VERSION, ControlEnvelope, Message
 
-CONTROL_VERSION = 1
 MAX_CONTROL_BYTES = 16 * 1024
 DEFAULT_WINDOW_NS = 120 * 1_000_000_000
 """How far a message's issue time may be from the receiver's clock (either way)."""
@@ -40,15 +40,6 @@ class ControlCode(StrEnum):
     UNKNOWN_ACTION = "control_unknown_action"
 
 
-class _Envelope(msgspec.Struct, forbid_unknown_fields=True):
-    v: int
-    sender: str
-    issued_ns: int
-    nonce: str
-    body: dict[str, Any]
-    sig: str
-
-
 def _mac(key: bytes, v: int, sender: str, issued_ns: int, nonce: str, body: Any) -> str:
     signed = msgspec.json.encode(
         {"v": v, "sender": sender, "issued_ns": issued_ns, "nonce": nonce, "body": body},
@@ -58,19 +49,25 @@ def _mac(key: bytes, v: int, sender: str, issued_ns: int, nonce: str, body: Any)
 
 
 def sign_control(
-    body: Mapping[str, Any], key: bytes, *, sender: str, issued_ns: int | None = None
+    body: Mapping[str, Any] | Message,
+    key: bytes,
+    *,
+    sender: str,
+    issued_ns: int | None = None,
 ) -> bytes:
-    """The wire form of ``body`` (``{"action": ...}``) signed with ``key`` by ``sender``."""
+    """The wire form (:class:`core.messages.ControlEnvelope`) of ``body`` (a
+    :data:`core.messages.ControlBody`, or ``{"action": ...}``) signed with ``key`` by
+    ``sender``."""
     if len(key) < 16:
         raise ConfigError("the control key must be at least 16 bytes")
     issued = time.time_ns() if issued_ns is None else issued_ns
     nonce = secrets.token_hex(16)
-    plain = msgspec.to_builtins(dict(body))
+    plain = body.to_dict() if isinstance(body, Message) else msgspec.to_builtins(dict(body))
     sig = _mac(key, CONTROL_VERSION, sender, issued, nonce, plain)
-    return msgspec.json.encode(
-        {"v": CONTROL_VERSION, "sender": sender, "issued_ns": issued, "nonce": nonce,
-         "body": plain, "sig": sig}
-    )  # fmt: skip
+    envelope = ControlEnvelope(
+        v=CONTROL_VERSION, sender=sender, issued_ns=issued, nonce=nonce, body=plain, sig=sig
+    )
+    return msgspec.json.encode(envelope)
 
 
 @dataclass(frozen=True)
@@ -116,7 +113,7 @@ class ControlVerifier:
                 ControlCode.MALFORMED, f"{len(payload)} bytes > {MAX_CONTROL_BYTES}"
             )
         try:
-            envelope = msgspec.json.decode(payload, type=_Envelope)
+            envelope = msgspec.json.decode(payload, type=ControlEnvelope)
         except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
             return self._unsigned_or_malformed(payload, exc)
         sender = envelope.sender[:128]

@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, get_args
+from typing import Any, Protocol, TypeVar, get_args
 
 import msgspec
 
@@ -38,6 +38,16 @@ from core.engine.quote_fills import QuoteFillConfig
 from core.engine.tracker import PerformanceTracker
 from core.engine.venue import CarryFillModel, CycleFillModel, Venue
 from core.errors import ConfigError, StrategyError
+from core.messages import (
+    ActiveDeployment,
+    CoreStatus,
+    CycleSummary,
+    LatencySummary,
+    OnlineReport,
+    PublishedRiskLimits,
+    StrategyNumbers,
+    WriterStats,
+)
 from core.online import OnlineGenerator, variant_configs
 from core.ports import DEFAULT_CORE, StrategyDeployment, StrategySource
 from core.risk import RiskLimits, RiskManager
@@ -54,6 +64,7 @@ from core.runtime.timing import (
 from core.strategies.batch import BatchMode
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class Feed(Protocol):
@@ -744,60 +755,68 @@ class CoreService:
         }
 
     def status(self) -> dict[str, Any]:
+        """The status as published: :class:`core.messages.CoreStatus` as plain JSON data."""
+        return self.status_message().to_dict()
+
+    def status_message(self) -> CoreStatus:
         engine = self._engine()
         heartbeat = self._wall_ns()
         # The core's own /metrics reports this as its heartbeat, as the dashboard reports the
         # published status': a stalled loop shows as a stale timestamp on both.
         self.last_status_ns = heartbeat
-        return {
-            "core": self.settings.name,
-            "heartbeat_ns": heartbeat,
-            "state": "stopped" if self.stopped else "running",
-            "active_set": [
-                {"name": d.name, "version": d.version, "alias": d.alias}
+        return CoreStatus(
+            core=self.settings.name,
+            heartbeat_ns=heartbeat,
+            state="stopped" if self.stopped else "running",
+            active_set=[
+                ActiveDeployment(name=d.name, version=d.version, alias=d.alias)
                 for d in engine.applicator.deployments
             ],
-            "vectorized": engine.applicator.vectorized,
+            vectorized=engine.applicator.vectorized,
             # Percentiles as before, plus cumulative buckets for Prometheus histograms.
-            "fast_cycle": self._timing(self.fast, LATENCY_BUCKETS_S),
-            "tactical_cycle": self._timing(self.tactical, TACTICAL_BUCKETS_S),
-            "tick_to_signal": self._timing(self.tick_to_signal, LATENCY_BUCKETS_S),
-            "events_in": engine.tracker.events,
-            "signals_out": engine.tracker.signals,
-            "orders": engine.risk.accepted,
-            "fills": engine.tracker.fills,
-            "read_errors": self.read_errors,
-            "positions": {p.symbol: p.quantity for p in engine.portfolio.positions()},
-            "per_strategy": self._per_strategy(engine),
-            "events_rejected": self.rejected,
-            "rejected_by_reason": dict(sorted(self.rejected_by_reason.items())),
-            "events_skipped": self.skipped,
-            "shard": self.settings.shard.describe(),
-            "equity": engine.portfolio.equity,
-            "drawdown": self.drawdown(),
-            "risk_mode": str(engine.risk.mode),
-            "halt_reason": engine.risk.halt_reason,
-            "risk_limits": engine.risk.limits.to_dict(),
-            "redis": self.writer.stats(),
-            "reloads": self.reloads,
-            "online": engine.shadow.report() if engine.shadow is not None else None,
-            "last_control": self.last_control,
-            "last_error": self.last_error,
-            "restarts": self.restarts,
-        }
+            fast_cycle=self._timing(self.fast, LATENCY_BUCKETS_S, CycleSummary),
+            tactical_cycle=self._timing(self.tactical, TACTICAL_BUCKETS_S, CycleSummary),
+            tick_to_signal=self._timing(self.tick_to_signal, LATENCY_BUCKETS_S, LatencySummary),
+            events_in=engine.tracker.events,
+            signals_out=engine.tracker.signals,
+            orders=engine.risk.accepted,
+            fills=engine.tracker.fills,
+            read_errors=self.read_errors,
+            positions={p.symbol: p.quantity for p in engine.portfolio.positions()},
+            per_strategy=self._per_strategy(engine),
+            events_rejected=self.rejected,
+            rejected_by_reason=dict(sorted(self.rejected_by_reason.items())),
+            events_skipped=self.skipped,
+            shard=self.settings.shard.describe(),
+            equity=engine.portfolio.equity,
+            drawdown=self.drawdown(),
+            risk_mode=str(engine.risk.mode),
+            halt_reason=engine.risk.halt_reason,
+            risk_limits=msgspec.convert(engine.risk.limits.to_dict(), PublishedRiskLimits),
+            redis=msgspec.convert(self.writer.stats(), WriterStats),
+            reloads=self.reloads,
+            online=(
+                msgspec.convert(engine.shadow.report(), OnlineReport)
+                if engine.shadow is not None
+                else None
+            ),
+            last_control=self.last_control,
+            last_error=self.last_error,
+            restarts=self.restarts,
+        )
 
-    def _per_strategy(self, engine: TradingEngine) -> list[dict[str, Any]]:
+    def _per_strategy(self, engine: TradingEngine) -> list[StrategyNumbers]:
         """PnL, signals and fills per strategy, from its own book."""
         capital = self.settings.capital
         weights = engine.composer.weights
         rows = []
         for name, portfolio, tracker in self._books(engine):
             metrics = tracker.metrics(portfolio.traded_notional)  # closed samples only
-            rows.append({
-                "strategy": name, "pnl": portfolio.equity - capital, "signals": tracker.signals,
-                "fills": tracker.fills, "sharpe": metrics["sharpe"], "periods": metrics["periods"],
-                "weight": weights.get(name, 1.0),
-            })  # fmt: skip
+            rows.append(StrategyNumbers(
+                strategy=name, pnl=portfolio.equity - capital, signals=tracker.signals,
+                fills=tracker.fills, sharpe=metrics["sharpe"], periods=metrics["periods"],
+                weight=weights.get(name, 1.0),
+            ))  # fmt: skip
         return rows
 
     def strategy_numbers(self) -> list[dict[str, Any]]:
@@ -832,8 +851,9 @@ class CoreService:
         return [(n, books[n].portfolio, books[n].tracker) for n in running if n in books]
 
     @staticmethod
-    def _timing(recorder: LatencyRecorder, bounds_s: tuple[float, ...]) -> dict[str, Any]:
-        return {**recorder.summary(), "histogram": cumulative_histogram(recorder, bounds_s)}
+    def _timing(recorder: LatencyRecorder, bounds_s: tuple[float, ...], kind: type[T]) -> T:
+        summary = {**recorder.summary(), "histogram": cumulative_histogram(recorder, bounds_s)}
+        return msgspec.convert(summary, kind)
 
     def _publish_status(self) -> None:
         # Refreshed every tactical cycle: if Redis is away, the next one will do.

@@ -19,6 +19,7 @@ import redis
 from core import codec
 from core.adapters.redis_store import LEDGER, ledger_key
 from core.errors import MessageError
+from core.messages import CoreStatus, read_as
 from core.model import Fill, Position, Signal
 from strategy_engine.metrics import rejection_reason
 
@@ -170,10 +171,19 @@ class DashboardReader:
     # --- records ----------------------------------------------------------------------------
 
     def status(self) -> dict[str, Any] | None:
-        """The core's last status, with ``heartbeat_age_s``; None if it never published one."""
+        """The core's last status, with ``heartbeat_age_s``; None if it never published one.
+
+        The record is shown as it is; one that does not match :class:`CoreStatus` (a core of
+        another version, a hand-written record) is counted in ``undecodable`` too.
+        """
         status = self._record("reports", f"status:{self.core}")
         if status is None:
             return None
+        if "error" not in status:
+            try:
+                read_as(CoreStatus, status, f"status:{self.core}")
+            except MessageError:
+                self.undecodable += 1
         beat = status.get("heartbeat_ns")
         if isinstance(beat, int):
             status["heartbeat_age_s"] = round((time.time_ns() - beat) / 1e9, 3)

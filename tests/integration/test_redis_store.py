@@ -14,7 +14,7 @@ import redis
 from core import codec
 from core.adapters.redis_server import APPENDFSYNC_ENV, RedisConnection, connect
 from core.adapters.redis_store import MAX_DEAD_LETTER_RAW, RedisStore
-from core.errors import AdapterError, ConfigError, DataError
+from core.errors import AdapterError, ConfigError, DataError, MessageError
 from core.model import Fill, Lineage, Order, Position, Side, Signal
 from core.runtime.control_signing import ControlMessage, ControlRejection, ControlVerifier
 
@@ -250,6 +250,29 @@ def test_state_context_and_reports_round_trip_as_plain_dicts(redis_store: RedisS
 def test_state_that_is_not_json_safe_is_refused_naming_its_key(redis_store: RedisStore) -> None:
     with pytest.raises(DataError, match="state 'trend:SPY' is not JSON-safe"):
         redis_store.save_state("trend:SPY", {"when": object()})
+
+
+def test_a_control_message_that_breaks_its_contract_is_refused_before_it_is_sent(
+    redis_store: RedisStore,
+) -> None:
+    with pytest.raises(MessageError, match=r"Expected `bool`, got `str` - at `\$.flatten`"):
+        redis_store.publish_control({"action": "halt", "flatten": "yes"}, key=bytes(32))
+
+    assert redis_store.read_control_log() == []
+
+
+def test_a_status_that_breaks_the_core_status_contract_is_dead_lettered_and_raised(
+    redis_store: RedisStore,
+) -> None:
+    redis_store.save_report("status:core-1", {"core": "core-1", "heartbeat_ns": 1})
+
+    with pytest.raises(MessageError, match="missing required field `active_set`") as caught:
+        redis_store.read_status("core-1")
+
+    assert caught.value.code == "contract_mismatch"
+    (letter,) = redis_store.read_dead_letters()
+    assert letter["source"].endswith("reports[status:core-1]")
+    assert redis_store.read_status("core-2") is None
 
 
 def test_a_control_message_reaches_a_subscriber_signed_and_is_logged(

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import msgspec
 import pytest
 
+from core.messages import RetrainOutcome
 from pipelines.flows import retrain
 from pipelines.learning import warmup_bars
 from registry import StrategyRegistry
@@ -25,6 +27,8 @@ def test_first_retrain_promotes_then_a_rerun_decides_on_the_same_test_window(
     second = retrain(strategy="ma_crossover", symbols=SYMBOLS, notify=False, margin=0.05)
 
     registry = StrategyRegistry()
+    for outcome in (first, second):  # the result and decision.json follow the contract
+        assert msgspec.to_builtins(msgspec.convert(outcome, RetrainOutcome)) == outcome
     assert first["decision"] == {
         "promoted": True,
         "reason": "no champion yet: the challenger becomes champion",
@@ -67,6 +71,7 @@ def test_a_csv_that_fails_the_gate_records_the_report_and_promotes_nothing(
 
     outcome = json.loads(capsys.readouterr().out)
     assert code == 0
+    assert msgspec.convert(outcome, RetrainOutcome).challenger is None
     assert outcome["decision"]["promoted"] is False
     assert "high >= max(open, close): 1 row" in outcome["decision"]["reason"]
     assert outcome["gate"]["failed"] == [

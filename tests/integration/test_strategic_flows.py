@@ -7,17 +7,22 @@ import json
 from datetime import date
 from pathlib import Path
 
+import msgspec
 import numpy as np
 import pandas as pd
 import pytest
 
+from core.adapters.market_streams import FeedPublisher
+from core.adapters.redis_store import RedisStore
+from core.data.feeds import replay_events
 from core.data.loaders import read_sentiment_frame
 from core.engine.engine import TradingEngine
 from core.ports import StrategyDeployment
 from core.runtime.control import apply_control, current_weights
+from core.runtime.service import CoreSettings
 from core.strategies.news.sentiment_model import bullish_minus_bearish, train_sentiment_model
 from pipelines import strategic
-from pipelines.adaptation import ADAPTATION_EXPERIMENT, adapt
+from pipelines.adaptation import ADAPTATION_EXPERIMENT, adapt, performance_from_status
 from pipelines.strategic import (
     day_end_ns,
     high_time_frame_context,
@@ -27,6 +32,7 @@ from pipelines.strategic import (
     regime_document,
 )
 from registry import MlflowStore
+from strategy_engine.core_process import LocalStrategies, run_core
 
 pytestmark = pytest.mark.integration
 
@@ -205,34 +211,50 @@ def test_the_high_time_frame_flow_writes_regime_and_macro_contexts(
 # --- adaptation -----------------------------------------------------------------------------
 
 TREND, REVERSION = "strategy.breakout", "strategy.mean_reversion"
+FEED = "equities_daily_stocknet88"
 
 
-def test_the_adapt_flow_records_its_changes_and_the_core_applies_them(
-    prefect_harness, mlflow_dir, redis_env, redis_store, redis_namespace, tmp_path
-):
-    high_time_frame_context(as_of=date(2008, 10, 15), namespace=redis_namespace)
-    redis_store.save_report(
-        "status:core-1",
-        {
-            "core": "core-1",
-            "active_set": [{"name": TREND, "version": "1"}, {"name": REVERSION, "version": "2"}],
-            "per_strategy": [{"strategy": REVERSION, "sharpe": -1.5, "periods": 120}],
-        },
+def _run_core_with_operator_weights(redis_connection, namespace: str) -> None:
+    """A real core replays real bars with breakout and mean reversion; an operator sets
+    breakout's weight to 0.8 through the control channel before it starts."""
+    bars = replay_events(FEED, symbols=["AAPL", "KO", "XOM", "JPM"])
+    store = RedisStore(redis_connection.client, namespace)
+    FeedPublisher(redis_connection.client, namespace).publish(FEED, bars)
+    run_core(
+        CoreSettings(feeds=(FEED,), until_end=True, tactical_cycle_s=0.2),
+        redis_connection,
+        namespace=namespace,
+        source=LocalStrategies(("breakout", "mean_reversion")),
+        before_run=lambda _: store.publish_control({"action": "weights", "weights": {TREND: 0.8}}),
     )
+
+
+def test_the_adapt_flow_starts_from_the_weights_a_real_core_publishes_and_the_core_applies_it(
+    prefect_harness, mlflow_dir, redis_env, redis_connection, redis_store, redis_namespace,
+    tmp_path,
+):  # fmt: skip
+    _run_core_with_operator_weights(redis_connection, redis_namespace)
+    high_time_frame_context(as_of=date(2008, 10, 15), namespace=redis_namespace)
+    status = redis_store.read_status("core-1")
+    assert status is not None and status.weights() == {TREND: 0.8, REVERSION: 1.0}
+    performance = performance_from_status(status)
 
     record = adapt(namespace=redis_namespace, core="core-1")
 
     changes = {c["strategy"]: c for c in record["changes"]}
     # Mid-October 2008 the Fed was cutting: the macro stance is not risk-off, the regime is
-    # turbulent. Breakout (trend) wants 1.0 x 0.5, mean reversion 1.0 x 1.5 (turbulent) x 0.5
-    # (losing); both move by the default step of at most 0.25.
+    # turbulent. Breakout (trend) starts from the operator's 0.8 and wants 1.0 x 0.5: it moves
+    # by the default step of at most 0.25, to 0.55.
     assert record["context"]["macro_stance"] == "risk_on"
-    assert (changes[TREND]["old"], changes[TREND]["new"]) == (1.0, 0.75)
+    assert (changes[TREND]["old"], changes[TREND]["new"]) == (0.8, pytest.approx(0.55))
     assert "turbulent regime" in changes[TREND]["why"]
-    assert (changes[REVERSION]["old"], changes[REVERSION]["new"]) == (1.0, 0.75)
-    assert "recent Sharpe -1.50" in changes[REVERSION]["why"]
-    assert record["performance_missing"] == [TREND]
-    (message,) = redis_store.read_control_log()
+    # Both are judged on the Sharpe the core measured over the replay: neither is losing, so
+    # mean reversion only gets the turbulent boost, 1.0 x 1.5, by at most a step.
+    assert record["performance"] == {k: msgspec.to_builtins(v) for k, v in performance.items()}
+    assert record["performance_missing"] == []
+    assert all(p.sharpe > 0 and p.periods > 1000 for p in performance.values())
+    assert (changes[REVERSION]["old"], changes[REVERSION]["new"]) == (1.0, 1.25)
+    (message,) = [m for m in redis_store.read_control_log() if "changes" in m]
     assert message["action"] == "weights" and message["weights"] == record["weights"]
     assert redis_store.get_context("adaptation")["changes"] == record["changes"]
     store = MlflowStore()
@@ -247,6 +269,7 @@ def test_the_adapt_flow_records_its_changes_and_the_core_applies_them(
             StrategyDeployment(name=REVERSION, version="2", type_name="mean_reversion", config={}),
         ]
     )
+    engine.set_weights(status.weights())  # where the core stood
     outcome = apply_control(engine, message)
 
     assert outcome.startswith("applied weights to 2 strategies")

@@ -8,9 +8,11 @@ import pytest
 
 from core.data.loaders import iter_bars
 from core.engine.engine import TradingEngine
-from core.errors import ConfigError
+from core.errors import ConfigError, MessageError
 from core.ports import StrategyDeployment
-from core.runtime.control import WeightLimits, apply_control, current_weights
+from core.risk import RiskMode
+from core.runtime.control import ControlInbox, WeightLimits, apply_control, current_weights
+from core.runtime.control_signing import ControlVerifier, sign_control
 from core.strategies.trend.breakout import Breakout, BreakoutConfig
 from core.strategies.trend.ma_crossover import MACrossover, MACrossoverConfig
 from pipelines.adaptation import (
@@ -22,6 +24,8 @@ from pipelines.adaptation import (
     apply_changes,
     default_bounds,
     performance_from_status,
+    plan_adaptation,
+    weights_from_status,
 )
 
 TREND, REVERSION, CARRY = "strategy.breakout", "strategy.mean_reversion", "strategy.funding_rate"
@@ -213,6 +217,24 @@ def test_performance_is_read_from_per_strategy_rows_and_malformed_rows_are_skipp
     assert performance_from_status({"core": "core-1"}) == {}
 
 
+def test_weights_are_read_from_the_per_strategy_rows_a_core_publishes_before_older_forms():
+    rows = {"per_strategy": [{"strategy": TREND, "weight": 0.8}, {"strategy": REVERSION}]}
+    previous = {"weights": {TREND: 0.3, REVERSION: 0.4}}
+    active = {"active_set": [{"name": TREND, "weight": 0.6}, {"name": REVERSION}]}
+
+    assert weights_from_status(rows, previous) == {TREND: 0.8}
+    assert weights_from_status({"weights": {TREND: 0.7}, **rows}, previous) == {TREND: 0.7}
+    assert weights_from_status(active, previous) == {TREND: 0.3, REVERSION: 0.4}
+    assert weights_from_status(active, None) == {TREND: 0.6, REVERSION: 1.0}
+
+
+def test_a_status_that_is_not_what_a_core_publishes_fails_the_plan_naming_the_field():
+    hand_written = {"core": "core-1", "per_strategy": [{"strategy": TREND, "sharpe": -1.5}]}
+
+    with pytest.raises(MessageError, match="status:core-1 does not match its contract"):
+        plan_adaptation({"status": hand_written}, None, "core-1")
+
+
 # --- the core side: apply_control on a real engine ------------------------------------------
 
 MA, BREAKOUT = "strategy.ma_crossover", "strategy.breakout"
@@ -304,6 +326,32 @@ def test_messages_that_are_not_weight_updates_are_ignored_or_refused():
         "refused control message: expected a JSON object, was list"
     )
     assert current_weights(engine) == {MA: 1.0, BREAKOUT: 1.0}
+
+
+class _Records:
+    def __init__(self) -> None:
+        self.audit: list[dict] = []
+
+    def audit_control(self, record: dict) -> None:
+        self.audit.append(record)
+
+    def dead_letter(self, source, reason, raw, *, key="", code="") -> bool:
+        return True
+
+
+def test_a_signed_halt_whose_fields_do_not_decode_still_stops_new_risk_but_never_flattens():
+    engine, key, records = _engine(), bytes(range(32)), _Records()
+    inbox = ControlInbox(ControlVerifier(key), records, core="core-1")
+    payload = sign_control({"action": "halt", "flatten": "yes"}, key, sender="ops")
+
+    reload, (note,) = inbox.handle(engine, [payload])
+
+    assert not reload and engine.risk.mode == RiskMode.HALTED
+    assert note.startswith("halted: operator halt, fields ignored: Expected `bool`")
+    assert records.audit == [
+        {"core": "core-1", "at_ns": records.audit[0]["at_ns"], "sender": "ops",
+         "action": "halt", "outcome": note}
+    ]  # fmt: skip
 
 
 def test_core_weight_limits_are_validated():

@@ -1,0 +1,74 @@
+"""What a retrain decides (the ``retrain`` flow's result, logged as ``decision.json``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from core.messages.base import Message
+
+
+class EvaluationMetrics(Message, frozen=True, kw_only=True):
+    """A backtest's metrics over one window (:func:`pipelines.learning.evaluate`)."""
+
+    total_return: float
+    sharpe: float
+    sortino: float
+    max_drawdown: float
+    periods: int
+
+
+class EvaluatedConfig(Message, frozen=True, kw_only=True):
+    """A candidate (challenger or champion): its version, config and held-out metrics."""
+
+    version: str | None
+    config: dict[str, Any]
+    test: EvaluationMetrics
+
+
+class FailedExpectation(Message, frozen=True, kw_only=True):
+    expectation: str
+    unexpected_count: int
+
+
+class GateOutcome(Message, frozen=True, kw_only=True):
+    """The data gate: passed or not, its failed rules, and the MLflow run of a failure."""
+
+    success: bool
+    failed: list[FailedExpectation]
+    run_id: str | None
+
+
+class RetrainWindows(Message, frozen=True, kw_only=True):
+    """Training ends and testing starts (event time, ns), a purge gap apart."""
+
+    train_end_ns: int
+    test_start_ns: int
+
+
+class RetrainDecision(Message, frozen=True, kw_only=True):
+    promoted: bool
+    reason: str
+
+
+class ScoredCandidate(Message, frozen=True, kw_only=True):
+    """A variant tried during training, with its training-window metrics."""
+
+    config: dict[str, Any]
+    train: EvaluationMetrics
+
+
+class RetrainOutcome(Message, frozen=True, kw_only=True, omit_defaults=True):
+    """One retrain: the challenger, the champion it met, the gate and the decision.
+
+    With a failed gate nothing was trained: ``challenger``, ``champion`` and ``windows`` are
+    null, and there are no ``candidates`` nor ``decision_run``.
+    """
+
+    model: str
+    challenger: EvaluatedConfig | None
+    champion: EvaluatedConfig | None
+    gate: GateOutcome
+    windows: RetrainWindows | None
+    decision: RetrainDecision
+    candidates: list[ScoredCandidate] | None = None
+    decision_run: str | None = None
