@@ -20,10 +20,12 @@ from typing import Any
 
 import numpy as np
 
+from core.engine.account import Account
 from core.engine.applicator import StrategyApplicator
 from core.engine.composer import StrategyComposer
 from core.engine.engine import PositionSizing
 from core.engine.execution import BarFillModel
+from core.engine.venue import Venue
 from core.errors import ConfigError
 from core.model import Bar
 from core.online.bandit import HedgeWeights
@@ -32,96 +34,83 @@ from core.ports import StrategyDeployment
 from core.strategies.base import EVENT_KINDS
 from core.strategies.catalogue import strategy_type
 
-_INITIAL_SYMBOLS = 64
-
 
 class ShadowBooks:
-    """K paper books over a growing set of symbols: cash per variant, quantity and pending
-    order per (variant, symbol), one last price per symbol (the market is the same for all).
-    Arrays are preallocated and double when a new symbol overflows them.
-    """
+    """K paper accounts at the engine's bar venue, one per variant: the engine's own broker and
+    ledger (:class:`core.engine.account.Account`), so a variant fills and is marked exactly as
+    the engine would fill and mark it."""
 
     def __init__(self, k: int, fill_model: BarFillModel, capital: float) -> None:
         self.k = k
         self.fill_model = fill_model
         self.capital = capital
-        self.cash = np.full(k, capital)
-        self.qty = np.zeros((k, _INITIAL_SYMBOLS))
-        self.pending = np.zeros((k, _INITIAL_SYMBOLS))
-        self.last = np.zeros(_INITIAL_SYMBOLS)
-        self.columns: dict[str, int] = {}
-        self._has_pending: list[bool] = []
-        self.fills = np.zeros(k, dtype=np.int64)
+        venue = Venue(bars=fill_model)
+        self.accounts = [Account(venue, capital) for _ in range(k)]
+        self._fills = [0] * k
 
-    def column(self, symbol: str) -> int:
-        j = self.columns.get(symbol)
-        if j is None:
-            j = len(self.columns)
-            if j == self.last.shape[0]:
-                self._grow()
-            self.columns[symbol] = j
-            self._has_pending.append(False)
-        return j
+    @property
+    def fills(self) -> np.ndarray:
+        """Fills per variant."""
+        return np.asarray(self._fills, dtype=np.int64)
 
     def on_bar(self, bar: Bar) -> None:
-        """Fill the symbol's pending orders at the open, then mark the close."""
-        j = self.column(bar.symbol)
-        if self._has_pending[j]:
-            delta = self.pending[:, j].copy()
-            side = np.sign(delta)
-            price = bar.open + side * (bar.open * self.fill_model.slippage_bps / 1e4)
-            fee = np.abs(delta) * price * self.fill_model.fee_bps / 1e4
-            self.cash -= delta * price + fee
-            self.qty[:, j] += delta
-            self.fills += delta != 0.0
-            self.pending[:, j] = 0.0
-            self._has_pending[j] = False
-        self.last[j] = bar.close
+        """Fill each variant's order waiting for this open, then mark the close."""
+        for k, account in enumerate(self.accounts):
+            if account.on_bar(bar) is not None:
+                self._fills[k] += 1
 
-    def submit(self, k: int, symbol: str, target: float) -> None:
+    def submit(self, k: int, symbol: str, target: float, ts_event: int, name: str) -> None:
         """Replace variant ``k``'s pending order on ``symbol`` by one reaching ``target``."""
-        j = self.column(symbol)
-        self.pending[k, j] = target - self.qty[k, j]
-        if self.pending[k, j] != 0.0:
-            self._has_pending[j] = True
+        account = self.accounts[k]
+        account.broker.submit(symbol, target - account.portfolio.quantity(symbol), ts_event, name)
 
     def equity(self) -> np.ndarray:
-        n = len(self.columns)
-        result: np.ndarray = self.cash + self.qty[:, :n] @ self.last[:n]
-        return result
+        return np.fromiter((a.portfolio.equity for a in self.accounts), np.float64, self.k)
 
     def last_price(self, symbol: str) -> float:
-        j = self.columns.get(symbol)
-        return float(self.last[j]) if j is not None else 0.0
+        return self.accounts[0].portfolio.last_price(symbol)
 
     def to_state(self) -> dict[str, Any]:
-        n = len(self.columns)
         return {
-            "symbols": list(self.columns),
-            "cash": self.cash.tolist(),
-            "qty": self.qty[:, :n].tolist(),
-            "pending": self.pending[:, :n].tolist(),
-            "last": self.last[:n].tolist(),
-            "fills": self.fills.tolist(),
+            "accounts": [
+                {
+                    "portfolio": a.portfolio.to_state(),
+                    "pending": a.broker.pending_state(),
+                    "sequence": a.broker.sequence,
+                }
+                for a in self.accounts
+            ],
+            "fills": list(self._fills),
         }
 
     def restore(self, state: dict[str, Any]) -> None:
+        """Take back :meth:`to_state` (or the arrays an older version kept: cash, quantity and
+        pending order per variant and symbol, one last price per symbol)."""
         self.__init__(self.k, self.fill_model, self.capital)  # type: ignore[misc]
-        for symbol in state["symbols"]:
-            self.column(symbol)
-        n = len(self.columns)
-        self.cash = np.asarray(state["cash"], dtype=float)
-        self.qty[:, :n] = np.asarray(state["qty"], dtype=float).reshape(self.k, n)
-        self.pending[:, :n] = np.asarray(state["pending"], dtype=float).reshape(self.k, n)
-        self.last[:n] = np.asarray(state["last"], dtype=float)
-        self.fills = np.asarray(state["fills"], dtype=np.int64)
-        self._has_pending = [bool(np.any(self.pending[:, j] != 0.0)) for j in range(n)]
+        self._fills = [int(n) for n in state["fills"]]
+        if "accounts" not in state:
+            self._restore_arrays(state)
+            return
+        for account, saved in zip(self.accounts, state["accounts"], strict=True):
+            account.portfolio.restore(saved["portfolio"])
+            account.broker.restore_pending_state(saved["pending"])
+            account.broker.sequence = int(saved["sequence"])
 
-    def _grow(self) -> None:
-        size = self.last.shape[0] * 2
-        self.qty = np.pad(self.qty, ((0, 0), (0, size - self.qty.shape[1])))
-        self.pending = np.pad(self.pending, ((0, 0), (0, size - self.pending.shape[1])))
-        self.last = np.pad(self.last, (0, size - self.last.shape[0]))
+    def _restore_arrays(self, state: dict[str, Any]) -> None:
+        symbols, last = list(state["symbols"]), [float(p) for p in state["last"]]
+        for k, account in enumerate(self.accounts):
+            held = [float(q) for q in state["qty"][k]]
+            account.portfolio.restore({
+                "cash": float(state["cash"][k]),
+                "market_value": math.fsum(q * p for q, p in zip(held, last, strict=True)),
+                "gross": math.fsum(abs(q) * p for q, p in zip(held, last, strict=True)),
+                "traded_notional": 0.0, "closed_trades": 0, "winning_trades": 0,
+                "holdings": {s: [q, p, 0.0, 0.0, p, int(q != 0.0), 0]
+                             for s, q, p in zip(symbols, held, last, strict=True)},
+            })  # fmt: skip
+            for symbol, delta in zip(symbols, state["pending"][k], strict=True):
+                if delta:
+                    account.broker.submit(symbol, float(delta), 0, f"variant-{k}")
 
 
 class OnlineGenerator:
@@ -244,7 +233,7 @@ class OnlineGenerator:
         factor = self.sizing.factor(self.books.last_price(next(iter(legs))))
         sized = {symbol: position * factor for symbol, position in legs.items()}
         for symbol, target in self._composers[k].on_legs(name, key, sized).items():
-            self.books.submit(k, symbol, target)
+            self.books.submit(k, symbol, target, ts, name)
 
     def _close_period(self, ts: int) -> None:
         equity = self.books.equity()

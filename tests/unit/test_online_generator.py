@@ -12,7 +12,9 @@ from core.data.feeds import replay_events
 from core.engine.engine import PositionSizing, TradingEngine
 from core.engine.execution import BarFillModel
 from core.errors import ConfigError
+from core.model import Bar
 from core.online import OnlineGenerator, variant_configs
+from core.online.generator import ShadowBooks
 from core.ports import StrategyDeployment
 
 FEED = "equities_daily_stocknet88"
@@ -234,3 +236,28 @@ def test_an_engine_checkpoint_carries_the_generators_evidence_to_a_restarted_eng
 
     assert after.to_state() == before.to_state()
     assert after.counters["periods"] > 0
+
+
+def test_shadow_books_saved_by_the_array_form_restore_with_their_cash_positions_and_orders():
+    older = {  # what the books kept before they were the engine's accounts
+        "symbols": ["AAPL", "KO"],
+        "cash": [900.0, 1000.0],
+        "qty": [[1.0, 0.0], [0.0, -2.0]],
+        "pending": [[0.0, 3.0], [0.0, 0.0]],
+        "last": [100.0, 50.0],
+        "fills": [1, 1],
+    }
+    books = ShadowBooks(2, BarFillModel(), 1000.0)
+
+    books.restore(older)
+
+    assert books.equity().tolist() == [900.0 + 100.0, 1000.0 - 100.0]
+    assert books.fills.tolist() == [1, 1]
+    books.on_bar(Bar(symbol="KO", ts_event=1, open=51.0, high=52.0, low=50.0, close=52.0,
+                     volume=1e6))  # fmt: skip
+    assert books.accounts[0].portfolio.quantity("KO") == 3.0  # the waiting order filled
+    assert books.fills.tolist() == [2, 1]
+    assert books.equity().tolist() == [900.0 - 153.0 + 100.0 + 156.0, 1000.0 - 104.0]
+    again = ShadowBooks(2, BarFillModel(), 1000.0)
+    again.restore(books.to_state())
+    assert again.equity().tolist() == books.equity().tolist()
