@@ -86,6 +86,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     _ingest_options(p)
     _risk_options(p)
+    _venue_options(p)
     p.set_defaults(handler=_core)
 
     p = sub.add_parser("replay", help="publish a shipped data set into its feed stream")
@@ -146,6 +147,35 @@ def _risk_options(p: argparse.ArgumentParser) -> None:
     )
     for option, _, kind, help_text in _RISK_FLAGS:
         g.add_argument(option, type=kind, default=None, help=help_text)
+
+
+def _venue_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("paper venue (how orders fill; --fee-bps above prices bar fills)")
+    g.add_argument(
+        "--units",
+        type=float,
+        default=0.0,
+        help="units of the instrument per +1 of a target, whatever its price (a backtest's "
+        "one-unit contract); 0 (default): --notional of money per +1",
+    )
+    g.add_argument(
+        "--taker-latency-ms",
+        type=float,
+        default=5.0,
+        help="decision to arrival of a taker order at the venue (latency arbitrage)",
+    )
+    g.add_argument(
+        "--carry-fee-bps",
+        type=float,
+        default=5.0,
+        help="fee per fill of a funding-carry leg, bps of its notional",
+    )
+    g.add_argument(
+        "--cycle-fee-bps",
+        type=float,
+        default=0.0,
+        help="fee per pair traded in a currency cycle, bps of its notional",
+    )
 
 
 def risk_limits(args: argparse.Namespace) -> Any:
@@ -306,6 +336,10 @@ def _core(args: argparse.Namespace) -> int:
         capital=args.capital,
         notional=args.notional,
         fee_bps=args.fee_bps,
+        units=args.units,
+        taker_latency_ms=args.taker_latency_ms,
+        carry_fee_bps=args.carry_fee_bps,
+        cycle_fee_bps=args.cycle_fee_bps,
         risk=risk_limits(args),
         resume_from=args.resume_from,
         feed_retention_s=args.feed_retention_s,

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from core.adapters.redis_server import RedisConnection
+from core.adapters.redis_store import RedisStore
 from tests.fixtures_processes import core_command, core_environment
 
 pytestmark = pytest.mark.integration
@@ -81,3 +82,24 @@ def test_a_bad_shard_is_a_one_line_error(redis_connection: RedisConnection, tmp_
 
     assert done.returncode != 0
     assert done.stderr.strip().count("\n") == 0 and "0 <= K < N" in done.stderr
+
+
+def test_venue_options_size_in_units_and_price_funding_carry_fills(
+    redis_connection: RedisConnection, redis_namespace: str, tmp_path: Path
+):
+    env = core_environment(redis_connection.url, tmp_path / "var", tmp_path / "mlflow")
+    argv = core_command(
+        "--replay", "funding_rates_btc_eth_supervik", "--fast", "--until-end",
+        "--strategies", "funding_rate", "--namespace", redis_namespace, "--no-mlflow", "--json",
+        "--units", "1", "--carry-fee-bps", "7.5",
+    )  # fmt: skip
+
+    done = _run(argv, env)
+
+    assert done.returncode == 0, done.stderr
+    fills = RedisStore(redis_connection.client, redis_namespace).read_fills()
+    assert fills, "the carry strategy trades on the funding feed"
+    for fill in fills:  # legs in units of notional, filled at the decision
+        assert fill.price == 1.0 and fill.quantity == 1.0
+        assert fill.fee == pytest.approx(7.5 / 1e4)
+        assert fill.symbol.endswith((":binance", ":spot"))
