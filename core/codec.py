@@ -84,7 +84,7 @@ def decode(
         raise MessageError(
             f"expected a {expected.__name__} message, got {envelope.kind!r}", "wrong_kind"
         )
-    _reject_non_finite(envelope.kind, message)
+    reject_non_finite(envelope.kind, message)
     return message
 
 
@@ -111,7 +111,8 @@ def _is_utf8(raw: Any) -> bool:
     return True
 
 
-def _reject_non_finite(kind: str, message: Any) -> None:
+def reject_non_finite(kind: str, message: Any) -> None:
+    """Raise MessageError (code ``non_finite``) for a NaN or infinite float field."""
     for name in message.__struct_fields__:
         value = getattr(message, name)
         if isinstance(value, float) and not math.isfinite(value):

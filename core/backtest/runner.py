@@ -21,7 +21,6 @@ from typing import Any
 import msgspec
 import numpy as np
 
-from core import codec
 from core.backtest.streams import Stream, stream_for
 from core.engine.analyzers import FillAnalyzer
 from core.engine.engine import PositionSizing, TradingEngine
@@ -261,15 +260,16 @@ def admitted_events(stream: Stream) -> tuple[list[Any], dict[str, int]]:
     """The stream's events a core would admit, and the count of the others by reason.
 
     A backtest replays what the live core would run on: every event passes the core's own
-    ingestion boundary (as the bytes a feed carries), so a crossed quote or an implausible
-    price is refused in both, and counted here, never silently dropped.
+    ingestion boundary (its checks on a decoded message: the loaders' events are typed
+    already), so a crossed quote or an implausible price is refused in both, and counted
+    here, never silently dropped.
     """
     boundary = IngestionBoundary()
     admitted: list[Any] = []
     rejected: Counter[str] = Counter()
-    admit, encode = boundary.admit_message, codec.encode
+    admit = boundary.admit_event
     for event in stream.events:
-        result = admit(stream.dataset, encode(event))
+        result = admit(stream.dataset, event)
         if isinstance(result, Rejection):
             rejected[result.code.value] += 1
         else:

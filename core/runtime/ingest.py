@@ -212,6 +212,28 @@ class IngestionBoundary:
         except Exception as exc:
             return Rejection(RejectCode.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}"[:300])
 
+    def admit_event(self, feed: str, event: Any) -> Any:
+        """An event that is already a typed message (a backtest's, from the data loaders): the
+        event or a :class:`Rejection`, by the same checks :meth:`admit_message` makes once the
+        bytes are decoded (kind, finite numbers, ranges, content, plausibility)."""
+        try:
+            if getattr(event, "kind", None) not in MARKET_KINDS:
+                raise _Rejected(
+                    RejectCode.KIND_NOT_ALLOWED,
+                    f"a {type(event).__name__} is not market data",
+                )
+            try:
+                codec.reject_non_finite(event.kind, event)
+            except MessageError as exc:
+                raise _Rejected(_code(exc.code), str(exc)[:300]) from None
+            self._check(event)
+            self._plausible(feed, event)
+            return event
+        except _Rejected as exc:
+            return Rejection(exc.code, str(exc))
+        except Exception as exc:
+            return Rejection(RejectCode.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}"[:300])
+
     def _admit(self, feed: str, payload: bytes, narrow: Narrow | None) -> Any:
         event = self._decode(payload)
         if narrow is not None:
@@ -293,9 +315,13 @@ class IngestionBoundary:
             event: Any = codec.decode(payload, kinds=MARKET_KINDS)
         except MessageError as exc:
             raise _Rejected(_code(exc.code), str(exc)[:300]) from None
+        self._check(event)
+        return event
+
+    def _check(self, event: Any) -> None:
+        """What a decoded message must hold besides its types: ranges and content."""
         self._ranges(event)
         _content(event, self.limits.max_funding_rate)
-        return event
 
     def _ranges(self, event: Any) -> None:
         limits = self.limits
