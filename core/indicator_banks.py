@@ -17,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from core.indicators import saved_ring
-from core.strategies.state import decode_float, encode_float
+from core.state import decode_float, encode_float
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from core.strategies.state import decode_float, decode_floats, encode_float
+from core.state import decode_float, decode_floats, encode_float
 
 
 def saved_ring(state: dict[str, Any], length: int, what: str = "period") -> list[float]:

@@ -7,11 +7,11 @@ format in ``direction_model/``: ``model.json`` written by ``Booster.save_model``
 ``model.skops`` for a scikit-learn pipeline. A ``model: linear`` version needs no file: its
 coefficients are in the config.
 
-:func:`load_direction_strategy` returns the deployment (its config checked against the installed
-catalogue) and a predictor built from the artifact, read through :mod:`registry.artifacts` (a
-regular file within its kind's bounds). Nothing is unpickled: XGBoost parses its JSON once its
-nesting is checked, and a skops file is refused if its archive exceeds the zip bounds or it holds
-any type outside :data:`DIRECTION_SKLEARN_TRUSTED_TYPES`.
+:func:`load_direction_predictor` builds a deployment's predictor from the artifact, read through
+:mod:`registry.artifacts` (a regular file within its kind's bounds);
+:func:`registry.source.load_direction_strategy` loads a version with it. Nothing is unpickled:
+XGBoost parses its JSON once its nesting is checked, and a skops file is refused if its archive
+exceeds the zip bounds or it holds any type outside :data:`DIRECTION_SKLEARN_TRUSTED_TYPES`.
 """
 
 from __future__ import annotations
@@ -37,13 +37,11 @@ from registry.artifacts import (
     read_file,
 )
 from registry.packaging import strategy_document
-from registry.source import MlflowStrategySource
 from registry.store import MlflowStore
 from registry.strategy_registry import (
     RegisteredVersion,
     StrategyRegistry,
     lineage_tags,
-    model_name,
     package_versions,
     require_metrics,
 )
@@ -259,25 +257,22 @@ class LoadedDirection:
         return MLDirection(config, symbol, name=self.deployment.name, predictor=self.predictor)
 
 
-def load_direction_strategy(
-    version_or_alias: str, *, store: MlflowStore | None = None
-) -> LoadedDirection:
-    """Load a registered ``ml_direction`` version (number or alias) with its predictor.
+def load_direction_predictor(
+    deployment: StrategyDeployment, registry: StrategyRegistry
+) -> Predictor:
+    """The predictor of a registered ``ml_direction`` deployment: its linear coefficients, or
+    the fitted model its validation run holds, read under its kind's bounds.
 
     Raises
     ------
     RegistryError
-        If the version or alias does not exist, its config is unknown to the installed code, or
-        its model file is missing, too large or untrusted.
+        If the model file is missing, too large or untrusted.
     """
-    registry = StrategyRegistry(store)
-    name = model_name(DIRECTION_TYPE)
-    deployment = MlflowStrategySource(registry).load_version(name, str(version_or_alias))
     config = MLDirectionConfig.from_dict(deployment.config)
     linear = config.linear_predictor()
     if linear is not None:
-        return LoadedDirection(deployment, linear)
-    where = f"{name} version {deployment.version}"
+        return linear
+    where = f"{deployment.name} version {deployment.version}"
     artifact = f"{DIRECTION_MODEL_DIR}/{MODEL_FILES[config.model]}"
     raw = read_artifact(
         registry.run_artifact_uri(deployment.validation_run, where),
@@ -286,5 +281,4 @@ def load_direction_strategy(
         where=where,
         tracking_uri=registry.store.tracking_uri,
     )
-    predictor = direction_predictor(config.model, raw, name=artifact, where=where)
-    return LoadedDirection(deployment, predictor)
+    return direction_predictor(config.model, raw, name=artifact, where=where)

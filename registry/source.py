@@ -3,7 +3,8 @@
 Only ``strategy.json`` is read from a version's artifacts (through :mod:`registry.artifacts`:
 a regular file, bounded in size and nesting), as JSON, and checked against the installed
 catalogue; the pyfunc model is never loaded here. A learned direction version's model file is
-read by :mod:`registry.learned_direction` under the same bounds.
+read by :mod:`registry.learned_direction` under the same bounds
+(:func:`load_direction_strategy` loads one such version with its predictor).
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ from mlflow.exceptions import MlflowException
 from core.errors import AdapterError, RegistryError
 from core.ports import StrategyDeployment
 from registry.artifacts import STRATEGY_DOCUMENT, read_artifact
+from registry.learned_direction import DIRECTION_TYPE, LoadedDirection, load_direction_predictor
 from registry.packaging import STRATEGY_FILE, parse_strategy_document
-from registry.strategy_registry import CHAMPION, MODEL_PREFIX, StrategyRegistry
+from registry.store import MlflowStore
+from registry.strategy_registry import CHAMPION, MODEL_PREFIX, StrategyRegistry, model_name
 
 # Learned types whose versions carry a fitted model beside their config.
 LEARNED_DIRECTION = "ml_direction"
@@ -61,10 +64,7 @@ class MlflowStrategySource:
         """Attach the fitted model of a learned version (XGBoost JSON or skops, never pickle)."""
         if deployment.type_name != LEARNED_DIRECTION or deployment.config.get("model") == "linear":
             return deployment
-        from registry.learned_direction import load_direction_strategy  # imports this module
-
-        loaded = load_direction_strategy(deployment.version, store=self.registry.store)
-        return replace(deployment, predictor=loaded.predictor)
+        return replace(deployment, predictor=load_direction_predictor(deployment, self.registry))
 
     def load_version(self, name: str, version_or_alias: str) -> StrategyDeployment:
         """Return the deployment of one version, given its number or an alias."""
@@ -103,3 +103,20 @@ class MlflowStrategySource:
             where=where,
             tracking_uri=self.registry.store.tracking_uri,
         )
+
+
+def load_direction_strategy(
+    version_or_alias: str, *, store: MlflowStore | None = None
+) -> LoadedDirection:
+    """Load a registered ``ml_direction`` version (number or alias) with its predictor.
+
+    Raises
+    ------
+    RegistryError
+        If the version or alias does not exist, its config is unknown to the installed code, or
+        its model file is missing, too large or untrusted.
+    """
+    registry = StrategyRegistry(store)
+    source = MlflowStrategySource(registry)
+    deployment = source.load_version(model_name(DIRECTION_TYPE), str(version_or_alias))
+    return LoadedDirection(deployment, load_direction_predictor(deployment, registry))

@@ -32,7 +32,7 @@ import pandas as pd
 
 from core.config import FrozenConfig, require
 from core.indicators import saved_ring
-from core.strategies.state import decode_float, decode_floats, encode_float, encode_floats
+from core.state import decode_float, decode_floats, encode_float, encode_floats
 
 # A window whose log-volume variance is below this is treated as flat (z-score 0).
 FLAT_VARIANCE = 1e-12

@@ -159,7 +159,7 @@ class Strategy(ABC, Generic[C]):
         """JSON-safe state from which :meth:`restore` resumes exactly.
 
         NaN has no JSON form: a float that may be NaN is written (and read back) through
-        :mod:`core.strategies.state`, typically as a :class:`~core.strategies.state.StrategyState`.
+        :mod:`core.state`, typically as a :class:`~core.state.StrategyState`.
         """
 
     @abstractmethod

@@ -25,12 +25,8 @@ from pipelines.ml_composer import (
     run_ml_composer,
 )
 from registry import MlflowStore, MlflowStrategySource, StrategyRegistry
-from registry.learned_direction import (
-    DIRECTION_MODEL_DIR,
-    MODEL_FILES,
-    load_direction_model,
-    load_direction_strategy,
-)
+from registry.learned_direction import DIRECTION_MODEL_DIR, MODEL_FILES, load_direction_model
+from registry.source import load_direction_strategy
 
 pytestmark = pytest.mark.integration
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import msgspec
 
-from core.strategies.state import (
+from core.state import (
     StrategyState,
     decode_float,
     decode_floats,

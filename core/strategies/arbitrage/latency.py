@@ -40,6 +40,7 @@ import pandas as pd
 
 from core.indicators import ExponentialMean
 from core.model import Quote, Signal
+from core.state import decode_float, encode_float
 from core.strategies.base import (
     DataKind,
     Execution,
@@ -51,7 +52,6 @@ from core.strategies.base import (
     require,
 )
 from core.strategies.catalogue import register
-from core.strategies.state import decode_float, encode_float
 
 
 class LatencyConfig(StrategyConfig, frozen=True, kw_only=True):

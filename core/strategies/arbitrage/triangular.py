@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from core.model import Quote, Signal
+from core.state import decode_floats, encode_floats
 from core.strategies.base import (
     DataKind,
     Execution,
@@ -44,7 +45,6 @@ from core.strategies.base import (
     require,
 )
 from core.strategies.catalogue import register
-from core.strategies.state import decode_floats, encode_floats
 
 _NS_PER_S = 1_000_000_000
 

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from core.errors import DataError
-from core.strategies.state import decode_floats, encode_floats
+from core.state import decode_floats, encode_floats
 
 DAY_NS = 86_400 * 1_000_000_000
 

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from core.model import Bar, MacroPoint, Signal
+from core.state import StrategyState
 from core.strategies.base import (
     DataKind,
     Family,
@@ -36,7 +37,6 @@ from core.strategies.base import (
 )
 from core.strategies.catalogue import register
 from core.strategies.macro._common import DAY_NS, Ring, bar_rows, series_asof, series_values
-from core.strategies.state import StrategyState
 
 
 class GlobalLiquidityConfig(StrategyConfig, frozen=True, kw_only=True):

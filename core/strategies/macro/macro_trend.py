@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from core.model import Bar, MacroPoint, Signal
+from core.state import StrategyState
 from core.strategies.base import (
     DataKind,
     Family,
@@ -42,7 +43,6 @@ from core.strategies.macro._common import (
     series_asof,
     series_values,
 )
-from core.strategies.state import StrategyState
 
 
 class MacroTrendConfig(StrategyConfig, frozen=True, kw_only=True):

@@ -27,6 +27,7 @@ from sklearn.mixture import GaussianMixture
 from threadpoolctl import threadpool_limits
 
 from core.model import Bar, Signal
+from core.state import StrategyState
 from core.strategies.base import (
     DataKind,
     Family,
@@ -38,7 +39,6 @@ from core.strategies.base import (
 )
 from core.strategies.catalogue import register
 from core.strategies.macro._common import Ring
-from core.strategies.state import StrategyState
 
 ANNUALIZATION = 252.0
 

@@ -20,8 +20,8 @@ import pandas as pd
 
 from core.indicators import ExponentialMean
 from core.model import Quote, Signal, Trade
+from core.state import StrategyState, decode_float, encode_float
 from core.strategies.base import Strategy, StrategyConfig, require
-from core.strategies.state import StrategyState, decode_float, encode_float
 
 # Nudge before floor/ceil so a price that is a whole number of ticks in decimal but a hair off
 # in binary (61837.63 * 100 = 6183762.999...) lands on its own tick in both forms.

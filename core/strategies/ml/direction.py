@@ -34,6 +34,7 @@ import pandas as pd
 from core.errors import StrategyError
 from core.features.direction import DirectionFeatures, FeatureParams, feature_frame, feature_names
 from core.model import Bar, Signal
+from core.state import StrategyState
 from core.strategies.base import (
     DataKind,
     Family,
@@ -44,7 +45,6 @@ from core.strategies.base import (
     require,
 )
 from core.strategies.catalogue import register
-from core.strategies.state import StrategyState
 
 ModelKind = Literal["linear", "xgboost", "sklearn"]
 

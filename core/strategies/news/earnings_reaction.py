@@ -33,6 +33,7 @@ import pandas as pd
 
 from core.indicators import RollingMean
 from core.model import Bar, NewsItem, Signal
+from core.state import StrategyState
 from core.strategies.base import (
     DataKind,
     Family,
@@ -44,7 +45,6 @@ from core.strategies.base import (
 )
 from core.strategies.catalogue import register
 from core.strategies.news.text import bar_slots, per_bar_sum, spread_to_rows, tokenize
-from core.strategies.state import StrategyState
 
 EARNINGS_KEYWORDS = (
     "earnings", "eps", "quarter", "quarterly", "q1", "q2", "q3", "q4", "results",

@@ -29,6 +29,7 @@ import pandas as pd
 
 from core.indicators import ExponentialMean
 from core.model import Bar, NewsItem, Signal
+from core.state import StrategyState
 from core.strategies.base import (
     DataKind,
     Family,
@@ -40,7 +41,6 @@ from core.strategies.base import (
 )
 from core.strategies.catalogue import register
 from core.strategies.news.text import bar_slots, per_bar_sum, spread_to_rows, tokenize
-from core.strategies.state import StrategyState
 
 SEED_LEXICON: tuple[tuple[str, float], ...] = (
     ("beat", 1.0), ("beats", 1.0), ("bullish", 1.0), ("buy", 1.0), ("gains", 1.0),

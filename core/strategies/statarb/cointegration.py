@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from core.model import Bar, Signal
+from core.state import StrategyState
 from core.strategies.base import (
     DataKind,
     Family,
@@ -43,7 +44,6 @@ from core.strategies.statarb.pairs_common import (
     finite_reason,
     next_spread_position,
 )
-from core.strategies.state import StrategyState
 
 
 class CointegrationConfig(StrategyConfig, frozen=True, kw_only=True):

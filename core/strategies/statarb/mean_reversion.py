@@ -29,6 +29,7 @@ import pandas as pd
 from core.indicator_banks import Bank, FloatArray, IntArray
 from core.indicators import saved_ring
 from core.model import Bar, Lineage, Signal
+from core.state import StrategyState
 from core.strategies.base import (
     DataKind,
     Family,
@@ -40,7 +41,6 @@ from core.strategies.base import (
 )
 from core.strategies.batch import BatchStrategy, batch_form
 from core.strategies.catalogue import register
-from core.strategies.state import StrategyState
 
 
 class MeanReversionConfig(StrategyConfig, frozen=True, kw_only=True):

@@ -42,8 +42,8 @@ import pandas as pd
 
 from core.errors import ConfigError, DataError
 from core.model import Bar, Signal
+from core.state import decode_floats, encode_floats
 from core.strategies.base import C, Strategy
-from core.strategies.state import decode_floats, encode_floats
 
 # MacKinnon (1994) response-surface coefficients for regression "c" and N = 2 series, as in
 # statsmodels.tsa.adfvalues (tau_c_smallp[1] * (1, 1, 1e-2), tau_c_largep[1] * (1, .1, .1, .01)).

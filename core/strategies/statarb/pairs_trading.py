@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from core.model import Bar, Signal
+from core.state import StrategyState
 from core.strategies.base import (
     DataKind,
     Family,
@@ -45,7 +46,6 @@ from core.strategies.statarb.pairs_common import (
     finite_reason,
     next_spread_position,
 )
-from core.strategies.state import StrategyState
 
 
 class PairsTradingConfig(StrategyConfig, frozen=True, kw_only=True):

@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from core.model import Bar, Signal
+from core.state import StrategyState
 from core.strategies.base import (
     DataKind,
     Family,
@@ -37,7 +38,6 @@ from core.strategies.base import (
     require,
 )
 from core.strategies.catalogue import register
-from core.strategies.state import StrategyState
 
 
 class BreakoutConfig(StrategyConfig, frozen=True, kw_only=True):

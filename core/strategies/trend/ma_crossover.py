@@ -12,6 +12,7 @@ import pandas as pd
 from core.indicator_banks import ExponentialMeanBank, FloatArray, IntArray, RollingMeanBank
 from core.indicators import ExponentialMean, RollingMean
 from core.model import Bar, Lineage, Signal
+from core.state import StrategyState
 from core.strategies.base import (
     DataKind,
     Family,
@@ -23,7 +24,6 @@ from core.strategies.base import (
 )
 from core.strategies.batch import BatchStrategy, batch_form
 from core.strategies.catalogue import register
-from core.strategies.state import StrategyState
 
 
 class MACrossoverConfig(StrategyConfig, frozen=True, kw_only=True):

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from core.model import Bar, Signal
+from core.state import StrategyState
 from core.strategies.base import (
     DataKind,
     Family,
@@ -36,7 +37,6 @@ from core.strategies.base import (
     require,
 )
 from core.strategies.catalogue import register
-from core.strategies.state import StrategyState
 
 
 class MomentumConfig(StrategyConfig, frozen=True, kw_only=True):
