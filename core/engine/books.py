@@ -49,30 +49,30 @@ class StrategyBook:
         account = self.account
         if isinstance(event, Bar):
             if account.on_bar(event) is not None:
-                self.tracker.fills += 1
+                self.tracker.count_fills()
         elif isinstance(event, Quote):
-            self.tracker.fills += len(account.on_quote(event))
+            self.tracker.count_fills(len(account.on_quote(event)))
         elif isinstance(event, FundingRate):
             account.on_funding(event)
 
     def on_own_fill(self, fill: Fill) -> None:
         """A fill only this strategy's quotes got (a market maker's): its book takes it too."""
         self.account.portfolio.apply_fill(fill)
-        self.tracker.fills += 1
+        self.tracker.count_fills()
 
     def on_signal(self) -> None:
-        self.tracker.signals += 1
+        self.tracker.count_signal()
 
     def on_legs(self, instance_key: str, legs: dict[str, float], ts_event: int) -> None:
         """Trade this book to the strategy's new leg positions (a separate book only)."""
-        self.tracker.signals += 1
+        self.tracker.count_signal()
         account = self.account
         for symbol, target in self.composer.on_legs(self.name, instance_key, legs).items():
             order = account.broker.submit(
                 symbol, target - account.portfolio.quantity(symbol), ts_event, self.name
             )
             if order is not None and symbol in account.at_decision:
-                self.tracker.fills += len(account.execute(order))
+                self.tracker.count_fills(len(account.execute(order)))
 
     def on_time(self, ts_event: int) -> None:
         portfolio = self.account.portfolio

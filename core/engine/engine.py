@@ -160,7 +160,7 @@ class TradingEngine:
         ts = event.ts_event
         self.clock.advance_to(ts)
         tracker = self.tracker
-        tracker.events += 1
+        tracker.count_event()
         account = self.account
         separate = self._separate
         # An order's latency counts from the local receive time of the event that decided it.
@@ -412,9 +412,9 @@ class TradingEngine:
             for fill in history[: snapshot["fills_applied"]]:
                 self.portfolio.apply_fill(fill)
         self.clock.advance_to(snapshot["ts"])
-        self.tracker.events = snapshot["events"]
-        self.tracker.signals = snapshot["signals"]
-        self.tracker.fills = snapshot["fills_applied"]
+        self.tracker.restore_counts(
+            snapshot["events"], snapshot["signals"], snapshot["fills_applied"]
+        )
         if self.shadow is not None:
             shadow_state = state_store.load_state(SHADOW_STATE_KEY)
             if shadow_state is not None:
@@ -461,7 +461,7 @@ class TradingEngine:
 
     def _act_on(self, routed: Routed) -> None:
         signal = routed.signal
-        self.tracker.signals += 1
+        self.tracker.count_signal()
         self._outbox.signals.append(signal)
         self._outbox_size += 1
         if self._keep_history:
@@ -525,7 +525,7 @@ class TradingEngine:
             self.broker.submit(symbol, 0.0, ts_event, strategy)  # cancel: the position stays
 
     def _record_fill(self, fill: Fill) -> None:
-        self.tracker.fills += 1
+        self.tracker.count_fills()
         if self.analyzer is not None:
             self.analyzer.on_fill(fill)
         self._outbox.fills.append(fill)

@@ -41,6 +41,19 @@ class PerformanceTracker:
         self.signals = 0
         self.fills = 0
 
+    def count_event(self) -> None:
+        self.events += 1
+
+    def count_signal(self) -> None:
+        self.signals += 1
+
+    def count_fills(self, fills: int = 1) -> None:
+        self.fills += fills
+
+    def restore_counts(self, events: int, signals: int, fills: int) -> None:
+        """The counts a checkpoint saved."""
+        self.events, self.signals, self.fills = int(events), int(signals), int(fills)
+
     def on_equity(self, ts_event: int, equity: float, gross_exposure: float = 0.0) -> None:
         if self._pending_ts is not None and ts_event != self._pending_ts:
             self._append()
