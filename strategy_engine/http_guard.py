@@ -36,13 +36,15 @@ import sys
 import threading
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from core.adapters.private_files import read_private
+from core.config import FrozenConfig, require
 from core.errors import ConfigError
 
 TIMEOUT_S = 10.0
@@ -73,8 +75,7 @@ _SECURITY_HEADERS = (
 )
 
 
-@dataclass(frozen=True)
-class HttpGuard:
+class HttpGuard(FrozenConfig, frozen=True, kw_only=True):
     """The limits and credentials one server enforces.
 
     Parameters
@@ -93,22 +94,28 @@ class HttpGuard:
 
     timeout_s: float = TIMEOUT_S
     max_handlers: int = MAX_HANDLERS
-    token: str | None = field(default=None, repr=False)
+    token: str | None = None
     allow_hosts: tuple[str, ...] = ()
     max_request_line: int = MAX_REQUEST_LINE
     max_head: int = MAX_HEAD
 
     def __post_init__(self) -> None:
-        if not self.timeout_s > 0:
-            raise ConfigError(f"timeout_s must be positive, was {self.timeout_s!r}")
-        if self.max_handlers < 1:
-            raise ConfigError(f"max_handlers must be at least 1, was {self.max_handlers!r}")
-        if not 0 < self.max_request_line <= self.max_head:
-            raise ConfigError("need 0 < max_request_line <= max_head")
+        require(self.timeout_s > 0, f"timeout_s must be positive, was {self.timeout_s!r}")
+        require(
+            self.max_handlers >= 1, f"max_handlers must be at least 1, was {self.max_handlers!r}"
+        )
+        require(0 < self.max_request_line <= self.max_head, "need 0 < max_request_line <= max_head")
         if self.token is not None:
             check_token(self.token, "the bearer token")
         names = tuple(_host_name(name) for name in self.allow_hosts)
-        object.__setattr__(self, "allow_hosts", names)
+        msgspec.structs.force_setattr(self, "allow_hosts", names)
+
+    def __repr__(self) -> str:
+        # The token is a credential: a guard in a log line or a traceback must not show it.
+        shown = ", ".join(
+            f"{name}={getattr(self, name)!r}" for name in self.__struct_fields__ if name != "token"
+        )
+        return f"{type(self).__name__}({shown})"
 
     def check_bind(self, host: str, hint: str = "configure a bearer token") -> None:
         """Raise :class:`ConfigError` if ``host`` is not loopback and no token is set.

@@ -38,7 +38,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from core.adapters.redis_server import AOF_FILE, aof_needs_migration, appendfsync_policy
+from core.config import FrozenConfig, require
 from core.errors import AdapterError, ConfigError
 from strategy_engine import credentials, monitoring
 from strategy_engine.credentials import Credentials
@@ -80,11 +83,15 @@ REDIS_RDB = "dump.rdb"
 Echo = Callable[[str], None]
 
 
-@dataclass(frozen=True)
-class Layout:
-    """Where the stack keeps its run-time files: everything lives under one ``var`` folder."""
+class Layout(FrozenConfig, frozen=True):
+    """Where the stack keeps its run-time files: everything lives under one ``var`` folder.
 
-    var_dir: Path = VAR_DIR
+    Unlike other configs its one field may be given by position: a layout is named by its
+    folder, ``Layout(var_dir)``.
+    """
+
+    # A factory, not a default: the JSON schema cannot show a Path default.
+    var_dir: Path = msgspec.field(default_factory=lambda: VAR_DIR)
 
     @property
     def run_dir(self) -> Path:
@@ -154,8 +161,7 @@ class Layout:
         self.mlflow_auth_dir.chmod(0o700)
 
 
-@dataclass(frozen=True)
-class StackConfig:
+class StackConfig(FrozenConfig, frozen=True, kw_only=True):
     """Ports (each moves to the next free one if taken), the work pool and the state folder.
 
     ``cores`` are the supervised cores (``core_metrics_port`` is the first one's metrics
@@ -175,10 +181,10 @@ class StackConfig:
     dashboard_port: int = 8050  # no longer used (the API serves the dashboard); kept for callers
     pool: str = POOL
     deploy: bool = True
-    layout: Layout = field(default_factory=Layout)
+    layout: Layout = msgspec.field(default_factory=Layout)
     redis_bind: str = HOST
     redis_appendfsync: str | None = None
-    cores: tuple[CoreSpec, ...] = field(default_factory=default_cores)
+    cores: tuple[CoreSpec, ...] = msgspec.field(default_factory=default_cores)
     core_metrics_port: int = 9108
     namespace: str = "se"
     receiver_port: int = 9095
@@ -186,15 +192,20 @@ class StackConfig:
     prometheus_port: int = 9090
     api_port: int = 8060
     monitoring: bool = True
-    alert_timing: AlertTiming = field(default_factory=AlertTiming)
+    alert_timing: AlertTiming = msgspec.field(default_factory=AlertTiming)
 
     def __post_init__(self) -> None:
         for name in PORT_FIELDS:
             port = getattr(self, name)
-            if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
-                raise ConfigError(f"{name} must be an integer in 1..65535, was {port!r}")
-        if not self.redis_bind or any(c.isspace() for c in self.redis_bind):
-            raise ConfigError(f"redis_bind must be one address, was {self.redis_bind!r}")
+            # Built in code nothing checks the types: a bool or a string port is refused here.
+            require(
+                not isinstance(port, bool) and isinstance(port, int) and 0 < port < 65536,
+                f"{name} must be an integer in 1..65535, was {port!r}",
+            )
+        require(
+            bool(self.redis_bind) and not any(c.isspace() for c in self.redis_bind),
+            f"redis_bind must be one address, was {self.redis_bind!r}",
+        )
         appendfsync_policy(self.redis_appendfsync)  # refuses an unknown policy now, not later
 
     @property
@@ -1057,7 +1068,7 @@ def _launch(
     with log.open("a") as out:
         out.write(f"\n--- {datetime.now(UTC).isoformat(timespec='seconds')} "
                   f"{shlex.join(argv)}\n")  # fmt: skip
-    pid = supervisor.launch(Program(name, argv, extra, priority=priority, **program))
+    pid = supervisor.launch(Program(name=name, argv=argv, env=extra, priority=priority, **program))
     started.append(name)
     return Started(name=name, pid=pid)
 

@@ -25,11 +25,13 @@ import sys
 import time
 import xmlrpc.client
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from core.adapters.private_files import write_private
+from core.config import FrozenConfig, require
 from core.errors import AdapterError, ConfigError
 
 RUNNING_STATES = frozenset({"STARTING", "RUNNING", "BACKOFF"})
@@ -41,8 +43,7 @@ MAX_SOCKET_PATH = 100
 START_TIMEOUT_S = 15.0
 
 
-@dataclass(frozen=True)
-class Program:
+class Program(FrozenConfig, frozen=True, kw_only=True):
     """One supervised process.
 
     Attributes
@@ -67,17 +68,21 @@ class Program:
 
     name: str
     argv: list[str]
-    env: Mapping[str, str] = field(default_factory=dict)
+    env: Mapping[str, str] = msgspec.field(default_factory=dict)
     start_seconds: float = 1.0
     start_retries: int = 5
     stop_seconds: float = 20.0
     priority: int = 500
 
     def __post_init__(self) -> None:
-        if not self.name or not all(c.isalnum() or c in "-_" for c in self.name):
-            raise ConfigError(f"a program name is letters, digits, - and _: {self.name!r}")
-        if not self.argv or not os.path.isabs(self.argv[0]):
-            raise ConfigError(f"{self.name}: the command must start with an absolute path")
+        require(
+            bool(self.name) and all(c.isalnum() or c in "-_" for c in self.name),
+            f"a program name is letters, digits, - and _: {self.name!r}",
+        )
+        require(
+            bool(self.argv) and os.path.isabs(self.argv[0]),
+            f"{self.name}: the command must start with an absolute path",
+        )
 
 
 class Supervisor:

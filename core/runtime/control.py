@@ -28,13 +28,12 @@ import logging
 import math
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 import msgspec
 
+from core.config import FrozenConfig, require
 from core.engine.engine import TradingEngine
-from core.errors import ConfigError
 from core.messages import (
     CONTROL_ACTIONS,
     ControlAudit,
@@ -58,8 +57,7 @@ MAX_WEIGHTS = 1_000
 """Most strategies one message may name (a size limit on untrusted input)."""
 
 
-@dataclass(frozen=True)
-class WeightLimits:
+class WeightLimits(FrozenConfig, frozen=True, kw_only=True):
     """The core's own bounds on weights set through the control channel."""
 
     min_weight: float = 0.0
@@ -69,17 +67,19 @@ class WeightLimits:
     max_step: float | None = 0.5
 
     def __post_init__(self) -> None:
-        if not (math.isfinite(self.min_weight) and math.isfinite(self.max_weight)):
-            raise ConfigError(
-                f"weight limits must be finite, were [{self.min_weight}, {self.max_weight}]"
-            )
-        if not 0.0 <= self.min_weight <= self.max_weight:
-            raise ConfigError(
-                f"weight limits need 0 <= min_weight <= max_weight, "
-                f"were [{self.min_weight}, {self.max_weight}]"
-            )
-        if self.max_step is not None and not self.max_step > 0.0:
-            raise ConfigError(f"max_step must be > 0, was {self.max_step}")
+        require(
+            math.isfinite(self.min_weight) and math.isfinite(self.max_weight),
+            f"weight limits must be finite, were [{self.min_weight}, {self.max_weight}]",
+        )
+        require(
+            0.0 <= self.min_weight <= self.max_weight,
+            f"weight limits need 0 <= min_weight <= max_weight, "
+            f"were [{self.min_weight}, {self.max_weight}]",
+        )
+        require(
+            self.max_step is None or self.max_step > 0.0,
+            f"max_step must be > 0, was {self.max_step}",
+        )
 
 
 class _Refused(Exception):

@@ -279,7 +279,7 @@ def test_restore_refuses_while_services_of_up_run(original: Original, tmp_path: 
     supervisor.ensure_running(dict(os.environ))
     try:
         sleeper = [sys.executable, "-c", "import time; time.sleep(120)"]
-        supervisor.launch(Program("prefect", sleeper))
+        supervisor.launch(Program(name="prefect", argv=sleeper))
         done = _cli(fresh.env(), "restore", str(original.backup))
     finally:
         supervisor.shutdown()

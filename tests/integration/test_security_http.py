@@ -309,6 +309,22 @@ def test_an_allowed_name_is_answered(redis_connection: RedisConnection, store: R
     assert allowed.status == 200 and other.status == 421
 
 
+def test_a_guard_is_a_config_whose_names_are_normalised_and_whose_token_is_never_shown():
+    token = secrets.token_urlsafe(24)
+    guard = HttpGuard.from_dict({"token": token, "allow_hosts": ["Dash.Internal", "::1"]})
+    assert guard.allow_hosts == ("dash.internal", "[::1]")
+    assert guard.replace(timeout_s=1.0) == HttpGuard(
+        timeout_s=1.0, token=token, allow_hosts=("dash.internal", "[::1]")
+    )
+    assert token not in repr(guard) and "allow_hosts=('dash.internal', '[::1]')" in repr(guard)
+    with pytest.raises(ConfigError, match="give it without a port"):
+        HttpGuard.from_dict({"allow_hosts": ["dash.internal:8050"]})
+    with pytest.raises(ConfigError, match="max_handlers must be at least 1, was 0"):
+        HttpGuard(max_handlers=0)
+    with pytest.raises(ConfigError, match="unknown field `tokens`"):
+        HttpGuard.from_dict({"tokens": token})
+
+
 @pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE"])
 def test_methods_other_than_get_and_head_get_405(served: Served, method: str):
     reply = request(served.port, served.path, method)

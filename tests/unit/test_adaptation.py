@@ -357,3 +357,15 @@ def test_a_signed_halt_whose_fields_do_not_decode_still_stops_new_risk_but_never
 def test_core_weight_limits_are_validated():
     with pytest.raises(ConfigError, match=r"min_weight <= max_weight, were \[1.5, 1.0\]"):
         WeightLimits(min_weight=1.5, max_weight=1.0)
+
+
+def test_core_weight_limits_are_a_config_read_from_data():
+    limits = WeightLimits.from_dict({"max_weight": 1.0, "max_step": None})
+    assert limits == WeightLimits(max_weight=1.0, max_step=None)
+    assert WeightLimits.from_dict(limits.to_dict()) == limits
+    with pytest.raises(ConfigError, match=r"max_step must be > 0, was 0\.0"):
+        limits.replace(max_step=0.0)
+    with pytest.raises(ConfigError, match="weight limits must be finite"):
+        WeightLimits.from_dict({"min_weight": float("nan")})
+    with pytest.raises(ConfigError, match="unknown field `max_weights`"):
+        WeightLimits.from_dict({"max_weights": 1.0})

@@ -7,11 +7,13 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from core.errors import ConfigError
 from strategy_engine import monitoring
 from strategy_engine.monitoring import AlertTiming
+from strategy_engine.services import Layout, StackConfig
 from strategy_engine.stack_cores import DEFAULT_FEED, CoreSpec, default_cores, load_cores
 from strategy_engine.supervision import Program, Supervisor
 
@@ -112,6 +114,52 @@ def test_alertmanager_and_prometheus_listen_on_the_address_given_and_nowhere_els
     assert "--web.listen-address=127.0.0.1:7" in scraper
 
 
+# --- the stack's settings ----------------------------------------------------------------------
+
+
+def test_the_stack_config_with_its_layout_cores_and_timing_survives_json(tmp_path: Path):
+    config = StackConfig(
+        redis_port=7001,
+        layout=Layout(tmp_path / "var"),
+        cores=(CoreSpec(name="east", args=("--feed", "x")),),
+        alert_timing=AlertTiming(group_wait_s=2.0),
+    )
+    data = msgspec.json.decode(msgspec.json.encode(config.to_dict()))
+    assert data["layout"] == {"var_dir": str(tmp_path / "var")}
+    assert StackConfig.from_dict(data) == config
+    moved = config.replace(layout=Layout(tmp_path / "other"))
+    assert moved.layout.state_file == tmp_path / "other" / "run" / "services.json"
+    assert moved.cores == config.cores and moved.redis_port == 7001
+    schema = StackConfig.json_schema()
+    assert set(schema["properties"]) == set(data)
+    assert {"Layout", "CoreSpec", "AlertTiming"} <= set(schema["$defs"])
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"redis_port": 0}, "redis_port must be an integer in 1..65535, was 0"),
+        ({"api_port": 70000}, "api_port must be an integer in 1..65535"),
+        ({"redis_bind": "127.0.0.1 ::1"}, "redis_bind must be one address"),
+        ({"redis_appendfsync": "no"}, "appendfsync must be one of"),
+    ],
+)
+def test_bad_stack_settings_are_config_errors_built_directly_or_from_data(fields, message):
+    with pytest.raises(ConfigError, match=message):
+        StackConfig(**fields)
+    with pytest.raises(ConfigError, match=message):
+        StackConfig.from_dict(fields)
+
+
+def test_a_port_built_in_code_must_be_an_int_and_unknown_fields_are_refused():
+    with pytest.raises(ConfigError, match=r"redis_port must be an integer in 1\.\.65535, was True"):
+        StackConfig(redis_port=True)
+    with pytest.raises(ConfigError, match="was '6379'"):
+        StackConfig(redis_port="6379")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=r"unknown field `var` - at `\$.layout`"):
+        StackConfig.from_dict({"layout": {"var": "elsewhere"}})
+
+
 # --- the cores file ----------------------------------------------------------------------------
 
 
@@ -170,14 +218,18 @@ def test_program_files_escape_percent_signs_and_refuse_what_supervisord_cannot_c
 ):
     supervisor = Supervisor(tmp_path / "var", tmp_path)
     text = supervisor._program_conf(
-        Program("p", ["/bin/echo", "50%"], {"URL": "redis://u:a%b@h:1/0"})
+        Program(name="p", argv=["/bin/echo", "50%"], env={"URL": "redis://u:a%b@h:1/0"})
     )
     assert "command=/bin/echo 50%%" in text
     assert 'URL="redis://u:a%%b@h:1/0"' in text
     assert "autorestart=true" in text and "stopasgroup=true" in text
     with pytest.raises(ConfigError, match="cannot be passed"):
-        supervisor._program_conf(Program("p", ["/bin/true"], {"X": 'a"b'}))
+        supervisor._program_conf(Program(name="p", argv=["/bin/true"], env={"X": 'a"b'}))
     with pytest.raises(ConfigError, match="program name"):
-        Program("a b", ["/bin/true"])
+        Program(name="a b", argv=["/bin/true"])
     with pytest.raises(ConfigError, match="absolute path"):
-        Program("p", ["true"])
+        Program(name="p", argv=["true"])
+    program = Program.from_dict({"name": "p", "argv": ["/bin/true"], "env": {"A": "1"}})
+    assert program == Program(name="p", argv=["/bin/true"], env={"A": "1"})
+    with pytest.raises(ConfigError, match="absolute path"):
+        program.replace(argv=["true"])
