@@ -90,7 +90,8 @@ from core import codec
 from core.adapters.redis_server import AOF_FILE, RedisConnection, connect, enable_aof
 from core.errors import AdapterError, ConfigError, DataError, MessageError, StrategyEngineError
 from strategy_engine import credentials, services
-from strategy_engine.settings import VAR_DIR, apply_environment_defaults
+from strategy_engine.environment import apply_environment_defaults
+from strategy_engine.settings import VAR_DIR
 
 FORMAT = "strategy-engine-backup"
 FORMAT_VERSION = 1

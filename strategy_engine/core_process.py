@@ -29,7 +29,8 @@ from core.runtime.outbox import BufferedWriter
 from core.runtime.service import CoreService, CoreSettings
 from core.strategies.catalogue import strategy_type
 from pipelines.progress import progress
-from strategy_engine.settings import VAR_DIR, apply_environment_defaults
+from strategy_engine.environment import apply_environment_defaults
+from strategy_engine.settings import VAR_DIR
 
 # Redis failing to do what was asked: away (connection, timeout), or answering with an error
 # (OOM, READONLY, WRONGTYPE, NOSCRIPT, BUSY, ...). Either way the core backs off, retries and

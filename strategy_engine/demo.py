@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.progress import progress
-from strategy_engine.settings import REPO_ROOT, VAR_DIR, apply_environment_defaults
+from strategy_engine.environment import apply_environment_defaults
+from strategy_engine.settings import REPO_ROOT, VAR_DIR
 
 DATASET = "equities_daily_stocknet88"
 STRATEGY = "ma_crossover"

@@ -61,7 +61,7 @@ def _json_object(line: str) -> dict[str, object] | None:
 
 
 def _retrain(args: argparse.Namespace) -> int:
-    from strategy_engine.settings import apply_environment_defaults
+    from strategy_engine.environment import apply_environment_defaults
 
     apply_environment_defaults()
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")

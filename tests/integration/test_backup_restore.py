@@ -40,7 +40,7 @@ RESUME = ("core", "--feed", DATASET, *CORE_ARGS)  # no --replay: that would star
 # A Prefect flow that validates, registers and promotes a strategy version in MLflow.
 FLOW = (
     "import json\n"
-    "from strategy_engine.settings import apply_environment_defaults\n"
+    "from strategy_engine.environment import apply_environment_defaults\n"
     "apply_environment_defaults()\n"
     "from pipelines.flows import register_and_promote\n"
     "print(json.dumps(register_and_promote(symbols=['AAPL'])))\n"

@@ -525,7 +525,7 @@ def test_a_core_started_by_hand_runs_as_the_core_user_and_the_dashboard_reads_it
 def test_every_command_sees_the_running_stack_through_apply_environment_defaults(stack: Stack):
     script = (
         "import os\n"
-        "from strategy_engine.settings import apply_environment_defaults\n"
+        "from strategy_engine.environment import apply_environment_defaults\n"
         "apply_environment_defaults()\n"
         "print(os.environ.get('REDIS_URL', ''))\n"
         "print(os.environ.get('PREFECT_API_AUTH_STRING', ''))\n"

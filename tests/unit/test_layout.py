@@ -43,3 +43,21 @@ def test_data_loading_imports_only_model_types(path):
     project = {m for m in _imported_modules(path) if m.split(".")[0] == "core"}
     wrong = {m for m in project if not any(_within(m, allowed) for allowed in DATA_MAY_IMPORT)}
     assert wrong == set()
+
+
+def _part(module: str) -> str:
+    """The part of the project a module belongs to: ``core.engine``, ``core.model``, ..."""
+    return ".".join(module.split(".")[:2])
+
+
+def test_no_two_parts_of_the_project_import_each_other():
+    # The house reads top to bottom: between any two parts, imports go one way only.
+    edges: set[tuple[str, str]] = set()
+    for package in ("core", *OUTER_LAYERS):
+        for path in _sources(package):
+            here = _part(".".join(path.relative_to(ROOT).with_suffix("").parts))
+            for module in _imported_modules(path):
+                if module.split(".")[0] in ("core", *OUTER_LAYERS) and _part(module) != here:
+                    edges.add((here, _part(module)))
+    both_ways = sorted({tuple(sorted(edge)) for edge in edges if edge[::-1] in edges})
+    assert both_ways == []
