@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from core.config import FrozenConfig, require
 from core.data.loaders import merge_bars, read_bars_frame
 from core.engine.engine import PositionSizing, TradingEngine
 from core.engine.execution import BarFillModel
@@ -35,8 +36,7 @@ DEFAULT_SYMBOLS = ("AAPL", "MSFT", "JPM", "XOM", "KO", "PFE", "WMT", "GE")
 NOTIONAL = 10_000.0
 
 
-@dataclass(frozen=True)
-class RetrainSettings:
+class RetrainSettings(FrozenConfig, frozen=True, kw_only=True):
     """How a retrain runs; ``margin`` is in Sharpe units."""
 
     strategy: str
@@ -50,12 +50,14 @@ class RetrainSettings:
 
     def __post_init__(self) -> None:
         kind = strategy_type(self.strategy).spec.data_kind
-        if kind is not DataKind.BARS:
-            raise ConfigError(
-                f"retrain handles single-asset bar strategies, {self.strategy} reads {kind.value}"
-            )
-        if not 0.05 <= self.test_fraction <= 0.8:
-            raise ConfigError(f"test_fraction must be within [0.05, 0.8], was {self.test_fraction}")
+        require(
+            kind is DataKind.BARS,
+            f"retrain handles single-asset bar strategies, {self.strategy} reads {kind.value}",
+        )
+        require(
+            0.05 <= self.test_fraction <= 0.8,
+            f"test_fraction must be within [0.05, 0.8], was {self.test_fraction}",
+        )
 
 
 @dataclass(frozen=True)
