@@ -64,17 +64,15 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from benchmarks.harness import core_env
 from core import codec
 from core.adapters.market_streams import FeedPublisher, feed_key
+from core.adapters.redis_server import RedisProcess
 from core.data.datasets import get_dataset
 from core.data.feeds import replay_events
 from core.model import Bar, Fill, Order, Position
 from core.runtime.shard import SymbolShard
-from strategy_engine.services import redis_server_binary
 
 REPO = Path(__file__).resolve().parents[1]
 DATASET = "equities_daily_stocknet88"
@@ -95,92 +93,9 @@ MAX_CRASH_RESTARTS = 20
 EXAMPLES = 20  # ids listed per kind of difference
 # Redis answers these while it is down or loading its append-only file.
 REDIS_AWAY = (redis.ConnectionError, redis.TimeoutError, redis.ResponseError, OSError)
-SUN_PATH_MAX = 107  # bytes of a unix socket path (Linux)
 
 
 # -- processes --------------------------------------------------------------------------------
-
-
-class RedisServer:
-    """A ``redis-server`` on ``folder/redis.sock`` with AOF ``appendfsync everysec``; killable.
-
-    Parameters
-    ----------
-    folder : Path
-        Data directory (the append-only file, the log, the socket). Starting again on the same
-        folder loads what the append-only file holds.
-    """
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self.socket = folder / "redis.sock"
-        if len(str(self.socket).encode()) > SUN_PATH_MAX:
-            raise ValueError(f"socket path too long for a unix socket: {self.socket}")
-        self.process: subprocess.Popen[bytes] | None = None
-        self.starts = 0
-
-    @property
-    def url(self) -> str:
-        return f"unix://{self.socket}"
-
-    @property
-    def aof(self) -> Path:
-        return self.folder / "appendonly.aof"  # Redis 6's default appendfilename
-
-    def start(self, timeout_s: float = 60.0) -> None:
-        """Start the server and wait until it answers PING (after loading its AOF)."""
-        argv = [
-            str(redis_server_binary()),
-            "--port", "0",  # unix socket only
-            "--unixsocket", str(self.socket),
-            "--unixsocketperm", "700",
-            "--dir", str(self.folder),
-            "--appendonly", "yes",
-            "--appendfsync", "everysec",
-            "--daemonize", "no",
-            "--logfile", str(self.folder / "redis.log"),
-        ]  # fmt: skip
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self.process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        self.starts += 1
-        deadline = time.monotonic() + timeout_s
-        while not self.ping():
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"redis-server did not start on {self.socket}: {self.log()}")
-            time.sleep(0.01)
-
-    def ping(self) -> bool:
-        probe = self.client()
-        try:
-            return bool(probe.ping())
-        except REDIS_AWAY:
-            return False
-        finally:
-            probe.close()
-
-    def client(self, timeout_s: float = 5.0) -> redis.Redis:
-        """A client that fails at once when the server is away (callers decide to retry)."""
-        return redis.Redis(
-            unix_socket_path=str(self.socket),
-            socket_timeout=timeout_s,
-            socket_connect_timeout=timeout_s,
-            retry=Retry(NoBackoff(), 0),
-        )
-
-    @property
-    def alive(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def kill(self) -> None:
-        """SIGKILL, as a crash: no shutdown, no last save (the kernel keeps what was written)."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait(timeout=30)
-        self.process = None
-
-    def log(self) -> str:
-        path = self.folder / "redis.log"
-        return path.read_text(errors="replace")[-2000:] if path.exists() else ""
 
 
 def core_argv(namespace: str, name: str, shard: str = "") -> list[str]:
@@ -258,7 +173,7 @@ class PacedPublisher(threading.Thread):
 
     def __init__(
         self,
-        server: RedisServer,
+        server: RedisProcess,
         namespace: str,
         events: Sequence[Bar],
         gate: Callable[[], float],
@@ -395,7 +310,7 @@ class Chaos:
 
     def __init__(
         self,
-        server: RedisServer,
+        server: RedisProcess,
         cores: list[CoreProcess],
         rng: random.Random,
         deadline: float,
@@ -871,7 +786,7 @@ def run_reference(
     events: Sequence[Bar], namespace: str, work_dir: Path, timeout_s: float
 ) -> tuple[Outputs, dict[str, Any], float]:
     """An uninterrupted single core on the whole feed, on its own Redis server."""
-    server = RedisServer(work_dir / "ref")
+    server = RedisProcess(work_dir / "ref")
     server.start()
     client = server.client(timeout_s=30.0)
     try:
@@ -946,7 +861,7 @@ def run_chaos(
         events, f"{namespace}-ref", work_dir, timeout_s
     )
 
-    server = RedisServer(work_dir / "chaos")
+    server = RedisProcess(work_dir / "chaos")
     server.start()
     env = core_env(server.url, work_dir / "chaos")
     shards = [f"{k}/2" for k in range(2)] if sharded else [""]

@@ -43,6 +43,7 @@ from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
 from core.config import FrozenConfig, require
+from core.engine.tracker import sharpe_ratio
 from core.errors import ConfigError
 from core.features.direction import (
     FeatureParams,
@@ -376,12 +377,7 @@ def long_short_returns(
 
 def sharpe(returns: np.ndarray) -> float:
     """Annualised Sharpe (sqrt 252) of daily returns; 0 when flat or too short."""
-    if len(returns) < 2:
-        return 0.0
-    std = float(np.std(returns, ddof=1))
-    if std == 0.0 or not math.isfinite(std):
-        return 0.0
-    return float(np.mean(returns) / std * math.sqrt(PERIODS_PER_YEAR))
+    return sharpe_ratio(returns, PERIODS_PER_YEAR)
 
 
 # -- checks, final models, registration ----------------------------------------------------------

@@ -87,7 +87,14 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from core import codec
-from core.adapters.redis_server import AOF_FILE, RedisConnection, connect, enable_aof
+from core.adapters.redis_server import (
+    AOF_FILE,
+    RedisConnection,
+    connect,
+    enable_aof,
+    socket_answers,
+    unix_socket_server_argv,
+)
 from core.errors import AdapterError, ConfigError, DataError, MessageError, StrategyEngineError
 from strategy_engine import credentials, services
 from strategy_engine.environment import apply_environment_defaults
@@ -691,19 +698,13 @@ class _ScratchRedis:
         if self._source is not None:
             (folder / self._dbfilename).symlink_to(self._source.resolve())
         socket = tmp / "redis.sock"
-        argv = [
-            str(services.redis_server_binary()),
-            "--port", "0",
-            "--unixsocket", str(socket),
-            "--unixsocketperm", "700",
-            "--dir", str(folder),
+        argv = unix_socket_server_argv(
+            socket, folder, tmp / "redis.log",
             "--dbfilename", self._dbfilename,
             "--appendonly", "no",
             "--appendfilename", AOF_FILE,
             "--save", "",
-            "--daemonize", "no",
-            "--logfile", str(tmp / "redis.log"),
-        ]  # fmt: skip
+        )  # fmt: skip
         self._process = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
@@ -1004,7 +1005,7 @@ def _redis_target(
         with connect(admin) as connection:
             yield _RedisTarget("stack", connection=connection)
         return
-    if _answers(stores.embedded_dir / "redis.sock"):
+    if socket_answers(stores.embedded_dir / "redis.sock"):
         # Attaches to the running server: connect() starts one only when none answers.
         with connect(data_dir=stores.embedded_dir) as connection:
             yield _RedisTarget("embedded", connection=connection)
@@ -1014,18 +1015,6 @@ def _redis_target(
         yield _RedisTarget("stack", folder=stores.layout.redis_dir, dbfilename=services.REDIS_RDB)
         return
     yield _RedisTarget("embedded", folder=stores.embedded_dir, dbfilename=EMBEDDED_RDB)
-
-
-def _answers(socket: Path) -> bool:
-    if not socket.exists():
-        return False
-    probe = redis.Redis(unix_socket_path=str(socket), retry=Retry(NoBackoff(), 0))
-    try:
-        return bool(probe.ping())
-    except (redis.ConnectionError, OSError):
-        return False
-    finally:
-        probe.close()
 
 
 def _refusals(stores: Stores, target: _RedisTarget, running: list[str]) -> list[str]:

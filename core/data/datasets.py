@@ -69,28 +69,34 @@ _STOCKNET88 = (
 _ETF9 = ("DBC", "DIA", "GDX", "GLD", "IEF", "SPY", "VEU", "VNQ", "VTI")
 
 
-def _per_symbol(pattern: str, tickers: tuple[str, ...]) -> tuple[str, ...]:
-    return tuple(pattern.format(symbol=t) for t in tickers)
+def _per_symbol_bars(
+    name: str, description: str, tickers: tuple[str, ...], pattern: str
+) -> Dataset:
+    """A bar set of one file per symbol, named by ``pattern`` (its files follow from it)."""
+    return Dataset(
+        name=name,
+        kind="bars",
+        description=description,
+        tickers=tickers,
+        bars_pattern=pattern,
+        paths=tuple(pattern.format(symbol=t) for t in tickers),
+    )
 
 
 DATASETS: dict[str, Dataset] = {
     d.name: d
     for d in (
-        Dataset(
-            name="equities_daily_stocknet88",
-            kind="bars",
-            description="Daily OHLCV, 88 US stocks, 2012-09-04 … 2017-09-01 (Yahoo, split-adj.)",
-            tickers=_STOCKNET88,
-            bars_pattern="prices/{symbol}.csv",
-            paths=_per_symbol("prices/{symbol}.csv", _STOCKNET88),
+        _per_symbol_bars(
+            "equities_daily_stocknet88",
+            "Daily OHLCV, 88 US stocks, 2012-09-04 … 2017-09-01 (Yahoo, split-adj.)",
+            _STOCKNET88,
+            "prices/{symbol}.csv",
         ),
-        Dataset(
-            name="etf_daily_pyalgotrade",
-            kind="bars",
-            description="Daily OHLCV, 9 US ETFs incl. GLD/GDX, 2006 … 2013 (unadjusted OHLC)",
-            tickers=_ETF9,
-            bars_pattern="{symbol}.csv",
-            paths=_per_symbol("{symbol}.csv", _ETF9),
+        _per_symbol_bars(
+            "etf_daily_pyalgotrade",
+            "Daily OHLCV, 9 US ETFs incl. GLD/GDX, 2006 … 2013 (unadjusted OHLC)",
+            _ETF9,
+            "{symbol}.csv",
         ),
         Dataset(
             name="intraday_spy_1min_pyalgotrade",

@@ -374,6 +374,18 @@ def _exchange_or_local(rejects: RowRejects, exch_ms: pd.Series, local_ns: np.nda
     return np.where(absent | np.isnan(ms), local_ns, exchange)
 
 
+def _binance_identity(
+    rejects: RowRejects, raw: pd.DataFrame, cols: dict[str, str], ts_recv: np.ndarray
+) -> dict[str, np.ndarray | pd.Series]:
+    """The stamps, symbol and venue columns every row of a Binance capture file has."""
+    return {
+        "ts_event": _exchange_or_local(rejects, raw[cols["exch_ts_ms"]], ts_recv),
+        "ts_recv": ts_recv,
+        "symbol": _required_text(rejects, raw[cols["symbol"]], "symbol"),
+        "venue": _required_text(rejects, raw[cols["market"]], "market"),
+    }
+
+
 def read_binance_quotes_frame(path: str | Path) -> LoadResult:
     """Load the Binance bookTicker extraction (``derived/bbo.csv.gz``) as a quotes frame.
 
@@ -398,10 +410,7 @@ def read_binance_quotes_frame(path: str | Path) -> LoadResult:
     rejects = RowRejects(len(raw))
     ts_recv = parse_stamps(rejects, raw[cols["local_ts_ns"]], "local_ts_ns")
     out: dict[str, np.ndarray | pd.Series] = {
-        "ts_event": _exchange_or_local(rejects, raw[cols["exch_ts_ms"]], ts_recv),
-        "ts_recv": ts_recv,
-        "symbol": _required_text(rejects, raw[cols["symbol"]], "symbol"),
-        "venue": _required_text(rejects, raw[cols["market"]], "market"),
+        **_binance_identity(rejects, raw, cols, ts_recv),
         "bid_price": parse_numbers(rejects, raw[cols["bid_px"]], "bid_px"),
         "bid_size": parse_numbers(rejects, raw[cols["bid_qty"]], "bid_qty"),
         "ask_price": parse_numbers(rejects, raw[cols["ask_px"]], "ask_px"),
@@ -462,10 +471,7 @@ def read_binance_trades_frame(path: str | Path) -> LoadResult:
     is_false = maker.isin(("false", "0")).to_numpy(bool)
     rejects.add(~(is_true | is_false), lambda row: f"bad buyer_is_maker '{maker.iat[row]}'")
     out: dict[str, np.ndarray | pd.Series] = {
-        "ts_event": _exchange_or_local(rejects, raw[cols["exch_ts_ms"]], ts_recv),
-        "ts_recv": ts_recv,
-        "symbol": _required_text(rejects, raw[cols["symbol"]], "symbol"),
-        "venue": _required_text(rejects, raw[cols["market"]], "market"),
+        **_binance_identity(rejects, raw, cols, ts_recv),
         "price": parse_numbers(rejects, raw[cols["price"]], "price"),
         "size": parse_numbers(rejects, raw[cols["qty"]], "qty"),
         "aggressor": np.where(is_true, Side.SELL.value, Side.BUY.value),

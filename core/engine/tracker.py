@@ -121,7 +121,7 @@ def performance_metrics(
     return {
         "pnl": float(equity[-1] - initial_capital),
         "total_return": float(equity[-1] / initial_capital - 1.0),
-        "sharpe": _sharpe(returns, per_year),
+        "sharpe": sharpe_ratio(returns, per_year),
         "sortino": _sortino(returns, per_year),
         "max_drawdown": _max_drawdown(curve),
         "periods": len(equity),
@@ -134,7 +134,8 @@ def _periods_per_year(ts: np.ndarray) -> float:
     return (len(ts) - 1) / ((ts[-1] - ts[0]) / NS_PER_YEAR)
 
 
-def _sharpe(returns: np.ndarray, periods_per_year: float) -> float:
+def sharpe_ratio(returns: np.ndarray, periods_per_year: float) -> float:
+    """Annualised Sharpe of per-period returns; 0 when flat or too short."""
     if len(returns) < 2:
         return 0.0
     std = float(np.std(returns, ddof=1))

@@ -22,6 +22,7 @@ from strategy_engine import credentials, services
 from strategy_engine.api import create_app
 from strategy_engine.api.auth import Role, TokenFile
 from strategy_engine.api.routes_runs import PrefectTarget
+from tests.fixtures_processes import free_port, prefect_with_worker
 
 pytestmark = pytest.mark.integration
 
@@ -29,12 +30,6 @@ FLOW, DEPLOYMENT = "register-and-promote", "ma-crossover"
 TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 RUN_TIMEOUT = 240.0
 PROBLEM = "application/problem+json"
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((services.HOST, 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -50,20 +45,9 @@ def prefect(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrefectTarget]
     monkeypatch.setenv("STRATEGY_ENGINE_MLFLOW_DIR", str(tmp_path_factory.mktemp("mlflow")))
     monkeypatch.setenv("PWD", str(layout.var_dir.parent))
     try:
-        launch = services.start_prefect_server(
-            services.HOST, _free_port(), layout, auth_string=auth
-        )
-        api_url = f"{services.wait_for_prefect(launch, layout, auth_string=auth).url}/api"
-        services.ensure_work_pool(api_url, services.POOL, layout, auth_string=auth)
-        services.deploy_all(api_url, layout, names=(f"{FLOW}/{DEPLOYMENT}",), auth_string=auth)
-        fast = {"PREFECT_WORKER_QUERY_SECONDS": "1", "PREFECT_WORKER_PREFETCH_SECONDS": "5"}
-        worker = services.start_worker(
-            api_url, services.POOL, layout, extra_env=fast, auth_string=auth
-        )
-        services.wait_for_worker(worker, api_url, services.POOL, layout, auth_string=auth)
-        yield PrefectTarget(api_url, auth)
+        with prefect_with_worker(layout, auth, (f"{FLOW}/{DEPLOYMENT}",)) as api_url:
+            yield PrefectTarget(api_url, auth)
     finally:
-        services.down(layout, echo=lambda _line: None)
         monkeypatch.undo()
 
 
@@ -187,7 +171,7 @@ def test_an_unreachable_or_unset_prefect_is_a_quick_503(
     silent.listen(1)
     try:
         for url in (
-            f"http://{services.HOST}:{_free_port()}/api",
+            f"http://{services.HOST}:{free_port()}/api",
             f"http://{services.HOST}:{silent.getsockname()[1]}/api",
             None,
         ):

@@ -9,7 +9,6 @@ nothing duplicated" is always an uninterrupted :class:`TradingEngine` run on the
 from __future__ import annotations
 
 import json
-import shutil
 import socket
 import threading
 import time
@@ -30,7 +29,7 @@ from core.data.feeds import replay_events
 from core.engine.engine import PositionSizing, TradingEngine
 from core.engine.execution import BarFillModel
 from core.model import Bar, Signal
-from core.ports import StrategyDeployment, StrategySource
+from core.ports import StrategyDeployment
 from core.runtime.outbox import BufferedWriter
 from core.runtime.service import CoreService, CoreSettings, state_key
 from core.strategies.catalogue import build
@@ -42,6 +41,8 @@ from strategy_engine.core_process import (
     read_status,
     run_core,
 )
+from tests.core_runs import run_core_beside
+from tests.fixtures_mlflow import PASSED
 from tests.fixtures_processes import core_command, core_environment, redis_process, started
 
 pytestmark = pytest.mark.integration
@@ -74,47 +75,6 @@ def _reference(
     )
     engine.run(bars)
     return engine
-
-
-def _run_core_beside(
-    connection: RedisConnection,
-    settings: CoreSettings,
-    namespace: str,
-    source: StrategySource,
-    drive: Callable[[CoreService], None],
-    timeout_s: float = CORE_TIMEOUT_S,
-) -> dict[str, Any]:
-    """Run the core here (it installs signal handlers: main thread only) while ``drive`` acts on
-    it from a thread; a watchdog stops the core after ``timeout_s`` so a test cannot hang."""
-    failures: list[BaseException] = []
-    threads: list[threading.Thread] = []
-
-    def before_run(service: CoreService) -> None:
-        def target() -> None:
-            try:
-                drive(service)
-            except BaseException as exc:  # reported by the test, after the core stopped
-                failures.append(exc)
-                service.request_stop()
-
-        watchdog = threading.Timer(timeout_s, service.request_stop)
-        threads.extend([threading.Thread(target=target, daemon=True), watchdog])
-        for thread in threads:
-            thread.daemon = True
-            thread.start()
-
-    try:
-        summary = run_core(
-            settings, connection, namespace=namespace, source=source, before_run=before_run
-        )
-    finally:
-        for thread in threads:
-            if isinstance(thread, threading.Timer):
-                thread.cancel()
-            thread.join(timeout=10)
-    if failures:
-        raise failures[0]
-    return summary
 
 
 def _wait_for(condition: Callable[[], bool], timeout_s: float = 15.0, what: str = "") -> None:
@@ -166,9 +126,10 @@ def test_a_core_survives_redis_being_killed_and_restarted_with_no_output_lost_or
     ):
         FeedPublisher(connection.client, namespace).publish(FEED, bars)
         settings = CoreSettings(feeds=(FEED,), until_end=True, tactical_cycle_s=0.2, read_count=500)
-        summary = _run_core_beside(
-            connection, settings, namespace, LocalStrategies(TYPES), kill_then_restart
-        )
+        summary = run_core_beside(
+            connection, settings, namespace, LocalStrategies(TYPES), kill_then_restart,
+            CORE_TIMEOUT_S,
+        )  # fmt: skip
         store = RedisStore(connection.client, namespace)
         signals, orders, fills = store.read_signals(), store.read_orders(), store.read_fills()
         reference_store = RedisStore(connection.client, f"{namespace}-ref")
@@ -320,28 +281,8 @@ def test_a_core_killed_between_its_checkpoint_and_its_acknowledgement_applies_no
 
 # -- MLflow: a real SQLite store per test ---------------------------------------------------------
 
-PASSED = {"success": True, "suite": "bars_daily", "failed_expectations": []}
 MA_NAME = "strategy.ma_crossover"
 MA_CONFIG = {"fast_period": 10, "slow_period": 30}
-
-
-@pytest.fixture(scope="module")
-def empty_mlflow_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An MLflow SQLite file with its tables created once (the migrations take ~2 s)."""
-    from registry import MlflowStore
-
-    store = MlflowStore(tmp_path_factory.mktemp("mlflow-template"))
-    store.client.search_experiments()
-    return store.root / "mlflow.db"
-
-
-@pytest.fixture
-def registry(mlflow_dir: Path, empty_mlflow_db: Path) -> Any:
-    """A registry on a fresh store in ``STRATEGY_ENGINE_MLFLOW_DIR`` (what AliasSource opens)."""
-    from registry import MlflowStore, StrategyRegistry
-
-    shutil.copy(empty_mlflow_db, mlflow_dir / "mlflow.db")
-    return StrategyRegistry(MlflowStore(mlflow_dir))
 
 
 def _register_ma(registry: Any, config: dict[str, Any]) -> str:
@@ -413,9 +354,9 @@ def test_a_reload_while_mlflow_is_unreachable_keeps_the_running_set_and_says_why
         _wait_for(lambda: "reload skipped" in service.last_error, what="the skipped reload")
         publisher.publish(FEED, feed[1000:])
 
-    summary = _run_core_beside(
+    summary = run_core_beside(
         redis_connection, _settings(), redis_namespace, AliasSource("champion"),
-        reload_with_mlflow_away,
+        reload_with_mlflow_away, CORE_TIMEOUT_S,
     )  # fmt: skip
 
     status = read_status(redis_connection, "core-1", redis_namespace)
@@ -465,9 +406,10 @@ def test_a_hot_reload_swaps_between_cycles_carrying_state_only_when_the_config_i
         _wait_for(lambda: _versions(service) == {MA_NAME: "3"}, what="version 3")
         publisher.publish(FEED, third)
 
-    summary = _run_core_beside(
-        redis_connection, _settings(), redis_namespace, AliasSource("champion"), promote_twice
-    )
+    summary = run_core_beside(
+        redis_connection, _settings(), redis_namespace, AliasSource("champion"), promote_twice,
+        CORE_TIMEOUT_S,
+    )  # fmt: skip
 
     signals = store.read_signals()
     versions = [s.lineage.model_version for s in signals]
@@ -507,9 +449,9 @@ def test_a_new_version_that_fails_to_load_is_refused_and_the_running_version_sta
         _wait_for(lambda: "reload skipped" in service.last_error, what="the refused reload")
         publisher.publish(FEED, feed[1000:])
 
-    summary = _run_core_beside(
+    summary = run_core_beside(
         redis_connection, _settings(), redis_namespace, AliasSource("champion"),
-        ask_for_the_broken_version,
+        ask_for_the_broken_version, CORE_TIMEOUT_S,
     )  # fmt: skip
 
     assert summary["events_in"] == len(feed) and summary["reloads"] == 0
@@ -569,9 +511,9 @@ def test_a_new_set_that_fails_its_first_cycle_is_reverted_and_the_old_version_ke
         _wait_for(lambda: "reload reverted" in service.last_error, what="the revert")
         publisher.publish(FEED, feed[1600:])
 
-    summary = _run_core_beside(
+    summary = run_core_beside(
         redis_connection, _settings(tactical_cycle_s=1.0), redis_namespace,
-        AliasSource("champion"), promote_the_failing_version,
+        AliasSource("champion"), promote_the_failing_version, CORE_TIMEOUT_S,
     )  # fmt: skip
 
     status = read_status(redis_connection, "core-1", redis_namespace)

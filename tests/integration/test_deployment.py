@@ -9,7 +9,6 @@ own group and stopped in a ``finally``.
 from __future__ import annotations
 
 import json
-import socket
 import time
 import urllib.error
 import urllib.request
@@ -24,18 +23,13 @@ import yaml
 from pipelines.lifecycle import admit_bars, data_hash
 from registry import MlflowStore, MlflowStrategySource, StrategyRegistry
 from strategy_engine import credentials, services
+from tests.fixtures_processes import prefect_with_worker
 
 REPO = Path(__file__).resolve().parents[2]
 FLOW, DEPLOYMENT = "register-and-promote", "ma-crossover"
 TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 RUN_TIMEOUT = 240.0
 pytestmark = pytest.mark.integration
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((services.HOST, 0))
-        return int(probe.getsockname()[1])
 
 
 @dataclass(frozen=True)
@@ -81,22 +75,9 @@ def prefect_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrefectA
     # As if `make -C` were run from another folder: the deploy must still name the repository.
     monkeypatch.setenv("PWD", str(layout.var_dir.parent))
     try:
-        launch = services.start_prefect_server(
-            services.HOST, _free_port(), layout, auth_string=auth
-        )
-        api_url = f"{services.wait_for_prefect(launch, layout, auth_string=auth).url}/api"
-        services.ensure_work_pool(api_url, services.POOL, layout, auth_string=auth)
-        names = (f"{FLOW}/{DEPLOYMENT}",)
-        services.deploy_all(api_url, layout, names=names, auth_string=auth)
-        # Poll every second instead of every ten: the run starts sooner.
-        fast = {"PREFECT_WORKER_QUERY_SECONDS": "1", "PREFECT_WORKER_PREFETCH_SECONDS": "5"}
-        worker = services.start_worker(
-            api_url, services.POOL, layout, extra_env=fast, auth_string=auth
-        )
-        services.wait_for_worker(worker, api_url, services.POOL, layout, auth_string=auth)
-        yield PrefectApi(api_url, {"Authorization": credentials.basic_authorization(auth)})
+        with prefect_with_worker(layout, auth, (f"{FLOW}/{DEPLOYMENT}",)) as api_url:
+            yield PrefectApi(api_url, {"Authorization": credentials.basic_authorization(auth)})
     finally:
-        services.down(layout, echo=lambda _line: None)
         monkeypatch.undo()
         leftover = [n for n in services.SERVICES if services.read_pid(n, layout) is not None]
         assert not leftover, f"still running after down: {leftover}"

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -27,7 +26,8 @@ from core.data.feeds import replay_events
 from core.model import Bar
 from core.runtime.control_signing import sign_control
 from core.runtime.service import CoreService, CoreSettings
-from strategy_engine.core_process import LocalStrategies, run_core
+from strategy_engine.core_process import LocalStrategies
+from tests.core_runs import run_core_beside, wait_until
 from tests.fixtures_processes import core_command, core_environment
 
 pytestmark = pytest.mark.integration
@@ -41,14 +41,6 @@ def bars() -> list[Bar]:
     return replay_events(FEED, symbols=["AAPL", "KO", "XOM"])[:1500]
 
 
-def _wait(condition: Callable[[], bool], what: str, timeout_s: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
 class _CountingSource:
     """The local strategies, counting how often the core asks for its set."""
 
@@ -59,33 +51,6 @@ class _CountingSource:
     def load_active_set(self, alias: str = "champion") -> Any:
         self.calls += 1
         return self.inner.load_active_set(alias)
-
-
-def _run_beside(
-    connection: RedisConnection, namespace: str, source: Any, drive: Callable[[CoreService], None]
-) -> dict[str, Any]:
-    failures: list[BaseException] = []
-
-    def before_run(service: CoreService) -> None:
-        def target() -> None:
-            try:
-                drive(service)
-            except BaseException as exc:  # reported after the core stopped
-                failures.append(exc)
-                service.request_stop()
-
-        threading.Thread(target=target, daemon=True).start()
-        threading.Timer(90.0, service.request_stop).start()  # a test cannot hang
-
-    settings = CoreSettings(
-        feeds=(FEED,), until_end=True, tactical_cycle_s=0.2, registry_check_s=3600.0
-    )
-    summary = run_core(
-        settings, connection, namespace=namespace, source=source, before_run=before_run
-    )
-    if failures:
-        raise failures[0]
-    return summary
 
 
 def test_control_attacks_are_dead_lettered_and_audited_and_signed_control_works(
@@ -104,24 +69,26 @@ def test_control_attacks_are_dead_lettered_and_audited_and_signed_control_works(
         return lambda: len(store.read_control_audit()) >= count
 
     def drive(service: CoreService) -> None:
-        _wait(lambda: service.engine is not None and service.engine.tracker.events >= 900, "bars")
+        wait_until(
+            lambda: service.engine is not None and service.engine.tracker.events >= 900, "bars"
+        )
         weights = {"action": "weights", "weights": {MA: 0.5}}
         client.publish(channel, json.dumps(weights))  # raw, unsigned
         client.publish(channel, sign_control(weights, bytes(32), sender="mallory"))
         stale = sign_control(weights, key, sender="ops", issued_ns=time.time_ns() - 600 * 10**9)
         client.publish(channel, stale)
-        _wait(audited(3), "three rejections")
+        wait_until(audited(3), "three rejections")
         valid = sign_control(weights, key, sender="ops")
         client.publish(channel, valid)
-        _wait(audited(4), "the signed change")
+        wait_until(audited(4), "the signed change")
         client.publish(channel, valid)  # replayed
         store.publish_control({"action": "weights", "weights": {BREAKOUT: 0.2}}, sender="ops")
-        _wait(audited(6), "the replay and the oversized step")
+        wait_until(audited(6), "the replay and the oversized step")
         seen["weights"] = dict(service.engine.composer.weights)  # type: ignore[union-attr]
         calls = source.calls
         for _ in range(20):
             store.publish_control({"action": "reload"}, sender="flow:retrain")
-        _wait(audited(26), "twenty reloads")
+        wait_until(audited(26), "twenty reloads")
         time.sleep(0.5)  # a few tactical cycles
         seen["reload_calls"] = source.calls - calls
         env = core_environment(redis_connection.url, tmp_path / "var", tmp_path / "mlflow")
@@ -131,16 +98,19 @@ def test_control_attacks_are_dead_lettered_and_audited_and_signed_control_works(
         halt.insert(-1, "--flatten")
         done = subprocess.run(halt, env=env, capture_output=True, text=True, timeout=120)
         seen["halt"] = (done.returncode, done.stdout, done.stderr)
-        _wait(audited(27), "the halt")
+        wait_until(audited(27), "the halt")
         publisher.publish(FEED, bars[900:1200], end=False)  # the flatten orders fill here
-        _wait(lambda: service.engine.tracker.events >= 1200, "bars after the halt")  # type: ignore[union-attr]
+        wait_until(lambda: service.engine.tracker.events >= 1200, "bars after the halt")  # type: ignore[union-attr]
         seen["positions_after_halt"] = dict(service.engine.portfolio.quantities)  # type: ignore[union-attr]
         seen["mode_after_halt"] = str(service.engine.risk.mode)  # type: ignore[union-attr]
         store.publish_control({"action": "resume"}, sender="ops")
-        _wait(audited(28), "the resume")
+        wait_until(audited(28), "the resume")
         publisher.publish(FEED, bars[1200:])
 
-    summary = _run_beside(redis_connection, redis_namespace, source, drive)
+    settings = CoreSettings(
+        feeds=(FEED,), until_end=True, tactical_cycle_s=0.2, registry_check_s=3600.0
+    )
+    summary = run_core_beside(redis_connection, settings, redis_namespace, source, drive)
 
     letters = [x for x in store.read_dead_letters() if x["source"] == "control"]
     assert [x["code"] for x in letters] == [

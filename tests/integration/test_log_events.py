@@ -10,7 +10,6 @@ import os
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -29,6 +28,7 @@ from core.runtime.outbox import BufferedWriter
 from core.runtime.service import CoreService, CoreSettings
 from core.strategies.catalogue import strategy_type
 from strategy_engine.core_process import LocalStrategies, run_core
+from tests.core_runs import run_core_beside, wait_until
 from tests.fixtures_processes import REPO, core_command, core_environment
 
 FEED = "equities_daily_stocknet88"
@@ -50,43 +50,6 @@ def _settings(**overrides: Any) -> CoreSettings:
     return CoreSettings(
         feeds=(FEED,), until_end=True, tactical_cycle_s=0.2, registry_check_s=3600.0, **overrides
     )
-
-
-def _wait(condition: Callable[[], bool], what: str, timeout_s: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
-def _run_beside(
-    connection: RedisConnection,
-    namespace: str,
-    source: Any,
-    drive: Callable[[CoreService], None],
-    **settings: Any,
-) -> dict[str, Any]:
-    failures: list[BaseException] = []
-
-    def before_run(service: CoreService) -> None:
-        def target() -> None:
-            try:
-                drive(service)
-            except BaseException as exc:  # reported after the core stopped
-                failures.append(exc)
-                service.request_stop()
-
-        threading.Thread(target=target, daemon=True).start()
-        threading.Timer(90.0, service.request_stop).start()  # a test cannot hang
-
-    summary = run_core(
-        _settings(**settings), connection, namespace=namespace, source=source,
-        before_run=before_run,
-    )  # fmt: skip
-    if failures:
-        raise failures[0]
-    return summary
 
 
 # --- the core ----------------------------------------------------------------------------------
@@ -162,17 +125,21 @@ def test_halt_resume_and_rejected_control_messages_are_logged(
         return lambda: len(store.read_control_audit()) >= count
 
     def drive(service: CoreService) -> None:
-        _wait(lambda: service.engine is not None and service.engine.tracker.events >= 600, "bars")
+        wait_until(
+            lambda: service.engine is not None and service.engine.tracker.events >= 600, "bars"
+        )
         store.publish_control({"action": "halt", "reason": "test halt"}, sender="ops")
-        _wait(audited(1), "the halt")
+        wait_until(audited(1), "the halt")
         for _ in range(10):
             client.publish(store.key("control"), b'{"action": "resume"}')  # unsigned
-        _wait(audited(11), "the unsigned messages")
+        wait_until(audited(11), "the unsigned messages")
         store.publish_control({"action": "resume"}, sender="ops")
-        _wait(audited(12), "the resume")
+        wait_until(audited(12), "the resume")
         publisher.publish(FEED, bars[600:])
 
-    _run_beside(redis_connection, redis_namespace, LocalStrategies(("ma_crossover",)), drive)
+    run_core_beside(
+        redis_connection, _settings(), redis_namespace, LocalStrategies(("ma_crossover",)), drive
+    )
 
     halted: list[Any] = events("risk_halted")
     assert len(halted) == 1 and "test halt (by ops)" in halted[0].reason
@@ -217,14 +184,18 @@ def test_a_reload_whose_new_set_fails_is_logged_as_applied_then_reverted(
     store = RedisStore(redis_connection.client, redis_namespace)
 
     def drive(service: CoreService) -> None:
-        _wait(lambda: service.engine is not None and service.engine.tracker.events >= 600, "bars")
+        wait_until(
+            lambda: service.engine is not None and service.engine.tracker.events >= 600, "bars"
+        )
         store.publish_control({"action": "reload"}, sender="flow:retrain")
-        _wait(lambda: source.calls >= 2, "the reload")
+        wait_until(lambda: source.calls >= 2, "the reload")
         publisher.publish(FEED, bars[600:900], end=False)
-        _wait(lambda: service.last_error.startswith("reload reverted"), "the revert")
+        wait_until(lambda: service.last_error.startswith("reload reverted"), "the revert")
         publisher.publish(FEED, bars[900:])
 
-    _run_beside(redis_connection, redis_namespace, source, drive, batch_forms="never")
+    run_core_beside(
+        redis_connection, _settings(batch_forms="never"), redis_namespace, source, drive
+    )
 
     applied: list[Any] = events("reload_applied")
     assert len(applied) == 1

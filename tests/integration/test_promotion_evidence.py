@@ -16,33 +16,14 @@ from mlflow.entities import RunStatus
 from mlflow.exceptions import MlflowException
 
 from core.errors import ValidationGateFailed
-from registry import MlflowStore, StrategyRegistry
+from registry import StrategyRegistry
 from registry.artifacts import local_folder
+from tests.fixtures_mlflow import FAILED, PASSED
 
 pytestmark = pytest.mark.integration
 
 NAME = "strategy.ma_crossover"
 DATA_HASH = "sha256:aapl-2012"
-PASSED = {"success": True, "suite": "bars_daily", "failed_expectations": []}
-FAILED = {
-    "success": False,
-    "suite": "bars_daily",
-    "failed_expectations": ["expect_column_values_to_be_between(close)"],
-}
-
-
-@pytest.fixture(scope="module")
-def empty_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An MLflow SQLite file with its tables created once (the migrations take ~2 s)."""
-    store = MlflowStore(tmp_path_factory.mktemp("template"))
-    store.client.search_experiments()
-    return store.root / "mlflow.db"
-
-
-@pytest.fixture
-def registry(mlflow_dir: Path, empty_db: Path) -> StrategyRegistry:
-    shutil.copy(empty_db, mlflow_dir / "mlflow.db")
-    return StrategyRegistry(MlflowStore(mlflow_dir))
 
 
 def _register(registry: StrategyRegistry, fast: int, validation: dict = PASSED) -> str:

@@ -18,35 +18,22 @@ from core.strategies.catalogue import build
 from core.strategies.trend.ma_crossover import MACrossover, MACrossoverConfig
 from registry import MlflowStore, MlflowStrategySource, StrategyRegistry
 from registry.store import MLFLOW_DIR_ENV, TRACKING_URI_ENV
+from tests.fixtures_mlflow import FAILED, PASSED
 
 pytestmark = pytest.mark.integration
 
 DATA = Path(__file__).resolve().parents[2] / "data"
 AAPL = DATA / "equities_daily_stocknet88" / "prices" / "AAPL.csv"
 NAME = "strategy.ma_crossover"
-PASSED = {"success": True, "suite": "bars_daily", "failed_expectations": []}
-FAILED = {
-    "success": False,
-    "suite": "bars_daily",
-    "failed_expectations": ["expect_column_values_to_be_between(close)"],
-}
-
-
-@pytest.fixture(scope="module")
-def empty_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An MLflow SQLite file with its tables created once (the migrations take ~2 s)."""
-    store = MlflowStore(tmp_path_factory.mktemp("template"))
-    store.client.search_experiments()
-    return store.root / "mlflow.db"
 
 
 @pytest.fixture
 def registry(
-    tmp_path: Path, empty_db: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, empty_mlflow_db: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[StrategyRegistry]:
     root = tmp_path / "mlflow"
     root.mkdir()
-    shutil.copy(empty_db, root / "mlflow.db")
+    shutil.copy(empty_mlflow_db, root / "mlflow.db")
     # Run from an empty folder so a stray ./mlruns would be seen.
     work = tmp_path / "cwd"
     work.mkdir()

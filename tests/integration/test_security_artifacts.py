@@ -33,7 +33,7 @@ from core.data.loaders import read_sentiment_frame
 from core.errors import RegistryError
 from core.features.direction import FeatureParams, direction_labels, feature_frame
 from core.strategies.news.sentiment_model import SentimentModelConfig, train_sentiment_model
-from registry import MlflowStore, MlflowStrategySource, StrategyRegistry
+from registry import MlflowStrategySource, StrategyRegistry
 from registry.artifacts import local_folder
 from registry.learned_direction import DIRECTION_MODEL_DIR, MODEL_FILES, log_direction_model
 from registry.learned_models import (
@@ -43,12 +43,12 @@ from registry.learned_models import (
     log_sentiment_model,
     text_data_hash,
 )
+from tests.fixtures_mlflow import PASSED
 from tests.fixtures_processes import core_command, core_environment
 
 pytestmark = pytest.mark.integration
 
 SENTIMENT = Path(__file__).resolve().parents[2] / "data" / "sentiment_twitter_financial_news"
-PASSED = {"success": True, "suite": "bars_daily", "failed_expectations": []}
 MA_NAME = "strategy.ma_crossover"
 DIRECTION_NAME = "strategy.ml_direction"
 SENTIMENT_NAME = "strategy.sentiment_analysis"
@@ -58,21 +58,6 @@ MiB = 1 << 20
 
 
 # -- fixtures ------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def empty_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An MLflow SQLite file with its tables created once (the migrations take ~2 s)."""
-    store = MlflowStore(tmp_path_factory.mktemp("template"))
-    store.client.search_experiments()
-    return store.root / "mlflow.db"
-
-
-@pytest.fixture
-def registry(mlflow_dir: Path, empty_db: Path) -> StrategyRegistry:
-    """A registry on this test's own store (``STRATEGY_ENGINE_MLFLOW_DIR``)."""
-    shutil.copy(empty_db, mlflow_dir / "mlflow.db")
-    return StrategyRegistry(MlflowStore(mlflow_dir))
 
 
 @pytest.fixture(scope="module")

@@ -11,10 +11,14 @@ import importlib
 import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
+from core.data.loaders import iter_bars, read_bars_frame
+from core.model import Bar
 
 DATA = Path(__file__).resolve().parents[2] / "data"
 
@@ -34,6 +38,14 @@ class StrategySample:
     bad_config: dict[str, Any]
     bad_message: str
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+@cache
+def stocknet_bars(symbol: str, rows: int) -> tuple[pd.DataFrame, list[Bar]]:
+    """The first ``rows`` daily bars of ``symbol`` in stocknet88, as a frame and as events."""
+    frame = read_bars_frame(DATA / "equities_daily_stocknet88" / "prices" / f"{symbol}.csv").frame
+    frame = frame.iloc[:rows].reset_index(drop=True)
+    return frame, list(iter_bars(frame, symbol))
 
 
 def all_samples() -> dict[str, Callable[[], StrategySample]]:

@@ -2,21 +2,11 @@
 
 from __future__ import annotations
 
-from functools import cache
-
-from core.data.loaders import iter_bars, read_bars_frame
-from tests.strategy_samples import DATA, StrategySample
-
-
-@cache
-def _bars(symbol: str, rows: int) -> tuple:
-    frame = read_bars_frame(DATA / "equities_daily_stocknet88" / "prices" / f"{symbol}.csv").frame
-    frame = frame.iloc[:rows].reset_index(drop=True)
-    return frame, list(iter_bars(frame, symbol))
+from tests.strategy_samples import StrategySample, stocknet_bars
 
 
 def ml_direction() -> StrategySample:
-    frame, events = _bars("MSFT", 500)
+    frame, events = stocknet_bars("MSFT", 500)
     # A small logistic model over the eight default features (ret_1, ret_5, ret_20, vol_ewma,
     # dist_ma_10, dist_ma_50, rsi, volume_z): every feature has a say, so the parity check
     # exercises all of them.

@@ -2,21 +2,11 @@
 
 from __future__ import annotations
 
-from functools import cache
-
-from core.data.loaders import iter_bars, read_bars_frame
-from tests.strategy_samples import DATA, StrategySample
-
-
-@cache
-def _bars(symbol: str, rows: int) -> tuple:
-    frame = read_bars_frame(DATA / "equities_daily_stocknet88" / "prices" / f"{symbol}.csv").frame
-    frame = frame.iloc[:rows].reset_index(drop=True)
-    return frame, list(iter_bars(frame, symbol))
+from tests.strategy_samples import StrategySample, stocknet_bars
 
 
 def ma_crossover() -> StrategySample:
-    frame, events = _bars("AAPL", 400)
+    frame, events = stocknet_bars("AAPL", 400)
     return StrategySample(
         symbol="AAPL",
         config={"fast_period": 10, "slow_period": 30, "ma_type": "ema", "allow_short": True},
@@ -28,7 +18,7 @@ def ma_crossover() -> StrategySample:
 
 
 def breakout() -> StrategySample:
-    frame, events = _bars("AAPL", 400)
+    frame, events = stocknet_bars("AAPL", 400)
     return StrategySample(
         symbol="AAPL",
         config={"entry_period": 20, "exit_period": 10, "allow_short": True, "atr_stop": 2.0},
@@ -40,7 +30,7 @@ def breakout() -> StrategySample:
 
 
 def momentum() -> StrategySample:
-    frame, events = _bars("JPM", 400)
+    frame, events = stocknet_bars("JPM", 400)
     return StrategySample(
         symbol="JPM",
         config={"lookback": 60, "skip": 5, "vol_span": 20, "vol_target": 0.15},
@@ -52,7 +42,7 @@ def momentum() -> StrategySample:
 
 
 def mean_reversion() -> StrategySample:
-    frame, events = _bars("KO", 400)
+    frame, events = stocknet_bars("KO", 400)
     return StrategySample(
         symbol="KO",
         config={"window": 20, "z_entry": 2.0, "z_exit": 0.5},

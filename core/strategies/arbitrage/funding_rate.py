@@ -37,6 +37,7 @@ import pandas as pd
 
 from core.indicators import ExponentialMean
 from core.model import FundingRate, Signal
+from core.strategies.arrays import carried
 from core.strategies.base import (
     DataKind,
     Execution,
@@ -223,7 +224,7 @@ class FundingRateCarry(Strategy[FundingRateConfig]):
         decide = (is_main | is_hedge) & ~np.isnan(carry)
         if config.cross_venue:
             ts = frame["ts_event"].to_numpy(np.int64)
-            decide &= _last_stamp(is_main, ts) == _last_stamp(is_hedge, ts)
+            decide &= carried(is_main, ts, -1) == carried(is_hedge, ts, -1)
         reverse = config.allow_reverse or config.cross_venue
         target = np.full(len(frame), np.nan)
         position = 0.0
@@ -238,9 +239,3 @@ def _expected_apr(rate: pd.Series, rows: np.ndarray, span: int, hours: float) ->
     ewma = rate[rows].ewm(span=span, adjust=False, min_periods=span).mean()
     apr = ewma * _HOURS_PER_YEAR / hours
     return apr.reindex(rate.index).ffill().to_numpy(np.float64)
-
-
-def _last_stamp(rows: np.ndarray, ts: np.ndarray) -> np.ndarray:
-    """Stamp of the latest row in ``rows`` as of each row (-1 before the first)."""
-    last = np.maximum.accumulate(np.where(rows, np.arange(len(rows)), -1))
-    return np.where(last >= 0, ts[np.maximum(last, 0)], -1)

@@ -41,6 +41,7 @@ import pandas as pd
 from core.indicators import ExponentialMean
 from core.model import Quote, Signal
 from core.state import decode_float, encode_float
+from core.strategies.arrays import carried
 from core.strategies.base import (
     DataKind,
     Execution,
@@ -217,11 +218,11 @@ class LeadLagLatency(Strategy[LatencyConfig]):
             valid = (bid > 0) & (bid <= ask)
         leader = valid & (venue == config.leader_venue)
         lagger = valid & (venue == config.lagger_venue)
-        leader_mid = _carried(leader, 0.5 * (bid + ask))
+        leader_mid = carried(leader, 0.5 * (bid + ask))
         previous = np.concatenate([[np.nan], leader_mid[:-1]])  # latest leader mid before a row
         jump = np.where(leader, (leader_mid / previous - 1.0) * 1e4, 0.0)
         jump = np.nan_to_num(jump, nan=0.0)
-        lag_bid, lag_ask = _carried(lagger, bid), _carried(lagger, ask)
+        lag_bid, lag_ask = carried(lagger, bid), carried(lagger, ask)
         both = (leader | lagger) & ~np.isnan(leader_mid) & ~np.isnan(lag_bid)
         relative = pd.Series(leader_mid[both] / (0.5 * (lag_bid[both] + lag_ask[both])) - 1.0)
         # The EWMA as it stood before each row: shift by one, warm-up as in ExponentialMean.
@@ -237,9 +238,3 @@ class LeadLagLatency(Strategy[LatencyConfig]):
             position = _next_target(position, jump[i], fair, lag_bid[i], lag_ask[i], config)
             target[i] = position
         return pd.Series(target, index=frame.index)
-
-
-def _carried(rows: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """Latest value among ``rows`` as of each row (NaN before the first)."""
-    last = np.maximum.accumulate(np.where(rows, np.arange(len(rows)), -1))
-    return np.where(last >= 0, values[np.maximum(last, 0)], np.nan)

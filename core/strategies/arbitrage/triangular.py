@@ -34,6 +34,7 @@ import pandas as pd
 
 from core.model import Quote, Signal
 from core.state import decode_floats, encode_floats
+from core.strategies.arrays import carried
 from core.strategies.base import (
     DataKind,
     Execution,
@@ -207,11 +208,4 @@ def _last_valid(
     mask: np.ndarray, bid: np.ndarray, ask: np.ndarray, ts: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Latest valid bid, ask and stamp of one leg as of each row (NaN / 0 before its first)."""
-    last = np.maximum.accumulate(np.where(mask, np.arange(len(mask)), -1))
-    seen = last >= 0
-    at = np.maximum(last, 0)
-    return (
-        np.where(seen, bid[at], np.nan),
-        np.where(seen, ask[at], np.nan),
-        np.where(seen, ts[at], 0),
-    )
+    return carried(mask, bid), carried(mask, ask), carried(mask, ts, 0)

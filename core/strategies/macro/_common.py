@@ -11,6 +11,7 @@ import pandas as pd
 
 from core.errors import DataError
 from core.state import decode_floats, encode_floats
+from core.strategies.arrays import last_row
 
 DAY_NS = 86_400 * 1_000_000_000
 
@@ -101,16 +102,14 @@ def series_asof(frame: pd.DataFrame, values: pd.Series) -> pd.Series:
     return out.ffill()
 
 
+def series_rows(frame: pd.DataFrame, series: str) -> np.ndarray:
+    """Mask of the macro rows of ``series`` in an event frame."""
+    return ((frame["kind"] == "macro") & (frame["series"] == series)).to_numpy(bool)
+
+
 def series_values(frame: pd.DataFrame, series: str) -> pd.Series:
     """The ``value`` column of the macro rows of ``series``, in stream order."""
-    rows = (frame["kind"] == "macro") & (frame["series"] == series)
-    return frame.loc[rows, "value"].astype("float64")
-
-
-def last_row(mask: np.ndarray) -> np.ndarray:
-    """For each row, the position of the latest row at or before it where ``mask`` holds (-1)."""
-    positions = np.where(mask, np.arange(len(mask)), -1)
-    return np.maximum.accumulate(positions) if len(mask) else positions
+    return frame.loc[series_rows(frame, series), "value"].astype("float64")
 
 
 def fresh_since(ts_event: np.ndarray, mask: np.ndarray, max_age_ns: int) -> np.ndarray:

@@ -42,6 +42,7 @@ from core.strategies.macro._common import (
     bar_rows,
     fresh_since,
     series_asof,
+    series_rows,
     series_values,
 )
 
@@ -175,9 +176,7 @@ class FedPolicy(Strategy[FedPolicyConfig]):
         yields = series_values(frame, config.yield_series)
         rate_change = series_asof(frame, rates - rates.shift(config.rate_window))
         yield_change = series_asof(frame, yields - yields.shift(config.yield_window))
-        is_yield = (
-            (frame["kind"] == "macro") & (frame["series"] == config.yield_series)
-        ).to_numpy()
+        is_yield = series_rows(frame, config.yield_series)
         fresh = fresh_since(
             frame["ts_event"].to_numpy(np.int64), is_yield, config.max_yield_age_days * DAY_NS
         )

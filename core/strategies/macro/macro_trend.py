@@ -41,6 +41,7 @@ from core.strategies.macro._common import (
     month_index,
     month_indices,
     series_asof,
+    series_rows,
     series_values,
 )
 
@@ -207,7 +208,6 @@ def _vector_slope(config: MacroTrendConfig, frame: pd.DataFrame) -> tuple[np.nda
     fresh = np.ones(len(frame), dtype=bool)
     latest = []
     for name in (config.long_series, config.short_series):
-        rows = ((frame["kind"] == "macro") & (frame["series"] == name)).to_numpy()
-        fresh &= fresh_since(ts, rows, max_age)
+        fresh &= fresh_since(ts, series_rows(frame, name), max_age)
         latest.append(series_asof(frame, series_values(frame, name)).to_numpy())
     return latest[0] - latest[1], fresh

@@ -21,6 +21,7 @@ import pandas as pd
 from core.indicators import ExponentialMean
 from core.model import Quote, Signal, Trade
 from core.state import StrategyState, decode_float, encode_float
+from core.strategies.arrays import carried
 from core.strategies.base import Strategy, StrategyConfig, require
 
 # Nudge before floor/ceil so a price that is a whole number of ticks in decimal but a hair off
@@ -243,21 +244,14 @@ class FrameBook:
             [frame["aggressor"].to_numpy(object) == "buy", frame["aggressor"].to_numpy(object)
              == "sell"], [1.0, -1.0], 0.0,
         )  # fmt: skip
-        self.bid = self.carry(frame["bid_price"].to_numpy(np.float64), self.is_quote)
-        self.ask = self.carry(frame["ask_price"].to_numpy(np.float64), self.is_quote)
-        self.bid_size = self.carry(frame["bid_size"].to_numpy(np.float64), self.is_quote)
-        self.ask_size = self.carry(frame["ask_size"].to_numpy(np.float64), self.is_quote)
+        self.bid = carried(self.is_quote, frame["bid_price"].to_numpy(np.float64))
+        self.ask = carried(self.is_quote, frame["ask_price"].to_numpy(np.float64))
+        self.bid_size = carried(self.is_quote, frame["bid_size"].to_numpy(np.float64))
+        self.ask_size = carried(self.is_quote, frame["ask_size"].to_numpy(np.float64))
         self.mid = 0.5 * (self.bid + self.ask)
         # Prints before the first quote are skipped by the live form too.
         self.measured_trade = self.is_trade & ~np.isnan(self.mid)
         self.n = n
-
-    @staticmethod
-    def carry(values: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        """Each row takes ``values`` at the latest of ``rows`` up to and including itself."""
-        positions = np.where(rows, np.arange(len(values)), -1)
-        latest = np.maximum.accumulate(positions) if len(values) else positions
-        return np.where(latest >= 0, values[np.maximum(latest, 0)], np.nan)
 
     def trade_ewm(self, values: np.ndarray, span: int) -> np.ndarray:
         """EWMA of ``values`` over measured trade rows, carried to every row (NaN until ready)."""
@@ -267,7 +261,7 @@ class FrameBook:
         ).to_numpy()
         full = np.full(self.n, np.nan)
         full[rows] = smoothed
-        return self.carry(full, rows)
+        return carried(rows, full)
 
     def variance_rate(self, span: int) -> np.ndarray:
         """:class:`MidVariance` over the frame: price² per second, carried to every row."""
@@ -282,7 +276,7 @@ class FrameBook:
             variance = np.where(g > 0, m / g, np.nan)
         full = np.full(self.n, np.nan)
         full[rows[1:]] = variance
-        return self.carry(full, self.is_quote)
+        return carried(self.is_quote, full)
 
 
 def post_quotes(
