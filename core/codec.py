@@ -8,6 +8,7 @@ Decoding checks the version, the kind and every field; anything else raises
 from __future__ import annotations
 
 import math
+import typing
 from collections.abc import Collection
 from typing import Any, TypeVar
 
@@ -113,10 +114,26 @@ def _is_utf8(raw: Any) -> bool:
 
 def reject_non_finite(kind: str, message: Any) -> None:
     """Raise MessageError (code ``non_finite``) for a NaN or infinite float field."""
-    for name in message.__struct_fields__:
+    cls = type(message)
+    names = _FLOAT_FIELDS.get(cls)
+    if names is None:
+        names = _FLOAT_FIELDS[cls] = _float_fields(cls)
+    for name in names:
         value = getattr(message, name)
         if isinstance(value, float) and not math.isfinite(value):
             raise MessageError(f"malformed {kind} message: field {name} is {value}", "non_finite")
+
+
+_FLOAT_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def _float_fields(cls: type) -> tuple[str, ...]:
+    """The fields of a message type that may hold a float (the others cannot be NaN)."""
+    return tuple(
+        field.name
+        for field in msgspec.structs.fields(cls)
+        if field.type is float or float in typing.get_args(field.type)
+    )
 
 
 def dumps(obj: Any) -> bytes:
