@@ -50,6 +50,7 @@ from core.engine.applicator import StrategyApplicator
 from core.engine.composer import StrategyComposer
 from core.engine.engine import PositionSizing, TradingEngine
 from core.engine.execution import BarFillModel
+from core.engine.venue import Venue
 from core.ports import StrategyDeployment
 from core.strategies.base import DataKind
 from core.strategies.batch import BatchMode
@@ -392,7 +393,7 @@ def project_crossover(data: BarData, repeats: int = 3) -> dict[str, Any]:
     def once() -> float:
         engine = TradingEngine(
             [deployment],
-            fill_model=BarFillModel(fee_bps=0.0),
+            venue=Venue(bars=BarFillModel(fee_bps=0.0)),
             initial_capital=data.capital,
             sizing=PositionSizing(units=1.0),
         )

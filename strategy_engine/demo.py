@@ -77,6 +77,7 @@ def _run_core(symbols: list[str], *, quiet: bool) -> dict[str, Any]:
     from core.data.loaders import merge_bars
     from core.engine.engine import PositionSizing, TradingEngine
     from core.engine.execution import BarFillModel
+    from core.engine.venue import Venue
     from pipelines.lifecycle import admit_bars
     from registry import MlflowStrategySource, StrategyRegistry
 
@@ -90,7 +91,7 @@ def _run_core(symbols: list[str], *, quiet: bool) -> dict[str, Any]:
         capital = NOTIONAL_PER_SYMBOL * len(admitted.frames)
         engine = TradingEngine(
             deployments,
-            fill_model=BarFillModel(fee_bps=FEE_BPS),
+            venue=Venue(bars=BarFillModel(fee_bps=FEE_BPS)),
             initial_capital=capital,
             sizing=PositionSizing(notional=NOTIONAL_PER_SYMBOL),
             sink=store,

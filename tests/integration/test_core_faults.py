@@ -28,6 +28,7 @@ from core.adapters.redis_store import RedisStore
 from core.data.feeds import replay_events
 from core.engine.engine import PositionSizing, TradingEngine
 from core.engine.execution import BarFillModel
+from core.engine.venue import Venue
 from core.model import Bar, Signal
 from core.ports import StrategyDeployment
 from core.runtime.outbox import BufferedWriter
@@ -67,7 +68,7 @@ def _reference(
     """An uninterrupted run with the core's default fills, capital, sizing and risk."""
     engine = TradingEngine(
         deployments,
-        fill_model=BarFillModel(fee_bps=1.0),
+        venue=Venue(bars=BarFillModel(fee_bps=1.0)),
         initial_capital=1_000_000.0,
         sizing=PositionSizing(notional=10_000.0),
         sink=store,

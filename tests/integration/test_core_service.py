@@ -11,6 +11,7 @@ from core.adapters.redis_store import RedisStore
 from core.data.feeds import replay_events
 from core.engine.engine import PositionSizing, TradingEngine
 from core.engine.execution import BarFillModel
+from core.engine.venue import Venue
 from core.model import Bar, Quote
 from core.runtime.service import CoreSettings
 from core.runtime.shard import SymbolShard
@@ -37,7 +38,7 @@ def _backtest(events) -> TradingEngine:
     # must write the same signals and fills.
     engine = TradingEngine(
         LocalStrategies(TYPES).load_active_set(),
-        fill_model=BarFillModel(fee_bps=1.0),
+        venue=Venue(bars=BarFillModel(fee_bps=1.0)),
         initial_capital=1_000_000.0,
         sizing=PositionSizing(notional=10_000.0),
         keep_history=True,

@@ -9,6 +9,7 @@ from core.data.datasets import load_bars
 from core.data.loaders import merge_bars
 from core.engine.engine import PositionSizing, TradingEngine
 from core.engine.execution import BarFillModel
+from core.engine.venue import Venue
 from core.ports import StrategyDeployment
 from core.strategies.batch import BatchMode
 
@@ -33,7 +34,7 @@ def _engine(store: RedisStore | None, batch_forms: BatchMode = "auto") -> Tradin
         DEPLOYMENTS,
         batch_forms=batch_forms,
         keep_history=store is None,
-        fill_model=BarFillModel(fee_bps=1.0),
+        venue=Venue(bars=BarFillModel(fee_bps=1.0)),
         initial_capital=30_000.0,
         sizing=PositionSizing(notional=10_000.0),
         sink=store,
@@ -119,7 +120,7 @@ def test_a_model_that_left_the_set_while_the_core_was_down_is_unwound_on_restore
 
     second = TradingEngine(
         [staying],  # the registry set no longer holds the crossover
-        fill_model=BarFillModel(fee_bps=1.0),
+        venue=Venue(bars=BarFillModel(fee_bps=1.0)),
         initial_capital=30_000.0,
         sizing=PositionSizing(notional=10_000.0),
         sink=redis_store,

@@ -16,6 +16,7 @@ from core.data.loaders import iter_merged_bars
 from core.engine.applicator import StrategyApplicator
 from core.engine.engine import TradingEngine
 from core.engine.execution import BarFillModel
+from core.engine.venue import Venue
 from core.model import Bar, Lineage, NewsItem, Signal
 from core.ports import StrategyDeployment
 from core.strategies.batch import BatchMode, BatchStrategy
@@ -159,7 +160,7 @@ def _deployments(universe: list[Bar] | None = None) -> list[StrategyDeployment]:
 def _engine(batch_forms: BatchMode, universe: list[Bar] | None = None) -> TradingEngine:
     return TradingEngine(
         _deployments(universe),
-        fill_model=BarFillModel(fee_bps=1.0),
+        venue=Venue(bars=BarFillModel(fee_bps=1.0)),
         initial_capital=100_000.0,
         keep_history=True,
         batch_forms=batch_forms,

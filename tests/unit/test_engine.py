@@ -9,6 +9,7 @@ from core.engine.engine import PositionSizing, TradingEngine
 from core.engine.execution import BarFillModel
 from core.engine.portfolio import Portfolio
 from core.engine.tracker import performance_metrics
+from core.engine.venue import Venue
 from core.errors import ConfigError
 from core.model import Fill, Side
 from core.ports import StrategyDeployment
@@ -22,7 +23,7 @@ def _engine(fee_bps: float, capital: float) -> TradingEngine:
     deployment = StrategyDeployment(name="ma", version="1", type_name="ma_crossover", config=CONFIG)
     return TradingEngine(
         [deployment],
-        fill_model=BarFillModel(fee_bps=fee_bps),
+        venue=Venue(bars=BarFillModel(fee_bps=fee_bps)),
         initial_capital=capital,
         keep_history=True,
     )

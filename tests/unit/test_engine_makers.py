@@ -6,6 +6,7 @@ import pytest
 
 from core.engine.engine import TradingEngine
 from core.engine.quote_fills import QuoteFillConfig
+from core.engine.venue import Venue
 from core.ports import StrategyDeployment
 from core.strategies.market_making.frames import iter_quotes_trades
 from tests.strategy_samples.samples_market_making import btcusdt_spot
@@ -24,7 +25,7 @@ def _engine(types: tuple[str, ...]) -> TradingEngine:
         StrategyDeployment(name=t, version="1", type_name=t, config={}, symbols=("BTCUSDT",))
         for t in types
     ]
-    return TradingEngine(deployments, maker_fills=QuoteFillConfig(), keep_history=True)
+    return TradingEngine(deployments, venue=Venue(maker=QuoteFillConfig()), keep_history=True)
 
 
 def test_each_makers_own_book_holds_exactly_what_it_earns_alone_on_real_prints(events):

@@ -9,6 +9,7 @@ from core.data.feeds import replay_events
 from core.data.loaders import iter_bars
 from core.engine.engine import PositionSizing, TradingEngine
 from core.engine.execution import BarFillModel, PaperBroker, TakerFillModel
+from core.engine.venue import Venue
 from core.errors import ConfigError
 from core.model import Bar, Quote, Side
 from core.ports import StrategyDeployment
@@ -119,7 +120,7 @@ def _capped_engine(store: RedisStore | None) -> TradingEngine:
     deployment = StrategyDeployment(name="ma", version="1", type_name="ma_crossover", config={})
     return TradingEngine(
         [deployment],
-        fill_model=BarFillModel(fee_bps=1.0, max_volume_fraction=FRACTION),
+        venue=Venue(bars=BarFillModel(fee_bps=1.0, max_volume_fraction=FRACTION)),
         initial_capital=100_000.0,
         sizing=PositionSizing(units=300.0),  # several bars' worth of the cap
         sink=store,
@@ -247,7 +248,7 @@ def _run_quote_engine(events: list) -> TradingEngine:
     routes to a tradable ``symbol:venue`` leg yet), each between two events."""
     engine = TradingEngine(
         [],
-        quote_fill_model=TakerFillModel(latency_ns=LATENCY_NS, taker_fee_bps=FEES),
+        venue=Venue(taker=TakerFillModel(latency_ns=LATENCY_NS, taker_fee_bps=FEES)),
         initial_capital=100_000.0,
         keep_history=True,
     )

@@ -11,6 +11,7 @@ import pytest
 from core.data.feeds import replay_events
 from core.engine.engine import PositionSizing, TradingEngine
 from core.engine.execution import BarFillModel
+from core.engine.venue import Venue
 from core.errors import ConfigError
 from core.model import Bar
 from core.online import OnlineGenerator, variant_configs
@@ -51,7 +52,7 @@ def _generator(configs: list[dict], **overrides) -> OnlineGenerator:
 def _engine(deployment: StrategyDeployment, shadow: OnlineGenerator | None = None):
     return TradingEngine(
         [deployment],
-        fill_model=FILLS,
+        venue=Venue(bars=FILLS),
         initial_capital=CAPITAL,
         sizing=SIZING,
         keep_history=True,
@@ -221,7 +222,7 @@ def test_an_engine_checkpoint_carries_the_generators_evidence_to_a_restarted_eng
     half = len(bars) // 2
     before = _generator(configs)
     engine = TradingEngine(
-        [LIVE], fill_model=FILLS, initial_capital=CAPITAL, sizing=SIZING,
+        [LIVE], venue=Venue(bars=FILLS), initial_capital=CAPITAL, sizing=SIZING,
         sink=redis_store, state_store=redis_store, shadow=before,
     )  # fmt: skip
     for event in bars[:half]:
@@ -230,7 +231,7 @@ def test_an_engine_checkpoint_carries_the_generators_evidence_to_a_restarted_eng
 
     after = _generator(configs)
     restarted = TradingEngine(
-        [LIVE], fill_model=FILLS, initial_capital=CAPITAL, sizing=SIZING, shadow=after
+        [LIVE], venue=Venue(bars=FILLS), initial_capital=CAPITAL, sizing=SIZING, shadow=after
     )
     assert restarted.restore(redis_store, redis_store.read_fills())
 

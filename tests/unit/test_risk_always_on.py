@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from core.engine.engine import PositionSizing, TradingEngine
 from core.engine.execution import BarFillModel
+from core.engine.venue import Venue
 from core.model import Bar
 from core.ports import StrategyDeployment
 from core.risk import RiskLimits, RiskManager
@@ -35,7 +36,7 @@ def _engine(limits: RiskLimits = LIMITS, **config) -> TradingEngine:
     )
     return TradingEngine(
         [deployment],
-        fill_model=BarFillModel(fee_bps=1.0),
+        venue=Venue(bars=BarFillModel(fee_bps=1.0)),
         initial_capital=CAPITAL,
         sizing=PositionSizing(notional=NOTIONAL),
         risk=RiskManager(limits),
