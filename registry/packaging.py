@@ -4,6 +4,11 @@ The model folder holds ``strategy.json`` (``{"type", "config", "schema_version"}
 ``MLmodel`` naming this module as its ``loader_module``: loading imports the installed
 ``registry.packaging`` and rebuilds the strategy from the installed catalogue. No cloudpickle, no
 code copied into the artifact, so a registry artifact is only ever read as JSON.
+
+The model scores bars as people have them: a shipped CSV read as is (``Date, Open, High, Low,
+Close, Adj Close, Volume``, integer volume) or the lower-case ``open, high, low, close, volume``
+frame, and its targets serialise as strict JSON (``null`` during warm-up, never ``NaN``), so
+``mlflow models predict`` and the scoring server work on it unchanged.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import pandas as pd
 from mlflow.models import ModelSignature
 from mlflow.pyfunc import PythonModel
 from mlflow.types import ColSpec, Schema
+from mlflow.types.schema import AnyType
 
 from core.errors import ConfigError, RegistryError
 from core.strategies.catalogue import strategy_type
@@ -29,9 +35,24 @@ SCHEMA_VERSION = 1
 BAR_COLUMNS = ("open", "high", "low", "close", "volume")
 # The installed project provides the catalogue the model is rebuilt from.
 PIP_REQUIREMENTS = ["strategy-engine"]
+# MLflow matches signature names case-sensitively and keeps only declared columns, so both
+# spellings are declared, every one optional; predict checks that each bar column is present once.
+# Volume is Any because the shipped CSVs hold it as integers (int64, which MLflow will not cast
+# to double) or, with a missing row, as floats (which it will not cast to long); predict casts it.
+CSV_COLUMNS = (
+    ColSpec("string", "Date", required=False),
+    *(ColSpec("double", name, required=False) for name in ("Open", "High", "Low", "Close")),
+    ColSpec("double", "Adj Close", required=False),
+    ColSpec(AnyType(), "Volume", required=False),
+)
+LOWER_CASE_COLUMNS = (
+    *(ColSpec("double", name, required=False) for name in BAR_COLUMNS[:-1]),
+    ColSpec(AnyType(), "volume", required=False),
+)
 SIGNATURE = ModelSignature(
-    inputs=Schema([ColSpec("double", column) for column in BAR_COLUMNS]),
-    outputs=Schema([ColSpec("double", "target")]),
+    inputs=Schema([*CSV_COLUMNS, *LOWER_CASE_COLUMNS]),
+    # Optional: a warm-up bar has no target (None, written as JSON null).
+    outputs=Schema([ColSpec("double", "target", required=False)]),
 )
 
 
@@ -91,6 +112,45 @@ def parse_strategy_document(raw: bytes | str, where: str) -> tuple[str, dict[str
     return type_name, checked["config"]
 
 
+def bar_frame(model_input: pd.DataFrame, where: str) -> pd.DataFrame:
+    """Return ``model_input``'s bar columns as a float frame named ``open`` ... ``volume``.
+
+    Column names match case-insensitively and ignoring surrounding spaces; other columns
+    (``Date``, ``Adj Close``) are left out. The index is kept. Through MLflow only the
+    signature's spellings arrive here (it drops undeclared columns): ``Open`` or ``open``.
+
+    Raises
+    ------
+    RegistryError
+        If a bar column is missing, given twice (``Close`` and ``close``), or not numeric.
+    """
+    found: dict[str, list[Any]] = {}
+    for column in model_input.columns:
+        found.setdefault(str(column).strip().lower(), []).append(column)
+    missing = [name for name in BAR_COLUMNS if name not in found]
+    if missing:
+        raise RegistryError(
+            f"{where}: input lacks bar columns {missing} (needs {', '.join(BAR_COLUMNS)} in any "
+            f"case; got {[str(c) for c in model_input.columns]})"
+        )
+    twice = {name: found[name] for name in BAR_COLUMNS if len(found[name]) > 1}
+    if twice:
+        raise RegistryError(f"{where}: input gives a bar column more than once: {twice}")
+    bars = {}
+    for name in BAR_COLUMNS:
+        source = found[name][0]
+        try:
+            bars[name] = pd.to_numeric(model_input[source], errors="raise").astype("float64")
+        except (TypeError, ValueError) as exc:
+            raise RegistryError(f"{where}: column {source!r} is not numeric: {exc}") from None
+    return pd.DataFrame(bars, index=model_input.index)
+
+
+def _json_safe(result: pd.Series | pd.DataFrame) -> pd.Series | pd.DataFrame:
+    """``result`` as objects with None where it is NaN, which JSON writers emit as ``null``."""
+    return result.astype(object).where(result.notna(), None)
+
+
 class RuleStrategyModel(PythonModel):
     """Pyfunc face of a rule strategy: bars in, the vectorized target series out.
 
@@ -106,13 +166,24 @@ class RuleStrategyModel(PythonModel):
     # MLflow accepts a context-less predict; loader_module calls predict(data, params=...).
     def predict(  # type: ignore[override]
         self, model_input: pd.DataFrame, params: dict[str, Any] | None = None
-    ) -> pd.Series:
-        """Return the target position per bar (NaN during warm-up)."""
-        missing = [column for column in BAR_COLUMNS if column not in model_input.columns]
-        if missing:
-            raise RegistryError(f"{self.type_name}: input frame lacks columns {missing}")
-        target = self.strategy_cls.vectorized(self.config, model_input)
-        return target.rename("target")
+    ) -> pd.Series | pd.DataFrame:
+        """Return the target position per bar, on ``model_input``'s index.
+
+        A Series named ``target`` of object dtype: floats, and None during warm-up, so that
+        MLflow's JSON writers emit ``null`` rather than a bare ``NaN``; ``.astype(float)`` gives
+        the strategy's own vectorized series. A strategy whose vectorized form is a frame (the
+        market makers' quotes) returns that frame, with None in the same way.
+
+        Raises
+        ------
+        RegistryError
+            If the input lacks a bar column, has one twice, or has a non-numeric one.
+        """
+        bars = bar_frame(model_input, self.type_name)
+        target = self.strategy_cls.vectorized(self.config, bars)
+        if isinstance(target, pd.Series):
+            target = target.rename("target")
+        return _json_safe(target)
 
 
 def _load_pyfunc(data_path: str) -> RuleStrategyModel:

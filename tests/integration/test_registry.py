@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import os
+import re
+import shlex
 import shutil
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,12 +23,14 @@ from core.errors import RegistryError, ValidationGateFailed
 from core.strategies.catalogue import build
 from core.strategies.trend.ma_crossover import MACrossover, MACrossoverConfig
 from registry import MlflowStore, MlflowStrategySource, StrategyRegistry
+from registry.packaging import RuleStrategyModel
 from registry.store import MLFLOW_DIR_ENV, TRACKING_URI_ENV
 from tests.fixtures_mlflow import FAILED, PASSED
 
 pytestmark = pytest.mark.integration
 
-DATA = Path(__file__).resolve().parents[2] / "data"
+ROOT = Path(__file__).resolve().parents[2]
+DATA = ROOT / "data"
 AAPL = DATA / "equities_daily_stocknet88" / "prices" / "AAPL.csv"
 NAME = "strategy.ma_crossover"
 
@@ -56,9 +64,13 @@ def _register(registry: StrategyRegistry, fast: int, validation: dict = PASSED) 
 
 
 def _aapl_bars(rows: int = 250) -> pd.DataFrame:
+    """The lower-case float frame callers of the Python API build from a CSV."""
     frame = pd.read_csv(AAPL, nrows=rows).rename(columns=str.lower)
-    # The signature declares doubles; MLflow refuses to cast int64 volume to float64 itself.
     return frame[["open", "high", "low", "close", "volume"]].astype("float64")
+
+
+def _as_json_values(series: pd.Series) -> list[float | None]:
+    return [None if math.isnan(value) else float(value) for value in series]
 
 
 def test_registering_records_config_lineage_and_artifacts_in_run_and_version(
@@ -143,12 +155,74 @@ def test_the_champion_pyfunc_predicts_the_vectorized_targets_on_real_bars(
 
     model = mlflow.pyfunc.load_model(f"models:/{NAME}@champion")
     predicted = model.predict(bars)
+    # The shipped CSV as pandas reads it: capitalised names, Date and Adj Close, int64 Volume.
+    from_csv = model.predict(pd.read_csv(AAPL, nrows=250))
 
     expected = MACrossover.vectorized(MACrossoverConfig(fast_period=5, slow_period=20), bars)
-    pd.testing.assert_series_equal(predicted, expected, check_names=False)
-    # A meaningful comparison: warm-up NaNs, then both long and flat periods on AAPL 2012-13.
-    assert predicted.iloc[:19].isna().all()
-    assert set(predicted.dropna().unique()) == {0.0, 1.0}
+    pd.testing.assert_series_equal(predicted.astype("float64"), expected, check_names=False)
+    pd.testing.assert_series_equal(from_csv, predicted)
+    # Warm-up is None (JSON null), the rest plain floats: long and flat periods on AAPL 2012-13.
+    assert predicted.name == "target"
+    assert predicted.iloc[:19].tolist() == [None] * 19
+    assert set(predicted.iloc[19:]) == {0.0, 1.0}
+
+
+def test_the_pyfunc_names_what_is_wrong_with_its_input() -> None:
+    model = RuleStrategyModel("ma_crossover", {"fast_period": 5, "slow_period": 20})
+    bars = pd.read_csv(AAPL, nrows=30)
+
+    with pytest.raises(RegistryError, match=r"ma_crossover: input lacks bar columns \['close'\]"):
+        model.predict(bars.drop(columns=["Close"]))
+    with pytest.raises(RegistryError, match=r"more than once: \{'close': \['Close', 'close'\]\}"):
+        model.predict(bars.assign(close=bars["Close"]))
+    with pytest.raises(RegistryError, match="column 'Volume' is not numeric"):
+        model.predict(bars.assign(Volume="many"))
+
+
+def _readme_predict_command() -> list[str]:
+    """The README's ``mlflow models predict`` example, split as a shell would split it."""
+    readme = (ROOT / "README.md").read_text()
+    found = re.search(
+        r"^ *(MLFLOW_TRACKING_URI=\S+ \S+ models predict(?:.*\\\n)*.*)$", readme, re.MULTILINE
+    )
+    assert found, "README.md has no `mlflow models predict` example"
+    return shlex.split(found.group(1).replace("\\\n", " "))
+
+
+def test_mlflow_models_predict_scores_a_shipped_csv_as_the_readme_shows(
+    registry: StrategyRegistry, tmp_path: Path
+) -> None:
+    registry.promote(NAME, _register(registry, fast=5))
+    assignment, program, *args = _readme_predict_command()
+    variable, _, tracking_uri = assignment.partition("=")
+    assert (variable, program) == ("MLFLOW_TRACKING_URI", ".venv/bin/mlflow")
+    # The fixture's store is tmp_path/mlflow, where the project's is: run from tmp_path as from
+    # the project's root, on a copy of the shipped file at its place in the checkout.
+    csv = Path(args[args.index("-i") + 1])
+    (tmp_path / csv).parent.mkdir(parents=True)
+    shutil.copy(ROOT / csv, tmp_path / csv)
+    # The loader module must be this checkout's registry.packaging, as installed for users.
+    python_path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, variable: tracking_uri, "PYTHONPATH": python_path}
+
+    done = subprocess.run(
+        [str(Path(sys.executable).with_name("mlflow")), *args],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180, check=False,
+    )  # fmt: skip
+
+    assert done.returncode == 0, done.stderr
+
+    def refuse(token: str) -> None:
+        raise AssertionError(f"output is not strict JSON: bare {token}")
+
+    output = tmp_path / args[args.index("-o") + 1]
+    predictions = json.loads(output.read_text(), parse_constant=refuse)["predictions"]
+    bars = pd.read_csv(ROOT / csv).rename(columns=str.lower)
+    expected = MACrossover.vectorized(MACrossoverConfig(fast_period=5, slow_period=20), bars)
+    assert predictions == [{"target": value} for value in _as_json_values(expected)]
+    assert len(predictions) == 1258
+    assert predictions[0] == {"target": None}
+    assert {p["target"] for p in predictions[19:]} == {0.0, 1.0}
 
 
 def test_promoting_moves_the_champion_and_keeps_the_old_one_as_previous(
