@@ -15,6 +15,10 @@ class EvaluationMetrics(Message, frozen=True, kw_only=True):
     sortino: float
     max_drawdown: float
     periods: int
+    # The lifecycle of every type (pipelines.governance) adds the ledger's hit rate and the
+    # value of the family's objective the decision compared.
+    hit_rate: float | None = None
+    objective: float | None = None
 
 
 class EvaluatedConfig(Message, frozen=True, kw_only=True):
@@ -65,6 +69,7 @@ class RetrainOutcome(Message, frozen=True, kw_only=True, omit_defaults=True):
     """
 
     model: str
+    objective: str | None = None  # what the decision compared (pipelines.governance)
     challenger: EvaluatedConfig | None
     champion: EvaluatedConfig | None
     gate: GateOutcome

@@ -1,0 +1,394 @@
+"""One lifecycle for every strategy type, decided on the engine that runs it live.
+
+For any catalogued type on its data set (bars, pair bars, quotes and trades, funding, FX,
+text, macro):
+
+1. **gate**: every event kind of the stream through its Great Expectations suite, on the
+   events as the data set gives them (nothing filtered first), and the rows its loader could
+   not use counted with them. A rule broken by more rows than tolerated fails the gate; the
+   only tolerances are the operator's (``tolerate``) and the defects a shipped data set is
+   documented to carry (:data:`KNOWN_DEFECTS`); a copy of the data is held to none;
+2. **challenger**: the champion's config (or the default) and its one-step variants, each run
+   by the engine over the training window; the best by the family's objective;
+3. **evaluation**: challenger and champion run by the same engine (``engine_for``, the venue
+   and sizing of a backtest) over the whole stream, measured on the held-out window only;
+4. **decision**: the challenger is registered with its lineage (data hash, gate report,
+   held-out metrics, symbols) under alias ``challenger`` and promoted if it beats the champion
+   by ``margin`` in the objective; the registry checks the evidence itself.
+
+Objectives, per family (:data:`OBJECTIVES`): market makers, the window's return net of fees
+less an inventory penalty (a tenth of the inventory's value at the end, over capital); arbitrage,
+the window's net return (funding carry less costs, or the edge captured less fees); every other
+family, the window's Sharpe ratio, with the hit rate reported beside it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+import numpy as np
+import pandas as pd
+
+from core import codec
+from core.backtest.runner import admitted_events, engine_for
+from core.backtest.streams import Stream, stream_for
+from core.config import FrozenConfig, require
+from core.engine.tracker import performance_metrics
+from core.errors import DataError
+from core.messages import RetrainOutcome, read_as
+from core.strategies.base import Family
+from core.strategies.catalogue import strategy_type
+from pipelines import learning
+from pipelines.learning_counts import count_learning_event
+from pipelines.validation import GateReport
+from pipelines.validation.gates import validate
+from registry.runs import log_decision, log_gate_failure
+from registry.strategy_registry import MODEL_PREFIX, StrategyRegistry, model_name
+
+# The gate of each event kind a stream carries.
+GATE_OF_EVENT = {
+    "bar": "bars",
+    "quote": "quotes",
+    "trade": "trades",
+    "funding": "funding",
+    "news": "text",
+    "macro": "macro",
+}
+
+# What a shipped data set is documented to carry (its PROVENANCE.md), by gate rule: the most
+# rows that may break it. The daily FX closes of LEAN hold 297 crossed bid/ask pairs.
+KNOWN_DEFECTS: dict[str, dict[str, int]] = {
+    "fx_triangle_daily_lean": {"bid_price <= ask_price": 297},
+}
+LOADER_RULE = "rows the loader could use"
+
+INVENTORY_PENALTY = 0.1
+OBJECTIVES: dict[Family, str] = {
+    Family.MARKET_MAKING: "net return less inventory penalty",
+    Family.ARBITRAGE: "net return",
+    Family.TREND_FOLLOWING: "sharpe",
+    Family.STATISTICAL_ARBITRAGE: "sharpe",
+    Family.NEWS_DRIVEN: "sharpe",
+    Family.HIGH_TIME_FRAME: "sharpe",
+}
+# The lead a challenger needs, in its objective's units, unless the operator sets one.
+DEFAULT_MARGIN = {"sharpe": 0.05}
+DEFAULT_RETURN_MARGIN = 0.0005
+
+
+class GovernSettings(FrozenConfig, frozen=True, kw_only=True):
+    """One retrain of a type on a shipped data set."""
+
+    strategy: str
+    dataset: str | None = None
+    symbols: tuple[str, ...] = ()
+    fast: bool = False
+    test_fraction: float = 0.3
+    margin: float | None = None  # None: the objective's default
+    max_variants: int = 8
+    tolerate: dict[str, int] = msgspec.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        strategy_type(self.strategy)  # an unknown type is a ConfigError now
+        require(
+            0.05 <= self.test_fraction <= 0.8,
+            f"test_fraction must be within [0.05, 0.8], was {self.test_fraction}",
+        )
+        require(2 <= self.max_variants <= 32, f"max_variants must be within [2, 32], was "
+                f"{self.max_variants}")  # fmt: skip
+        for rule, rows in self.tolerate.items():
+            require(rows >= 0, f"tolerate {rule!r} must be >= 0 rows, was {rows}")
+
+
+@dataclass(frozen=True)
+class StreamGate:
+    """The gate over a whole stream: one report per event kind, and the loader's count."""
+
+    dataset: str
+    reports: tuple[GateReport, ...]
+    loader_rejected: int
+    tolerated: dict[str, int]
+
+    def broken(self) -> list[tuple[str, int]]:
+        """Each rule broken by more rows than tolerated (a table rule is never tolerated)."""
+        out = [
+            (r.expectation, r.unexpected_count)
+            for report in self.reports
+            for r in report.failed()
+            if r.detail or r.unexpected_count > self.tolerated.get(r.expectation, 0)
+        ]
+        if self.loader_rejected > self.tolerated.get(LOADER_RULE, 0):
+            out.append((LOADER_RULE, self.loader_rejected))
+        return out
+
+    @property
+    def success(self) -> bool:
+        return not self.broken()
+
+    @property
+    def rows(self) -> int:
+        return sum(report.rows for report in self.reports)
+
+    def message(self) -> str:
+        broken = self.broken()
+        head = f"gate '{self.suite}' on {self.rows} rows"
+        if not broken:
+            return f"{head} passed"
+        return f"{head} failed: " + "; ".join(f"{rule}: {n} rows" for rule, n in broken)
+
+    @property
+    def suite(self) -> str:
+        return "+".join(report.suite for report in self.reports)
+
+    def summary(self, data_hash: str) -> dict[str, Any]:
+        """What is registered with a version (the registry pins it as the evidence)."""
+        return {
+            "success": self.success,
+            "suite": self.suite,
+            "rows": self.rows,
+            "data_hash": data_hash,
+            "loader_rejected": self.loader_rejected,
+            "failed_expectations": [rule for rule, _ in self.broken()],
+            "tolerated": dict(self.tolerated),
+            "reports": [report.to_dict() for report in self.reports],
+        }
+
+
+def gate_stream(stream: Stream, tolerate: dict[str, int] | None = None) -> StreamGate:
+    """Run the gate of every event kind in ``stream`` over its events as given."""
+    by_kind: dict[str, list[Any]] = defaultdict(list)
+    for event in stream.events:
+        by_kind[event.kind].append(event)
+    reports = []
+    for kind in sorted(by_kind):
+        frame = pd.DataFrame(msgspec.to_builtins(by_kind[kind]))
+        gate = GATE_OF_EVENT[kind]
+        reports.append(validate(gate, frame, name=f"{gate}:{stream.dataset}"))
+    allowed = {**KNOWN_DEFECTS.get(stream.dataset, {}), **(tolerate or {})}
+    return StreamGate(stream.dataset, tuple(reports), int(stream.rejected_rows), allowed)
+
+
+def stream_hash(events: list[Any]) -> str:
+    """SHA-256 of the events' encoded content: what a version was trained and tested on."""
+    digest = hashlib.sha256()
+    for event in events:
+        digest.update(codec.encode(event))
+    return f"sha256:{digest.hexdigest()}"
+
+
+@dataclass(frozen=True)
+class Split:
+    """Training ends before ``test_start`` (event time, ns); the held-out window starts there."""
+
+    test_start: int
+
+
+def split(events: list[Any], test_fraction: float) -> Split:
+    """The held-out window: the last ``test_fraction`` of the stream's distinct times."""
+    stamps = np.unique(np.fromiter((e.ts_event for e in events), np.int64, len(events)))
+    cut = int(len(stamps) * (1.0 - test_fraction))
+    if cut < 2 or cut >= len(stamps) - 1:
+        raise DataError(f"{len(stamps)} distinct times are too few to train and test")
+    return Split(test_start=int(stamps[cut]))
+
+
+def objective_of(strategy: str) -> str:
+    return OBJECTIVES[strategy_type(strategy).spec.family]
+
+
+def evaluate(
+    stream: Stream, config: dict[str, Any], events: list[Any], *, start: int | None
+) -> dict[str, Any]:
+    """Run ``config`` over ``events`` on the backtest's engine; measure from ``start`` on.
+
+    The run starts at the first event so the strategy is warm when the window opens; returns
+    are measured from the equity just before the window. The result has the window's
+    ``total_return``, ``sharpe``, ``sortino``, ``max_drawdown``, ``periods``, the ledger's
+    ``hit_rate`` and the ``objective`` value.
+    """
+    engine, capital, _ = engine_for(stream, config)
+    engine.run(events)
+    ts, equity = engine.tracker.equity_curve()
+    inside = ts >= start if start is not None else np.ones(len(ts), dtype=bool)
+    if not inside.any():
+        raise DataError("the evaluation window holds no events")
+    first = int(np.argmax(inside))
+    base = float(equity[first - 1]) if first > 0 else capital
+    metrics = performance_metrics(ts[inside], equity[inside], base)
+    window_return = (float(equity[inside][-1]) - base) / capital if capital > 0 else 0.0
+    result = {k: metrics[k] for k in ("total_return", "sharpe", "sortino", "max_drawdown")}
+    result["periods"] = int(metrics["periods"])
+    result["total_return"] = window_return
+    result["hit_rate"] = engine.portfolio.hit_rate
+    objective = objective_of(stream.type_name)
+    if objective == "sharpe":
+        value = float(metrics["sharpe"])
+    elif objective == "net return":
+        value = window_return
+    else:  # net return less inventory penalty: holding inventory at the end is a risk taken
+        held = sum(
+            abs(p.quantity) * engine.portfolio.last_price(p.symbol)
+            for p in engine.portfolio.positions()
+        )
+        value = window_return - INVENTORY_PENALTY * held / capital if capital > 0 else 0.0
+    result["objective"] = value if math.isfinite(value) else 0.0
+    return result
+
+
+def margin_for(strategy: str, margin: float | None) -> float:
+    if margin is not None:
+        return margin
+    return DEFAULT_MARGIN.get(objective_of(strategy), DEFAULT_RETURN_MARGIN)
+
+
+def decide(
+    strategy: str,
+    challenger: dict[str, Any],
+    champion: dict[str, Any] | None,
+    margin: float,
+) -> tuple[bool, str]:
+    """Promote only a challenger that beats the champion's held-out objective by ``margin``."""
+    name = objective_of(strategy)
+    if champion is None:
+        return True, "no champion yet: the challenger becomes champion"
+    ours, theirs = challenger["objective"], champion["objective"]
+    lead = ours - theirs
+    if lead > margin:
+        return True, f"challenger {name} {ours:.6g} beats champion {theirs:.6g} by {lead:.6g}"
+    return False, (
+        f"challenger {name} {ours:.6g} does not beat champion {theirs:.6g} by more than the "
+        f"margin {margin:g} (lead {lead:.6g})"
+    )
+
+
+def admitted_stream(settings: GovernSettings, config: dict[str, Any]) -> tuple[Stream, list[Any]]:
+    """The type's stream and the events of it a core would admit (what the engine runs on)."""
+    stream = stream_for(
+        settings.strategy, settings.dataset, settings.symbols or None, settings.fast,
+        params=config,
+    )  # fmt: skip
+    events, _ = admitted_events(stream)
+    return stream, events
+
+
+def govern(
+    settings: GovernSettings,
+    registry: StrategyRegistry,
+    *,
+    notify: Callable[[str, str], object] | None = None,
+) -> dict[str, Any]:
+    """Run the lifecycle of :mod:`this module <pipelines.governance>` once; return the outcome
+    (:class:`core.messages.RetrainOutcome`). A failed gate trains, registers and promotes
+    nothing; its report is logged as a FAILED MLflow run."""
+    strategy = settings.strategy
+    name = model_name(strategy)
+    champion_version, champion = learning.champion_config(registry, strategy)
+    base = champion or strategy_type(strategy).config_type().to_dict()
+    stream, events = admitted_stream(settings, base)
+    gate = gate_stream(stream, settings.tolerate)
+    digest = stream_hash(events)
+    if not gate.success:
+        count_learning_event("gate_failed", name)
+        run_id = log_gate_failure(
+            registry.store, f"retrain {name}", gate.summary(digest), tags={"model_name": name}
+        )
+        return _outcome(name, None, gate, None, None, False, gate.message(), run_id)
+    windows = split(events, settings.test_fraction)
+    training = [e for e in events if e.ts_event < windows.test_start]
+    scored = [
+        {"config": config, "train": evaluate(stream, config, training, start=None)}
+        for config in learning.variants(strategy, base, settings.max_variants)
+    ]
+    challenger = max(scored, key=lambda row: row["train"]["objective"])["config"]
+    challenger_test = evaluate(stream, challenger, events, start=windows.test_start)
+    champion_test = (
+        evaluate(stream, champion, events, start=windows.test_start) if champion else None
+    )
+    version = registry.register(
+        strategy,
+        challenger,
+        data_hash=digest,
+        validation=gate.summary(digest),
+        metrics={f"test_{k}": float(v) for k, v in challenger_test.items()},
+        symbols=stream.instances,
+    )
+    registry.set_alias(name, learning.CHALLENGER, version.version)
+    promoted, why = decide(strategy, challenger_test, champion_test, margin_for(strategy,
+                           settings.margin))  # fmt: skip
+    if promoted:
+        # The registry checks the evidence itself, against the hash of the data in hand.
+        if registry.promote(name, version.version, data_hash=digest, reason=why):
+            count_learning_event("promoted", name)
+        if notify is not None:
+            notify(name, version.version)
+    outcome = _outcome(
+        name,
+        {"version": version.version, "config": challenger, "test": challenger_test},
+        gate,
+        {"version": champion_version, "config": champion, "test": champion_test}
+        if champion is not None and champion_test is not None
+        else None,
+        windows,
+        promoted,
+        why,
+        None,
+    )
+    outcome["candidates"] = scored
+    outcome["decision_run"] = log_decision(
+        registry.store, f"retrain {name}", outcome, tags={"model_name": name}
+    )
+    return outcome
+
+
+def _outcome(
+    name: str,
+    challenger: dict[str, Any] | None,
+    gate: StreamGate,
+    champion: dict[str, Any] | None,
+    windows: Split | None,
+    promoted: bool,
+    why: str,
+    gate_run: str | None,
+) -> dict[str, Any]:
+    outcome = {
+        "model": name,
+        "objective": objective_of(name.removeprefix(MODEL_PREFIX)),
+        "challenger": challenger,
+        "champion": champion,
+        "gate": {
+            "success": gate.success,
+            "failed": [
+                {"expectation": rule, "unexpected_count": rows} for rule, rows in gate.broken()
+            ],
+            "run_id": gate_run,
+        },
+        "windows": None
+        if windows is None
+        else {"train_end_ns": windows.test_start, "test_start_ns": windows.test_start},
+        "decision": {"promoted": promoted, "reason": why},
+    }
+    return read_as(RetrainOutcome, outcome, "the retrain outcome").to_dict()
+
+
+__all__ = [
+    "GATE_OF_EVENT",
+    "KNOWN_DEFECTS",
+    "OBJECTIVES",
+    "GovernSettings",
+    "StreamGate",
+    "admitted_stream",
+    "decide",
+    "evaluate",
+    "gate_stream",
+    "govern",
+    "margin_for",
+    "objective_of",
+    "split",
+    "stream_hash",
+]
