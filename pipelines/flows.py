@@ -26,8 +26,8 @@ def admit_bars(dataset: str, symbols: list[str] | None) -> lifecycle.AdmittedBar
 
 
 @task(name="validate-bars")
-def validate_bars(admitted: lifecycle.AdmittedBars) -> GateReport:
-    return lifecycle.gate_bars(admitted)
+def validate_bars(admitted: lifecycle.AdmittedBars, max_rejected_rows: int = 0) -> GateReport:
+    return lifecycle.gate_bars(admitted, max_rejected_rows)
 
 
 @task(name="hash-data")
@@ -37,10 +37,14 @@ def hash_data(admitted: lifecycle.AdmittedBars) -> str:
 
 @task(name="register-strategy", retries=2, retry_delay_seconds=1)
 def register_strategy(
-    type_name: str, config: dict[str, Any], data_hash: str, report: GateReport
+    type_name: str,
+    config: dict[str, Any],
+    data_hash: str,
+    report: GateReport,
+    metrics: dict[str, float] | None = None,
 ) -> RegisteredVersion:
     return lifecycle.register_strategy(
-        StrategyRegistry(), type_name, config, data_hash=data_hash, report=report
+        StrategyRegistry(), type_name, config, data_hash=data_hash, report=report, metrics=metrics
     )
 
 
@@ -58,32 +62,105 @@ def register_and_promote(
     dataset: str = "equities_daily_stocknet88",
     symbols: list[str] | None = None,
     promote: bool = True,
+    margin: float = 0.05,
+    max_rejected_rows: int = 0,
 ) -> dict[str, Any]:
     """Validate the data with the bars gate, register the strategy version, promote it.
 
-    A failed gate raises :class:`core.errors.ValidationGateFailed` before anything is
-    registered, so the champion stays as it was.
+    A failed gate (including more than ``max_rejected_rows`` rows the loader could not parse)
+    raises :class:`core.errors.ValidationGateFailed` before anything is registered, so the
+    champion stays as it was. A champion is replaced only by a version that beats it as a
+    retrain's challenger must: same engine, same held-out window, by ``margin`` Sharpe;
+    otherwise the version is registered as ``challenger`` and the refusal is recorded.
     """
+    name = model_name(strategy)
     admitted = admit_bars(dataset, symbols)
-    report = validate_bars(admitted)
+    report = validate_bars(admitted, max_rejected_rows)
     if not report.success:
-        count_learning_event("gate_failed", model_name(strategy))
+        count_learning_event("gate_failed", name)
         raise ValidationGateFailed(report.message(), report=report.to_dict())
     digest = hash_data(admitted)
-    version = register_strategy(strategy, config or {}, digest, report)
-    aliases = promote_champion(version.name, version.version, digest) if promote else {}
-    return {
-        "model": model_name(strategy),
+    registry = StrategyRegistry()
+    champion_version, champion = (
+        learning.champion_config(registry, strategy) if promote else (None, None)
+    )
+    evaluation = None
+    if champion is not None:
+        candidate = strategy_type(strategy).config_type.from_dict(config or {}).to_dict()
+        evaluation = compare_with_champion(
+            learning.RetrainSettings(
+                strategy=strategy, dataset=dataset, symbols=tuple(admitted.frames), margin=margin
+            ),
+            candidate,
+            champion,
+            admitted,
+        )
+    metrics = (
+        {f"test_{k}": float(v) for k, v in evaluation["challenger"]["test"].items()}
+        if evaluation
+        else None
+    )
+    version = register_strategy(strategy, config or {}, digest, report, metrics)
+    aliases: dict[str, str | None] = {}
+    decision = None
+    if promote:
+        if evaluation is None:
+            promoted, why = True, "no champion yet: the version becomes champion"
+        else:
+            promoted, why = learning.decide(
+                report, evaluation["challenger"]["test"], evaluation["champion"]["test"], margin
+            )
+        decision = {"promoted": promoted, "reason": why}
+        if promoted:
+            aliases = promote_champion(version.name, version.version, digest)
+        else:
+            registry.set_alias(name, learning.CHALLENGER, version.version)
+            aliases = {
+                "champion": registry.get_alias(name, "champion"),
+                "previous": registry.get_alias(name, "previous"),
+                learning.CHALLENGER: version.version,
+            }
+    result: dict[str, Any] = {
+        "model": name,
         "version": version.version,
         "run_id": version.run_id,
         "data_hash": digest,
         "rows": admitted.rows,
         "symbols": len(admitted.frames),
-        "loader_rejections": [
-            {"symbol": s, "line": r.line, "reason": r.reason} for s, r in admitted.rejected
-        ],
+        "loader_rejections": admitted.rejected_rows(),
         "gate": report.to_dict(),
         "aliases": aliases,
+    }
+    if decision is not None:
+        result["decision"] = decision
+    if evaluation is not None:
+        result["evaluation"] = evaluation
+        evaluation["challenger"]["version"] = version.version
+        evaluation["champion"]["version"] = champion_version
+        result["decision_run"] = log_decision(
+            registry.store,
+            f"register-and-promote {name}",
+            {"model": name, **evaluation, "decision": decision},
+            tags={"model_name": name},
+        )
+    return result
+
+
+@task(name="compare-with-champion")
+def compare_with_champion(
+    settings: learning.RetrainSettings,
+    candidate: dict[str, Any],
+    champion: dict[str, Any],
+    admitted: lifecycle.AdmittedBars,
+) -> dict[str, Any]:
+    """Score the candidate and the champion on one held-out window (the retrain's evaluation)."""
+    windows, candidate_test, champion_test = learning.compare_on_held_out_window(
+        settings, candidate, champion, admitted
+    )
+    return {
+        "challenger": {"config": candidate, "test": candidate_test},
+        "champion": {"config": champion, "test": champion_test},
+        "windows": {"train_end_ns": windows.train_end, "test_start_ns": windows.test_start},
     }
 
 
@@ -130,21 +207,26 @@ def retrain(
     symbols: list[str] | None = None,
     margin: float = 0.05,
     notify: bool = True,
+    max_rejected_rows: int = 0,
 ) -> dict[str, Any]:
     """Validate, train a challenger, evaluate it and the champion on the same window, decide.
 
-    A failed gate records the Great Expectations report on a FAILED MLflow run and promotes
-    nothing. Otherwise the challenger is registered (alias ``challenger``) and promoted only if
-    it beats the champion by ``margin`` Sharpe on the held-out window; running cores are told.
+    With ``csv``, ``symbols`` is exactly one symbol, the CSV's instrument. Rows the loader
+    cannot parse count against the gate: more than ``max_rejected_rows`` fail it. A failed gate
+    records the Great Expectations report on a FAILED MLflow run and promotes nothing.
+    Otherwise the challenger is registered (alias ``challenger``) and promoted only if it beats
+    the champion by ``margin`` Sharpe on the held-out window; running cores are told.
     """
     name = model_name(strategy)
     try:
+        default = () if csv else learning.DEFAULT_SYMBOLS
         settings = learning.RetrainSettings(
             strategy=strategy,
             csv=csv,
             dataset=dataset,
-            symbols=tuple(symbols) if symbols else learning.DEFAULT_SYMBOLS,
+            symbols=tuple(symbols) if symbols else default,
             margin=margin,
+            max_rejected_rows=max_rejected_rows,
         )
         outcome = _retrain(settings, name, notify)
     except Exception as exc:
@@ -171,13 +253,14 @@ def _retrain(settings: learning.RetrainSettings, name: str, notify: bool) -> dic
     registry = StrategyRegistry()
     strategy, margin = settings.strategy, settings.margin
     admitted = admit_bars_for_retrain(settings)
-    report = validate_bars(admitted)
+    report = validate_bars(admitted, settings.max_rejected_rows)
     if not report.success:
         count_learning_event("gate_failed", name)
         run_id = log_gate_failure(
             registry.store, f"retrain {name}", report.to_dict(), tags={"model_name": name}
         )
-        return _outcome(name, None, report, None, None, False, report.message(), run_id)
+        why = f"data gate failed: {report.message()}"
+        return _outcome(name, None, report, None, None, False, why, run_id, settings)
     champion_version, champion = learning.champion_config(registry, strategy)
     base = champion or strategy_type(strategy).config_type().to_dict()
     candidates = learning.variants(strategy, base, settings.max_variants)
@@ -217,6 +300,7 @@ def _retrain(settings: learning.RetrainSettings, name: str, notify: bool) -> dic
         promoted,
         why,
         None,
+        settings,
     )
     outcome["candidates"] = scored
     outcome["decision_run"] = log_decision(
@@ -239,8 +323,11 @@ def _outcome(
     promoted: bool,
     why: str,
     gate_run: str | None,
+    settings: learning.RetrainSettings,
 ) -> dict[str, Any]:
-    """The retrain's result, as :class:`core.messages.RetrainOutcome` has it."""
+    """The retrain's result, as :class:`core.messages.RetrainOutcome` has it, plus what the
+    data was: the symbols, the rows the gate checked and the rows the loader rejected (with
+    line and reason), and the gate that failed, if one did."""
     outcome = {
         "model": name,
         "challenger": challenger,
@@ -258,7 +345,18 @@ def _outcome(
         else {"train_end_ns": windows.train_end, "test_start_ns": windows.test_start},
         "decision": {"promoted": promoted, "reason": why},
     }
-    return read_as(RetrainOutcome, outcome, "the retrain outcome").to_dict()
+    checked = read_as(RetrainOutcome, outcome, "the retrain outcome").to_dict()
+    gate = report.to_dict()
+    checked["symbols"] = list(settings.symbols)
+    checked["gate"] |= {
+        "suite": report.suite,
+        "rows": report.rows,
+        "rows_rejected": gate["rows_rejected"],
+        "max_rejected_rows": settings.max_rejected_rows,
+        "rejected_rows": gate["rejected_rows"],
+    }
+    checked["decision"]["failed_gate"] = None if report.success else report.suite
+    return checked
 
 
 @flow(name="ml-composer", log_prints=False)

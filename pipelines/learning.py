@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from core.config import FrozenConfig, require
 from core.data.loaders import merge_bars, read_bars_frame
@@ -37,7 +36,12 @@ NOTIONAL = 10_000.0
 
 
 class RetrainSettings(FrozenConfig, frozen=True, kw_only=True):
-    """How a retrain runs; ``margin`` is in Sharpe units."""
+    """How a retrain runs; ``margin`` is in Sharpe units.
+
+    With ``csv``, ``symbols`` holds exactly one symbol: the CSV's instrument, which the
+    registered version trades (a file name says nothing reliable about it).
+    ``max_rejected_rows`` is how many rows the loader may set aside before the gate fails.
+    """
 
     strategy: str
     dataset: str = "equities_daily_stocknet88"
@@ -47,6 +51,7 @@ class RetrainSettings(FrozenConfig, frozen=True, kw_only=True):
     margin: float = 0.05
     fee_bps: float = 1.0
     max_variants: int = 12
+    max_rejected_rows: int = 0
 
     def __post_init__(self) -> None:
         kind = strategy_type(self.strategy).spec.data_kind
@@ -57,6 +62,15 @@ class RetrainSettings(FrozenConfig, frozen=True, kw_only=True):
         require(
             0.05 <= self.test_fraction <= 0.8,
             f"test_fraction must be within [0.05, 0.8], was {self.test_fraction}",
+        )
+        require(
+            self.max_rejected_rows >= 0,
+            f"max_rejected_rows must be >= 0, was {self.max_rejected_rows}",
+        )
+        require(
+            self.csv is None or len(self.symbols) == 1,
+            f"a CSV needs exactly one symbol naming its instrument (--symbol), "
+            f"got {len(self.symbols)}: {', '.join(self.symbols) or 'none'}",
         )
 
 
@@ -72,9 +86,8 @@ def admit(settings: RetrainSettings) -> AdmittedBars:
     """The data to learn from: a user's CSV, or the shipped data set's symbols."""
     if settings.csv is None:
         return admit_bars(settings.dataset, list(settings.symbols))
-    loaded = read_bars_frame(settings.csv)
-    symbol = loaded.symbol or pd.io.common.stringify_path(settings.csv).rsplit("/", 1)[-1]
-    symbol = symbol.removesuffix(".csv")
+    (symbol,) = settings.symbols
+    loaded = read_bars_frame(settings.csv, symbol)
     return AdmittedBars(
         dataset=f"csv:{symbol}",
         frames={symbol: loaded.frame},
@@ -186,6 +199,33 @@ def decide(
     )
 
 
+def compare_on_held_out_window(
+    settings: RetrainSettings,
+    challenger: dict[str, Any],
+    champion: dict[str, Any],
+    admitted: AdmittedBars,
+) -> tuple[Windows, dict[str, Any], dict[str, Any]]:
+    """Evaluate ``challenger`` and ``champion`` on one held-out window, as a retrain does.
+
+    The window is the last ``settings.test_fraction`` of the dates, after a purge as long as
+    the longer warm-up of the two; returns it and the challenger's and champion's metrics.
+    """
+    purge = warmup_bars(settings.strategy, [challenger, champion])
+    windows = split_windows(admitted, settings.test_fraction, purge)
+    scores = [
+        evaluate(
+            settings.strategy,
+            config,
+            admitted,
+            start=windows.test_start,
+            end=None,
+            fee_bps=settings.fee_bps,
+        )
+        for config in (challenger, champion)
+    ]
+    return windows, scores[0], scores[1]
+
+
 def champion_config(
     registry: StrategyRegistry, strategy: str
 ) -> tuple[str | None, dict[str, Any] | None]:
@@ -211,6 +251,7 @@ __all__ = [
     "Windows",
     "admit",
     "champion_config",
+    "compare_on_held_out_window",
     "decide",
     "evaluate",
     "split_windows",

@@ -16,7 +16,7 @@ from core.data.datasets import get_dataset, load_bars
 from core.data.loaders import RejectedRow
 from core.errors import ValidationGateFailed
 from pipelines.learning_counts import count_learning_event
-from pipelines.validation import GateReport, validate_bars
+from pipelines.validation import GateReport, count_rejected_rows, validate_bars
 from registry.strategy_registry import RegisteredVersion, StrategyRegistry, model_name
 
 
@@ -31,6 +31,10 @@ class AdmittedBars:
     @property
     def rows(self) -> int:
         return sum(len(f) for f in self.frames.values())
+
+    def rejected_rows(self) -> list[dict[str, Any]]:
+        """Each rejected row as ``symbol``, ``line`` and ``reason``."""
+        return [{"symbol": s, "line": r.line, "reason": r.reason} for s, r in self.rejected]
 
     def stacked(self) -> pd.DataFrame:
         """All symbols in one frame with a ``symbol`` column, as the gate checks them."""
@@ -48,9 +52,14 @@ def admit_bars(dataset: str, symbols: list[str] | None = None) -> AdmittedBars:
     )
 
 
-def gate_bars(admitted: AdmittedBars) -> GateReport:
-    """Run the bars gate over every admitted symbol at once (ordering checked per symbol)."""
-    return validate_bars(admitted.stacked(), name=f"bars:{admitted.dataset}")
+def gate_bars(admitted: AdmittedBars, max_rejected_rows: int = 0) -> GateReport:
+    """Run the bars gate over every admitted symbol at once (ordering checked per symbol).
+
+    The rows the loader rejected count too: more than ``max_rejected_rows`` fail the gate, so
+    no data reaches it filtered without a word.
+    """
+    report = validate_bars(admitted.stacked(), name=f"bars:{admitted.dataset}")
+    return count_rejected_rows(report, admitted.rejected_rows(), allowed=max_rejected_rows)
 
 
 def data_hash(admitted: AdmittedBars) -> str:

@@ -3,6 +3,7 @@
 from pipelines.validation.gates import (
     ExpectationResult,
     GateReport,
+    count_rejected_rows,
     validate,
     validate_bars,
     validate_funding,
@@ -15,6 +16,7 @@ from pipelines.validation.gates import (
 __all__ = [
     "ExpectationResult",
     "GateReport",
+    "count_rejected_rows",
     "validate",
     "validate_bars",
     "validate_funding",

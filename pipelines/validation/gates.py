@@ -17,7 +17,8 @@ import inspect
 import logging
 import math
 import threading
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -27,6 +28,8 @@ from core.errors import ConfigError, DataError, ValidationGateFailed
 from pipelines.validation.suites import HELPER_PREFIX, SPECS, TIME_COLUMNS, Rule, freshness
 
 MAX_EXAMPLES = 5
+MAX_LISTED_REJECTS = 100
+"""Rejected rows a report lists in full (the count is always complete)."""
 
 log = logging.getLogger(__name__)
 
@@ -66,12 +69,17 @@ class ExpectationResult:
 
 @dataclass(frozen=True)
 class GateReport:
-    """What a gate found in one frame; ``success`` only if every rule held."""
+    """What a gate found in one frame; ``success`` only if every rule held.
+
+    ``rows`` counts the rows checked; ``rejected`` holds the rows the loader could not parse
+    (``symbol``, ``line``, ``reason``), which never reached the frame.
+    """
 
     suite: str
     success: bool
     rows: int
     results: list[ExpectationResult] = field(default_factory=list)
+    rejected: tuple[dict[str, Any], ...] = ()
 
     def failed(self) -> list[ExpectationResult]:
         return [r for r in self.results if not r.success]
@@ -83,6 +91,8 @@ class GateReport:
             "success": self.success,
             "rows": self.rows,
             "results": [r.to_dict() for r in self.results],
+            "rows_rejected": len(self.rejected),
+            "rejected_rows": [dict(r) for r in self.rejected[:MAX_LISTED_REJECTS]],
         }
 
     def message(self) -> str:
@@ -106,6 +116,59 @@ class GateReport:
         """Raise ``ValidationGateFailed`` (carrying ``to_dict()``) unless every rule held."""
         if not self.success:
             raise ValidationGateFailed(self.message(), report=self.to_dict())
+
+
+def count_rejected_rows(
+    report: GateReport,
+    rejected: Sequence[Mapping[str, Any]],
+    *,
+    allowed: int = 0,
+    kind: str = "bars",
+) -> GateReport:
+    """Add the rule that the loader rejected at most ``allowed`` rows to ``report``.
+
+    A loader sets aside rows it cannot parse; without this rule the gate would pass on what is
+    left and nobody would learn that data was missing.
+
+    Parameters
+    ----------
+    report
+        The gate's report on the rows that parsed.
+    rejected
+        One mapping per rejected row, with ``symbol``, ``line`` and ``reason``.
+    allowed
+        Rejected rows the operator accepts; more fail the gate.
+    kind
+        The data kind, as the failure is logged.
+    """
+    if isinstance(allowed, bool) or not isinstance(allowed, int) or allowed < 0:
+        raise ConfigError(f"allowed rejected rows must be an integer >= 0, was {allowed!r}")
+    count = len(rejected)
+    held = count <= allowed
+    detail = ""
+    if not held:
+        first = rejected[0]
+        noun = "row" if count == 1 else "rows"
+        detail = (
+            f"{count} {noun}, first {first.get('symbol')} line {first.get('line')}: "
+            f"{first.get('reason')}"
+        )
+    rule = ExpectationResult(
+        expectation=f"loader rejected rows <= {allowed}",
+        columns=(),
+        success=held,
+        unexpected_count=count,
+        examples=tuple(dict(r) for r in rejected[:MAX_EXAMPLES]),
+        detail=detail,
+    )
+    counted = replace(
+        report,
+        success=report.success and held,
+        results=[*report.results, rule],
+        rejected=tuple(dict(r) for r in rejected),
+    )
+    # A report that failed already was logged where its rules were checked.
+    return _logged(kind, counted) if report.success else counted
 
 
 def validate_bars(

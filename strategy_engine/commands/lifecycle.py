@@ -21,8 +21,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("retrain", help="validate, train a challenger, evaluate, maybe promote")
     p.add_argument("--strategy", required=True, help="a bar strategy type, e.g. ma_crossover")
     p.add_argument("--csv", help="train and evaluate on this CSV instead of the shipped data")
-    p.add_argument("--symbol", action="append", default=[], help="shipped tickers to use")
+    p.add_argument(
+        "--symbol",
+        action="append",
+        default=[],
+        help="shipped tickers to use; with --csv, exactly one: the CSV's instrument",
+    )
     p.add_argument("--margin", type=float, default=0.05, help="Sharpe the challenger must add")
+    p.add_argument(
+        "--max-rejected-rows",
+        type=int,
+        default=0,
+        metavar="N",
+        help="rows the loader may reject before the data gate fails (default 0)",
+    )
     p.add_argument("--no-notify", action="store_true", help="do not tell running cores")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=_retrain)
@@ -61,8 +73,17 @@ def _json_object(line: str) -> dict[str, object] | None:
 
 
 def _retrain(args: argparse.Namespace) -> int:
+    """Run the retrain flow; a failed data gate exits 1 with one line naming the gate."""
+    from core.errors import ConfigError
     from strategy_engine.environment import apply_environment_defaults
 
+    if args.csv and len(args.symbol) != 1:
+        # A file name says nothing reliable about the instrument the version will trade.
+        raise ConfigError(
+            f"--csv needs exactly one --symbol naming the CSV's instrument, got {len(args.symbol)}"
+        )
+    if args.max_rejected_rows < 0:
+        raise ConfigError(f"--max-rejected-rows must be >= 0, was {args.max_rejected_rows}")
     apply_environment_defaults()
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     from pipelines.flows import retrain
@@ -73,15 +94,19 @@ def _retrain(args: argparse.Namespace) -> int:
         symbols=args.symbol or None,
         margin=args.margin,
         notify=not args.no_notify,
+        max_rejected_rows=args.max_rejected_rows,
     )
+    decision = outcome["decision"]
+    refused = not outcome["gate"]["success"]
+    if refused:
+        print(f"strategy-engine retrain: {decision['reason']}", file=sys.stderr)
     if args.json:
         print_json({k: v for k, v in outcome.items() if k != "candidates"})
-        return 0
-    decision = outcome["decision"]
+        return 1 if refused else 0
     challenger = outcome["challenger"] or {}
     print(f"gate: {'passed' if outcome['gate']['success'] else 'FAILED'}")
     print(f"challenger: {outcome['model']} v{challenger.get('version')} {challenger.get('test')}")
     print(f"champion:   {outcome['champion']}")
     verdict = "promoted" if decision["promoted"] else "not promoted"
     print(f"decision:   {verdict}: {decision['reason']}")
-    return 0
+    return 1 if refused else 0

@@ -60,3 +60,56 @@ def test_bad_data_fails_the_gate_and_registers_nothing(
     assert [r["expectation"] for r in failed] == ["high >= max(open, close)"]
     assert failed[0]["examples"][0]["symbol"] == "KO"
     assert StrategyRegistry().list_strategies() == []
+
+
+def test_a_version_that_does_not_beat_the_champion_is_kept_as_challenger(
+    prefect_harness, mlflow_dir
+):
+    register_and_promote(
+        strategy="ma_crossover", config={"fast_period": 5, "slow_period": 20}, symbols=["AAPL"]
+    )
+
+    result = register_and_promote(strategy="ma_crossover", config={}, symbols=["AAPL"])
+
+    registry = StrategyRegistry()
+    assert registry.get_alias("strategy.ma_crossover", "champion") == "1"
+    assert registry.get_alias("strategy.ma_crossover", "challenger") == "2"
+    assert result["aliases"] == {"champion": "1", "previous": None, "challenger": "2"}
+    evaluation = result["evaluation"]
+    # Both on AAPL's held-out window, as a retrain scores them: 5/20 leads 10/30 there.
+    assert evaluation["champion"]["test"]["sharpe"] == pytest.approx(2.012, abs=1e-3)
+    assert evaluation["challenger"]["test"]["sharpe"] == pytest.approx(1.054, abs=1e-3)
+    assert result["decision"]["promoted"] is False
+    assert "does not beat champion 2.012" in result["decision"]["reason"]
+    decision = registry.client.get_run(result["decision_run"])
+    assert decision.info.status == "FINISHED"
+    assert decision.data.metrics["champion.sharpe"] == pytest.approx(2.012, abs=1e-3)
+
+
+def test_a_loader_rejected_row_fails_the_gate_unless_allowed(
+    prefect_harness, mlflow_dir, tmp_path, monkeypatch
+):
+    data = tmp_path / "data" / "equities_daily_stocknet88"
+    shutil.copytree(
+        Path(__file__).resolve().parents[2] / "data" / "equities_daily_stocknet88", data
+    )
+    prices = data / "prices" / "AAPL.csv"
+    lines = prices.read_text().splitlines()
+    date, o, high, low, c, adj, v = lines[100].split(",")
+    lines[100] = ",".join([date, o, high, low, f"-{c}", adj, v])  # a negative close
+    prices.write_text("\n".join(lines) + "\n")
+    monkeypatch.setenv("STRATEGY_ENGINE_DATA", str(tmp_path / "data"))
+
+    with pytest.raises(ValidationGateFailed, match=r"loader rejected rows <= 0: 1 row") as failure:
+        register_and_promote(strategy="ma_crossover", symbols=["AAPL"])
+    assert StrategyRegistry().list_strategies() == []
+    (rejected,) = failure.value.report["rejected_rows"]
+    assert (rejected["symbol"], rejected["line"]) == ("AAPL", 101)
+    assert rejected["reason"].startswith("negative close")
+
+    allowed = register_and_promote(strategy="ma_crossover", symbols=["AAPL"], max_rejected_rows=1)
+
+    assert allowed["gate"]["success"] is True
+    assert allowed["gate"]["rows"] == 1257
+    assert allowed["gate"]["rows_rejected"] == 1
+    assert allowed["aliases"]["champion"] == "1"

@@ -8,6 +8,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
+from core.errors import ConfigError
 from core.messages import RetrainOutcome
 from pipelines.flows import retrain
 from pipelines.learning import warmup_bars
@@ -28,10 +29,13 @@ def test_first_retrain_promotes_then_a_rerun_decides_on_the_same_test_window(
 
     registry = StrategyRegistry()
     for outcome in (first, second):  # the result and decision.json follow the contract
-        assert msgspec.to_builtins(msgspec.convert(outcome, RetrainOutcome)) == outcome
+        assert _holds(msgspec.to_builtins(msgspec.convert(outcome, RetrainOutcome)), outcome)
+        assert outcome["gate"]["rows_rejected"] == 0
+        assert outcome["gate"]["rows"] == 3 * 1258
     assert first["decision"] == {
         "promoted": True,
         "reason": "no champion yet: the challenger becomes champion",
+        "failed_gate": None,
     }
     assert second["champion"]["version"] == first["challenger"]["version"]
     # Champion and challenger are scored on one held-out window (its start depends only on
@@ -65,14 +69,17 @@ def test_a_csv_that_fails_the_gate_records_the_report_and_promotes_nothing(
     csv = tmp_path / "KO.csv"
     csv.write_text("\n".join(lines) + "\n")
 
-    code = main(
-        ["retrain", "--strategy", "ma_crossover", "--csv", str(csv), "--no-notify", "--json"]
-    )
+    code = main(["retrain", "--strategy", "ma_crossover", "--csv", str(csv), "--symbol", "KO",
+                 "--no-notify", "--json"])  # fmt: skip
 
-    outcome = json.loads(capsys.readouterr().out)
-    assert code == 0
+    printed = capsys.readouterr()
+    outcome = json.loads(printed.out)
+    assert code == 1
+    assert _refusals(printed.err) == [f"strategy-engine retrain: {outcome['decision']['reason']}"]
     assert msgspec.convert(outcome, RetrainOutcome).challenger is None
     assert outcome["decision"]["promoted"] is False
+    assert outcome["decision"]["failed_gate"] == "bars:csv:KO"
+    assert "gate 'bars:csv:KO'" in outcome["decision"]["reason"]
     assert "high >= max(open, close): 1 row" in outcome["decision"]["reason"]
     assert outcome["gate"]["failed"] == [
         {"expectation": "high >= max(open, close)", "unexpected_count": 1}
@@ -83,6 +90,101 @@ def test_a_csv_that_fails_the_gate_records_the_report_and_promotes_nothing(
     assert run.info.status == "FAILED"
     report = registry.client.download_artifacts(run.info.run_id, "validation.json", str(tmp_path))
     assert json.loads(Path(report).read_text())["success"] is False
+
+
+def _negative_close_copy(tmp_path: Path, line: int = 100) -> Path:
+    """AAPL's real bars with one close made negative: a row the loader cannot use."""
+    lines = (PRICES / "AAPL.csv").read_text().splitlines()
+    date, o, high, low, c, adj, v = lines[line].split(",")
+    lines[line] = ",".join([date, o, high, low, f"-{c}", adj, v])
+    csv = tmp_path / "bars.csv"
+    csv.write_text("\n".join(lines) + "\n")
+    return csv
+
+
+def test_a_row_the_loader_rejects_fails_the_gate_and_the_command(
+    prefect_harness, mlflow_dir, tmp_path, capsys
+):
+    csv = _negative_close_copy(tmp_path)
+
+    code = main(["retrain", "--strategy", "ma_crossover", "--csv", str(csv), "--symbol", "AAPL",
+                 "--no-notify", "--json"])  # fmt: skip
+
+    printed = capsys.readouterr()
+    outcome = json.loads(printed.out)
+    assert code == 1
+    (line,) = _refusals(printed.err)
+    assert line.startswith("strategy-engine retrain: data gate failed: gate 'bars:csv:AAPL'")
+    assert "loader rejected rows <= 0: 1 row, first AAPL line 101: negative close" in line
+    assert outcome["decision"]["promoted"] is False
+    assert outcome["decision"]["failed_gate"] == "bars:csv:AAPL"
+    assert outcome["gate"]["failed"] == [
+        {"expectation": "loader rejected rows <= 0", "unexpected_count": 1}
+    ]
+    assert outcome["gate"]["rows"] == 1257
+    assert outcome["gate"]["rows_rejected"] == 1
+    (rejected,) = outcome["gate"]["rejected_rows"]
+    assert (rejected["symbol"], rejected["line"]) == ("AAPL", 101)
+    assert rejected["reason"].startswith("negative close")
+    assert StrategyRegistry().list_strategies() == []
+
+
+def test_allowed_rejected_rows_let_the_retrain_through_and_are_reported(
+    prefect_harness, mlflow_dir, tmp_path, capsys
+):
+    csv = _negative_close_copy(tmp_path)
+
+    code = main(["retrain", "--strategy", "ma_crossover", "--csv", str(csv), "--symbol", "AAPL",
+                 "--max-rejected-rows", "1", "--no-notify", "--json"])  # fmt: skip
+
+    outcome = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert outcome["gate"]["success"] is True
+    assert (outcome["gate"]["rows"], outcome["gate"]["rows_rejected"]) == (1257, 1)
+    assert outcome["gate"]["max_rejected_rows"] == 1
+    assert outcome["gate"]["rejected_rows"][0]["line"] == 101
+    assert outcome["symbols"] == ["AAPL"]
+    assert outcome["decision"]["promoted"] is True
+    # The version trades the instrument named on the command line, not the file's name.
+    version = outcome["challenger"]["version"]
+    registered = StrategyRegistry().client.get_model_version(NAME, version)
+    assert registered.tags["symbols"] == "AAPL"
+
+
+def test_a_csv_without_a_named_symbol_is_refused(prefect_harness, mlflow_dir, capsys):
+    code = main(["retrain", "--strategy", "ma_crossover", "--csv", str(PRICES / "AAPL.csv"),
+                 "--no-notify", "--json"])  # fmt: skip
+
+    printed = capsys.readouterr()
+    assert code == 2
+    assert printed.out == ""
+    assert printed.err.splitlines() == [
+        "strategy-engine retrain: error: --csv needs exactly one --symbol naming the CSV's "
+        "instrument, got 0"
+    ]
+    with pytest.raises(ConfigError, match="a CSV needs exactly one symbol"):
+        retrain(strategy="ma_crossover", csv=str(PRICES / "AAPL.csv"), notify=False)
+    assert StrategyRegistry().list_strategies() == []
+
+
+def _holds(contract: object, outcome: object) -> bool:
+    """Every field of the contract is in the outcome with the same value (it may add fields)."""
+    if isinstance(contract, dict):
+        return isinstance(outcome, dict) and all(
+            k in outcome and _holds(v, outcome[k]) for k, v in contract.items()
+        )
+    if isinstance(contract, list):
+        return (
+            isinstance(outcome, list)
+            and len(contract) == len(outcome)
+            and all(_holds(c, o) for c, o in zip(contract, outcome, strict=True))
+        )
+    return contract == outcome
+
+
+def _refusals(stderr: str) -> list[str]:
+    """The command's own lines on stderr (logs of the flow are there too)."""
+    return [line for line in stderr.splitlines() if line.startswith("strategy-engine retrain:")]
 
 
 def test_the_ml_composer_flow_registers_both_model_kinds_and_fits_the_stack(
