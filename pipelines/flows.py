@@ -328,8 +328,10 @@ def _outcome(
     """The retrain's result, as :class:`core.messages.RetrainOutcome` has it, plus what the
     data was: the symbols, the rows the gate checked and the rows the loader rejected (with
     line and reason), and the gate that failed, if one did."""
+    gate = report.to_dict()
     outcome = {
         "model": name,
+        "symbols": list(settings.symbols),
         "challenger": challenger,
         "champion": champion,
         "gate": {
@@ -339,24 +341,22 @@ def _outcome(
                 for r in report.failed()
             ],
             "run_id": gate_run,
+            "suite": report.suite,
+            "rows": report.rows,
+            "rows_rejected": gate["rows_rejected"],
+            "max_rejected_rows": settings.max_rejected_rows,
+            "rejected_rows": gate["rejected_rows"],
         },
         "windows": None
         if windows is None
         else {"train_end_ns": windows.train_end, "test_start_ns": windows.test_start},
-        "decision": {"promoted": promoted, "reason": why},
+        "decision": {
+            "promoted": promoted,
+            "reason": why,
+            "failed_gate": None if report.success else report.suite,
+        },
     }
-    checked = read_as(RetrainOutcome, outcome, "the retrain outcome").to_dict()
-    gate = report.to_dict()
-    checked["symbols"] = list(settings.symbols)
-    checked["gate"] |= {
-        "suite": report.suite,
-        "rows": report.rows,
-        "rows_rejected": gate["rows_rejected"],
-        "max_rejected_rows": settings.max_rejected_rows,
-        "rejected_rows": gate["rejected_rows"],
-    }
-    checked["decision"]["failed_gate"] = None if report.success else report.suite
-    return checked
+    return read_as(RetrainOutcome, outcome, "the retrain outcome").to_dict()
 
 
 @flow(name="ml-composer", log_prints=False)

@@ -7,7 +7,7 @@ from typing import Any
 from core.messages.base import Message
 
 
-class EvaluationMetrics(Message, frozen=True, kw_only=True):
+class EvaluationMetrics(Message, frozen=True, kw_only=True, omit_defaults=True):
     """A backtest's metrics over one window (:func:`pipelines.learning.evaluate`)."""
 
     total_return: float
@@ -34,12 +34,27 @@ class FailedExpectation(Message, frozen=True, kw_only=True):
     unexpected_count: int
 
 
-class GateOutcome(Message, frozen=True, kw_only=True):
-    """The data gate: passed or not, its failed rules, and the MLflow run of a failure."""
+class RejectedRow(Message, frozen=True, kw_only=True):
+    """A row the loader could not use: where it was and why."""
+
+    symbol: str
+    line: int
+    reason: str
+
+
+class GateOutcome(Message, frozen=True, kw_only=True, omit_defaults=True):
+    """The data gate: passed or not, its failed rules, and the MLflow run of a failure; then
+    what it checked: the suite, the rows, and the rows the loader could not use (counted
+    against ``max_rejected_rows``; at most 100 listed, the count is complete)."""
 
     success: bool
     failed: list[FailedExpectation]
     run_id: str | None
+    suite: str | None = None
+    rows: int | None = None
+    rows_rejected: int | None = None
+    max_rejected_rows: int | None = None
+    rejected_rows: list[RejectedRow] | None = None
 
 
 class RetrainWindows(Message, frozen=True, kw_only=True):
@@ -52,6 +67,7 @@ class RetrainWindows(Message, frozen=True, kw_only=True):
 class RetrainDecision(Message, frozen=True, kw_only=True):
     promoted: bool
     reason: str
+    failed_gate: str | None = None  # the suite of a failed gate (null when it passed)
 
 
 class ScoredCandidate(Message, frozen=True, kw_only=True):
@@ -70,6 +86,7 @@ class RetrainOutcome(Message, frozen=True, kw_only=True, omit_defaults=True):
 
     model: str
     objective: str | None = None  # what the decision compared (pipelines.governance)
+    symbols: list[str] | None = None  # the instruments trained and tested on
     challenger: EvaluatedConfig | None
     champion: EvaluatedConfig | None
     gate: GateOutcome
