@@ -8,10 +8,11 @@ from typing import Any
 
 from prefect import flow, task
 
-from core.errors import ValidationGateFailed
+from core.errors import ConfigError, ValidationGateFailed
 from core.messages import RetrainOutcome, read_as
+from core.strategies.base import DataKind
 from core.strategies.catalogue import strategy_type
-from pipelines import learning, lifecycle
+from pipelines import governance, learning, lifecycle
 from pipelines.learning_counts import count_learning_event
 from pipelines.validation import GateReport
 from registry.runs import log_decision, log_gate_failure
@@ -203,29 +204,40 @@ def notify_core(model: str, version: str) -> int:
 def retrain(
     strategy: str = "ma_crossover",
     csv: str | None = None,
-    dataset: str = "equities_daily_stocknet88",
+    dataset: str | None = None,
     symbols: list[str] | None = None,
-    margin: float = 0.05,
+    margin: float | None = None,
     notify: bool = True,
     max_rejected_rows: int = 0,
+    fast: bool = False,
 ) -> dict[str, Any]:
     """Validate, train a challenger, evaluate it and the champion on the same window, decide.
 
-    With ``csv``, ``symbols`` is exactly one symbol, the CSV's instrument. Rows the loader
-    cannot parse count against the gate: more than ``max_rejected_rows`` fail it. A failed gate
-    records the Great Expectations report on a FAILED MLflow run and promotes nothing.
-    Otherwise the challenger is registered (alias ``challenger``) and promoted only if it beats
-    the champion by ``margin`` Sharpe on the held-out window; running cores are told.
+    Single-asset bar types train on shipped tickers (``dataset``, default stocknet88) or a
+    ``csv``, where ``symbols`` is exactly one symbol, the CSV's instrument; ``margin`` is in
+    Sharpe (default 0.05). Every other type goes through :func:`pipelines.governance.govern`
+    on its data set (``dataset`` or its own; ``fast``: the small slices), with its family's
+    objective and margin. Rows the loader cannot parse count against the gate: more than
+    ``max_rejected_rows`` fail it. A failed gate records its report on a FAILED MLflow run
+    and promotes nothing. Otherwise the challenger is registered (alias ``challenger``) and
+    promoted only if it beats the champion by the margin on the held-out window; running
+    cores are told.
     """
     name = model_name(strategy)
     try:
+        if strategy_type(strategy).spec.data_kind is not DataKind.BARS:
+            if csv:
+                raise ConfigError(
+                    f"--csv holds single-asset bars; {strategy} trains on its data set"
+                )
+            return _govern(strategy, dataset, symbols, margin, notify, max_rejected_rows, fast)
         default = () if csv else learning.DEFAULT_SYMBOLS
         settings = learning.RetrainSettings(
             strategy=strategy,
             csv=csv,
-            dataset=dataset,
+            dataset=dataset or learning.BARS_DATASET,
             symbols=tuple(symbols) if symbols else default,
-            margin=margin,
+            margin=0.05 if margin is None else margin,
             max_rejected_rows=max_rejected_rows,
         )
         outcome = _retrain(settings, name, notify)
@@ -245,6 +257,37 @@ def retrain(
                "reason": decision["reason"][:1000], "gate_success": outcome["gate"]["success"],
                "version": (outcome["challenger"] or {}).get("version"),
                "from_version": (outcome["champion"] or {}).get("version")},
+    )  # fmt: skip
+    return outcome
+
+
+def _govern(
+    strategy: str,
+    dataset: str | None,
+    symbols: list[str] | None,
+    margin: float | None,
+    notify: bool,
+    max_rejected_rows: int,
+    fast: bool,
+) -> dict[str, Any]:
+    settings = governance.GovernSettings(
+        strategy=strategy,
+        dataset=dataset,
+        symbols=tuple(symbols or ()),
+        fast=fast,
+        margin=margin,
+        tolerate={governance.LOADER_RULE: max_rejected_rows},
+    )
+    outcome = governance.govern(
+        settings, StrategyRegistry(), notify=notify_core if notify else None
+    )
+    decision = outcome["decision"]
+    log.info(
+        f"retrain of {outcome['model']}: "
+        f"{'promoted' if decision['promoted'] else 'not promoted'}: {decision['reason']}"[:1000],
+        extra={"event": "retrain_finished", "model": outcome["model"],
+               "promoted": decision["promoted"], "reason": decision["reason"][:1000],
+               "gate_success": outcome["gate"]["success"]},
     )  # fmt: skip
     return outcome
 

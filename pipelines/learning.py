@@ -31,6 +31,7 @@ from pipelines.validation import GateReport
 from registry.strategy_registry import CHAMPION, StrategyRegistry, model_name
 
 CHALLENGER = "challenger"
+BARS_DATASET = "equities_daily_stocknet88"
 DEFAULT_SYMBOLS = ("AAPL", "MSFT", "JPM", "XOM", "KO", "PFE", "WMT", "GE")
 NOTIONAL = 10_000.0
 
@@ -44,7 +45,7 @@ class RetrainSettings(FrozenConfig, frozen=True, kw_only=True):
     """
 
     strategy: str
-    dataset: str = "equities_daily_stocknet88"
+    dataset: str = BARS_DATASET
     symbols: tuple[str, ...] = DEFAULT_SYMBOLS
     csv: str | None = None
     test_fraction: float = 0.3

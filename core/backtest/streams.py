@@ -34,6 +34,7 @@ from core.data.fx import (
     read_fx_triangle_frame,
 )
 from core.data.loaders import (
+    LoadResult,
     iter_bars,
     iter_funding,
     iter_merged_bars,
@@ -283,7 +284,8 @@ def _news_dataset(
     for symbol in chosen:
         if symbol not in entry.tickers:
             raise DataError(f"no tweets for symbol '{symbol}' (have: {', '.join(entry.tickers)})")
-    tweets = _tweets()
+    loaded_tweets = _tweets()
+    tweets, rejected = loaded_tweets.frame, len(loaded_tweets.rejected)
     if fast:
         start, end = FAST_NEWS_WINDOW
     else:  # the days the tweets cover: before and after, the rule only sees silence
@@ -292,13 +294,14 @@ def _news_dataset(
         end = (pd.Timestamp(int(stamps.max())) + pd.Timedelta(days=1)).strftime("%Y-%m-%d")
     per_symbol, opens = [], []
     for symbol in chosen:
-        bars = load_bars("equities_daily_stocknet88", [symbol])[symbol].frame
-        frame = between(news_bar_frame(tweets, bars, symbol), start, end)
+        loaded = load_bars("equities_daily_stocknet88", [symbol])[symbol]
+        rejected += len(loaded.rejected)
+        frame = between(news_bar_frame(tweets, loaded.frame, symbol), start, end)
         per_symbol.append(list(iter_news_bar_events(frame, symbol)))
         opens.append(frame.loc[frame["kind"] == "bar", "open"].iloc[0])
     # Merge by time, news before bars at one stamp (as within each symbol's stream).
     events = list(heapq.merge(*per_symbol, key=_news_order))
-    return Stream(type_name, dataset, events, tuple(chosen), float(sum(opens)))
+    return Stream(type_name, dataset, events, tuple(chosen), float(sum(opens)), None, rejected)
 
 
 def _news_order(event: NewsItem | Bar) -> tuple[int, int]:
@@ -315,9 +318,13 @@ def _macro_dataset(
     if dataset not in MACRO_DATASETS:
         raise DataError(f"macro types run on {', '.join(MACRO_DATASETS)}, not on '{dataset}'")
     series = [v for k, v in config.items() if k.endswith("_series") and isinstance(v, str)]
-    points = [_macro_points(name) for name in series]
+    loaded_points = [_macro_points(name) for name in series]
+    points = [frame for frame, _ in loaded_points]
     chosen = symbols or ("SPY",)
-    bars = {s: lean_daily_bars(s).frame for s in chosen}
+    loaded_bars = {s: lean_daily_bars(s) for s in chosen}
+    bars = {s: loaded.frame for s, loaded in loaded_bars.items()}
+    rejected = sum(n for _, n in loaded_points)
+    rejected += sum(len(loaded.rejected) for loaded in loaded_bars.values())
     if fast:
         start, end = FAST_MACRO_WINDOWS.get(type_name, ("2005-01-01", "2010-01-01"))
         points = [between(p, start, end) for p in points]
@@ -329,14 +336,18 @@ def _macro_dataset(
     bars = _non_empty(bars, dataset)
     frame = macro_event_frame(points, bars)
     events = list(iter_macro_events(frame))
-    return Stream(type_name, dataset, events, tuple(chosen), _first_opens(bars.values()), frame)
+    opens = _first_opens(bars.values())
+    return Stream(type_name, dataset, events, tuple(chosen), opens, frame, rejected)
 
 
-def _macro_points(series: str) -> pd.DataFrame:
+def _macro_points(series: str) -> tuple[pd.DataFrame, int]:
+    """A series' points and how many of its rows the loader could not use."""
     if series in _FRED_SERIES:
-        return fred_series(series).frame
+        loaded = fred_series(series)
+        return loaded.frame, len(loaded.rejected)
     if series in _TENOR_OF:
-        return treasury_points(_treasury(), (_TENOR_OF[series],))
+        curve = _treasury()
+        return treasury_points(curve.frame, (_TENOR_OF[series],)), len(curve.rejected)
     known = ", ".join(sorted(_FRED_SERIES | set(_TENOR_OF)))
     raise DataError(f"no shipped macro series '{series}' (known: {known})")
 
@@ -356,7 +367,8 @@ def _funding_dataset(
     if dataset != FUNDING_DATASET:
         raise DataError(f"funding types run on {FUNDING_DATASET}, not on dataset '{dataset}'")
     symbol = _single(symbols, "BTC-USDT", dataset)
-    frame = _funding()
+    loaded = _funding()
+    frame = loaded.frame
     known = sorted(set(frame["symbol"]))
     if symbol not in known:
         raise DataError(f"no funding rates for '{symbol}' (have: {', '.join(known)})")
@@ -368,7 +380,8 @@ def _funding_dataset(
         rows = rows.reset_index(drop=True)
     if rows.empty:
         raise DataError(f"no funding rates for '{symbol}' on venue(s) {', '.join(venues)}")
-    return Stream(type_name, dataset, list(iter_funding(rows)), (symbol,), 1.0, rows)
+    events = list(iter_funding(rows))
+    return Stream(type_name, dataset, events, (symbol,), 1.0, rows, len(loaded.rejected))
 
 
 def _latency_dataset(
@@ -376,7 +389,8 @@ def _latency_dataset(
 ) -> Stream:
     _require_dataset(dataset, BINANCE_DATASET, type_name)
     symbol = _single(symbols, "BTCUSDT", dataset)
-    frame = _binance_quotes()
+    loaded = _binance_quotes()
+    frame = loaded.frame
     frame = frame[frame["symbol"] == symbol].sort_values("ts_recv", kind="stable")
     perp = frame.loc[frame["venue"] == "usdm", "ts_recv"]
     if perp.empty:
@@ -389,7 +403,8 @@ def _latency_dataset(
     spot = frame[frame["venue"] == "spot"]
     unit = float(0.5 * (spot["bid_price"].iloc[0] + spot["ask_price"].iloc[0]))
     instance = f"{symbol}:usdm/spot"
-    return Stream(type_name, dataset, list(iter_quotes(frame)), (instance,), unit, frame)
+    events = list(iter_quotes(frame))
+    return Stream(type_name, dataset, events, (instance,), unit, frame, len(loaded.rejected))
 
 
 def _quoting_dataset(
@@ -397,7 +412,7 @@ def _quoting_dataset(
 ) -> Stream:
     _require_dataset(dataset, BINANCE_DATASET, type_name)
     symbol = _single(symbols, "BTCUSDT", dataset)
-    frame = _spot_quotes_trades(symbol)
+    frame, rejected = _spot_quotes_trades(symbol)
     if frame.empty:
         raise DataError(f"no spot quotes or trades for '{symbol}' in {dataset}")
     if fast:
@@ -406,7 +421,7 @@ def _quoting_dataset(
     quotes = frame[frame["kind"] == "quote"]
     unit = float(0.5 * (quotes["bid_price"].iloc[0] + quotes["ask_price"].iloc[0]))
     events = list(iter_quotes_trades(frame, symbol))
-    return Stream(type_name, dataset, events, (symbol,), unit, frame)
+    return Stream(type_name, dataset, events, (symbol,), unit, frame, rejected)
 
 
 def _triangle_dataset(
@@ -436,29 +451,32 @@ def _triangle_dataset(
 
 
 @cache
-def _tweets() -> pd.DataFrame:
-    return read_tweets_frame(get_dataset(TWEETS_DATASET).files()[0]).frame
+def _tweets() -> LoadResult:
+    return read_tweets_frame(get_dataset(TWEETS_DATASET).files()[0])
 
 
 @cache
-def _treasury() -> pd.DataFrame:
-    return treasury_curve().frame
+def _treasury() -> LoadResult:
+    return treasury_curve()
 
 
 @cache
-def _funding() -> pd.DataFrame:
-    return read_funding_frame(get_dataset(FUNDING_DATASET).files()[0]).frame
+def _funding() -> LoadResult:
+    return read_funding_frame(get_dataset(FUNDING_DATASET).files()[0])
 
 
 @cache
-def _binance_quotes() -> pd.DataFrame:
-    return read_binance_quotes_frame(data_root() / BINANCE_DATASET / "derived/bbo.csv.gz").frame
+def _binance_quotes() -> LoadResult:
+    return read_binance_quotes_frame(data_root() / BINANCE_DATASET / "derived/bbo.csv.gz")
 
 
 @cache
-def _spot_quotes_trades(symbol: str) -> pd.DataFrame:
+def _spot_quotes_trades(symbol: str) -> tuple[pd.DataFrame, int]:
+    """The spot tape of ``symbol`` and the rows of both files the loaders could not use."""
     trades = read_binance_trades_frame(data_root() / BINANCE_DATASET / "derived/trades.csv.gz")
-    return quotes_trades_frame(_binance_quotes(), trades.frame, symbol=symbol, venue="spot")
+    quotes = _binance_quotes()
+    frame = quotes_trades_frame(quotes.frame, trades.frame, symbol=symbol, venue="spot")
+    return frame, len(quotes.rejected) + len(trades.rejected)
 
 
 def _first_opens(frames: Iterable[pd.DataFrame]) -> float:

@@ -19,15 +19,32 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_demo)
 
     p = sub.add_parser("retrain", help="validate, train a challenger, evaluate, maybe promote")
-    p.add_argument("--strategy", required=True, help="a bar strategy type, e.g. ma_crossover")
-    p.add_argument("--csv", help="train and evaluate on this CSV instead of the shipped data")
+    p.add_argument(
+        "--strategy", required=True, help="any catalogued type (strategies --json), e.g. latency"
+    )
+    p.add_argument(
+        "--csv", help="single-asset bar types: train and evaluate on this CSV of bars instead"
+    )
+    p.add_argument(
+        "--dataset", help="a shipped data set (default: stocknet88 for bars, else the type's own)"
+    )
     p.add_argument(
         "--symbol",
         action="append",
         default=[],
-        help="shipped tickers to use; with --csv, exactly one: the CSV's instrument",
+        help="instruments of the data set to use (tickers, KO/PEP, BTCUSDT, ...); "
+        "with --csv, exactly one: the CSV's instrument",
     )
-    p.add_argument("--margin", type=float, default=0.05, help="Sharpe the challenger must add")
+    p.add_argument(
+        "--margin",
+        type=float,
+        default=None,
+        help="the lead the challenger must show in its family's objective (default: 0.05 "
+        "Sharpe; 0.0005 of return for market makers and arbitrage)",
+    )
+    p.add_argument(
+        "--fast", action="store_true", help="types other than single-asset bars: small slices"
+    )
     p.add_argument(
         "--max-rejected-rows",
         type=int,
@@ -92,9 +109,11 @@ def _retrain(args: argparse.Namespace) -> int:
         strategy=args.strategy,
         csv=str(Path(args.csv).resolve()) if args.csv else None,
         symbols=args.symbol or None,
+        dataset=args.dataset,
         margin=args.margin,
         notify=not args.no_notify,
         max_rejected_rows=args.max_rejected_rows,
+        fast=args.fast,
     )
     decision = outcome["decision"]
     refused = not outcome["gate"]["success"]
