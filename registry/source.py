@@ -14,7 +14,7 @@ from dataclasses import replace
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 
-from core.errors import AdapterError, RegistryError
+from core.errors import AdapterError, RegistryError, ValidationGateFailed
 from core.ports import StrategyDeployment
 from registry.artifacts import STRATEGY_DOCUMENT, read_artifact
 from registry.learned_direction import DIRECTION_TYPE, LoadedDirection, load_direction_predictor
@@ -34,16 +34,24 @@ class MlflowStrategySource:
 
     def __init__(self, registry: StrategyRegistry) -> None:
         self.registry = registry
+        # Versions whose evidence was checked (name, version, validation run): a version's
+        # run and pinned report cannot change, so one check per version is enough.
+        self._verified: set[tuple[str, str, str]] = set()
 
     def load_active_set(self, alias: str = CHAMPION) -> list[StrategyDeployment]:
         """Return one deployment per registered strategy that has ``alias``, by model name.
 
+        A ``champion`` must carry the evidence the registry checks before it promotes
+        (:meth:`StrategyRegistry.check_evidence`): an alias moved by hand in the MLflow UI to a
+        version whose validation failed, or that has none, is refused like a broken version.
+
         Raises
         ------
         RegistryError
-            If any aliased version names a type or config the installed code does not know, or
+            If any aliased version names a type or config the installed code does not know,
             one of its artifacts is not a regular file, too large, too deeply nested or an
-            unsafe archive; the caller keeps its running set.
+            unsafe archive, or a champion lacks its validation evidence; the caller keeps its
+            running set.
         AdapterError
             If the registry cannot be listed (MLflow away); the caller keeps its running set.
         """
@@ -57,8 +65,21 @@ class MlflowStrategySource:
         for model in models:
             if alias in model.aliases:
                 version = self.registry.model_version(model.name, str(model.aliases[alias]))
-                deployments.append(self._with_model(self._deployment(version, alias)))
+                deployment = self._deployment(version, alias)
+                if alias == CHAMPION:
+                    self._check_champion(version)
+                deployments.append(self._with_model(deployment))
         return deployments
+
+    def _check_champion(self, version: ModelVersion) -> None:
+        key = (version.name, str(version.version), version.run_id or "")
+        if key in self._verified:
+            return
+        try:
+            self.registry.check_evidence(version)
+        except ValidationGateFailed as exc:
+            raise RegistryError(f"refusing the champion: {exc}") from None
+        self._verified.add(key)
 
     def _with_model(self, deployment: StrategyDeployment) -> StrategyDeployment:
         """Attach the fitted model of a learned version (XGBoost JSON or skops, never pickle)."""

@@ -96,6 +96,7 @@ class CoreMetrics:
             "core": service.settings.name,
             "rejected_by_reason": dict(service.rejected_by_reason),
             "reloads": service.reloads,
+            "reloads_refused": service.reloads_refused,
             "read_errors": service.read_errors,
             "redis": service.writer.stats(),
             "fast_cycle": {
@@ -139,6 +140,12 @@ _COUNTERS: tuple[tuple[str, str, str], ...] = (
     ("orders", "orders_total", "Orders accepted by the risk manager."),
     ("fills", "fills_total", "Paper fills."),
     ("reloads", "reloads_total", "Hot reloads of the strategy set kept."),
+    (
+        "reloads_refused",
+        "reloads_refused_total",
+        "Registry sets refused (a champion without validation evidence, a broken version, "
+        "the registry away); the running set stayed.",
+    ),
     ("read_errors", "feed_read_errors_total", "Feed reads that failed (Redis away)."),
     ("restarts", "core_restarts_total", "Times the core started again under its name."),
 )

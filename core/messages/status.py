@@ -151,6 +151,7 @@ class CoreStatus(Message, frozen=True, kw_only=True):
     risk_limits: PublishedRiskLimits | None = None
     redis: WriterStats
     reloads: int
+    reloads_refused: int = 0  # registry sets the core would not load; it kept its own
     online: OnlineReport | None = None
     last_control: str = ""
     last_error: str

@@ -294,6 +294,10 @@ class CoreService:
         self.rejected_by_reason: dict[str, int] = {}
         self.skipped = 0  # entries of other cores' symbols
         self.reloads = 0
+        # Registry checks that found a set the core would not load (a champion without its
+        # validation evidence, a version the code does not know, MLflow away): the running
+        # set stayed.
+        self.reloads_refused = 0
         self.read_errors = 0
         self.backpressure_cycles = 0  # fast cycles that took no input: the writer was full
         self.last_error = ""
@@ -580,6 +584,7 @@ class CoreService:
         try:
             wanted = self.source.load_active_set()
         except Exception as exc:  # the registry is away or holds a bad version: keep running
+            self.reloads_refused += 1
             self.last_error = f"reload skipped, kept the running set: {type(exc).__name__}: {exc}"
             self._log_reload("reload_skipped", self.last_error)
             return
@@ -743,6 +748,7 @@ class CoreService:
             "in_process": self.in_process.summary(),
             "vectorized": engine.applicator.vectorized,
             "reloads": self.reloads,
+            "reloads_refused": self.reloads_refused,
             "strategy_errors": result["strategy_errors"],
             "restore_problems": list(engine.applicator.restore_problems),
             "redis": self.writer.stats(),
@@ -795,6 +801,7 @@ class CoreService:
             risk_limits=msgspec.convert(engine.risk.limits.to_dict(), PublishedRiskLimits),
             redis=msgspec.convert(self.writer.stats(), WriterStats),
             reloads=self.reloads,
+            reloads_refused=self.reloads_refused,
             online=(
                 msgspec.convert(engine.shadow.report(), OnlineReport)
                 if engine.shadow is not None

@@ -43,7 +43,7 @@ from strategy_engine.core_process import (
     run_core,
 )
 from tests.core_runs import run_core_beside
-from tests.fixtures_mlflow import PASSED
+from tests.fixtures_mlflow import FAILED, PASSED
 from tests.fixtures_processes import core_command, core_environment, redis_process, started
 
 pytestmark = pytest.mark.integration
@@ -458,6 +458,39 @@ def test_a_new_version_that_fails_to_load_is_refused_and_the_running_version_sta
     assert summary["events_in"] == len(feed) and summary["reloads"] == 0
     assert "ma_crossover_v9" in summary["last_error"]
     assert f"{MA_NAME} version {broken}" in summary["last_error"]
+    assert {s.lineage.model_version for s in store.read_signals()} == {"1"}
+
+
+def test_a_champion_moved_by_hand_to_an_unvalidated_version_is_refused_and_said(
+    redis_connection: RedisConnection, redis_namespace: str, registry: Any, bars: list[Bar]
+) -> None:
+    feed = bars[:2000]
+    registry.promote(MA_NAME, _register_ma(registry, MA_CONFIG))
+    failed = registry.register(
+        "ma_crossover", {"fast_period": 5, "slow_period": 20},
+        data_hash="sha256:stocknet", validation=FAILED,
+    ).version  # fmt: skip
+    publisher = FeedPublisher(redis_connection.client, redis_namespace)
+    store = RedisStore(redis_connection.client, redis_namespace)
+    publisher.publish(FEED, feed[:1000], end=False)
+
+    def move_the_alias_by_hand(service: CoreService) -> None:
+        _wait_for(lambda: _events(service) == 1000, what="the first half")
+        # What someone with MLflow access can do in its UI: no promotion, no evidence check.
+        registry.client.set_registered_model_alias(MA_NAME, "champion", str(failed))
+        assert store.publish_control({"action": "reload"}) == 1
+        _wait_for(lambda: "reload skipped" in service.last_error, what="the refused reload")
+        publisher.publish(FEED, feed[1000:])
+
+    summary = run_core_beside(
+        redis_connection, _settings(), redis_namespace, AliasSource("champion"),
+        move_the_alias_by_hand, CORE_TIMEOUT_S,
+    )  # fmt: skip
+
+    assert summary["events_in"] == len(feed) and summary["reloads"] == 0
+    assert summary["reloads_refused"] >= 1
+    assert f"refusing the champion: {MA_NAME} version {failed}" in summary["last_error"]
+    assert "failed validation" in summary["last_error"]
     assert {s.lineage.model_version for s in store.read_signals()} == {"1"}
 
 

@@ -34,7 +34,7 @@ def test_the_shipped_rules_are_valid_and_pass_their_unit_tests():
     assert PROMTOOL is not None
     checked = _run([PROMTOOL, "check", "rules", str(monitoring.RULES_FILE)])
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    assert "SUCCESS: 14 rules found" in checked.stdout
+    assert "SUCCESS: 15 rules found" in checked.stdout
     tested = _run([PROMTOOL, "test", "rules", str(monitoring.RULES_TEST_FILE)])
     assert tested.returncode == 0, tested.stdout + tested.stderr
     assert "SUCCESS" in tested.stdout
@@ -47,7 +47,7 @@ def test_every_alert_the_issue_names_has_a_rule_and_a_unit_test():
         "CoreHeartbeatStale", "CoreDown", "TickToSignalP99AboveBudget", "FastCycleOverruns",
         "DeadLetterRate", "KillSwitchTripped", "DrawdownPastThreshold", "RedisReconnecting",
         "OutputsBuffered", "DataGateFailed", "RetrainFailed", "ChampionChanged",
-        "CoreRestarted", "CoreCrashLooping",
+        "CoreRestarted", "CoreCrashLooping", "ActiveSetRefused",
     ):  # fmt: skip
         assert f"alert: {alert}\n" in rules, alert
         assert f"alertname: {alert}\n" in tests, alert
