@@ -9,7 +9,6 @@ from typing import Any
 from prefect import flow, task
 
 from core.errors import ConfigError, ValidationGateFailed
-from core.messages import RetrainOutcome, read_as
 from core.strategies.base import DataKind
 from core.strategies.catalogue import strategy_type
 from pipelines import governance, learning, lifecycle
@@ -372,12 +371,12 @@ def _outcome(
     data was: the symbols, the rows the gate checked and the rows the loader rejected (with
     line and reason), and the gate that failed, if one did."""
     gate = report.to_dict()
-    outcome = {
-        "model": name,
-        "symbols": list(settings.symbols),
-        "challenger": challenger,
-        "champion": champion,
-        "gate": {
+    return learning.retrain_outcome(
+        name,
+        symbols=list(settings.symbols),
+        challenger=challenger,
+        champion=champion,
+        gate={
             "success": report.success,
             "failed": [
                 {"expectation": r.expectation, "unexpected_count": r.unexpected_count}
@@ -390,16 +389,11 @@ def _outcome(
             "max_rejected_rows": settings.max_rejected_rows,
             "rejected_rows": gate["rejected_rows"],
         },
-        "windows": None
-        if windows is None
-        else {"train_end_ns": windows.train_end, "test_start_ns": windows.test_start},
-        "decision": {
-            "promoted": promoted,
-            "reason": why,
-            "failed_gate": None if report.success else report.suite,
-        },
-    }
-    return read_as(RetrainOutcome, outcome, "the retrain outcome").to_dict()
+        windows=None if windows is None else (windows.train_end, windows.test_start),
+        promoted=promoted,
+        why=why,
+        failed_gate=None if report.success else report.suite,
+    )
 
 
 @flow(name="ml-composer", log_prints=False)

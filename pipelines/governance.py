@@ -41,7 +41,6 @@ from core.backtest.streams import Stream, stream_for
 from core.config import FrozenConfig, require
 from core.engine.tracker import performance_metrics
 from core.errors import DataError
-from core.messages import RetrainOutcome, read_as
 from core.strategies.base import Family
 from core.strategies.catalogue import strategy_type
 from pipelines import learning
@@ -254,17 +253,8 @@ def decide(
     margin: float,
 ) -> tuple[bool, str]:
     """Promote only a challenger that beats the champion's held-out objective by ``margin``."""
-    name = objective_of(strategy)
-    if champion is None:
-        return True, "no champion yet: the challenger becomes champion"
-    ours, theirs = challenger["objective"], champion["objective"]
-    lead = ours - theirs
-    if lead > margin:
-        return True, f"challenger {name} {ours:.6g} beats champion {theirs:.6g} by {lead:.6g}"
-    return False, (
-        f"challenger {name} {ours:.6g} does not beat champion {theirs:.6g} by more than the "
-        f"margin {margin:g} (lead {lead:.6g})"
-    )
+    theirs = champion["objective"] if champion is not None else None
+    return learning.compare(objective_of(strategy), challenger["objective"], theirs, margin)
 
 
 def admitted_stream(settings: GovernSettings, config: dict[str, Any]) -> tuple[Stream, list[Any]]:
@@ -356,24 +346,29 @@ def _outcome(
     why: str,
     gate_run: str | None,
 ) -> dict[str, Any]:
-    outcome = {
-        "model": name,
-        "objective": objective_of(name.removeprefix(MODEL_PREFIX)),
-        "challenger": challenger,
-        "champion": champion,
-        "gate": {
+    return learning.retrain_outcome(
+        name,
+        objective=objective_of(name.removeprefix(MODEL_PREFIX)),
+        challenger=challenger,
+        champion=champion,
+        gate={
             "success": gate.success,
             "failed": [
                 {"expectation": rule, "unexpected_count": rows} for rule, rows in gate.broken()
             ],
             "run_id": gate_run,
+            "suite": gate.suite,
+            "rows": gate.rows,
+            "rows_rejected": gate.loader_rejected,
+            "max_rejected_rows": gate.tolerated.get(LOADER_RULE, 0),
         },
-        "windows": None
-        if windows is None
-        else {"train_end_ns": windows.test_start, "test_start_ns": windows.test_start},
-        "decision": {"promoted": promoted, "reason": why},
-    }
-    return read_as(RetrainOutcome, outcome, "the retrain outcome").to_dict()
+        # The held-out window starts where training ends (no purge: the run is warm from
+        # the first event and only the window is measured).
+        windows=None if windows is None else (windows.test_start, windows.test_start),
+        promoted=promoted,
+        why=why,
+        failed_gate=None if gate.success else gate.suite,
+    )
 
 
 __all__ = [

@@ -22,6 +22,7 @@ from core.engine.engine import PositionSizing, TradingEngine
 from core.engine.execution import BarFillModel
 from core.engine.tracker import performance_metrics
 from core.errors import ConfigError, DataError
+from core.messages import RetrainOutcome, read_as
 from core.ports import StrategyDeployment
 from core.strategies.base import DataKind
 from core.strategies.catalogue import strategy_type
@@ -188,15 +189,50 @@ def decide(
     """Promote only a challenger on gated data that beats the champion by ``margin`` Sharpe."""
     if not report.success:
         return False, f"data gate failed: {report.message()}"
-    if champion is None:
+    theirs = champion["sharpe"] if champion is not None else None
+    return compare("Sharpe", challenger["sharpe"], theirs, margin)
+
+
+def retrain_outcome(
+    name: str,
+    *,
+    challenger: dict[str, Any] | None,
+    champion: dict[str, Any] | None,
+    gate: dict[str, Any],
+    windows: tuple[int, int] | None,
+    promoted: bool,
+    why: str,
+    failed_gate: str | None,
+    **fields: Any,
+) -> dict[str, Any]:
+    """A retrain's result, checked as :class:`core.messages.RetrainOutcome` has it:
+    ``windows`` is (training end, test start) in event time; ``fields`` are the contract's
+    other top-level fields (``symbols``, ``objective``)."""
+    outcome = {
+        "model": name,
+        **fields,
+        "challenger": challenger,
+        "champion": champion,
+        "gate": gate,
+        "windows": None
+        if windows is None
+        else {"train_end_ns": windows[0], "test_start_ns": windows[1]},
+        "decision": {"promoted": promoted, "reason": why, "failed_gate": failed_gate},
+    }
+    return read_as(RetrainOutcome, outcome, "the retrain outcome").to_dict()
+
+
+def compare(objective: str, ours: float, theirs: float | None, margin: float) -> tuple[bool, str]:
+    """Whether a challenger scoring ``ours`` replaces a champion scoring ``theirs`` (None: no
+    champion) on a lead above ``margin``, and the reason in words."""
+    if theirs is None:
         return True, "no champion yet: the challenger becomes champion"
-    ours, theirs = challenger["sharpe"], champion["sharpe"]
     lead = ours - theirs
     if lead > margin:
-        return True, f"challenger Sharpe {ours:.3f} beats champion {theirs:.3f} by {lead:.3f}"
+        return True, f"challenger {objective} {ours:.4g} beats champion {theirs:.4g} by {lead:.4g}"
     return False, (
-        f"challenger Sharpe {ours:.3f} does not beat champion {theirs:.3f} "
-        f"by more than the margin {margin} (lead {lead:.3f})"
+        f"challenger {objective} {ours:.4g} does not beat champion {theirs:.4g} "
+        f"by more than the margin {margin:g} (lead {lead:.4g})"
     )
 
 
@@ -252,6 +288,7 @@ __all__ = [
     "Windows",
     "admit",
     "champion_config",
+    "compare",
     "compare_on_held_out_window",
     "decide",
     "evaluate",
