@@ -39,7 +39,6 @@ from core import codec
 from core.backtest.runner import admitted_events, engine_for
 from core.backtest.streams import Stream, stream_for
 from core.config import FrozenConfig, require
-from core.engine.tracker import performance_metrics
 from core.errors import DataError
 from core.strategies.base import Family
 from core.strategies.catalogue import strategy_type
@@ -213,14 +212,9 @@ def evaluate(
     """
     engine, capital, _ = engine_for(stream, config)
     engine.run(events)
-    ts, equity = engine.tracker.equity_curve()
-    inside = ts >= start if start is not None else np.ones(len(ts), dtype=bool)
-    if not inside.any():
-        raise DataError("the evaluation window holds no events")
-    first = int(np.argmax(inside))
-    base = float(equity[first - 1]) if first > 0 else capital
-    metrics = performance_metrics(ts[inside], equity[inside], base)
-    window_return = (float(equity[inside][-1]) - base) / capital if capital > 0 else 0.0
+    metrics = learning.window_metrics(engine, start, capital)
+    gained = metrics["window_end_equity"] - metrics["window_start_equity"]
+    window_return = gained / capital if capital > 0 else 0.0
     result = {k: metrics[k] for k in ("total_return", "sharpe", "sortino", "max_drawdown")}
     result["periods"] = int(metrics["periods"])
     result["total_return"] = window_return

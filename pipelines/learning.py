@@ -21,6 +21,7 @@ from core.data.loaders import merge_bars, read_bars_frame
 from core.engine.engine import PositionSizing, TradingEngine
 from core.engine.execution import BarFillModel
 from core.engine.tracker import performance_metrics
+from core.engine.venue import Venue
 from core.errors import ConfigError, DataError
 from core.messages import RetrainOutcome, read_as
 from core.ports import StrategyDeployment
@@ -149,7 +150,7 @@ def evaluate(
     capital = NOTIONAL * len(admitted.frames)
     engine = TradingEngine(
         [deployment],
-        fill_model=BarFillModel(fee_bps=fee_bps),
+        venue=Venue(bars=BarFillModel(fee_bps=fee_bps)),
         initial_capital=capital,
         sizing=PositionSizing(notional=NOTIONAL),
     )
@@ -157,14 +158,29 @@ def evaluate(
     if end is not None:
         bars = [b for b in bars if b.ts_event <= end]
     engine.run(bars)
+    metrics = window_metrics(engine, start, capital)
+    return {k: metrics[k] for k in ("total_return", "sharpe", "sortino", "max_drawdown", "periods")}
+
+
+def window_metrics(engine: TradingEngine, start: int | None, capital: float) -> dict[str, Any]:
+    """The performance metrics of a finished run over its samples from ``start`` on (all with
+    None), measured from the equity just before the window.
+
+    Raises
+    ------
+    DataError
+        If the run has no sample in the window.
+    """
     ts, equity = engine.tracker.equity_curve()
     inside = ts >= start if start is not None else np.ones(len(ts), dtype=bool)
     if not inside.any():
-        raise DataError("the evaluation window holds no bars")
+        raise DataError("the evaluation window holds no events")
     first = int(np.argmax(inside))
-    base = equity[first - 1] if first > 0 else capital
-    metrics = performance_metrics(ts[inside], equity[inside], float(base))
-    return {k: metrics[k] for k in ("total_return", "sharpe", "sortino", "max_drawdown", "periods")}
+    base = float(equity[first - 1]) if first > 0 else capital
+    metrics: dict[str, Any] = performance_metrics(ts[inside], equity[inside], base)
+    metrics["window_start_equity"] = base
+    metrics["window_end_equity"] = float(equity[inside][-1])
+    return metrics
 
 
 def train_challenger(

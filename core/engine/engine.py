@@ -23,9 +23,7 @@ from core.engine.applicator import Routed, StrategyApplicator
 from core.engine.books import StrategyBook
 from core.engine.clock import SimulatedClock
 from core.engine.composer import StrategyComposer
-from core.engine.execution import BarFillModel, TakerFillModel
 from core.engine.makers import RestingQuotes
-from core.engine.quote_fills import QuoteFillConfig
 from core.engine.tracker import PerformanceTracker
 from core.engine.venue import Venue
 from core.model import Bar, Fill, FundingRate, Order, Quote, Signal, Trade
@@ -98,9 +96,6 @@ class TradingEngine:
         deployments: list[StrategyDeployment],
         *,
         venue: Venue | None = None,
-        fill_model: BarFillModel | None = None,
-        quote_fill_model: TakerFillModel | None = None,
-        maker_fills: QuoteFillConfig | None = None,
         initial_capital: float = 1.0,
         sink: SignalSink | None = None,
         state_store: StateStore | None = None,
@@ -117,11 +112,8 @@ class TradingEngine:
         self.batch_forms: BatchMode = batch_forms
         self.applicator = StrategyApplicator(deployments, batch_forms=batch_forms)
         self.composer = StrategyComposer({d.name: d.weight for d in deployments})
-        # ``fill_model``, ``quote_fill_model`` and ``maker_fills`` are the venue's parts given
-        # one by one (the form before the venue existed); ``venue`` wins when both are given.
-        self.venue = venue or Venue(
-            bars=fill_model or BarFillModel(), taker=quote_fill_model, maker=maker_fills
-        )
+        # Without a venue: next-open bar fills, no taker or maker fills (quotes are marked).
+        self.venue = venue or Venue()
         self.account = Account(self.venue, initial_capital)
         self.broker = self.account.broker
         self.portfolio = self.account.portfolio
