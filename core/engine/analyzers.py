@@ -25,6 +25,7 @@ class FillAnalyzer:
         self.horizon_ns = int(horizon_s * 1e9)
         self._clock = 0
         self._mid: dict[str, float] = {}
+        self._last_filled = ""  # the symbol of the last fill: its mid scales the bps
         self._quote: dict[str, Quote] = {}
         self._waiting: deque[tuple[int, str, float, float, float]] = deque()
         self._moves: list[float] = []  # mid move in the filled side's favour
@@ -64,21 +65,23 @@ class FillAnalyzer:
                 self.stale_fills += 1
             else:
                 self.moved_fills += 1
-        mid = self._mid.get(fill.symbol.partition(":")[0], math.nan)
+        symbol = fill.symbol.partition(":")[0]
+        self._last_filled = symbol
+        mid = self._mid.get(symbol, math.nan)
         if math.isnan(mid):
             return
         sign = 1.0 if fill.side is Side.BUY else -1.0
-        self._waiting.append((self._clock + self.horizon_ns, fill.symbol.partition(":")[0],
-                              sign, mid, fill.price))  # fmt: skip
+        self._waiting.append((self._clock + self.horizon_ns, symbol, sign, mid, fill.price))
 
     def report(self) -> dict[str, Any]:
         """``adverse_selection`` (mean move of the mid against the filled side, in price;
-        positive = adverse), ``adverse_selection_bps`` (over the last mid), ``markout`` (mean of
-        the later mid minus the fill price in the side's favour), ``markouts`` (fills measured),
-        ``stale_fills`` and ``moved_fills``. None where nothing was measured."""
+        positive = adverse), ``adverse_selection_bps`` (over the last mid of the last symbol
+        filled), ``markout`` (mean of the later mid minus the fill price in the side's favour),
+        ``markouts`` (fills measured), ``stale_fills`` and ``moved_fills``. None where nothing
+        was measured."""
         moves, markouts = self._moves, self._markouts
         adverse = -math.fsum(moves) / len(moves) if moves else None
-        last_mid = next(reversed(self._mid.values()), math.nan) if self._mid else math.nan
+        last_mid = self._mid.get(self._last_filled, math.nan)
         bps = adverse / last_mid * 1e4 if adverse is not None and last_mid > 0 else None
         return {
             "adverse_selection": adverse,
