@@ -51,6 +51,7 @@ from core.messages import (
     MacroContext,
     NewsContext,
     RegimeContext,
+    StackingContext,
     StrategyPerformance,
     WeightsControl,
     read_as,
@@ -347,13 +348,17 @@ def apply_changes(
 # ---------------------------------------------------------------------------------------------
 
 
-def default_bounds(strategies: list[str]) -> AdaptationBounds:
+def default_bounds(
+    strategies: list[str], base_weights: Mapping[str, float] | None = None
+) -> AdaptationBounds:
     """Bounds for registered model names ``strategy.<type>``, styled by the type's catalogue spec.
 
     Trend-following types are ``trend_following``, statistical-arbitrage types
     ``mean_reversion``; a type trading one instrument's direction (bars, news, macro) is
     equity-exposed, a pair, quote or funding type (market-neutral by construction) is not. A
-    name the catalogue does not know gets neutral bounds.
+    name the catalogue does not know gets neutral bounds. ``base_weights`` (the stacked
+    model's, on the core's scale) replace the base weight of 1 of the strategies they name,
+    clamped to the default weight range.
     """
     from core.strategies.base import DataKind, Family
     from core.strategies.catalogue import strategy_type
@@ -373,6 +378,11 @@ def default_bounds(strategies: list[str]) -> AdaptationBounds:
         found[name] = StrategyBounds(
             style=styles.get(spec.family, "other"), equity=spec.data_kind in directional
         )
+    for name, weight in (base_weights or {}).items():
+        if name in found and math.isfinite(weight):
+            bounds = found[name]
+            base = min(max(weight, bounds.min_weight), bounds.max_weight)
+            found[name] = msgspec.structs.replace(bounds, base_weight=base)
     return AdaptationBounds(strategies=found)
 
 
@@ -464,6 +474,7 @@ def read_inputs(namespace: str, core: str) -> dict[str, Any]:
     with connect() as connection:
         store = RedisStore(connection.client, namespace=namespace)
         return {name: store.read_context(name, kind) for name, kind in INPUT_CONTEXTS.items()} | {
+            "stacking": store.read_context("stacking", StackingContext),
             "previous": store.read_context("adaptation", AdaptationRecord),
             "status": store.read_status(core),
         }
@@ -512,6 +523,27 @@ def send_adaptation(namespace: str, record: dict[str, Any], send: bool) -> int:
         return store.publish_control(message)
 
 
+@task(name="propose-adapted-parameters")
+def propose_parameters(
+    record: dict[str, Any], previous: AdaptationRecord | None, namespace: str, notify: bool
+) -> list[dict[str, Any]]:
+    """Govern the adapted parameters as challengers (see :mod:`pipelines.proposals`); a
+    promotion is announced to the cores of ``namespace`` when ``notify``."""
+    from pipelines.announce import notify_core
+    from pipelines.proposals import propose_adapted_params
+    from registry.strategy_registry import StrategyRegistry
+
+    def tell_cores(model: str, version: str) -> int:
+        return notify_core(model, version, namespace)
+
+    return propose_adapted_params(
+        record,
+        previous.to_dict() if previous is not None else None,
+        StrategyRegistry(),
+        notify=tell_cores if notify else None,
+    )
+
+
 def plan_adaptation(
     inputs: Mapping[str, Any], bounds: Mapping[str, Any] | None, core: str
 ) -> dict[str, Any]:
@@ -542,7 +574,19 @@ def plan_adaptation(
     if not bounds and not active:
         why = f"no bounds given and no active set in status:{core}"
         return msgspec.structs.replace(record, skipped=why).to_dict()
-    config = AdaptationBounds.from_dict(bounds) if bounds else default_bounds(active)
+    stacking = _decoded(inputs.get("stacking"), StackingContext, "context 'stacking'")
+    # The stacked model's weights are the base the default bounds move around, when its
+    # out-of-sample evidence says they mean something; an operator's bounds are kept as given.
+    stacked = stacking if stacking is not None and stacking.useful and not bounds else None
+    config = (
+        AdaptationBounds.from_dict(bounds)
+        if bounds
+        else default_bounds(active, stacked.base_weights if stacked else None)
+    )
+    if stacked is not None:
+        record = msgspec.structs.replace(
+            record, base_weights_from=f"stacking run {stacked.run_id or '?'}"
+        )
     weights = weights_from_status(status, previous)
     params = previous.params if previous is not None else {}
     performance = performance_from_status(status)
@@ -573,6 +617,7 @@ def adapt(
     core: str = "core-1",
     bounds: dict[str, Any] | None = None,
     send: bool = True,
+    propose_params: bool = True,
 ) -> dict[str, Any]:
     """Adjust the core's strategy weights (and bounded parameters) from context and performance.
 
@@ -582,11 +627,19 @@ def adapt(
     experiment ``adaptation``, ``changes.json``; context ``adaptation``) and, with ``send`` and
     at least one change, publishes ``{"action": "weights", "weights", "changes"}`` on the
     control channel for :func:`core.runtime.control.apply_control`.
+
+    With ``propose_params``, the adapted parameters of each registered strategy are governed
+    as a challenger of its champion (:func:`pipelines.proposals.propose_adapted_params`):
+    they reach the core only as a version promoted on evidence; ``proposals`` records what
+    became of each.
     """
     from pipelines.strategic import namespace_or_default
 
     space = namespace_or_default(namespace)
-    record = plan_adaptation(read_inputs(space, core), bounds, core)
+    inputs = read_inputs(space, core)
+    record = plan_adaptation(inputs, bounds, core)
+    if propose_params and record["params"]:
+        record["proposals"] = propose_parameters(record, inputs.get("previous"), space, send)
     record["sent"] = bool(send and record["changes"])
     record["run_id"] = log_adaptation(record)
     record["received_by"] = send_adaptation(space, record, send)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from typing import Any
 
 from prefect import flow, task
@@ -12,6 +11,7 @@ from core.errors import ConfigError, ValidationGateFailed
 from core.strategies.base import DataKind
 from core.strategies.catalogue import strategy_type
 from pipelines import governance, learning, lifecycle
+from pipelines.announce import notify_core
 from pipelines.learning_counts import count_learning_event
 from pipelines.validation import GateReport
 from registry.runs import log_decision, log_gate_failure
@@ -185,18 +185,6 @@ def evaluate_on_test_window(
         settings.strategy, config, admitted, start=windows.test_start, end=None,
         fee_bps=settings.fee_bps,
     )  # fmt: skip
-
-
-@task(name="notify-core", retries=2, retry_delay_seconds=1)
-def notify_core(model: str, version: str) -> int:
-    """Tell running cores the set changed; they also poll the registry, so this may reach none."""
-    from core.adapters.redis_server import connect
-    from core.adapters.redis_store import RedisStore
-
-    namespace = os.environ.get("STRATEGY_ENGINE_NAMESPACE", "se")
-    with connect() as connection:
-        store = RedisStore(connection.client, namespace=namespace)
-        return store.publish_control({"action": "reload", "model": model, "version": version})
 
 
 @flow(name="retrain", log_prints=False)
@@ -402,13 +390,18 @@ def ml_composer(
     kinds: list[str] | None = None,
     register_models: bool = True,
     stack: bool = True,
+    namespace: str | None = None,
 ) -> dict[str, Any]:
     """Train the direction models (XGBoost, scikit-learn) walk-forward and register each;
     fit the stacked model that weights the rule strategies' signals.
 
-    Registered versions are not promoted here: ``retrain`` or an operator decides that.
+    Registered versions are not promoted here: ``retrain`` or an operator decides that. The
+    stacking fit is recorded in MLflow and as the Redis context ``stacking`` (in
+    ``namespace``), whose weights the adaptation flow moves the core's weights around when
+    their out-of-sample evidence holds (:mod:`pipelines.proposals`).
     """
     from pipelines.ml_composer import ComposerConfig, run_ml_composer
+    from pipelines.proposals import record_stacking
     from pipelines.stacking import StackingSettings, fit_stack
 
     config = ComposerConfig(symbols=tuple(symbols)) if symbols else ComposerConfig()
@@ -425,5 +418,6 @@ def ml_composer(
         },
     }
     if stack:
-        outcome["stacking"] = fit_stack(StackingSettings())
+        stacking = fit_stack(StackingSettings())
+        outcome["stacking"] = stacking | {"context": record_stacking(stacking, namespace)}
     return outcome

@@ -65,6 +65,8 @@ KNOWN_DEFECTS: dict[str, dict[str, int]] = {
     "fx_triangle_daily_lean": {"bid_price <= ask_price": 297},
 }
 LOADER_RULE = "rows the loader could use"
+# The version tag naming who proposed a challenger that was not found by parameter selection.
+PROPOSAL_SOURCE_TAG = "proposal_source"
 
 INVENTORY_PENALTY = 0.1
 OBJECTIVES: dict[Family, str] = {
@@ -266,10 +268,16 @@ def govern(
     registry: StrategyRegistry,
     *,
     notify: Callable[[str, str], object] | None = None,
+    proposal: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Run the lifecycle of :mod:`this module <pipelines.governance>` once; return the outcome
     (:class:`core.messages.RetrainOutcome`). A failed gate trains, registers and promotes
-    nothing; its report is logged as a FAILED MLflow run."""
+    nothing; its report is logged as a FAILED MLflow run.
+
+    ``proposal`` (:class:`core.messages.Proposal`: ``source``, ``config``, ``evidence``) is a
+    config the running system proposed: it is the challenger instead of the best of the
+    variants, and goes through the same gate, evaluation and decision. Its source is tagged
+    on the registered version and the proposal is recorded with the decision."""
     strategy = settings.strategy
     name = model_name(strategy)
     champion_version, champion = learning.champion_config(registry, strategy)
@@ -285,9 +293,14 @@ def govern(
         return _outcome(name, None, gate, None, None, False, gate.message(), run_id)
     windows = split(events, settings.test_fraction)
     training = [e for e in events if e.ts_event < windows.test_start]
+    candidates = (
+        [strategy_type(strategy).config_type.from_dict(proposal["config"]).to_dict()]
+        if proposal is not None
+        else learning.variants(strategy, base, settings.max_variants)
+    )
     scored = [
         {"config": config, "train": evaluate(stream, config, training, start=None)}
-        for config in learning.variants(strategy, base, settings.max_variants)
+        for config in candidates
     ]
     challenger = max(scored, key=lambda row: row["train"]["objective"])["config"]
     challenger_test = evaluate(stream, challenger, events, start=windows.test_start)
@@ -303,6 +316,10 @@ def govern(
         symbols=stream.instances,
     )
     registry.set_alias(name, learning.CHALLENGER, version.version)
+    if proposal is not None:
+        registry.client.set_model_version_tag(
+            name, version.version, PROPOSAL_SOURCE_TAG, str(proposal["source"])
+        )
     promoted, why = decide(strategy, challenger_test, champion_test, margin_for(strategy,
                            settings.margin))  # fmt: skip
     if promoted:
@@ -324,6 +341,8 @@ def govern(
         None,
     )
     outcome["candidates"] = scored
+    if proposal is not None:
+        outcome["proposal"] = proposal
     outcome["decision_run"] = log_decision(
         registry.store, f"retrain {name}", outcome, tags={"model_name": name}
     )
@@ -369,6 +388,7 @@ __all__ = [
     "GATE_OF_EVENT",
     "KNOWN_DEFECTS",
     "OBJECTIVES",
+    "PROPOSAL_SOURCE_TAG",
     "GovernSettings",
     "StreamGate",
     "admitted_stream",

@@ -4,7 +4,7 @@ promotions and rollbacks, per strategy (``<ns>:learning:counts``, field ``kind|s
 Best effort: the count is for the operators' alerts, so a Redis that is away or refuses is
 logged (``learning_count_failed``) and never fails the retrain, promotion or rollback it
 counts. The Redis is the flows' (``REDIS_URL``, else the embedded server, as
-:func:`pipelines.flows.notify_core` uses) in namespace ``STRATEGY_ENGINE_NAMESPACE``.
+:func:`pipelines.announce.notify_core` uses) in namespace ``STRATEGY_ENGINE_NAMESPACE``.
 """
 
 from __future__ import annotations

@@ -164,6 +164,44 @@ class StrategyPerformance(Message, frozen=True, kw_only=True):
     periods: int
 
 
+class ProposalDecision(Message, frozen=True, kw_only=True, omit_defaults=True):
+    """What became of a config proposed to the learning tier (:mod:`pipelines.proposals`):
+    the registered challenger, whether it was promoted and why, and the MLflow run of the
+    decision; ``skipped`` says why no challenger was registered at all."""
+
+    strategy: str
+    source: str
+    config: dict[str, Any]
+    version: str | None = None
+    promoted: bool
+    reason: str
+    decision_run: str | None = None
+    skipped: bool = False
+
+
+class StackingContext(Message, frozen=True, kw_only=True):
+    """The stacked model's weights for the rule strategies (context ``stacking``).
+
+    ``weights`` sum to one (the model's view); ``base_weights`` are the same on the core's
+    scale (mean one), which the adaptation engine moves the core's weights around when
+    ``useful``: the out-of-sample hit rate beat the base rate and the information coefficient
+    was positive. ``run_id`` is the MLflow run that recorded the fit.
+    """
+
+    schema_version: int
+    computed_at: str
+    strategies: list[str]
+    weights: dict[str, float]
+    base_weights: dict[str, float]
+    useful: bool
+    why: str
+    hit_rate: float
+    base_rate: float
+    information_coefficient: float
+    out_of_sample_rows: int
+    run_id: str | None = None
+
+
 class AdaptationRecord(Message, frozen=True, kw_only=True, omit_defaults=True):
     """What one adaptation run saw, decided and did (context ``adaptation``).
 
@@ -186,6 +224,10 @@ class AdaptationRecord(Message, frozen=True, kw_only=True, omit_defaults=True):
     sent: bool | None = None
     run_id: str | None = None
     received_by: int | None = None
+    # Where the base weights came from (a stacking run), and what became of the parameter
+    # changes proposed as challengers (pipelines.proposals).
+    base_weights_from: str | None = None
+    proposals: list[ProposalDecision] | None = None
 
 
 CONTEXT_TYPES: dict[str, type[Message]] = {
@@ -193,5 +235,6 @@ CONTEXT_TYPES: dict[str, type[Message]] = {
     "regime": RegimeContext,
     "macro": MacroContext,
     "adaptation": AdaptationRecord,
+    "stacking": StackingContext,
 }
 """The type of each context record, by its field in ``<ns>:context``."""

@@ -77,6 +77,16 @@ class ScoredCandidate(Message, frozen=True, kw_only=True):
     train: EvaluationMetrics
 
 
+class Proposal(Message, frozen=True, kw_only=True):
+    """A config the running system proposed as a challenger (instead of parameter selection):
+    who proposed it and the evidence it gave, e.g. the online generator's shadow returns or
+    the adaptation engine's reasons (:mod:`pipelines.proposals`)."""
+
+    source: str
+    config: dict[str, Any]
+    evidence: dict[str, Any]
+
+
 class RetrainOutcome(Message, frozen=True, kw_only=True, omit_defaults=True):
     """One retrain: the challenger, the champion it met, the gate and the decision.
 
@@ -94,3 +104,4 @@ class RetrainOutcome(Message, frozen=True, kw_only=True, omit_defaults=True):
     decision: RetrainDecision
     candidates: list[ScoredCandidate] | None = None
     decision_run: str | None = None
+    proposal: Proposal | None = None  # set when the challenger was proposed, not selected
