@@ -335,3 +335,29 @@ def test_the_ingest_command_prints_one_json_document_and_exits_1_on_a_rejection(
     assert main(["ingest", "--inbox", str(inbox), "--json"]) == 0  # nothing left to decide
     assert json.loads(capsys.readouterr().out)["files"] == []
     assert main(["ingest", "--inbox", str(inbox), "--dataset", "nope"]) == 2
+
+
+def test_a_retrain_after_the_scheduled_ingest_trains_on_the_new_rows_and_a_rejection_changes_none(
+    prefect_harness, mlflow_dir: Path, tmp_path: Path, store: Path, counted: list[tuple[str, str]]
+):
+    from pipelines.flows import retrain
+    from pipelines.ingest import ingest_drop_folder
+    from registry import MlflowStore, MlflowStrategySource, StrategyRegistry
+
+    inbox = tmp_path / "inbox"
+    shipped = data_hash(admit_bars(DATASET, ["AAPL"]))
+    _drop(inbox, "AAPL.csv", HEADER + NEW_DAYS.replace("161.91,161.91", "170.00,170.00"))
+    refused = ingest_drop_folder(inbox=str(inbox), datasets=[DATASET])
+    assert refused["rejected"] == 1
+    assert data_hash(admit_bars(DATASET, ["AAPL"])) == shipped
+    _drop(inbox, "AAPL.csv", HEADER + NEW_DAYS)
+
+    taken = ingest_drop_folder(inbox=str(inbox), datasets=[DATASET])
+    outcome = retrain(strategy="ma_crossover", symbols=["AAPL"], notify=False)
+
+    assert (taken["accepted"], taken["new_rows"]) == (1, 3)
+    grown = data_hash(admit_bars(DATASET, ["AAPL"]))
+    assert grown != shipped
+    assert outcome["gate"]["success"] and outcome["gate"]["rows"] == SHIPPED_AAPL_ROWS + 3
+    (active,) = MlflowStrategySource(StrategyRegistry(MlflowStore(mlflow_dir))).load_active_set()
+    assert active.tags["data_hash"] == grown
