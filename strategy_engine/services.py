@@ -924,6 +924,8 @@ def deploy_keeping_pauses(
     so without this a second ``up`` would quietly resume what an operator paused
     (``strategy-engine schedules pause``). Returns the deployments paused again.
     """
+    # The client is Prefect's own, imported here: it must find the stack's home, not ~/.prefect.
+    os.environ.setdefault("PREFECT_HOME", str(layout.prefect_home))
     from strategy_engine import schedules
 
     paused = schedules.paused_deployments(api_url, auth_string)

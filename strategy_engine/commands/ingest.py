@@ -42,6 +42,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _ingest(args: argparse.Namespace) -> int:
     """Exit 0 when every file was accepted (or there was none), 1 when one was rejected."""
+    from strategy_engine.environment import apply_environment_defaults
+
+    apply_environment_defaults()  # before Prefect is imported; the stack's Redis for counts
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     from pipelines.ingest import MAX_FILE_BYTES, ingest_inbox
 

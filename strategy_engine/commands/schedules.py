@@ -28,6 +28,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _schedules(args: argparse.Namespace) -> int:
+    from strategy_engine.environment import apply_environment_defaults
+
+    apply_environment_defaults()  # before Prefect is imported: the stack's home and auth
     from strategy_engine import schedules
 
     api_url, auth = schedules.stack_api()
