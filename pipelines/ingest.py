@@ -44,6 +44,7 @@ import pandas as pd
 from prefect import flow
 
 from core.data.datasets import (
+    DATASETS,
     Dataset,
     get_dataset,
     ingested_bars_path,
@@ -237,7 +238,7 @@ def _ingest_folder(folder: Path, max_file_bytes: int) -> list[FileOutcome]:
             continue
         if name.startswith(".") or name.endswith(PENDING_SUFFIXES):
             continue  # still being written, by the producer's convention
-        outcome = _ingest_one(path, folder.name, entry, max_file_bytes)
+        outcome = _ingest_one(path, _shown(folder.name), entry, max_file_bytes)
         _settle(path, outcome)
         outcomes.append(outcome)
     return outcomes
@@ -250,7 +251,7 @@ def _ingest_one(
     path: Path, dataset: str, entry: Dataset | None, max_file_bytes: int
 ) -> FileOutcome:
     """Decide one file; nothing it holds raises past here."""
-    outcome = FileOutcome(file=path.name, dataset=dataset, accepted=False, reason="")
+    outcome = FileOutcome(file=_shown(path.name), dataset=dataset, accepted=False, reason="")
     try:
         if entry is None:
             raise Refused(f"unknown data set '{dataset}' (the inbox's folders are data set names)")
@@ -258,7 +259,9 @@ def _ingest_one(
             raise Refused(f"ingest takes per-symbol bar sets; '{dataset}' holds {entry.kind} data")
         outcome.symbol = _symbol_of(path.name, entry)
         with tempfile.TemporaryDirectory(prefix="se-ingest-") as work:
-            copy = _private_copy(path, Path(work), max_file_bytes)
+            # Named by symbol and type alone: the loader's messages never carry the raw name.
+            suffix = next(x for x in SUFFIXES if path.name.lower().endswith(x))
+            copy = _private_copy(path, Path(work) / f"{outcome.symbol}{suffix}", max_file_bytes)
             csv = _as_csv(copy, max_file_bytes)
             _gate_and_store(csv, entry, outcome)
     except (Refused, DataError) as exc:
@@ -273,18 +276,25 @@ def _ingest_one(
 def _symbol_of(name: str, entry: Dataset) -> str:
     suffix = next((s for s in SUFFIXES if name.lower().endswith(s)), None)
     if suffix is None:
-        raise Refused(f"unsupported file type: '{name}' (expected {' or '.join(SUFFIXES)})")
+        raise Refused(f"unsupported file type: '{_shown(name)}' (expected {' or '.join(SUFFIXES)})")
     symbol = name.split(".", 1)[0]
     if symbol not in entry.tickers:
         raise Refused(
-            f"'{name}' names symbol '{symbol}', which data set '{entry.name}' does not list "
+            f"'{_shown(name)}' names symbol '{_shown(symbol)}', which data set '{entry.name}' "
+            "does not list "
             f"(e.g. {', '.join(entry.tickers[:5])})"
         )
     return symbol
 
 
-def _private_copy(path: Path, work: Path, max_file_bytes: int) -> Path:
-    """Copy ``path`` into ``work`` through one descriptor opened without following links.
+def _shown(name: str) -> str:
+    """A file name as logs and reports show it: control characters and undecodable bytes
+    escaped, so a name can neither forge a log line nor break a JSON encoder."""
+    return name if name.isprintable() else name.encode("unicode_escape").decode("ascii")
+
+
+def _private_copy(path: Path, copy: Path, max_file_bytes: int) -> Path:
+    """Copy ``path`` to ``copy`` through one descriptor opened without following links.
 
     Checking and reading the same open file means a file swapped for a link (or grown) after
     the check is still never read through the link, nor past the bound.
@@ -304,7 +314,6 @@ def _private_copy(path: Path, work: Path, max_file_bytes: int) -> Path:
         data = source.read(max_file_bytes + 1)
     if len(data) > max_file_bytes:
         raise Refused(f"file too large: more than {max_file_bytes} bytes")
-    copy = work / path.name
     copy.write_bytes(data)
     return copy
 
@@ -448,7 +457,8 @@ def _settle(path: Path, outcome: FileOutcome) -> None:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
     try:
         folder.mkdir(exist_ok=True)
-        moved = _free_name(folder, f"{stamp}-{path.name}")
+        # The name as shown (escaped, bounded), so what reports and logs name exists as is.
+        moved = _free_name(folder, f"{stamp}-{_shown(path.name)[:200]}")
         # rename moves a symbolic link itself, never what it points to.
         os.rename(path, moved)
         outcome.moved_to = str(moved)
@@ -460,8 +470,8 @@ def _settle(path: Path, outcome: FileOutcome) -> None:
     except OSError as exc:
         # Left in place, the file is decided again on the next run (accepting is idempotent).
         log.error(
-            f"ingest: could not move {path} to {folder}: {exc}",
-            extra={"event": "ingest_move_failed", "file": str(path), "error": str(exc)},
+            f"ingest: could not move {outcome.file} to {folder}: {exc}",
+            extra={"event": "ingest_move_failed", "file": outcome.file, "error": str(exc)},
         )
     fields = {
         "dataset": outcome.dataset,
@@ -486,7 +496,9 @@ def _settle(path: Path, outcome: FileOutcome) -> None:
             "failed_expectations": outcome.failed_expectations,
         },
     )
-    count_learning_event("gate_failed", f"ingest.{outcome.dataset}"[:200].replace("|", "_"))
+    # One counter per known data set: a folder's name chosen by anyone makes no new series.
+    known = outcome.dataset in DATASETS
+    count_learning_event("gate_failed", f"ingest.{outcome.dataset if known else 'unknown'}")
 
 
 def _free_name(folder: Path, name: str) -> Path:

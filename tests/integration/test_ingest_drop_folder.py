@@ -245,6 +245,12 @@ def test_a_fifo_a_folder_of_an_unknown_set_and_a_set_of_another_kind_are_rejecte
     assert reasons["no_such_set/AAPL.csv"].startswith("unknown data set 'no_such_set'")
     assert "holds funding data" in reasons["funding_rates_btc_eth_supervik/BTC.csv"]
     assert outcome["rejected"] == 3 and _snapshot(store / DATASET) == {}
+    labels = sorted(label for _kind, label in counted)
+    assert labels == [
+        f"ingest.{DATASET}",
+        "ingest.funding_rates_btc_eth_supervik",
+        "ingest.unknown",
+    ]
 
 
 def test_files_still_being_written_are_left_for_a_later_run(
@@ -361,3 +367,21 @@ def test_a_retrain_after_the_scheduled_ingest_trains_on_the_new_rows_and_a_rejec
     assert outcome["gate"]["success"] and outcome["gate"]["rows"] == SHIPPED_AAPL_ROWS + 3
     (active,) = MlflowStrategySource(StrategyRegistry(MlflowStore(mlflow_dir))).load_active_set()
     assert active.tags["data_hash"] == grown
+
+
+def test_a_file_name_with_control_characters_and_bad_bytes_is_shown_escaped(
+    tmp_path: Path, store: Path, counted: list[tuple[str, str]], capsys: pytest.CaptureFixture
+):
+    inbox = tmp_path / "inbox"
+    (inbox / DATASET).mkdir(parents=True)
+    hostile = os.fsdecode(b"AAPL\xff\n2017-09-05 INFO forged.csv")
+    (inbox / DATASET / hostile).write_text(HEADER + NEW_DAYS)
+
+    code = main(["ingest", "--inbox", str(inbox), "--json"])
+
+    (item,) = json.loads(capsys.readouterr().out)["files"]
+    assert code == 1 and item["accepted"] is False
+    assert item["file"] == "AAPL\\udcff\\n2017-09-05 INFO forged.csv"
+    assert "\n" not in item["reason"] and "does not list" in item["reason"]
+    assert Path(item["moved_to"]).is_file()
+    assert counted == [("gate_failed", f"ingest.{DATASET}")]
