@@ -370,7 +370,9 @@ def _gate_and_store(csv: Path, entry: Dataset, outcome: FileOutcome) -> None:
     )
 
 
-def _against_store(frame: pd.DataFrame, stored: pd.DataFrame) -> tuple[pd.DataFrame, int, Any]:
+def _against_store(
+    frame: pd.DataFrame, stored: pd.DataFrame
+) -> tuple[pd.DataFrame, int, ExpectationResult]:
     """Split the file's rows into new ones (later than every stored row) and stored ones.
 
     A row at or before the last stored time that is not equal to the stored row of its time
