@@ -302,11 +302,14 @@ def up(config: StackConfig | None = None, *, echo: Echo = print) -> dict[str, An
         if config.deploy:
             t0 = time.monotonic()
             ensure_work_pool(api_url, config.pool, layout, auth_string=auth)
-            deploy_all(api_url, layout, auth_string=auth)
+            kept = deploy_keeping_pauses(api_url, layout, auth_string=auth)
             echo(
                 f"deploy: work pool {config.pool!r} and prefect.yaml deployments ready in "
-                f"{time.monotonic() - t0:.1f} s"
+                f"{time.monotonic() - t0:.1f} s; their schedules run (pause them with "
+                "`strategy-engine schedules pause --all`)"
             )
+            if kept:
+                echo(f"deploy: still paused, as before: {', '.join(kept)}")
         # Flows that use Redis find the stack's (as its `flows` user), unless the caller chose
         # a server; flows that use the MLflow server authenticate as its admin.
         worker_env = {
@@ -910,6 +913,26 @@ def deploy_all(
     """
     selection = [arg for name in names for arg in ("--name", name)] or ["--all"]
     _prefect_cli(["deploy", *selection], api_url, layout, auth_string)
+
+
+def deploy_keeping_pauses(
+    api_url: str, layout: Layout, names: tuple[str, ...] = (), *, auth_string: str | None = None
+) -> list[str]:
+    """Deploy as :func:`deploy_all`, keeping paused the deployments that were paused.
+
+    ``prefect deploy`` sends every deployment un-paused with the schedules of ``prefect.yaml``,
+    so without this a second ``up`` would quietly resume what an operator paused
+    (``strategy-engine schedules pause``). Returns the deployments paused again.
+    """
+    # The client is Prefect's own, imported here: it must find the stack's home, not ~/.prefect.
+    os.environ.setdefault("PREFECT_HOME", str(layout.prefect_home))
+    from strategy_engine import schedules
+
+    paused = schedules.paused_deployments(api_url, auth_string)
+    deploy_all(api_url, layout, names, auth_string=auth_string)
+    if paused:
+        schedules.set_paused(api_url, auth_string, True, paused)
+    return paused
 
 
 def _prefect_cli(args: list[str], api_url: str, layout: Layout, auth_string: str | None) -> None:

@@ -21,6 +21,21 @@ if os.environ.get("PREFECT_HOME"):  # `make test` points it under var/, which a 
     Path(os.environ["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _shipped_data_only(tmp_path_factory: pytest.TempPathFactory):
+    """Every test reads the shipped data alone: rows an operator ingested into ``var/`` (which
+    every load appends to the shipped ones) would move the numbers the tests pin."""
+    from core.data.datasets import INGESTED_ENV_VAR
+
+    before = os.environ.get(INGESTED_ENV_VAR)
+    os.environ[INGESTED_ENV_VAR] = str(tmp_path_factory.mktemp("ingested"))
+    yield
+    if before is None:
+        os.environ.pop(INGESTED_ENV_VAR, None)
+    else:
+        os.environ[INGESTED_ENV_VAR] = before
+
+
 @pytest.fixture(scope="session")
 def aapl_csv() -> Path:
     return STOCKNET / "AAPL.csv"

@@ -3,6 +3,11 @@
 Each entry says what kind of data a set holds, which files belong to it (relative to
 :func:`data_root`) and in which zone its naive time stamps are written. Every set used here is UTC
 or date-only; see each folder's PROVENANCE.md for sources and caveats.
+
+Rows that arrive later (``strategy-engine ingest``, after the data gate) are kept apart from the
+shipped files, under :func:`ingested_root`: one file per symbol holding only the rows added
+after the shipped ones. :func:`load_bars` reads the shipped file and then that file, so every
+retrain sees the new rows while ``data/`` stays as shipped.
 """
 
 from __future__ import annotations
@@ -11,10 +16,14 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
+
 from core.data.loaders import LoadResult, read_bars_frame
 from core.errors import DataError
 
 DATA_ENV_VAR = "STRATEGY_ENGINE_DATA"
+INGESTED_ENV_VAR = "STRATEGY_ENGINE_INGESTED"
+VAR_ENV_VAR = "STRATEGY_ENGINE_VAR_DIR"
 KINDS = ("bars", "quotes", "trades", "funding", "news", "text", "macro")
 
 
@@ -24,6 +33,17 @@ def data_root() -> Path:
     if override:
         return Path(override).expanduser()
     return Path(__file__).resolve().parents[2] / "data"
+
+
+def ingested_root() -> Path:
+    """Return the folder of ingested rows: ``$STRATEGY_ENGINE_INGESTED`` if set, else
+    ``ingested/`` in the run-time folder (``$STRATEGY_ENGINE_VAR_DIR``, default ``<repo>/var``).
+    """
+    override = os.environ.get(INGESTED_ENV_VAR)
+    if override:
+        return Path(override).expanduser()
+    var = os.environ.get(VAR_ENV_VAR) or Path(__file__).resolve().parents[2] / "var"
+    return Path(var).expanduser() / "ingested"
 
 
 @dataclass(frozen=True)
@@ -167,8 +187,46 @@ def bars_path(dataset: str, symbol: str) -> Path:
     return entry.folder / entry.bars_pattern.format(symbol=symbol)
 
 
+def ingested_bars_path(dataset: str, symbol: str) -> Path:
+    """Return the file of the rows ingested for ``symbol`` of ``dataset`` (it may not exist).
+
+    Raises
+    ------
+    DataError
+        As :func:`bars_path`.
+    """
+    entry = get_dataset(dataset)
+    bars_path(dataset, symbol)  # the same checks: a per-symbol set that lists the symbol
+    return ingested_root() / dataset / entry.bars_pattern.format(symbol=symbol)
+
+
+def load_symbol_bars(dataset: str, symbol: str) -> LoadResult:
+    """Load one symbol's shipped bars followed by the rows ingested after them, if any.
+
+    Ingestion only appends rows later than every stored one, so the two files read one
+    after the other keep time order; the gate downstream checks it anyway.
+    """
+    entry = get_dataset(dataset)
+    shipped = read_bars_frame(bars_path(dataset, symbol), symbol, tz=entry.timezone)
+    extra = ingested_bars_path(dataset, symbol)
+    if not extra.is_file():
+        return shipped
+    # Ingested files are written with explicit UTC offsets: the set's zone does not apply.
+    added = read_bars_frame(extra, symbol)
+    return LoadResult(
+        frame=pd.concat([shipped.frame, added.frame], ignore_index=True),
+        rejected=[*shipped.rejected, *added.rejected],
+        source=f"{shipped.source}+{extra.name}",
+        symbol=symbol,
+    )
+
+
 def load_bars(dataset: str, symbols: list[str] | None = None) -> dict[str, LoadResult]:
-    """Load the bars of ``symbols`` (all of the set's symbols if None), keyed by symbol."""
+    """Load the bars of ``symbols`` (all of the set's symbols if None), keyed by symbol.
+
+    Each symbol's rows are the shipped ones followed by those ingested later (see
+    :func:`load_symbol_bars`).
+    """
     entry = get_dataset(dataset)
     chosen = list(entry.tickers) if symbols is None else symbols
-    return {s: read_bars_frame(bars_path(dataset, s), s, tz=entry.timezone) for s in chosen}
+    return {s: load_symbol_bars(dataset, s) for s in chosen}
