@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -63,3 +64,26 @@ def test_a_csv_without_a_symbol_is_refused_before_anything_runs(tmp_path: Path):
         "strategy-engine retrain: error: --csv needs exactly one --symbol naming the CSV's "
         "instrument, got 0"
     ]
+
+
+def test_adopt_shadow_without_a_core_says_there_is_nothing_to_govern_in_one_json_document(
+    tmp_path: Path,
+):
+    env = {
+        **os.environ,
+        "STRATEGY_ENGINE_MLFLOW_DIR": str(tmp_path / "mlflow"),
+        "STRATEGY_ENGINE_VAR_DIR": str(tmp_path / "var"),
+    }
+    for unset in ("REDIS_URL", "MLFLOW_TRACKING_URI", "PREFECT_API_URL"):
+        env.pop(unset, None)
+    (tmp_path / "mlflow").mkdir()
+
+    done = subprocess.run(
+        [sys.executable, "-m", "strategy_engine.cli", "adopt-shadow", "--core", "core-9",
+         "--no-notify", "--json"],
+        env=env, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {"skipped": "the core has published no status"}
+    assert _registered(tmp_path) == []
