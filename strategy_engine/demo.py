@@ -3,9 +3,10 @@
 1. **Champion**: the demo's tickers' daily bars pass the Great Expectations bars gate;
    ``ma_crossover`` is registered in the MLflow registry and made ``champion`` (the
    ``register-and-promote`` Prefect flow).
-2. **Core**: the long-running core (``strategy-engine core``, a child process) loads the champion
-   set from the registry and consumes the first part of a replay of those bars published into
-   its Redis Stream feed, writing signals, orders, fills and positions to Redis.
+2. **Core**: the long-running core (the service ``strategy-engine core`` runs, on a thread)
+   loads the champion set from the registry and consumes the first part of a replay of those
+   bars published into its Redis Stream feed, writing signals, orders, fills and positions to
+   Redis and its status every half second.
 3. **Retrain**: the ``retrain`` flow (what ``strategy-engine retrain --strategy ma_crossover``
    runs) gates the data, trains a challenger, scores it and the champion on one held-out
    window, and promotes it or records the refusal; a promotion is a signed reload on the core's
