@@ -14,7 +14,9 @@ from strategy_engine.output import print_json
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="run the whole lifecycle on the shipped data")
-    p.add_argument("--symbols", type=int, default=None, help="only the first N tickers")
+    p.add_argument(
+        "--symbols", type=int, default=None, help="only the first N tickers (default 8; 88: all)"
+    )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(handler=_demo)
 
