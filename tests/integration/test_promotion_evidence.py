@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from mlflow.entities import RunStatus
 from mlflow.exceptions import MlflowException
 
@@ -371,3 +373,50 @@ def test_rollback_needs_no_fresh_evaluation(registry: StrategyRegistry, champion
     # The restored version met no champion when it was promoted; the core still loads it.
     assert restored == champion
     assert registry.check_evidence(registry.model_version(NAME, champion))["data_hash"]
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=12),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner,
+                                                                max_size=3),
+    max_leaves=12,
+)  # fmt: skip
+_SECTION = (
+    st.dictionaries(
+        st.sampled_from(
+            [
+                "method",
+                "checked",
+                "violations",
+                "passed",
+                "objective",
+                "challenger",
+                "champion",
+                "champion_version",
+                "margin",
+            ]
+        ),
+        _JSON,
+    )
+    | _JSON
+)
+
+
+@settings(
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(lookahead=_SECTION, evaluation=_SECTION)
+def test_a_hostile_validation_report_is_a_clean_refusal_or_a_promotion_never_a_crash(
+    registry: StrategyRegistry, lookahead: Any, evaluation: Any
+) -> None:
+    version = _register(
+        registry, 5, validation={**PASSED, "lookahead": lookahead, "evaluation": evaluation}
+    )
+
+    try:
+        registry.promote(NAME, version)
+    except ValidationGateFailed as refusal:
+        assert f"{NAME} version {version} not promoted: " in str(refusal)
+        assert "\n" not in str(refusal)
+    else:
+        assert registry.get_alias(NAME, "champion") == version
