@@ -42,10 +42,12 @@ def register_strategy(
     data_hash: str,
     report: GateReport,
     metrics: dict[str, float] | None = None,
+    evidence: dict[str, Any] | None = None,
 ) -> RegisteredVersion:
     return lifecycle.register_strategy(
-        StrategyRegistry(), type_name, config, data_hash=data_hash, report=report, metrics=metrics
-    )
+        StrategyRegistry(), type_name, config, data_hash=data_hash, report=report,
+        metrics=metrics, evidence=evidence,
+    )  # fmt: skip
 
 
 @task(name="promote-champion", retries=2, retry_delay_seconds=1)
@@ -84,27 +86,29 @@ def register_and_promote(
     champion_version, champion = (
         learning.champion_config(registry, strategy) if promote else (None, None)
     )
+    settings = learning.RetrainSettings(
+        strategy=strategy, dataset=dataset, symbols=tuple(admitted.frames), margin=margin
+    )
+    candidate = strategy_type(strategy).config_type.from_dict(config or {}).to_dict()
     evaluation = None
     if champion is not None:
-        candidate = strategy_type(strategy).config_type.from_dict(config or {}).to_dict()
-        evaluation = compare_with_champion(
-            learning.RetrainSettings(
-                strategy=strategy, dataset=dataset, symbols=tuple(admitted.frames), margin=margin
-            ),
-            candidate,
-            champion,
-            admitted,
-        )
+        evaluation = compare_with_champion(settings, candidate, champion, admitted)
+    evidence = learning.candidate_evidence(
+        settings, candidate, admitted, evaluation, champion_version
+    )
     metrics = (
         {f"test_{k}": float(v) for k, v in evaluation["challenger"]["test"].items()}
         if evaluation
         else None
     )
-    version = register_strategy(strategy, config or {}, digest, report, metrics)
+    version = register_strategy(strategy, config or {}, digest, report, metrics, evidence)
     aliases: dict[str, str | None] = {}
     decision = None
     if promote:
-        if evaluation is None:
+        refused = learning.lookahead_refusal(evidence["lookahead"])
+        if refused is not None:
+            promoted, why = False, refused
+        elif evaluation is None:
             promoted, why = True, "no champion yet: the version becomes champion"
         else:
             promoted, why = learning.decide(
@@ -303,16 +307,21 @@ def _retrain(settings: learning.RetrainSettings, name: str, notify: bool) -> dic
         evaluate_on_test_window(settings, champion, admitted, windows) if champion else None
     )
     digest = lifecycle.data_hash(admitted)
+    evidence = learning.retrain_evidence(
+        settings, challenger, admitted, windows, (challenger_test, champion_test), champion_version
+    )
     version = registry.register(
         strategy,
         challenger,
         data_hash=digest,
-        validation=lifecycle.gate_summary(report),
+        validation={**lifecycle.gate_summary(report), **evidence},
         metrics={f"test_{k}": float(v) for k, v in challenger_test.items()},
         symbols=tuple(admitted.frames),
     )
     registry.set_alias(name, learning.CHALLENGER, version.version)
-    promoted, why = learning.decide(report, challenger_test, champion_test, margin)
+    promoted, why = learning.decide(
+        report, challenger_test, champion_test, margin, lookahead=evidence["lookahead"]
+    )
     if promoted:
         # The registry checks the evidence itself, against the hash of the data in hand.
         if registry.promote(name, version.version, data_hash=digest, reason=why):

@@ -13,8 +13,11 @@ text, macro):
 3. **evaluation**: challenger and champion run by the same engine (``engine_for``, the venue
    and sizing of a backtest) over the whole stream, measured on the held-out window only;
 4. **decision**: the challenger is registered with its lineage (data hash, gate report,
-   held-out metrics, symbols) under alias ``challenger`` and promoted if it beats the champion
-   by ``margin`` in the objective; the registry checks the evidence itself.
+   held-out metrics, symbols) and its promotion evidence (the look-ahead check: its signals
+   before the held-out window in the training run, which is the held-out run cut there, equal
+   those of the held-out run; and both objectives on the window with the margin) under alias
+   ``challenger``, and promoted if the look-ahead check passed and it beats the champion by
+   ``margin`` in the objective; the registry checks the evidence itself.
 
 Objectives, per family (:data:`OBJECTIVES`): market makers, the window's return net of fees
 less an inventory penalty (a tenth of the inventory's value at the end, over capital); arbitrage,
@@ -46,6 +49,7 @@ from pipelines import learning
 from pipelines.learning_counts import count_learning_event
 from pipelines.validation import GateReport
 from pipelines.validation.gates import validate
+from registry.evidence import evaluation_evidence, promotion_evidence
 from registry.runs import log_decision, log_gate_failure
 from registry.strategy_registry import MODEL_PREFIX, StrategyRegistry, model_name
 
@@ -212,6 +216,13 @@ def evaluate(
     ``total_return``, ``sharpe``, ``sortino``, ``max_drawdown``, ``periods``, the ledger's
     ``hit_rate`` and the ``objective`` value.
     """
+    return evaluate_run(stream, config, events, start=start).metrics
+
+
+def evaluate_run(
+    stream: Stream, config: dict[str, Any], events: list[Any], *, start: int | None
+) -> learning.EngineRun:
+    """:func:`evaluate`, keeping the run's signals (for the look-ahead check)."""
     engine, capital, _ = engine_for(stream, config)
     engine.run(events)
     metrics = learning.window_metrics(engine, start, capital)
@@ -233,7 +244,7 @@ def evaluate(
         )
         value = window_return - INVENTORY_PENALTY * held / capital if capital > 0 else 0.0
     result["objective"] = value if math.isfinite(value) else 0.0
-    return result
+    return learning.EngineRun(result, engine.all_signals)
 
 
 def margin_for(strategy: str, margin: float | None) -> float:
@@ -292,26 +303,48 @@ def govern(
         )
         return _outcome(name, None, gate, None, None, False, gate.message(), run_id)
     windows = split(events, settings.test_fraction)
-    training = [e for e in events if e.ts_event < windows.test_start]
-    candidates = (
+    # Training is the replay up to the window (a stream in receive order holds a few events
+    # stamped before the window that arrive after it): a prefix of the held-out run.
+    cut = next((i for i, e in enumerate(events) if e.ts_event >= windows.test_start), len(events))
+    training = events[:cut]
+    first, *others = (
         [strategy_type(strategy).config_type.from_dict(proposal["config"]).to_dict()]
         if proposal is not None
         else learning.variants(strategy, base, settings.max_variants)
     )
-    scored = [
-        {"config": config, "train": evaluate(stream, config, training, start=None)}
-        for config in candidates
-    ]
-    challenger = max(scored, key=lambda row: row["train"]["objective"])["config"]
-    challenger_test = evaluate(stream, challenger, events, start=windows.test_start)
+    challenger, trained = first, evaluate_run(stream, first, training, start=None)
+    scored = [{"config": first, "train": trained.metrics}]
+    for config in others:
+        run = evaluate_run(stream, config, training, start=None)
+        scored.append({"config": config, "train": run.metrics})
+        # Only the best run's signals are kept: a quote stream's runs are long.
+        if run.metrics["objective"] > trained.metrics["objective"]:
+            challenger, trained = config, run
+    held_out = evaluate_run(stream, challenger, events, start=windows.test_start)
+    challenger_test = held_out.metrics
     champion_test = (
         evaluate(stream, champion, events, start=windows.test_start) if champion else None
+    )
+    margin = margin_for(strategy, settings.margin)
+    # The training run is the held-out run cut at the window: its signals are the held-out
+    # run's first ones unless the strategy read events it had not seen yet.
+    lookahead = learning.prefix_lookahead(trained.signals, held_out.signals)
+    evidence = promotion_evidence(
+        lookahead,
+        evaluation_evidence(
+            objective_of(strategy),
+            challenger=challenger_test["objective"],
+            champion=None if champion_test is None else champion_test["objective"],
+            champion_version=None if champion_test is None else champion_version,
+            margin=margin,
+            window={"test_start_ns": windows.test_start},
+        ),
     )
     version = registry.register(
         strategy,
         challenger,
         data_hash=digest,
-        validation=gate.summary(digest),
+        validation={**gate.summary(digest), **evidence},
         metrics={f"test_{k}": float(v) for k, v in challenger_test.items()},
         symbols=stream.instances,
     )
@@ -320,8 +353,11 @@ def govern(
         registry.client.set_model_version_tag(
             name, version.version, PROPOSAL_SOURCE_TAG, str(proposal["source"])
         )
-    promoted, why = decide(strategy, challenger_test, champion_test, margin_for(strategy,
-                           settings.margin))  # fmt: skip
+    refused = learning.lookahead_refusal(lookahead)
+    if refused is not None:
+        promoted, why = False, refused
+    else:
+        promoted, why = decide(strategy, challenger_test, champion_test, margin)
     if promoted:
         # The registry checks the evidence itself, against the hash of the data in hand.
         if registry.promote(name, version.version, data_hash=digest, reason=why):
@@ -394,6 +430,7 @@ __all__ = [
     "admitted_stream",
     "decide",
     "evaluate",
+    "evaluate_run",
     "gate_stream",
     "govern",
     "margin_for",

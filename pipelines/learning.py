@@ -10,6 +10,7 @@ data gate passed and it beats the champion's Sharpe by ``margin``; every decisio
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -24,18 +25,23 @@ from core.engine.tracker import performance_metrics
 from core.engine.venue import Venue
 from core.errors import ConfigError, DataError
 from core.messages import RetrainOutcome, read_as
+from core.model import Signal
 from core.ports import StrategyDeployment
 from core.strategies.base import DataKind
 from core.strategies.catalogue import strategy_type
 from pipelines.lifecycle import AdmittedBars, admit_bars
 from pipelines.progress import progress
 from pipelines.validation import GateReport
+from registry.evidence import evaluation_evidence, lookahead_evidence, promotion_evidence
 from registry.strategy_registry import CHAMPION, StrategyRegistry, model_name
 
 CHALLENGER = "challenger"
 BARS_DATASET = "equities_daily_stocknet88"
 DEFAULT_SYMBOLS = ("AAPL", "MSFT", "JPM", "XOM", "KO", "PFE", "WMT", "GE")
 NOTIONAL = 10_000.0
+# The look-ahead check of a strategy on the engine: its signals before a cut, run on the events
+# before the cut and on all events, must be the same.
+PREFIX_METHOD = "prefix"
 
 
 class RetrainSettings(FrozenConfig, frozen=True, kw_only=True):
@@ -130,6 +136,14 @@ def variants(strategy: str, base: dict[str, Any], limit: int) -> list[dict[str, 
     return found[:limit]
 
 
+@dataclass(frozen=True)
+class EngineRun:
+    """A finished evaluation run: its window metrics and every signal it emitted."""
+
+    metrics: dict[str, Any]
+    signals: list[Signal]
+
+
 def evaluate(
     strategy: str,
     config: dict[str, Any],
@@ -144,6 +158,19 @@ def evaluate(
     The run starts at the first bar so indicators are warm when the window opens; returns are
     measured from the window's first equity on.
     """
+    return evaluate_run(strategy, config, admitted, start=start, end=end, fee_bps=fee_bps).metrics
+
+
+def evaluate_run(
+    strategy: str,
+    config: dict[str, Any],
+    admitted: AdmittedBars,
+    *,
+    start: int | None,
+    end: int | None,
+    fee_bps: float,
+) -> EngineRun:
+    """:func:`evaluate`, keeping the run's signals (for :func:`prefix_lookahead`)."""
     deployment = StrategyDeployment(
         name=model_name(strategy), version="candidate", type_name=strategy, config=config
     )
@@ -153,13 +180,140 @@ def evaluate(
         venue=Venue(bars=BarFillModel(fee_bps=fee_bps)),
         initial_capital=capital,
         sizing=PositionSizing(notional=NOTIONAL),
+        keep_history=True,
     )
     bars = merge_bars(admitted.frames)
     if end is not None:
         bars = [b for b in bars if b.ts_event <= end]
     engine.run(bars)
     metrics = window_metrics(engine, start, capital)
-    return {k: metrics[k] for k in ("total_return", "sharpe", "sortino", "max_drawdown", "periods")}
+    kept = ("total_return", "sharpe", "sortino", "max_drawdown", "periods")
+    return EngineRun({k: metrics[k] for k in kept}, engine.all_signals)
+
+
+def _comparable(value: Any) -> Any:
+    # NaN never equals itself; two runs that both computed NaN agree.
+    return "nan" if isinstance(value, float) and math.isnan(value) else value
+
+
+def _signal_record(signal: Signal) -> tuple[Any, ...]:
+    reason = tuple(sorted((k, _comparable(v)) for k, v in signal.reason.items()))
+    return (
+        signal.strategy, signal.symbol, signal.ts_event, _comparable(signal.target_position),
+        _comparable(signal.strength), reason, _comparable(signal.bid_price),
+        _comparable(signal.ask_price), _comparable(signal.quote_size),
+    )  # fmt: skip
+
+
+def prefix_lookahead(
+    prefix_signals: Sequence[Signal], full_signals: Sequence[Signal]
+) -> dict[str, Any]:
+    """The ``lookahead`` evidence of a strategy run twice: on a prefix of the events (in replay
+    order) and on all of them. Signals are a function of the past only, so the prefix run's
+    signals must be the first signals of the full run, in the same order, number for number;
+    each that differs (or that the full run lacks) is a violation.
+
+    The prefix is cut by position, not by event time: a stream replayed in receive order holds
+    events stamped before the cut that arrive after it.
+    """
+    ours = [_signal_record(s) for s in prefix_signals]
+    theirs = [_signal_record(s) for s in full_signals[: len(ours)]]
+    differing = sum(a != b for a, b in zip(ours, theirs, strict=False))
+    differing += len(ours) - len(theirs)
+    return lookahead_evidence(PREFIX_METHOD, checked=len(ours), violations=differing)
+
+
+def bars_lookahead(
+    strategy: str, config: dict[str, Any], admitted: AdmittedBars, end: int, fee_bps: float
+) -> dict[str, Any]:
+    """:func:`prefix_lookahead` of ``config`` on the bars up to ``end`` and on all bars."""
+    prefix = evaluate_run(strategy, config, admitted, start=None, end=end, fee_bps=fee_bps)
+    full = evaluate_run(strategy, config, admitted, start=None, end=None, fee_bps=fee_bps)
+    return prefix_lookahead(prefix.signals, full.signals)
+
+
+def lookahead_refusal(lookahead: dict[str, Any]) -> str | None:
+    """The reason a challenger whose look-ahead check did not pass is not promoted."""
+    if lookahead["passed"]:
+        return None
+    return (
+        f"look-ahead check ({lookahead['method']}) failed: {lookahead['violations']} of "
+        f"{lookahead['checked']} signals differ"
+    )
+
+
+def candidate_evidence(
+    settings: RetrainSettings,
+    candidate: dict[str, Any],
+    admitted: AdmittedBars,
+    compared: dict[str, Any] | None,
+    champion_version: str | None,
+) -> dict[str, Any]:
+    """The promotion evidence of a version registered outside a retrain (register-and-promote).
+
+    ``compared`` is :func:`compare_on_held_out_window`'s result as the flow keeps it
+    (``challenger``/``champion`` with their ``test`` metrics and the ``windows``), or None when
+    there is no champion: the candidate is then scored alone on the window a retrain would
+    hold out. The look-ahead check cuts the run where that window's training ends.
+    """
+    if compared is None:
+        purge = warmup_bars(settings.strategy, [candidate])
+        windows = split_windows(admitted, settings.test_fraction, purge)
+        ours = evaluate(
+            settings.strategy, candidate, admitted, start=windows.test_start, end=None,
+            fee_bps=settings.fee_bps,
+        )["sharpe"]  # fmt: skip
+        theirs = None
+    else:
+        held = compared["windows"]
+        windows = Windows(train_end=held["train_end_ns"], test_start=held["test_start_ns"])
+        ours = compared["challenger"]["test"]["sharpe"]
+        theirs = compared["champion"]["test"]["sharpe"]
+    lookahead = bars_lookahead(
+        settings.strategy, candidate, admitted, windows.train_end, settings.fee_bps
+    )
+    return promotion_evidence(
+        lookahead,
+        evaluation_evidence(
+            "sharpe",
+            challenger=ours,
+            champion=theirs,
+            champion_version=champion_version if theirs is not None else None,
+            margin=settings.margin,
+            window=window_of(windows),
+        ),
+    )
+
+
+def retrain_evidence(
+    settings: RetrainSettings,
+    challenger: dict[str, Any],
+    admitted: AdmittedBars,
+    windows: Windows,
+    scores: tuple[dict[str, Any], dict[str, Any] | None],
+    champion_version: str | None,
+) -> dict[str, Any]:
+    """The promotion evidence of a bar retrain's challenger: its look-ahead check cut where
+    training ends, and its and the champion's held-out metrics (``scores``; the champion's
+    None when there is none)."""
+    ours, theirs = scores
+    strategy, fee_bps = settings.strategy, settings.fee_bps
+    return promotion_evidence(
+        bars_lookahead(strategy, challenger, admitted, windows.train_end, fee_bps),
+        evaluation_evidence(
+            "sharpe",
+            challenger=ours["sharpe"],
+            champion=None if theirs is None else theirs["sharpe"],
+            champion_version=None if theirs is None else champion_version,
+            margin=settings.margin,
+            window=window_of(windows),
+        ),
+    )
+
+
+def window_of(windows: Windows) -> dict[str, int]:
+    """The held-out window as an evaluation records it."""
+    return {"train_end_ns": windows.train_end, "test_start_ns": windows.test_start}
 
 
 def window_metrics(engine: TradingEngine, start: int | None, capital: float) -> dict[str, Any]:
@@ -200,11 +354,20 @@ def train_challenger(
 
 
 def decide(
-    report: GateReport, challenger: dict[str, Any], champion: dict[str, Any] | None, margin: float
+    report: GateReport,
+    challenger: dict[str, Any],
+    champion: dict[str, Any] | None,
+    margin: float,
+    *,
+    lookahead: dict[str, Any] | None = None,
 ) -> tuple[bool, str]:
-    """Promote only a challenger on gated data that beats the champion by ``margin`` Sharpe."""
+    """Promote only a challenger on gated data, whose ``lookahead`` check (when given) passed,
+    that beats the champion by ``margin`` Sharpe."""
     if not report.success:
         return False, f"data gate failed: {report.message()}"
+    refused = lookahead_refusal(lookahead) if lookahead is not None else None
+    if refused is not None:
+        return False, refused
     theirs = champion["sharpe"] if champion is not None else None
     return compare("Sharpe", challenger["sharpe"], theirs, margin)
 
@@ -300,16 +463,25 @@ def warmup_bars(strategy: str, configs: Sequence[dict[str, Any]]) -> int:
 
 __all__ = [
     "CHALLENGER",
+    "PREFIX_METHOD",
+    "EngineRun",
     "RetrainSettings",
     "Windows",
     "admit",
+    "bars_lookahead",
+    "candidate_evidence",
     "champion_config",
     "compare",
     "compare_on_held_out_window",
     "decide",
     "evaluate",
+    "evaluate_run",
+    "lookahead_refusal",
+    "prefix_lookahead",
+    "retrain_evidence",
     "split_windows",
     "train_challenger",
     "variants",
     "warmup_bars",
+    "window_of",
 ]

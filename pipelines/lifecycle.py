@@ -85,8 +85,14 @@ def register_strategy(
     data_hash: str,
     report: GateReport,
     metrics: dict[str, float] | None = None,
+    evidence: dict[str, Any] | None = None,
 ) -> RegisteredVersion:
-    """Register a version whose data passed the gate; a failed gate registers nothing."""
+    """Register a version whose data passed the gate; a failed gate registers nothing.
+
+    ``evidence`` is its promotion evidence (the ``lookahead`` and ``evaluation`` sections of
+    :mod:`registry.evidence`, see :func:`pipelines.learning.candidate_evidence`), stored in its
+    validation report; without it the version is registered but cannot be promoted.
+    """
     if not report.success:
         count_learning_event("gate_failed", model_name(type_name))
         raise ValidationGateFailed(report.message(), report=report.to_dict())
@@ -94,7 +100,7 @@ def register_strategy(
         type_name,
         config,
         data_hash=data_hash,
-        validation=gate_summary(report),
+        validation={**gate_summary(report), **(evidence or {})},
         metrics=metrics,
     )
 

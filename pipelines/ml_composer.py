@@ -51,18 +51,25 @@ from core.features.direction import (
     feature_frame,
     lookahead_violations,
 )
+from core.strategies.catalogue import strategy_type
 from core.strategies.ml.direction import Predictor, targets_from_probabilities
 from pipelines import lifecycle
 from pipelines.progress import progress
-from registry.learned_direction import log_direction_model, predictor_for
+from registry.evidence import evaluation_evidence, lookahead_evidence, promotion_evidence
+from registry.learned_direction import DIRECTION_TYPE, log_direction_model, predictor_for
+from registry.source import MlflowStrategySource
 from registry.store import MlflowStore
-from registry.strategy_registry import RegisteredVersion
+from registry.strategy_registry import CHAMPION, RegisteredVersion, StrategyRegistry, model_name
 
 DATASET = "equities_daily_stocknet88"
 LABEL_HORIZON = 2  # the label of date d reads the opens of d+1 and d+2
 PERIODS_PER_YEAR = 252.0
 DEFAULT_SYMBOLS = ("AAPL", "MSFT", "JPM", "XOM", "JNJ", "KO", "WMT", "GE")
 ModelKind = Literal["xgboost", "sklearn"]
+# The lead in out-of-sample Sharpe a direction model needs over the champion it is evaluated
+# against (as a bar retrain's default margin).
+PROMOTION_MARGIN = 0.05
+FEATURES_METHOD = "features"
 
 
 class ComposerConfig(FrozenConfig, frozen=True, kw_only=True):
@@ -383,12 +390,61 @@ def sharpe(returns: np.ndarray) -> float:
 # -- checks, final models, registration ----------------------------------------------------------
 
 
+def feature_cutoffs(n: int, warmup: int) -> list[int]:
+    """Where the look-ahead check cuts a symbol's ``n`` bars: around the warm-up's end, at a
+    third and a half, and just before the end."""
+    points = {warmup - 2, warmup - 1, warmup, n // 3, n // 2, n - 3, n - 2}
+    return sorted(c for c in points if 0 <= c < n)
+
+
+def features_lookahead(
+    frames: dict[str, pd.DataFrame], params: FeatureParams
+) -> tuple[dict[str, list[int]], dict[str, Any]]:
+    """Return, per symbol, the cutoffs where removing later bars changed earlier features, and
+    the ``lookahead`` evidence (method ``features``) counting every cut checked."""
+    found: dict[str, list[int]] = {}
+    checked = 0
+    for symbol, frame in frames.items():
+        bars = frame.reset_index(drop=True)
+        cutoffs = feature_cutoffs(len(bars), params.warmup)
+        checked += len(cutoffs)
+        bad = lookahead_violations(bars, params, cutoffs)
+        if bad:
+            found[symbol] = bad
+    violations = sum(len(bad) for bad in found.values())
+    return found, lookahead_evidence(FEATURES_METHOD, checked=checked, violations=violations)
+
+
 def check_no_lookahead(
     frames: dict[str, pd.DataFrame], params: FeatureParams
 ) -> dict[str, list[int]]:
     """Return, per symbol, the cutoffs where removing later bars changed earlier features."""
-    found = {s: lookahead_violations(f.reset_index(drop=True), params) for s, f in frames.items()}
-    return {s: bad for s, bad in found.items() if bad}
+    return features_lookahead(frames, params)[0]
+
+
+def champion_score(
+    store: MlflowStore | None, evaluations: dict[str, WalkForwardResult], config: ComposerConfig
+) -> tuple[str | None, float | None]:
+    """The current ``ml_direction`` champion's version and out-of-sample Sharpe on this run's
+    walk-forward, or (None, None).
+
+    A champion is scored when it is the recipe of a kind evaluated here (same features, model
+    kind and hyper-parameters, thresholds): that kind's walk-forward is the champion's on the
+    same folds. Another champion is not scored, and a version evaluated against none cannot be
+    promoted over it (:meth:`~registry.strategy_registry.StrategyRegistry.promote`).
+    """
+    registry = StrategyRegistry(store)
+    version = registry.get_alias(model_name(DIRECTION_TYPE), CHAMPION)
+    if version is None:
+        return None, None
+    deployment = MlflowStrategySource(registry).load_version(model_name(DIRECTION_TYPE), version)
+    canonical = strategy_type(DIRECTION_TYPE).config_type
+    theirs = canonical.from_dict(deployment.config).to_dict()
+    for evaluation in evaluations.values():
+        recipe = strategy_config_for(evaluation.kind, config)
+        if canonical.from_dict(recipe).to_dict() == theirs:
+            return version, evaluation.metrics["sharpe"]
+    return None, None
 
 
 def training_validation(
@@ -465,13 +521,31 @@ def run_ml_composer(
     admitted = lifecycle.admit_bars(DATASET, list(config.symbols))
     gate = lifecycle.gate_summary(lifecycle.gate_bars(admitted))
     data = pool_features(admitted.frames, config.features)
-    lookahead = check_no_lookahead(admitted.frames, config.features)
+    lookahead, lookahead_section = features_lookahead(admitted.frames, config.features)
     digest = f"sha256:{lifecycle.data_hash(admitted)}"
     models: dict[str, TrainedDirection] = {}
     validation: dict[str, Any] = {}
+    evaluations: dict[str, WalkForwardResult] = {
+        kind: walk_forward(data, kind, config) for kind in kinds
+    }
+    against, theirs = champion_score(store, evaluations, config) if register else (None, None)
     for kind in progress(kinds, desc="training", total=len(kinds), unit="model"):
-        evaluation = walk_forward(data, kind, config)
-        validation = training_validation(gate, lookahead, evaluation.folds, config.purge)
+        evaluation = evaluations[kind]
+        validation = {
+            **training_validation(gate, lookahead, evaluation.folds, config.purge),
+            **promotion_evidence(
+                lookahead_section,
+                evaluation_evidence(
+                    "sharpe",
+                    challenger=evaluation.metrics["sharpe"],
+                    champion=theirs,
+                    champion_version=against,
+                    margin=PROMOTION_MARGIN,
+                    window={"walk_forward": config.walk_forward, "folds": config.n_folds,
+                            "test_dates": int(evaluation.metrics["n_test_dates"])},
+                ),
+            ),
+        }  # fmt: skip
         model = train_model(kind, data.features, data.label, config)
         trained = TrainedDirection(
             kind=kind,

@@ -31,6 +31,7 @@ from registry.artifacts import (
     read_artifact,
     read_file,
 )
+from registry.evidence import evaluation_evidence, lookahead_evidence, promotion_evidence
 from registry.packaging import (
     STRATEGY_FILE,
     parse_strategy_document,
@@ -38,6 +39,7 @@ from registry.packaging import (
 )
 from registry.store import MlflowStore
 from registry.strategy_registry import (
+    CHAMPION,
     RegisteredVersion,
     StrategyRegistry,
     lineage_tags,
@@ -63,6 +65,10 @@ SENTIMENT_TRUSTED_TYPES = (
     "sklearn.pipeline.Pipeline",
 )
 METRIC_KEYS = ("accuracy", "macro_f1")
+# A classifier has no event time: what would be look-ahead is a held-out text seen in training.
+HELD_OUT_METHOD = "held-out texts unseen in training"
+# The lead in held-out macro F1 a classifier needs over the champion.
+SENTIMENT_MARGIN = 0.01
 
 
 def save_sentiment_model(model: Pipeline, path: Path) -> None:
@@ -111,6 +117,48 @@ def text_data_hash(texts: Sequence[str], labels: Sequence[int]) -> str:
     for text, label in zip(texts, labels, strict=True):
         digest.update(f"{int(label)}\t{text}\n".encode())
     return f"sha256:{digest.hexdigest()}"
+
+
+def sentiment_evidence(
+    metrics: dict[str, float],
+    *,
+    train_texts: Sequence[str],
+    valid_texts: Sequence[str],
+    valid_labels: Sequence[int],
+    store: MlflowStore | None = None,
+    margin: float = SENTIMENT_MARGIN,
+) -> dict[str, Any]:
+    """The promotion evidence of a sentiment classifier, from what its training checks.
+
+    ``lookahead``: no held-out text was seen in training (method
+    :data:`HELD_OUT_METHOD`; each held-out text is one comparison). ``evaluation``: the
+    classifier's held-out ``macro_f1`` (``metrics``) against the current champion's, scored
+    here on the same held-out texts, with ``margin``.
+    """
+    from sklearn.metrics import f1_score
+    from threadpoolctl import threadpool_limits
+
+    seen = set(train_texts)
+    leaked = sum(text in seen for text in valid_texts)
+    registry = StrategyRegistry(store)
+    champion = registry.get_alias(model_name(SENTIMENT_TYPE), CHAMPION)
+    theirs = None
+    if champion is not None:
+        model, _ = load_registered_sentiment_model(champion, store=store)
+        with threadpool_limits(1):
+            predicted = model.predict(list(valid_texts))
+        theirs = float(f1_score(list(valid_labels), predicted, average="macro"))
+    return promotion_evidence(
+        lookahead_evidence(HELD_OUT_METHOD, checked=len(valid_texts), violations=leaked),
+        evaluation_evidence(
+            "macro_f1",
+            challenger=metrics["macro_f1"],
+            champion=theirs,
+            champion_version=champion,
+            margin=margin,
+            window={"held_out_texts": len(valid_texts)},
+        ),
+    )
 
 
 def log_sentiment_model(

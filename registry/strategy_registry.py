@@ -8,8 +8,11 @@ version, symbols). Promotion moves ``champion`` and keeps the old one as ``previ
 Tags are for people: anyone who can reach MLflow can set them. Promotion is decided by evidence
 the registry checks itself (:meth:`StrategyRegistry.check_evidence`): the run that logged the
 version is the validation run, it FINISHED, its ``validation.json`` still has the SHA-256 the run
-recorded as a param (MLflow never lets a logged param change), the report says success, and the
-data hash in the report, in the run's params and on the version agree.
+recorded as a param (MLflow never lets a logged param change), the report says success, the
+data hash in the report, in the run's params and on the version agree, and the report carries
+the promotion evidence of :mod:`registry.evidence`: a passed look-ahead check and an evaluation
+in which the challenger beat the champion it met by the margin. :meth:`StrategyRegistry.promote`
+also requires that champion to be the current one.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from mlflow.tracking import MlflowClient
 
 from core.errors import RegistryError, ValidationGateFailed
 from registry.artifacts import VALIDATION_REPORT, load_json, read_artifact, sha256_hex
+from registry.evidence import evaluated_against, evidence_problem
 from registry.packaging import STRATEGY_FILE, save_strategy_model, strategy_document
 from registry.store import MlflowStore
 
@@ -339,11 +343,16 @@ class StrategyRegistry:
         ------
         ValidationGateFailed
             If the version's validation evidence is missing, altered or failing (see
-            :meth:`check_evidence`); the champion is left unchanged.
+            :meth:`check_evidence`), or its evaluation met another champion than the current
+            one (stale); the champion is left unchanged.
         """
         candidate = self.model_version(name, version)
         try:
-            self.check_evidence(candidate, data_hash=data_hash)
+            evidence = self.check_evidence(candidate, data_hash=data_hash)
+            current = self.get_alias(name, CHAMPION)
+            if current == str(version):
+                return False
+            _require_current(candidate, evidence, current)
         except ValidationGateFailed as exc:
             log.warning(
                 str(exc)[:1000],
@@ -351,9 +360,6 @@ class StrategyRegistry:
                        "reason": str(exc)[:1000]},
             )  # fmt: skip
             raise
-        current = self.get_alias(name, CHAMPION)
-        if current == str(version):
-            return False
         # previous first: a crash between the two calls leaves the champion as it was.
         if current is not None:
             self.client.set_registered_model_alias(name, PREVIOUS, current)
@@ -367,20 +373,27 @@ class StrategyRegistry:
 
     def check_evidence(
         self, version: ModelVersion, *, data_hash: str | None = None
-    ) -> dict[str, str]:
+    ) -> dict[str, str | None]:
         """Check that ``version`` passed its validation gate, from what MLflow itself holds.
 
         Tags (``validation_success`` among them) can be set by anyone who reaches MLflow, so
         none decides here. The checks, in order: the version records its validation run, and
         that run is the one that logged the version's model; the run exists, is not deleted and
         FINISHED; its ``validation.json`` is a bounded regular file whose SHA-256 is the one the
-        run pinned in an (immutable) param; the report says ``success``; and the data hash in
-        the report, the run's param, the version's tag (and ``data_hash`` when given) are equal.
+        run pinned in an (immutable) param; the report says ``success``; the data hash in the
+        report, the run's param, the version's tag (and ``data_hash`` when given) are equal;
+        and the report's ``lookahead`` section shows a passed check with no violation and its
+        ``evaluation`` section finite scores, a margin >= 0 and, when it met a champion, a
+        challenger score >= the champion's plus the margin (:func:`evidence_problem`).
+
+        Whether the champion it met is still the champion is :meth:`promote`'s concern: a
+        version that is the champion is checked here alone (the core's check).
 
         Returns
         -------
         dict
-            ``run_id``, ``suite`` and ``data_hash`` of the evidence.
+            ``run_id``, ``suite`` and ``data_hash`` of the evidence, and ``evaluated_against``:
+            the champion version its evaluation met (None: it met none).
 
         Raises
         ------
@@ -464,7 +477,15 @@ class StrategyRegistry:
         if not recorded_hash or len(set(hashes.values())) != 1:
             listed = ", ".join(f"{who} {value!r}" for who, value in hashes.items())
             raise refuse(f"data hashes disagree: {listed}")
-        return {"run_id": run_id, "suite": suite, "data_hash": recorded_hash}
+        problem = evidence_problem(report)
+        if problem is not None:
+            raise refuse(problem)
+        return {
+            "run_id": run_id,
+            "suite": suite,
+            "data_hash": recorded_hash,
+            "evaluated_against": evaluated_against(report),
+        }
 
     def run_artifact_uri(self, run_id: str | None, where: str) -> str:
         """Return the artifact folder URI of run ``run_id``; RegistryError if there is none."""
@@ -480,6 +501,12 @@ class StrategyRegistry:
 
         ``previous`` is removed afterwards (a second rollback fails instead of flipping back to
         the version just rolled away from); that version is tagged ``rolled_back_at``.
+
+        The operator's emergency path: no fresh evaluation is asked for (``previous`` met the
+        margin when it was promoted, and what it is rolled back from may be what is failing).
+        The core still checks the restored version's evidence (:meth:`check_evidence`) when it
+        loads it, so a version registered before the look-ahead and evaluation evidence is
+        refused there.
         """
         previous = self.get_alias(name, PREVIOUS)
         if previous is None:
@@ -538,6 +565,27 @@ class StrategyRegistry:
                 }
             )
         return listing
+
+
+def _require_current(
+    version: ModelVersion, evidence: dict[str, str | None], current: str | None
+) -> None:
+    """Refuse a version whose evaluation met another champion than the current one: its lead
+    was measured against a version that no longer decides."""
+    against = evidence["evaluated_against"]
+    if against == current:
+        return
+    met = f"champion version {against}" if against is not None else "no champion"
+    now = f"version {current}" if current is not None else "none"
+    reason = (
+        f"its evaluation is stale: it met {met}, the champion is now {now}; "
+        "retrain it against the current champion"
+    )
+    raise ValidationGateFailed(
+        f"{version.name} version {version.version} not promoted: {reason}",
+        report={"name": version.name, "version": str(version.version), "reason": reason,
+                "evaluated_against": against, "champion": current},
+    )  # fmt: skip
 
 
 def _describe_version(version: ModelVersion, aliases: dict[str, Any]) -> dict[str, Any]:

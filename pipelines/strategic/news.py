@@ -280,7 +280,7 @@ def registered_sentiment_scorer() -> SentimentScorer:
 
 def train_and_register_sentiment_model() -> SentimentScorer:
     """Train the classifier on the shipped train split, register it, return it."""
-    from registry.learned_models import log_sentiment_model, text_data_hash
+    from registry.learned_models import log_sentiment_model, sentiment_evidence, text_data_hash
 
     folder = data_root() / SENTIMENT_DATASET
     train = read_sentiment_frame(folder / "sent_train.csv")
@@ -300,6 +300,12 @@ def train_and_register_sentiment_model() -> SentimentScorer:
         "rows": len(train.frame),
         "loader_rejections": len(train.rejected),
         "failed_expectations": ["text not blank"] if blank else [],
+        **sentiment_evidence(
+            metrics,
+            train_texts=train.frame["text"],
+            valid_texts=valid.frame["text"],
+            valid_labels=valid.frame["label"],
+        ),
     }
     version = log_sentiment_model(
         model,

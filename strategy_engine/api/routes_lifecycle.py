@@ -2,7 +2,9 @@
 
 Promotion is :meth:`registry.strategy_registry.StrategyRegistry.promote`: it checks the
 version's own validation evidence (its finished validation run, pinned report digest and data
-hash) and refuses a version without it, leaving the champion as it was. Rollback is
+hash, a passed look-ahead check, an evaluation that beat the current champion by the margin)
+and refuses a version without it (409 ``validation_gate_failed``, the detail naming the
+check), leaving the champion as it was. Rollback is
 :meth:`~registry.strategy_registry.StrategyRegistry.rollback`. Both are counted for alerting
 (``<ns>:learning:counts``), as the commands and flows count them, and followed by a signed
 ``reload`` naming the model, so the cores load the new champion; the caller is the sender.

@@ -14,6 +14,7 @@ import pytest
 
 from registry import MlflowStore, StrategyRegistry
 from strategy_engine import monitoring, services
+from tests.evidence import rule_evidence
 
 pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[2]
@@ -41,9 +42,13 @@ def _cli(
 def _register_two_versions(root: Path) -> Path:
     """Promote ma_crossover v1, then v2: champion 2, previous 1."""
     registry = StrategyRegistry(MlflowStore(root))
-    for config, digest in (({"fast_period": 10}, "a" * 64), ({"fast_period": 15}, "b" * 64)):
-        version = registry.register("ma_crossover", config, data_hash=digest, validation=PASSED)
+    champion = None
+    # Fast 10 scores above fast 15 on the held-out window: v2 (fast 10) may replace v1.
+    for config, digest in (({"fast_period": 15}, "a" * 64), ({"fast_period": 10}, "b" * 64)):
+        validation = {**PASSED, **rule_evidence(config, champion=champion)}
+        version = registry.register("ma_crossover", config, data_hash=digest, validation=validation)
         registry.promote(version.name, version.version)
+        champion = (version.version, config)
     return root
 
 

@@ -29,6 +29,7 @@ from core.runtime.ingest import RejectCode
 from strategy_engine.api import create_app
 from strategy_engine.api.auth import Role, TokenFile
 from strategy_engine.commands.api import openapi_text
+from tests.evidence import validated
 from tests.fixtures_processes import core_command, core_environment, started
 
 pytestmark = pytest.mark.integration
@@ -321,8 +322,7 @@ def test_registry_lists_registered_strategies_with_aliases_and_lineage(api: Api)
     registry = StrategyRegistry()
     config = {"fast_period": 5, "slow_period": 20, "ma_type": "sma"}
     version = registry.register("ma_crossover", config, data_hash="sha256:aapl", symbols=("AAPL",),
-                                validation={"success": True, "suite": "bars_daily",
-                                            "failed_expectations": []},
+                                validation=validated(config),
                                 metrics={"sharpe": 0.8, "max_drawdown": -0.1}).version  # fmt: skip
     registry.promote("strategy.ma_crossover", version)
     listing = api.get("/v1/registry").json()
@@ -757,7 +757,18 @@ def test_promote_and_rollback_go_through_the_gate_count_and_ask_the_cores_to_rel
                                  validation=validation, symbols=("AAPL",),
                                  metrics={"sharpe": 0.8, "max_drawdown": -0.1}).version  # fmt: skip
 
-    first, second, bad = register(5, passed), register(8, passed), register(9, failed)
+    first = register(8, validated({"fast_period": 8, "slow_period": 20}))
+    # Fast 5 beats fast 8 on the held-out window: its evaluation met the first version.
+    second = register(
+        5,
+        validated(
+            {"fast_period": 5, "slow_period": 20},
+            champion=(first, {"fast_period": 8, "slow_period": 20}),
+        ),
+    )
+    bad = register(9, failed)
+    # A passed gate but no look-ahead check nor evaluation (as registered before they existed).
+    older = register(7, passed)
     pubsub = api.store.client.pubsub()
     pubsub.subscribe(f"{api.store.namespace}:control")
     assert pubsub.get_message(timeout=2)["type"] == "subscribe"
@@ -783,6 +794,9 @@ def test_promote_and_rollback_go_through_the_gate_count_and_ask_the_cores_to_rel
     api.post("/v1/registry/strategy.ma_crossover/promote", Role.OPERATOR, {"version": second})
     refused = api.post("/v1/registry/ma_crossover/promote", Role.OPERATOR, {"version": bad})
     _is_problem(refused, 409, "validation_gate_failed")
+    unproven = api.post("/v1/registry/ma_crossover/promote", Role.OPERATOR, {"version": older})
+    _is_problem(unproven, 409, "validation_gate_failed")
+    assert "registered before look-ahead/evaluation evidence" in unproven.json()["detail"]
     assert registry.get_alias("strategy.ma_crossover", "champion") == second
     _is_problem(api.post("/v1/registry/ma_crossover/promote", Role.OPERATOR, {"version": "99"}),
                 409, "registry_refused")  # fmt: skip

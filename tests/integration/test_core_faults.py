@@ -43,6 +43,7 @@ from strategy_engine.core_process import (
     run_core,
 )
 from tests.core_runs import run_core_beside
+from tests.evidence import direction_evidence, validated
 from tests.fixtures_mlflow import FAILED, PASSED
 from tests.fixtures_processes import core_command, core_environment, redis_process, started
 
@@ -286,10 +287,14 @@ MA_NAME = "strategy.ma_crossover"
 MA_CONFIG = {"fast_period": 10, "slow_period": 30}
 
 
-def _register_ma(registry: Any, config: dict[str, Any]) -> str:
+def _register_ma(
+    registry: Any, config: dict[str, Any], champion: tuple[str, dict[str, Any]] | None = None
+) -> str:
+    """Register an ma_crossover version with its evidence, evaluated against ``champion``."""
     registered = registry.register(
-        "ma_crossover", config, data_hash="sha256:stocknet", validation=PASSED
-    )
+        "ma_crossover", config, data_hash="sha256:stocknet",
+        validation=validated(config, champion=champion),
+    )  # fmt: skip
     return str(registered.version)
 
 
@@ -379,9 +384,11 @@ def test_a_hot_reload_swaps_between_cycles_carrying_state_only_when_the_config_i
     redis_connection: RedisConnection, redis_namespace: str, registry: Any, bars: list[Bar]
 ) -> None:
     changed = {"fast_period": 5, "slow_period": 40}
-    registry.promote(MA_NAME, _register_ma(registry, MA_CONFIG))
-    same_config = _register_ma(registry, MA_CONFIG)
-    new_config = _register_ma(registry, changed)
+    first_version = _register_ma(registry, MA_CONFIG)
+    registry.promote(MA_NAME, first_version)
+    same_config = _register_ma(registry, MA_CONFIG, champion=(first_version, MA_CONFIG))
+    # Evaluated against the version it replaces (5/40 scores above 10/30 on the window).
+    new_config = _register_ma(registry, changed, champion=(same_config, MA_CONFIG))
     first, second = bars[:1600], bars[1600:3200]
     third = bars[3200:]
     publisher = FeedPublisher(redis_connection.client, redis_namespace)
@@ -432,8 +439,9 @@ def test_a_new_version_that_fails_to_load_is_refused_and_the_running_version_sta
     redis_connection: RedisConnection, redis_namespace: str, registry: Any, bars: list[Bar]
 ) -> None:
     feed = bars[:2000]
-    registry.promote(MA_NAME, _register_ma(registry, MA_CONFIG))
-    broken = _register_ma(registry, MA_CONFIG)
+    running = _register_ma(registry, MA_CONFIG)
+    registry.promote(MA_NAME, running)
+    broken = _register_ma(registry, MA_CONFIG, champion=(running, MA_CONFIG))
     # A version written by newer code: its document names a type this installation lacks.
     source = registry.model_version(MA_NAME, broken).source
     document = Path(url2pathname(urlparse(f"{source}/data/strategy.json").path))
@@ -494,6 +502,40 @@ def test_a_champion_moved_by_hand_to_an_unvalidated_version_is_refused_and_said(
     assert {s.lineage.model_version for s in store.read_signals()} == {"1"}
 
 
+def test_a_champion_moved_by_hand_to_a_version_without_lookahead_and_evaluation_is_refused(
+    redis_connection: RedisConnection, redis_namespace: str, registry: Any, bars: list[Bar]
+) -> None:
+    feed = bars[:2000]
+    registry.promote(MA_NAME, _register_ma(registry, MA_CONFIG))
+    # Its data gate passed, as a version registered before the promotion evidence existed.
+    older = registry.register(
+        "ma_crossover", {"fast_period": 5, "slow_period": 20},
+        data_hash="sha256:stocknet", validation=PASSED,
+    ).version  # fmt: skip
+    publisher = FeedPublisher(redis_connection.client, redis_namespace)
+    store = RedisStore(redis_connection.client, redis_namespace)
+    publisher.publish(FEED, feed[:1000], end=False)
+
+    def move_the_alias_by_hand(service: CoreService) -> None:
+        _wait_for(lambda: _events(service) == 1000, what="the first half")
+        registry.client.set_registered_model_alias(MA_NAME, "champion", str(older))
+        assert store.publish_control({"action": "reload"}) == 1
+        _wait_for(lambda: "reload skipped" in service.last_error, what="the refused reload")
+        publisher.publish(FEED, feed[1000:])
+
+    summary = run_core_beside(
+        redis_connection, _settings(), redis_namespace, AliasSource("champion"),
+        move_the_alias_by_hand, CORE_TIMEOUT_S,
+    )  # fmt: skip
+
+    assert summary["events_in"] == len(feed) and summary["reloads"] == 0
+    assert summary["reloads_refused"] >= 1
+    assert f"refusing the champion: {MA_NAME} version {older}" in summary["last_error"]
+    assert "registered before look-ahead/evaluation evidence" in summary["last_error"]
+    assert "retrain it" in summary["last_error"]
+    assert {s.lineage.model_version for s in store.read_signals()} == {"1"}
+
+
 def _direction_version_with_a_model_of_other_features(registry: Any, aapl_bars: Any) -> str:
     """Register an ml_direction version whose XGBoost model was trained on fewer features than
     its config computes: it loads, and raises on its first prediction."""
@@ -510,12 +552,13 @@ def _direction_version_with_a_model_of_other_features(registry: Any, aapl_bars: 
         xgb.DMatrix(features, label=frame["label"].to_numpy()),
         num_boost_round=5,
     )
+    metrics = {"hit_rate": 0.5, "ic": 0.0, "sharpe": 0.0}
     registered = log_direction_model(
         {"model": "xgboost", "model_params": {"max_depth": 2}},
         booster,
-        {"hit_rate": 0.5, "ic": 0.0, "sharpe": 0.0},
+        metrics,
         data_hash="sha256:aapl",
-        validation=PASSED,
+        validation={**PASSED, **direction_evidence(aapl_bars, metrics)},
         store=registry.store,
     )
     return str(registered.version)

@@ -25,6 +25,7 @@ from core.strategies.trend.ma_crossover import MACrossover, MACrossoverConfig
 from registry import MlflowStore, MlflowStrategySource, StrategyRegistry
 from registry.packaging import RuleStrategyModel
 from registry.store import MLFLOW_DIR_ENV, TRACKING_URI_ENV
+from tests.evidence import sample_evidence, validated
 from tests.fixtures_mlflow import FAILED, PASSED
 
 pytestmark = pytest.mark.integration
@@ -50,13 +51,21 @@ def registry(
     assert not (work / "mlruns").exists()
 
 
-def _register(registry: StrategyRegistry, fast: int, validation: dict = PASSED) -> str:
+def _register(
+    registry: StrategyRegistry,
+    fast: int,
+    validation: dict | None = None,
+    champion: tuple[str, int] | None = None,
+) -> str:
+    """Register an ma_crossover version with its evidence, evaluated against ``champion``
+    (version and fast period) when given."""
     config = {"fast_period": fast, "slow_period": 20, "ma_type": "sma"}
+    met = None if champion is None else (champion[0], {**config, "fast_period": champion[1]})
     registered = registry.register(
         "ma_crossover",
         config,
         data_hash="sha256:aapl-2012",
-        validation=validation,
+        validation=validation if validation is not None else validated(config, champion=met),
         metrics={"sharpe": 0.8, "max_drawdown": -0.12},
         symbols=("AAPL",),
     )
@@ -77,11 +86,12 @@ def test_registering_records_config_lineage_and_artifacts_in_run_and_version(
     registry: StrategyRegistry, tmp_path: Path
 ) -> None:
     started = time.perf_counter()
+    validation = validated({"fast_period": 5, "slow_period": 20})
     registered = registry.register(
         "ma_crossover",
         {"fast_period": 5, "slow_period": 20},
         data_hash="sha256:aapl-2012",
-        validation=PASSED,
+        validation=validation,
         metrics={"sharpe": 0.8},
         symbols=("AAPL", "MSFT"),
         code_version="v-test",
@@ -106,7 +116,7 @@ def test_registering_records_config_lineage_and_artifacts_in_run_and_version(
         "evidence.data_hash": "sha256:aapl-2012",
         "evidence.validation_sha256": f"sha256:{report_digest}",
     }
-    assert json.loads(Path(report).read_text()) == {**PASSED, "data_hash": "sha256:aapl-2012"}
+    assert json.loads(Path(report).read_text()) == {**validation, "data_hash": "sha256:aapl-2012"}
     assert run.data.metrics == {"sharpe": 0.8}
     assert version.tags["validation_run_id"] == registered.run_id
     for tags in (run.data.tags, version.tags):
@@ -228,7 +238,9 @@ def test_mlflow_models_predict_scores_a_shipped_csv_as_the_readme_shows(
 def test_promoting_moves_the_champion_and_keeps_the_old_one_as_previous(
     registry: StrategyRegistry,
 ) -> None:
-    first, second = _register(registry, fast=5), _register(registry, fast=8)
+    first = _register(registry, fast=8)
+    # Fast 5 scores better than 8 on the held-out window: it may replace it.
+    second = _register(registry, fast=5, champion=(first, 8))
 
     registry.promote(NAME, first)
     registry.promote(NAME, second)
@@ -238,7 +250,8 @@ def test_promoting_moves_the_champion_and_keeps_the_old_one_as_previous(
 
 
 def test_rollback_restores_the_previous_champion_once(registry: StrategyRegistry) -> None:
-    first, second = _register(registry, fast=5), _register(registry, fast=8)
+    first = _register(registry, fast=8)
+    second = _register(registry, fast=5, champion=(first, 8))
     registry.promote(NAME, first)
     registry.promote(NAME, second)
 
@@ -344,8 +357,9 @@ def test_every_strategy_type_registers_as_a_champion_the_core_can_run(
     samples = all_samples()
     for cls in strategy_types():
         sample = samples[cls.spec.name]()
+        evidence = sample_evidence(cls.spec.name, sample.config, sample.events, sample.symbol)
         version = registry.register(
-            cls.spec.name, sample.config, data_hash="sample", validation=PASSED
+            cls.spec.name, sample.config, data_hash="sample", validation={**PASSED, **evidence}
         ).version
         registry.promote(f"strategy.{cls.spec.name}", version)
 
@@ -361,7 +375,7 @@ def test_every_strategy_type_registers_as_a_champion_the_core_can_run(
 
 def test_listed_versions_show_their_aliases(registry: StrategyRegistry) -> None:
     first = _register(registry, 10)
-    second = _register(registry, 12)
+    second = _register(registry, 12, champion=(first, 10))
     registry.promote("strategy.ma_crossover", first)
     registry.promote("strategy.ma_crossover", second)
 

@@ -41,8 +41,10 @@ from registry.learned_models import (
     SENTIMENT_MODEL_FILE,
     load_registered_sentiment_model,
     log_sentiment_model,
+    sentiment_evidence,
     text_data_hash,
 )
+from tests.evidence import direction_evidence, validated
 from tests.fixtures_mlflow import PASSED
 from tests.fixtures_processes import core_command, core_environment
 
@@ -61,16 +63,18 @@ MiB = 1 << 20
 
 
 @pytest.fixture(scope="module")
-def direction_training(aapl_bars: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """Features of the default ``ml_direction`` config on real AAPL bars, and their labels."""
+def direction_training(aapl_bars: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
+    """Features of the default ``ml_direction`` config on real AAPL bars, their labels, and the
+    bars (for the features' look-ahead check)."""
     features = feature_frame(aapl_bars, FeatureParams())
     frame = features.join(direction_labels(aapl_bars)).dropna()
-    return frame[list(features.columns)].to_numpy(), frame["label"].to_numpy()
+    return frame[list(features.columns)].to_numpy(), frame["label"].to_numpy(), aapl_bars
 
 
 @pytest.fixture(scope="module")
-def sentiment_model() -> tuple[Any, dict[str, float], str]:
-    """A TF-IDF classifier fitted on a slice of the shipped tweets, its metrics and data hash."""
+def sentiment_model() -> tuple[Any, dict[str, float], str, dict[str, Any]]:
+    """A TF-IDF classifier fitted on a slice of the shipped tweets, its metrics, data hash and
+    splits (for its promotion evidence)."""
     train = read_sentiment_frame(SENTIMENT / "sent_train.csv").frame.iloc[:3000]
     valid = read_sentiment_frame(SENTIMENT / "sent_valid.csv").frame.iloc[:1000]
     model, metrics = train_sentiment_model(
@@ -80,7 +84,12 @@ def sentiment_model() -> tuple[Any, dict[str, float], str]:
         valid_texts=valid["text"],
         valid_labels=valid["label"],
     )
-    return model, metrics, text_data_hash(train["text"], train["label"])
+    splits = {
+        "train_texts": train["text"],
+        "valid_texts": valid["text"],
+        "valid_labels": valid["label"],
+    }
+    return model, metrics, text_data_hash(train["text"], train["label"]), splits
 
 
 def _rule_champion(registry: StrategyRegistry) -> Path:
@@ -89,7 +98,7 @@ def _rule_champion(registry: StrategyRegistry) -> Path:
         "ma_crossover",
         {"fast_period": 10, "slow_period": 30},
         data_hash="sha256:aapl",
-        validation=PASSED,
+        validation=validated({"fast_period": 10, "slow_period": 30}),
     )
     registry.promote(registered.name, registered.version)
     source = registry.model_version(registered.name, registered.version).source
@@ -99,10 +108,10 @@ def _rule_champion(registry: StrategyRegistry) -> Path:
 
 
 def _direction_champion(
-    registry: StrategyRegistry, kind: str, training: tuple[np.ndarray, np.ndarray]
+    registry: StrategyRegistry, kind: str, training: tuple[np.ndarray, np.ndarray, pd.DataFrame]
 ) -> Path:
     """Promote an ml_direction version with a fitted ``kind`` model; return its model file."""
-    features, labels = training
+    features, labels, bars = training
     if kind == "xgboost":
         model: Any = xgb.train(
             {"objective": "binary:logistic", "max_depth": 2},
@@ -111,26 +120,33 @@ def _direction_champion(
         )
     else:
         model = make_pipeline(StandardScaler(), LogisticRegression()).fit(features, labels)
+    metrics = {"hit_rate": 0.5, "ic": 0.0, "sharpe": 0.0}
     registered = log_direction_model(
         {"model": kind, "model_params": {}},
         model,
-        {"hit_rate": 0.5, "ic": 0.0, "sharpe": 0.0},
+        metrics,
         data_hash="sha256:aapl",
-        validation=PASSED,
+        validation={**PASSED, **direction_evidence(bars, metrics)},
         store=registry.store,
     )
     registry.promote(registered.name, registered.version)
     return _run_folder(registry, registered.run_id) / DIRECTION_MODEL_DIR / MODEL_FILES[kind]
 
 
-def _sentiment_champion(registry: StrategyRegistry, trained: tuple[Any, dict, str]) -> Path:
+def _sentiment_champion(registry: StrategyRegistry, trained: tuple[Any, dict, str, dict]) -> Path:
     """Promote a sentiment version; return its skops file."""
-    model, metrics, digest = trained
+    model, metrics, digest, splits = trained
+    evidence = sentiment_evidence(metrics, **splits, store=registry.store)
     registered = log_sentiment_model(
         model,
         metrics,
         data_hash=digest,
-        validation={"success": True, "suite": "sentiment_text", "failed_expectations": []},
+        validation={
+            "success": True,
+            "suite": "sentiment_text",
+            "failed_expectations": [],
+            **evidence,
+        },
         store=registry.store,
     )
     registry.promote(registered.name, registered.version)
@@ -263,7 +279,7 @@ def test_a_strategy_json_that_is_a_fifo_is_refused_without_hanging(
 
 
 def test_a_skops_model_that_is_not_a_zip_is_refused(
-    registry: StrategyRegistry, direction_training: tuple[np.ndarray, np.ndarray]
+    registry: StrategyRegistry, direction_training: tuple[np.ndarray, np.ndarray, pd.DataFrame]
 ) -> None:
     model_file = _direction_champion(registry, "sklearn", direction_training)
     model_file.write_bytes(b"this is not a zip archive\n" * 100)
@@ -278,7 +294,7 @@ def test_a_skops_model_that_is_not_a_zip_is_refused(
 
 
 def test_a_skops_zip_without_its_schema_is_refused(
-    registry: StrategyRegistry, direction_training: tuple[np.ndarray, np.ndarray]
+    registry: StrategyRegistry, direction_training: tuple[np.ndarray, np.ndarray, pd.DataFrame]
 ) -> None:
     model_file = _direction_champion(registry, "sklearn", direction_training)
     _rewrite_zip(model_file, keep=lambda name: name != "schema.json", extra=lambda _: None)
@@ -293,7 +309,7 @@ def test_a_skops_zip_without_its_schema_is_refused(
 
 
 def test_a_zip_bomb_in_a_direction_model_is_refused_before_it_inflates(
-    registry: StrategyRegistry, direction_training: tuple[np.ndarray, np.ndarray]
+    registry: StrategyRegistry, direction_training: tuple[np.ndarray, np.ndarray, pd.DataFrame]
 ) -> None:
     model_file = _direction_champion(registry, "sklearn", direction_training)
     # Under the total bound, so the compression ratio is what refuses it.
@@ -311,7 +327,7 @@ def test_a_zip_bomb_in_a_direction_model_is_refused_before_it_inflates(
 
 
 def test_a_zip_bomb_in_a_sentiment_model_is_refused_before_it_inflates(
-    registry: StrategyRegistry, sentiment_model: tuple[Any, dict, str]
+    registry: StrategyRegistry, sentiment_model: tuple[Any, dict, str, dict]
 ) -> None:
     model_file = _sentiment_champion(registry, sentiment_model)
     # Past the total bound as well as the ratio: the total is checked first.
@@ -331,7 +347,7 @@ def test_a_zip_bomb_in_a_sentiment_model_is_refused_before_it_inflates(
 
 
 def test_a_skops_pipeline_calling_os_system_is_still_refused(
-    registry: StrategyRegistry, direction_training: tuple[np.ndarray, np.ndarray]
+    registry: StrategyRegistry, direction_training: tuple[np.ndarray, np.ndarray, pd.DataFrame]
 ) -> None:
     model_file = _direction_champion(registry, "sklearn", direction_training)
     sio.dump(make_pipeline(FunctionTransformer(os.system)), model_file)
@@ -345,7 +361,7 @@ def test_a_skops_pipeline_calling_os_system_is_still_refused(
 
 
 def test_a_deeply_nested_xgboost_model_is_refused_before_xgboost_parses_it(
-    registry: StrategyRegistry, direction_training: tuple[np.ndarray, np.ndarray]
+    registry: StrategyRegistry, direction_training: tuple[np.ndarray, np.ndarray, pd.DataFrame]
 ) -> None:
     # XGBoost's own JSON parser has no depth limit: this file kills the process with SIGSEGV.
     model_file = _direction_champion(registry, "xgboost", direction_training)
@@ -364,7 +380,9 @@ def test_a_deeply_nested_xgboost_model_is_refused_before_xgboost_parses_it(
 
 
 def test_a_model_folder_replaced_by_a_link_is_refused(
-    registry: StrategyRegistry, direction_training: tuple[np.ndarray, np.ndarray], tmp_path: Path
+    registry: StrategyRegistry,
+    direction_training: tuple[np.ndarray, np.ndarray, pd.DataFrame],
+    tmp_path: Path,
 ) -> None:
     model_file = _direction_champion(registry, "xgboost", direction_training)
     elsewhere = tmp_path / "elsewhere"
@@ -380,8 +398,8 @@ def test_a_model_folder_replaced_by_a_link_is_refused(
 
 def test_untampered_champions_still_load(
     registry: StrategyRegistry,
-    direction_training: tuple[np.ndarray, np.ndarray],
-    sentiment_model: tuple[Any, dict, str],
+    direction_training: tuple[np.ndarray, np.ndarray, pd.DataFrame],
+    sentiment_model: tuple[Any, dict, str, dict],
 ) -> None:
     _rule_champion(registry)
     _direction_champion(registry, "sklearn", direction_training)

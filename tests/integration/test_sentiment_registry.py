@@ -28,6 +28,7 @@ from registry.learned_models import (
     load_sentiment_model,
     log_sentiment_model,
     save_sentiment_model,
+    sentiment_evidence,
     text_data_hash,
 )
 from tests.strategy_samples.samples_news import news_stream
@@ -117,11 +118,16 @@ def test_the_core_rebuilds_the_registered_strategy_from_json_alone(
     model, metrics = trained
     train, _ = splits
     registry = StrategyRegistry(store)
+    valid = splits[1]
+    evidence = sentiment_evidence(
+        metrics, train_texts=train["text"], valid_texts=valid["text"],
+        valid_labels=valid["label"], store=store,
+    )  # fmt: skip
     version = log_sentiment_model(
         model,
         metrics,
         data_hash=text_data_hash(train["text"], train["label"]),
-        validation=_validation(train),
+        validation={**_validation(train), **evidence},
         store=store,
     ).version
     registry.promote(NAME, version)
