@@ -14,7 +14,7 @@ from pipelines import governance, learning, lifecycle
 from pipelines.announce import notify_core
 from pipelines.learning_counts import count_learning_event
 from pipelines.validation import GateReport
-from registry.runs import log_decision, log_gate_failure
+from registry.runs import log_decision
 from registry.strategy_registry import RegisteredVersion, StrategyRegistry, model_name
 
 log = logging.getLogger(__name__)
@@ -168,29 +168,6 @@ def compare_with_champion(
     }
 
 
-@task(name="train-challenger")
-def train_challenger(
-    settings: learning.RetrainSettings,
-    base: dict[str, Any],
-    admitted: lifecycle.AdmittedBars,
-    windows: learning.Windows,
-) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    return learning.train_challenger(settings, base, admitted, windows)
-
-
-@task(name="evaluate-on-test-window")
-def evaluate_on_test_window(
-    settings: learning.RetrainSettings,
-    config: dict[str, Any],
-    admitted: lifecycle.AdmittedBars,
-    windows: learning.Windows,
-) -> dict[str, Any]:
-    return learning.evaluate(
-        settings.strategy, config, admitted, start=windows.test_start, end=None,
-        fee_bps=settings.fee_bps,
-    )  # fmt: skip
-
-
 @flow(name="retrain", log_prints=False)
 def retrain(
     strategy: str = "ma_crossover",
@@ -204,34 +181,41 @@ def retrain(
 ) -> dict[str, Any]:
     """Validate, train a challenger, evaluate it and the champion on the same window, decide.
 
-    Single-asset bar types train on shipped tickers (``dataset``, default stocknet88) or a
-    ``csv``, where ``symbols`` is exactly one symbol, the CSV's instrument; ``margin`` is in
-    Sharpe (default 0.05). Every other type goes through :func:`pipelines.governance.govern`
-    on its data set (``dataset`` or its own; ``fast``: the small slices), with its family's
-    objective and margin. Rows the loader cannot parse count against the gate: more than
-    ``max_rejected_rows`` fail it. A failed gate records its report on a FAILED MLflow run
-    and promotes nothing. Otherwise the challenger is registered (alias ``challenger``) and
-    promoted only if it beats the champion by the margin on the held-out window; running
-    cores are told.
+    Every type goes through :func:`pipelines.governance.govern` on its data set (``dataset``
+    or its own; ``fast``: the small slices) with its family's objective and margin (default
+    0.05 Sharpe, or 0.0005 of return). A single-asset bar type may train on a user's ``csv``
+    instead, where ``symbols`` is exactly one symbol, the CSV's instrument; on the daily
+    equities with no ``symbols`` it trains on :data:`pipelines.learning.DEFAULT_SYMBOLS`.
+    Rows the loader cannot parse count against the gate: more than ``max_rejected_rows`` fail
+    it. A failed gate records its report on a FAILED MLflow run and promotes nothing.
+    Otherwise the challenger is registered (alias ``challenger``) and promoted only if it
+    beats the champion by the margin on the held-out window; running cores are told.
     """
     name = model_name(strategy)
     try:
-        if strategy_type(strategy).spec.data_kind is not DataKind.BARS:
-            if csv:
-                raise ConfigError(
-                    f"--csv holds single-asset bars; {strategy} trains on its data set"
-                )
-            return _govern(strategy, dataset, symbols, margin, notify, max_rejected_rows, fast)
-        default = () if csv else learning.DEFAULT_SYMBOLS
-        settings = learning.RetrainSettings(
+        spec = strategy_type(strategy).spec
+        if csv and spec.data_kind is not DataKind.BARS:
+            raise ConfigError(f"--csv holds single-asset bars; {strategy} trains on its data set")
+        chosen = tuple(symbols or ())
+        if (
+            not chosen
+            and not csv
+            and spec.data_kind is DataKind.BARS
+            and (dataset or spec.dataset) == learning.BARS_DATASET
+        ):
+            chosen = learning.DEFAULT_SYMBOLS  # 8 of the 88 tickers: minutes become seconds
+        settings = governance.GovernSettings(
             strategy=strategy,
+            dataset=dataset,
+            symbols=chosen,
             csv=csv,
-            dataset=dataset or learning.BARS_DATASET,
-            symbols=tuple(symbols) if symbols else default,
-            margin=0.05 if margin is None else margin,
-            max_rejected_rows=max_rejected_rows,
+            fast=fast,
+            margin=margin,
+            tolerate={governance.LOADER_RULE: max_rejected_rows},
         )
-        outcome = _retrain(settings, name, notify)
+        outcome = governance.govern(
+            settings, StrategyRegistry(), notify=notify_core if notify else None
+        )
     except Exception as exc:
         count_learning_event("retrain_failed", name)
         log.error(
@@ -250,147 +234,6 @@ def retrain(
                "from_version": (outcome["champion"] or {}).get("version")},
     )  # fmt: skip
     return outcome
-
-
-def _govern(
-    strategy: str,
-    dataset: str | None,
-    symbols: list[str] | None,
-    margin: float | None,
-    notify: bool,
-    max_rejected_rows: int,
-    fast: bool,
-) -> dict[str, Any]:
-    settings = governance.GovernSettings(
-        strategy=strategy,
-        dataset=dataset,
-        symbols=tuple(symbols or ()),
-        fast=fast,
-        margin=margin,
-        tolerate={governance.LOADER_RULE: max_rejected_rows},
-    )
-    outcome = governance.govern(
-        settings, StrategyRegistry(), notify=notify_core if notify else None
-    )
-    decision = outcome["decision"]
-    log.info(
-        f"retrain of {outcome['model']}: "
-        f"{'promoted' if decision['promoted'] else 'not promoted'}: {decision['reason']}"[:1000],
-        extra={"event": "retrain_finished", "model": outcome["model"],
-               "promoted": decision["promoted"], "reason": decision["reason"][:1000],
-               "gate_success": outcome["gate"]["success"]},
-    )  # fmt: skip
-    return outcome
-
-
-def _retrain(settings: learning.RetrainSettings, name: str, notify: bool) -> dict[str, Any]:
-    registry = StrategyRegistry()
-    strategy, margin = settings.strategy, settings.margin
-    admitted = admit_bars_for_retrain(settings)
-    report = validate_bars(admitted, settings.max_rejected_rows)
-    if not report.success:
-        count_learning_event("gate_failed", name)
-        run_id = log_gate_failure(
-            registry.store, f"retrain {name}", report.to_dict(), tags={"model_name": name}
-        )
-        why = f"data gate failed: {report.message()}"
-        return _outcome(name, None, report, None, None, False, why, run_id, settings)
-    champion_version, champion = learning.champion_config(registry, strategy)
-    base = champion or strategy_type(strategy).config_type().to_dict()
-    candidates = learning.variants(strategy, base, settings.max_variants)
-    windows = learning.split_windows(
-        admitted, settings.test_fraction, learning.warmup_bars(strategy, candidates)
-    )
-    challenger, scored = train_challenger(settings, base, admitted, windows)
-    challenger_test = evaluate_on_test_window(settings, challenger, admitted, windows)
-    champion_test = (
-        evaluate_on_test_window(settings, champion, admitted, windows) if champion else None
-    )
-    digest = lifecycle.data_hash(admitted)
-    evidence = learning.retrain_evidence(
-        settings, challenger, admitted, windows, (challenger_test, champion_test), champion_version
-    )
-    version = registry.register(
-        strategy,
-        challenger,
-        data_hash=digest,
-        validation={**lifecycle.gate_summary(report), **evidence},
-        metrics={f"test_{k}": float(v) for k, v in challenger_test.items()},
-        symbols=tuple(admitted.frames),
-    )
-    registry.set_alias(name, learning.CHALLENGER, version.version)
-    promoted, why = learning.decide(
-        report, challenger_test, champion_test, margin, lookahead=evidence["lookahead"]
-    )
-    if promoted:
-        # The registry checks the evidence itself, against the hash of the data in hand.
-        if registry.promote(name, version.version, data_hash=digest, reason=why):
-            count_learning_event("promoted", name)
-        if notify:
-            notify_core(name, version.version)
-    outcome = _outcome(
-        name,
-        {"version": version.version, "config": challenger, "test": challenger_test},
-        report,
-        {"version": champion_version, "config": champion, "test": champion_test}
-        if champion
-        else None,
-        windows,
-        promoted,
-        why,
-        None,
-        settings,
-    )
-    outcome["candidates"] = scored
-    outcome["decision_run"] = log_decision(
-        registry.store, f"retrain {name}", outcome, tags={"model_name": name}
-    )
-    return outcome
-
-
-@task(name="admit-bars-for-retrain")
-def admit_bars_for_retrain(settings: learning.RetrainSettings) -> lifecycle.AdmittedBars:
-    return learning.admit(settings)
-
-
-def _outcome(
-    name: str,
-    challenger: dict[str, Any] | None,
-    report: GateReport,
-    champion: dict[str, Any] | None,
-    windows: learning.Windows | None,
-    promoted: bool,
-    why: str,
-    gate_run: str | None,
-    settings: learning.RetrainSettings,
-) -> dict[str, Any]:
-    """The retrain's result, as :class:`core.messages.RetrainOutcome` has it, plus what the
-    data was: the symbols, the rows the gate checked and the rows the loader rejected (with
-    line and reason), and the gate that failed, if one did."""
-    gate = report.to_dict()
-    return learning.retrain_outcome(
-        name,
-        symbols=list(settings.symbols),
-        challenger=challenger,
-        champion=champion,
-        gate={
-            "success": report.success,
-            "failed": [
-                {"expectation": r.expectation, "unexpected_count": r.unexpected_count}
-                for r in report.failed()
-            ],
-            "run_id": gate_run,
-            "suite": report.suite,
-            "rows": report.rows,
-            "rows_rejected": gate["rows_rejected"],
-            "max_rejected_rows": settings.max_rejected_rows,
-            "rejected_rows": gate["rejected_rows"],
-        },
-        windows=None if windows is None else (windows.train_end, windows.test_start),
-        promoted=promoted,
-        why=why,
-        failed_gate=None if report.success else report.suite,
-    )
 
 
 @flow(name="ml-composer", log_prints=False)

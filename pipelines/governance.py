@@ -40,10 +40,10 @@ import pandas as pd
 
 from core import codec
 from core.backtest.runner import admitted_events, engine_for
-from core.backtest.streams import Stream, stream_for
+from core.backtest.streams import Stream, csv_bars_stream, stream_for
 from core.config import FrozenConfig, require
 from core.errors import DataError
-from core.strategies.base import Family
+from core.strategies.base import DataKind, Family
 from core.strategies.catalogue import strategy_type
 from pipelines import learning
 from pipelines.learning_counts import count_learning_event
@@ -68,7 +68,10 @@ GATE_OF_EVENT = {
 KNOWN_DEFECTS: dict[str, dict[str, int]] = {
     "fx_triangle_daily_lean": {"bid_price <= ask_price": 297},
 }
+# The key of the operator's tolerance for rows the loader could not use (--max-rejected-rows),
+# and the expectation a gate reports when more were rejected.
 LOADER_RULE = "rows the loader could use"
+LOADER_EXPECTATION = "loader rejected rows"
 # The version tag naming who proposed a challenger that was not found by parameter selection.
 PROPOSAL_SOURCE_TAG = "proposal_source"
 
@@ -84,22 +87,47 @@ OBJECTIVES: dict[Family, str] = {
 # The lead a challenger needs, in its objective's units, unless the operator sets one.
 DEFAULT_MARGIN = {"sharpe": 0.05}
 DEFAULT_RETURN_MARGIN = 0.0005
+# What a bar fill costs in an evaluation, in basis points of its notional.
+BAR_FEE_BPS = 1.0
+# Rows the loader rejected that an outcome lists (the count is always complete).
+LISTED_REJECTIONS = 100
 
 
 class GovernSettings(FrozenConfig, frozen=True, kw_only=True):
-    """One retrain of a type on a shipped data set."""
+    """One retrain of a type on a shipped data set, or (single-asset bar types) a user's CSV.
+
+    With ``csv``, ``symbols`` holds exactly one symbol: the CSV's instrument, which the
+    registered version trades (a file name says nothing reliable about it). ``fee_bps`` is
+    what a bar fill costs (the other execution styles price their fills with the strategy's
+    own cost parameters).
+    """
 
     strategy: str
     dataset: str | None = None
     symbols: tuple[str, ...] = ()
+    csv: str | None = None
     fast: bool = False
     test_fraction: float = 0.3
     margin: float | None = None  # None: the objective's default
     max_variants: int = 8
+    fee_bps: float = BAR_FEE_BPS
     tolerate: dict[str, int] = msgspec.field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        strategy_type(self.strategy)  # an unknown type is a ConfigError now
+        kind = strategy_type(self.strategy).spec.data_kind  # an unknown type: ConfigError
+        if self.csv is not None:
+            require(
+                kind is DataKind.BARS,
+                f"a CSV holds single-asset bars; {self.strategy} reads {kind.value}: it "
+                "trains on its data set",
+            )
+            require(
+                len(self.symbols) == 1,
+                f"a CSV needs exactly one symbol naming its instrument (--symbol), "
+                f"got {len(self.symbols)}: {', '.join(self.symbols) or 'none'}",
+            )
+        require(0.0 <= self.fee_bps <= 1000.0, f"fee_bps must be within [0, 1000], was "
+                f"{self.fee_bps}")  # fmt: skip
         require(
             0.05 <= self.test_fraction <= 0.8,
             f"test_fraction must be within [0.05, 0.8], was {self.test_fraction}",
@@ -118,6 +146,15 @@ class StreamGate:
     reports: tuple[GateReport, ...]
     loader_rejected: int
     tolerated: dict[str, int]
+    # The rows the loader rejected, where it names them: (symbol, line, reason).
+    rejections: tuple[tuple[str, int, str], ...] = ()
+
+    def rejected_rows(self) -> list[dict[str, Any]]:
+        """The first :data:`LISTED_REJECTIONS` rejected rows as ``symbol``, ``line``, ``reason``."""
+        return [
+            {"symbol": symbol, "line": line, "reason": reason}
+            for symbol, line, reason in self.rejections[:LISTED_REJECTIONS]
+        ]
 
     def broken(self) -> list[tuple[str, int]]:
         """Each rule broken by more rows than tolerated (a table rule is never tolerated)."""
@@ -127,8 +164,10 @@ class StreamGate:
             for r in report.failed()
             if r.detail or r.unexpected_count > self.tolerated.get(r.expectation, 0)
         ]
-        if self.loader_rejected > self.tolerated.get(LOADER_RULE, 0):
-            out.append((LOADER_RULE, self.loader_rejected))
+        allowed = self.tolerated.get(LOADER_RULE, 0)
+        if self.loader_rejected > allowed:
+            # Named as the bars gate names it (register-and-promote's report says the same).
+            out.append((f"{LOADER_EXPECTATION} <= {allowed}", self.loader_rejected))
         return out
 
     @property
@@ -144,7 +183,14 @@ class StreamGate:
         head = f"gate '{self.suite}' on {self.rows} rows"
         if not broken:
             return f"{head} passed"
-        return f"{head} failed: " + "; ".join(f"{rule}: {n} rows" for rule, n in broken)
+        return f"{head} failed: " + "; ".join(self._say(rule, n) for rule, n in broken)
+
+    def _say(self, rule: str, rows: int) -> str:
+        said = f"{rule}: {rows} row{'s' if rows != 1 else ''}"
+        if rule.startswith(LOADER_EXPECTATION) and self.rejections:
+            symbol, line, reason = self.rejections[0]
+            said += f", first {symbol} line {line}: {reason}"
+        return said
 
     @property
     def suite(self) -> str:
@@ -158,6 +204,7 @@ class StreamGate:
             "rows": self.rows,
             "data_hash": data_hash,
             "loader_rejected": self.loader_rejected,
+            "rejected_rows": self.rejected_rows(),
             "failed_expectations": [rule for rule, _ in self.broken()],
             "tolerated": dict(self.tolerated),
             "reports": [report.to_dict() for report in self.reports],
@@ -175,7 +222,8 @@ def gate_stream(stream: Stream, tolerate: dict[str, int] | None = None) -> Strea
         gate = GATE_OF_EVENT[kind]
         reports.append(validate(gate, frame, name=f"{gate}:{stream.dataset}"))
     allowed = {**KNOWN_DEFECTS.get(stream.dataset, {}), **(tolerate or {})}
-    return StreamGate(stream.dataset, tuple(reports), int(stream.rejected_rows), allowed)
+    named = tuple((symbol, row.line, row.reason) for symbol, row in stream.rejections)
+    return StreamGate(stream.dataset, tuple(reports), int(stream.rejected_rows), allowed, named)
 
 
 def stream_hash(events: list[Any]) -> str:
@@ -207,23 +255,33 @@ def objective_of(strategy: str) -> str:
 
 
 def evaluate(
-    stream: Stream, config: dict[str, Any], events: list[Any], *, start: int | None
+    stream: Stream,
+    config: dict[str, Any],
+    events: list[Any],
+    *,
+    start: int | None,
+    fee_bps: float = BAR_FEE_BPS,
 ) -> dict[str, Any]:
     """Run ``config`` over ``events`` on the backtest's engine; measure from ``start`` on.
 
     The run starts at the first event so the strategy is warm when the window opens; returns
     are measured from the equity just before the window. The result has the window's
     ``total_return``, ``sharpe``, ``sortino``, ``max_drawdown``, ``periods``, the ledger's
-    ``hit_rate`` and the ``objective`` value.
+    ``hit_rate`` and the ``objective`` value. ``fee_bps`` prices bar fills.
     """
-    return evaluate_run(stream, config, events, start=start).metrics
+    return evaluate_run(stream, config, events, start=start, fee_bps=fee_bps).metrics
 
 
 def evaluate_run(
-    stream: Stream, config: dict[str, Any], events: list[Any], *, start: int | None
+    stream: Stream,
+    config: dict[str, Any],
+    events: list[Any],
+    *,
+    start: int | None,
+    fee_bps: float = BAR_FEE_BPS,
 ) -> learning.EngineRun:
     """:func:`evaluate`, keeping the run's signals (for the look-ahead check)."""
-    engine, capital, _ = engine_for(stream, config)
+    engine, capital, _ = engine_for(stream, config, fee_bps=fee_bps)
     engine.run(events)
     metrics = learning.window_metrics(engine, start, capital)
     gained = metrics["window_end_equity"] - metrics["window_start_equity"]
@@ -266,10 +324,14 @@ def decide(
 
 def admitted_stream(settings: GovernSettings, config: dict[str, Any]) -> tuple[Stream, list[Any]]:
     """The type's stream and the events of it a core would admit (what the engine runs on)."""
-    stream = stream_for(
-        settings.strategy, settings.dataset, settings.symbols or None, settings.fast,
-        params=config,
-    )  # fmt: skip
+    if settings.csv is not None:
+        (symbol,) = settings.symbols
+        stream = csv_bars_stream(settings.strategy, settings.csv, symbol)
+    else:
+        stream = stream_for(
+            settings.strategy, settings.dataset, settings.symbols or None, settings.fast,
+            params=config,
+        )  # fmt: skip
     events, _ = admitted_events(stream)
     return stream, events
 
@@ -301,8 +363,10 @@ def govern(
         run_id = log_gate_failure(
             registry.store, f"retrain {name}", gate.summary(digest), tags={"model_name": name}
         )
-        return _outcome(name, None, gate, None, None, False, gate.message(), run_id)
+        why = f"data gate failed: {gate.message()}"
+        return _outcome(name, stream, None, gate, None, None, False, why, run_id)
     windows = split(events, settings.test_fraction)
+    fee = settings.fee_bps
     # Training is the replay up to the window (a stream in receive order holds a few events
     # stamped before the window that arrive after it): a prefix of the held-out run.
     cut = next((i for i, e in enumerate(events) if e.ts_event >= windows.test_start), len(events))
@@ -312,18 +376,20 @@ def govern(
         if proposal is not None
         else learning.variants(strategy, base, settings.max_variants)
     )
-    challenger, trained = first, evaluate_run(stream, first, training, start=None)
+    challenger, trained = first, evaluate_run(stream, first, training, start=None, fee_bps=fee)
     scored = [{"config": first, "train": trained.metrics}]
     for config in others:
-        run = evaluate_run(stream, config, training, start=None)
+        run = evaluate_run(stream, config, training, start=None, fee_bps=fee)
         scored.append({"config": config, "train": run.metrics})
         # Only the best run's signals are kept: a quote stream's runs are long.
         if run.metrics["objective"] > trained.metrics["objective"]:
             challenger, trained = config, run
-    held_out = evaluate_run(stream, challenger, events, start=windows.test_start)
+    held_out = evaluate_run(stream, challenger, events, start=windows.test_start, fee_bps=fee)
     challenger_test = held_out.metrics
     champion_test = (
-        evaluate(stream, champion, events, start=windows.test_start) if champion else None
+        evaluate(stream, champion, events, start=windows.test_start, fee_bps=fee)
+        if champion
+        else None
     )
     margin = margin_for(strategy, settings.margin)
     # The training run is the held-out run cut at the window: its signals are the held-out
@@ -366,6 +432,7 @@ def govern(
             notify(name, version.version)
     outcome = _outcome(
         name,
+        stream,
         {"version": version.version, "config": challenger, "test": challenger_test},
         gate,
         {"version": champion_version, "config": champion, "test": champion_test}
@@ -387,6 +454,7 @@ def govern(
 
 def _outcome(
     name: str,
+    stream: Stream,
     challenger: dict[str, Any] | None,
     gate: StreamGate,
     champion: dict[str, Any] | None,
@@ -398,6 +466,7 @@ def _outcome(
     return learning.retrain_outcome(
         name,
         objective=objective_of(name.removeprefix(MODEL_PREFIX)),
+        symbols=list(stream.instances),
         challenger=challenger,
         champion=champion,
         gate={
@@ -410,6 +479,7 @@ def _outcome(
             "rows": gate.rows,
             "rows_rejected": gate.loader_rejected,
             "max_rejected_rows": gate.tolerated.get(LOADER_RULE, 0),
+            **({"rejected_rows": gate.rejected_rows()} if gate.rejections else {}),
         },
         # The held-out window starts where training ends (no purge: the run is warm from
         # the first event and only the window is measured).

@@ -1,11 +1,11 @@
-"""Learning Manager: validate, train a challenger, evaluate it against the champion, promote.
+"""What the lifecycle of every type (:mod:`pipelines.governance`) shares: the variants of a
+config (each numeric parameter moved one step down and up), the metrics of a held-out window,
+the look-ahead check (a run cut where training ends gives the first signals of the run on all
+events), the comparison on a margin and the retrain outcome.
 
-For a rule strategy, training is parameter selection: variants of the champion's config (each
-numeric parameter moved one step down and up, one at a time) are backtested on the training
-window and the best by Sharpe becomes the challenger. Champion and challenger are then
-evaluated by the same engine on the same held-out window, after a purge gap as long as the
-strategies' warm-up, so no test bar informs the choice. The challenger is promoted only if the
-data gate passed and it beats the champion's Sharpe by ``margin``; every decision is recorded.
+``register-and-promote`` (a given config of a single-asset bar type, not a retrain) measures
+its version against the champion here too (:func:`compare_on_held_out_window`): the same
+engine on one held-out window, after a purge gap as long as the strategies' warm-up.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from core.config import FrozenConfig, require
-from core.data.loaders import merge_bars, read_bars_frame
+from core.data.loaders import merge_bars
 from core.engine.engine import PositionSizing, TradingEngine
 from core.engine.execution import BarFillModel
 from core.engine.tracker import performance_metrics
@@ -29,8 +29,7 @@ from core.model import Signal
 from core.ports import StrategyDeployment
 from core.strategies.base import DataKind
 from core.strategies.catalogue import strategy_type
-from pipelines.lifecycle import AdmittedBars, admit_bars
-from pipelines.progress import progress
+from pipelines.lifecycle import AdmittedBars
 from pipelines.validation import GateReport
 from registry.evidence import evaluation_evidence, lookahead_evidence, promotion_evidence
 from registry.strategy_registry import CHAMPION, StrategyRegistry, model_name
@@ -45,28 +44,25 @@ PREFIX_METHOD = "prefix"
 
 
 class RetrainSettings(FrozenConfig, frozen=True, kw_only=True):
-    """How a retrain runs; ``margin`` is in Sharpe units.
-
-    With ``csv``, ``symbols`` holds exactly one symbol: the CSV's instrument, which the
-    registered version trades (a file name says nothing reliable about it).
-    ``max_rejected_rows`` is how many rows the loader may set aside before the gate fails.
+    """How ``register-and-promote`` measures a given config of a single-asset bar type against
+    the champion; ``margin`` is in Sharpe units. (A retrain is
+    :class:`pipelines.governance.GovernSettings`.)
     """
 
     strategy: str
     dataset: str = BARS_DATASET
     symbols: tuple[str, ...] = DEFAULT_SYMBOLS
-    csv: str | None = None
     test_fraction: float = 0.3
     margin: float = 0.05
     fee_bps: float = 1.0
-    max_variants: int = 12
     max_rejected_rows: int = 0
 
     def __post_init__(self) -> None:
         kind = strategy_type(self.strategy).spec.data_kind
         require(
             kind is DataKind.BARS,
-            f"retrain handles single-asset bar strategies, {self.strategy} reads {kind.value}",
+            f"register-and-promote handles single-asset bar strategies, {self.strategy} reads "
+            f"{kind.value}",
         )
         require(
             0.05 <= self.test_fraction <= 0.8,
@@ -76,11 +72,6 @@ class RetrainSettings(FrozenConfig, frozen=True, kw_only=True):
             self.max_rejected_rows >= 0,
             f"max_rejected_rows must be >= 0, was {self.max_rejected_rows}",
         )
-        require(
-            self.csv is None or len(self.symbols) == 1,
-            f"a CSV needs exactly one symbol naming its instrument (--symbol), "
-            f"got {len(self.symbols)}: {', '.join(self.symbols) or 'none'}",
-        )
 
 
 @dataclass(frozen=True)
@@ -89,19 +80,6 @@ class Windows:
 
     train_end: int
     test_start: int
-
-
-def admit(settings: RetrainSettings) -> AdmittedBars:
-    """The data to learn from: a user's CSV, or the shipped data set's symbols."""
-    if settings.csv is None:
-        return admit_bars(settings.dataset, list(settings.symbols))
-    (symbol,) = settings.symbols
-    loaded = read_bars_frame(settings.csv, symbol)
-    return AdmittedBars(
-        dataset=f"csv:{symbol}",
-        frames={symbol: loaded.frame},
-        rejected=[(symbol, row) for row in loaded.rejected],
-    )
 
 
 def split_windows(admitted: AdmittedBars, test_fraction: float, purge_bars: int) -> Windows:
@@ -285,32 +263,6 @@ def candidate_evidence(
     )
 
 
-def retrain_evidence(
-    settings: RetrainSettings,
-    challenger: dict[str, Any],
-    admitted: AdmittedBars,
-    windows: Windows,
-    scores: tuple[dict[str, Any], dict[str, Any] | None],
-    champion_version: str | None,
-) -> dict[str, Any]:
-    """The promotion evidence of a bar retrain's challenger: its look-ahead check cut where
-    training ends, and its and the champion's held-out metrics (``scores``; the champion's
-    None when there is none)."""
-    ours, theirs = scores
-    strategy, fee_bps = settings.strategy, settings.fee_bps
-    return promotion_evidence(
-        bars_lookahead(strategy, challenger, admitted, windows.train_end, fee_bps),
-        evaluation_evidence(
-            "sharpe",
-            challenger=ours["sharpe"],
-            champion=None if theirs is None else theirs["sharpe"],
-            champion_version=None if theirs is None else champion_version,
-            margin=settings.margin,
-            window=window_of(windows),
-        ),
-    )
-
-
 def window_of(windows: Windows) -> dict[str, int]:
     """The held-out window as an evaluation records it."""
     return {"train_end_ns": windows.train_end, "test_start_ns": windows.test_start}
@@ -335,22 +287,6 @@ def window_metrics(engine: TradingEngine, start: int | None, capital: float) -> 
     metrics["window_start_equity"] = base
     metrics["window_end_equity"] = float(equity[inside][-1])
     return metrics
-
-
-def train_challenger(
-    settings: RetrainSettings, base: dict[str, Any], admitted: AdmittedBars, windows: Windows
-) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Pick the variant with the best training-window Sharpe; return it and every score."""
-    scored = []
-    candidates = variants(settings.strategy, base, settings.max_variants)
-    for config in progress(candidates, desc="challenger candidates", total=len(candidates)):
-        train = evaluate(
-            settings.strategy, config, admitted, start=None, end=windows.train_end,
-            fee_bps=settings.fee_bps,
-        )  # fmt: skip
-        scored.append({"config": config, "train": train})
-    best = max(scored, key=lambda row: row["train"]["sharpe"])
-    return best["config"], scored
 
 
 def decide(
@@ -467,7 +403,6 @@ __all__ = [
     "EngineRun",
     "RetrainSettings",
     "Windows",
-    "admit",
     "bars_lookahead",
     "candidate_evidence",
     "champion_config",
@@ -478,9 +413,7 @@ __all__ = [
     "evaluate_run",
     "lookahead_refusal",
     "prefix_lookahead",
-    "retrain_evidence",
     "split_windows",
-    "train_challenger",
     "variants",
     "warmup_bars",
     "window_of",

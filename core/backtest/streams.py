@@ -21,6 +21,7 @@ import heapq
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -35,6 +36,7 @@ from core.data.fx import (
 )
 from core.data.loaders import (
     LoadResult,
+    RejectedRow,
     iter_bars,
     iter_funding,
     iter_merged_bars,
@@ -111,6 +113,9 @@ class Stream:
     capital: float
     frame: pd.DataFrame | None = None
     rejected_rows: int = 0
+    # The rows counted in ``rejected_rows`` as (symbol, row), where the loader names them
+    # (per-symbol bar files, a user's CSV); other kinds give the count only.
+    rejections: tuple[tuple[str, RejectedRow], ...] = ()
 
 
 def stream_for(
@@ -212,24 +217,36 @@ def pair_stream(
 def _bars_dataset(
     type_name: str, dataset: str, symbols: tuple[str, ...] | None, fast: bool
 ) -> Stream:
-    frames, rejected = _bar_frames(dataset, symbols, fast)
-    return _with_rejects(bars_stream(type_name, dataset, frames), rejected)
+    frames, rejections = _bar_frames(dataset, symbols, fast)
+    return _with_rejects(bars_stream(type_name, dataset, frames), len(rejections), rejections)
+
+
+def csv_bars_stream(type_name: str, path: str | Path, symbol: str) -> Stream:
+    """The stream of a user's CSV of one instrument's bars (``dataset`` is ``csv:<symbol>``).
+
+    The instrument is named by the caller: a file name says nothing reliable about it. Rows
+    the loader cannot use are kept in ``rejections`` with their line and reason.
+    """
+    loaded = read_bars_frame(path, symbol)
+    rejections = tuple((symbol, row) for row in loaded.rejected)
+    stream = bars_stream(type_name, f"csv:{symbol}", {symbol: loaded.frame})
+    return _with_rejects(stream, len(rejections), rejections)
 
 
 def _bar_frames(
     dataset: str, symbols: tuple[str, ...] | None, fast: bool
-) -> tuple[dict[str, pd.DataFrame], int]:
-    """The bars of a shipped bar set, keyed by symbol, and how many rows were rejected."""
+) -> tuple[dict[str, pd.DataFrame], tuple[tuple[str, RejectedRow], ...]]:
+    """The bars of a shipped bar set, keyed by symbol, and the rows that were rejected."""
     if dataset == SKFOLIO_DATASET:
         _only(symbols, ("SP500",), dataset)
         bars = sp500_index_bars()
-        return {"SP500": between(bars, *FAST_INDEX_WINDOW) if fast else bars}, 0
+        return {"SP500": between(bars, *FAST_INDEX_WINDOW) if fast else bars}, ()
     entry = get_dataset(dataset)
     if dataset == INTRADAY_SPY_DATASET:
         _only(symbols, ("SPY",), dataset)
         parts = [read_bars_frame(path, "SPY") for path in entry.files()]
         frame = pd.concat([r.frame for r in parts], ignore_index=True)
-        return {"SPY": frame}, sum(len(r.rejected) for r in parts)
+        return {"SPY": frame}, tuple(("SPY", row) for r in parts for row in r.rejected)
     if not entry.bars_pattern:
         raise DataError(f"dataset '{dataset}' holds {entry.kind}, not per-symbol bars")
     chosen = list(symbols) if symbols else list(entry.tickers)
@@ -239,7 +256,7 @@ def _bar_frames(
     frames = {s: r.frame for s, r in loaded.items()}
     if fast:
         frames = {s: f.iloc[:FAST_BAR_ROWS].reset_index(drop=True) for s, f in frames.items()}
-    return frames, sum(len(r.rejected) for r in loaded.values())
+    return frames, tuple((s, row) for s, r in loaded.items() for row in r.rejected)
 
 
 def _pairs_dataset(
@@ -492,7 +509,9 @@ def _non_empty(frames: Mapping[str, pd.DataFrame], dataset: str) -> dict[str, pd
     return dict(frames)
 
 
-def _with_rejects(stream: Stream, rejected: int) -> Stream:
+def _with_rejects(
+    stream: Stream, rejected: int, rejections: tuple[tuple[str, RejectedRow], ...] = ()
+) -> Stream:
     return Stream(
         stream.type_name,
         stream.dataset,
@@ -501,6 +520,7 @@ def _with_rejects(stream: Stream, rejected: int) -> Stream:
         stream.capital,
         stream.frame,
         rejected,
+        rejections,
     )
 
 

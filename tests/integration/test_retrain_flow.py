@@ -6,12 +6,13 @@ import json
 from pathlib import Path
 
 import msgspec
+import numpy as np
 import pytest
 
+from core.data.datasets import load_bars
 from core.errors import ConfigError
 from core.messages import RetrainOutcome
 from pipelines.flows import retrain
-from pipelines.learning import warmup_bars
 from registry import StrategyRegistry
 from strategy_engine.cli import main
 
@@ -39,7 +40,7 @@ def test_first_retrain_promotes_then_a_rerun_decides_on_the_same_test_window(
     }
     assert second["champion"]["version"] == first["challenger"]["version"]
     # Champion and challenger are scored on one held-out window (its start depends only on
-    # the data); the purge before it follows the candidates' longest warm-up.
+    # the data).
     assert second["windows"]["test_start_ns"] == first["windows"]["test_start_ns"]
     lead = second["challenger"]["test"]["sharpe"] - second["champion"]["test"]["sharpe"]
     assert second["decision"]["promoted"] is (lead > 0.05)
@@ -49,15 +50,23 @@ def test_first_retrain_promotes_then_a_rerun_decides_on_the_same_test_window(
     assert registry.get_alias(NAME, "challenger") == second["challenger"]["version"]
 
 
-def test_the_test_window_starts_a_warm_up_after_the_training_window(prefect_harness, mlflow_dir):
+def test_the_challenger_is_chosen_before_the_held_out_window_that_both_are_scored_on(
+    prefect_harness, mlflow_dir
+):
     outcome = retrain(strategy="ma_crossover", symbols=SYMBOLS, notify=False)
 
+    # The held-out window is the last 30 % of the data's dates; training is everything before.
+    loaded = load_bars("equities_daily_stocknet88", SYMBOLS)
+    dates = np.unique(np.concatenate([r.frame["ts_event"].to_numpy() for r in loaded.values()]))
     windows = outcome["windows"]
-    gap_days = (windows["test_start_ns"] - windows["train_end_ns"]) / 86_400e9
-    candidates = [row["config"] for row in outcome["candidates"]]
-    assert gap_days >= warmup_bars("ma_crossover", candidates)  # trading days <= calendar days
+    assert windows["test_start_ns"] == dates[int(len(dates) * 0.7)]
+    assert windows["train_end_ns"] == windows["test_start_ns"]
+    candidates = outcome["candidates"]
     assert len(candidates) > 3
-    assert outcome["challenger"]["config"] in candidates
+    best = max(candidates, key=lambda row: row["train"]["objective"])
+    assert outcome["challenger"]["config"] == best["config"]
+    assert outcome["objective"] == "sharpe"
+    assert outcome["challenger"]["test"]["objective"] == outcome["challenger"]["test"]["sharpe"]
 
 
 def test_a_csv_that_fails_the_gate_records_the_report_and_promotes_nothing(
