@@ -7,6 +7,8 @@ from typing import Any
 
 from prefect import flow, task
 
+from core.backtest.runner import admitted_events
+from core.backtest.streams import bars_stream
 from core.errors import ConfigError, ValidationGateFailed
 from core.strategies.base import DataKind
 from core.strategies.catalogue import strategy_type
@@ -14,10 +16,13 @@ from pipelines import governance, learning, lifecycle
 from pipelines.announce import notify_core
 from pipelines.learning_counts import count_learning_event
 from pipelines.validation import GateReport
+from registry.evidence import evaluation_evidence, promotion_evidence
 from registry.runs import log_decision
 from registry.strategy_registry import RegisteredVersion, StrategyRegistry, model_name
 
 log = logging.getLogger(__name__)
+# The held-out share of the dates register-and-promote measures a version on, as a retrain.
+REGISTER_TEST_FRACTION = 0.3
 
 
 @task(name="admit-bars")
@@ -86,33 +91,41 @@ def register_and_promote(
     champion_version, champion = (
         learning.champion_config(registry, strategy) if promote else (None, None)
     )
-    settings = learning.RetrainSettings(
-        strategy=strategy, dataset=dataset, symbols=tuple(admitted.frames), margin=margin
-    )
     candidate = strategy_type(strategy).config_type.from_dict(config or {}).to_dict()
-    evaluation = None
-    if champion is not None:
-        evaluation = compare_with_champion(settings, candidate, champion, admitted)
-    evidence = learning.candidate_evidence(
-        settings, candidate, admitted, evaluation, champion_version
-    )
-    metrics = (
-        {f"test_{k}": float(v) for k, v in evaluation["challenger"]["test"].items()}
-        if evaluation
-        else None
-    )
+    measured = measure_candidate(strategy, admitted, candidate, champion)
+    held = measured.windows.test_start
+    evidence = promotion_evidence(
+        measured.lookahead,
+        evaluation_evidence(
+            governance.objective_of(strategy),
+            challenger=measured.test["objective"],
+            champion=None if measured.champion_test is None else measured.champion_test[
+                "objective"],
+            champion_version=None if measured.champion_test is None else champion_version,
+            margin=margin,
+            window={"test_start_ns": held},
+        ),
+    )  # fmt: skip
+    evaluation: dict[str, Any] | None = None
+    if champion is not None and measured.champion_test is not None:
+        evaluation = {
+            "challenger": {"config": candidate, "test": measured.test},
+            "champion": {"config": champion, "test": measured.champion_test},
+            "windows": {"train_end_ns": held, "test_start_ns": held},
+        }
+    metrics = {f"test_{k}": float(v) for k, v in measured.test.items()} if evaluation else None
     version = register_strategy(strategy, config or {}, digest, report, metrics, evidence)
     aliases: dict[str, str | None] = {}
     decision = None
     if promote:
-        refused = learning.lookahead_refusal(evidence["lookahead"])
+        refused = learning.lookahead_refusal(measured.lookahead)
         if refused is not None:
             promoted, why = False, refused
-        elif evaluation is None:
+        elif measured.champion_test is None:
             promoted, why = True, "no champion yet: the version becomes champion"
         else:
-            promoted, why = learning.decide(
-                report, evaluation["challenger"]["test"], evaluation["champion"]["test"], margin
+            promoted, why = governance.decide(
+                strategy, measured.test, measured.champion_test, margin
             )
         decision = {"promoted": promoted, "reason": why}
         if promoted:
@@ -150,22 +163,20 @@ def register_and_promote(
     return result
 
 
-@task(name="compare-with-champion")
-def compare_with_champion(
-    settings: learning.RetrainSettings,
-    candidate: dict[str, Any],
-    champion: dict[str, Any],
+@task(name="measure-candidate")
+def measure_candidate(
+    strategy: str,
     admitted: lifecycle.AdmittedBars,
-) -> dict[str, Any]:
-    """Score the candidate and the champion on one held-out window (the retrain's evaluation)."""
-    windows, candidate_test, champion_test = learning.compare_on_held_out_window(
-        settings, candidate, champion, admitted
+    candidate: dict[str, Any],
+    champion: dict[str, Any] | None,
+) -> governance.Measured:
+    """Measure ``candidate`` (and the champion) on the admitted bars as a retrain measures its
+    challenger: the same engine, the same held-out window, the same look-ahead check."""
+    stream = bars_stream(strategy, admitted.dataset, admitted.frames)
+    events, _ = admitted_events(stream)
+    return governance.measure(
+        stream, events, candidate, champion, test_fraction=REGISTER_TEST_FRACTION
     )
-    return {
-        "challenger": {"config": candidate, "test": candidate_test},
-        "champion": {"config": champion, "test": champion_test},
-        "windows": {"train_end_ns": windows.train_end, "test_start_ns": windows.test_start},
-    }
 
 
 @flow(name="retrain", log_prints=False)

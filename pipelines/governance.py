@@ -305,6 +305,50 @@ def evaluate_run(
     return learning.EngineRun(result, engine.all_signals)
 
 
+def training_events(events: list[Any], windows: Split) -> list[Any]:
+    """The events before the held-out window, in replay order: a prefix of ``events`` (a stream
+    in receive order holds a few events stamped before the window that arrive after it)."""
+    cut = next((i for i, e in enumerate(events) if e.ts_event >= windows.test_start), len(events))
+    return events[:cut]
+
+
+@dataclass(frozen=True)
+class Measured:
+    """A given config measured as a retrain measures its challenger (:func:`measure`)."""
+
+    windows: Split
+    test: dict[str, Any]
+    champion_test: dict[str, Any] | None
+    lookahead: dict[str, Any]
+
+
+def measure(
+    stream: Stream,
+    events: list[Any],
+    config: dict[str, Any],
+    champion: dict[str, Any] | None,
+    *,
+    test_fraction: float,
+    fee_bps: float = BAR_FEE_BPS,
+) -> Measured:
+    """Measure ``config`` (and ``champion``, when there is one) on the held-out window, with
+    the look-ahead check of ``config``: its run on the training events gives the first signals
+    of its run on all events. What a retrain does for its challenger, for a config chosen
+    elsewhere (``register-and-promote``)."""
+    windows = split(events, test_fraction)
+    trained = evaluate_run(
+        stream, config, training_events(events, windows), start=None, fee_bps=fee_bps
+    )
+    held_out = evaluate_run(stream, config, events, start=windows.test_start, fee_bps=fee_bps)
+    champion_test = (
+        evaluate(stream, champion, events, start=windows.test_start, fee_bps=fee_bps)
+        if champion is not None
+        else None
+    )
+    lookahead = learning.prefix_lookahead(trained.signals, held_out.signals)
+    return Measured(windows, held_out.metrics, champion_test, lookahead)
+
+
 def margin_for(strategy: str, margin: float | None) -> float:
     if margin is not None:
         return margin
@@ -367,10 +411,8 @@ def govern(
         return _outcome(name, stream, None, gate, None, None, False, why, run_id)
     windows = split(events, settings.test_fraction)
     fee = settings.fee_bps
-    # Training is the replay up to the window (a stream in receive order holds a few events
-    # stamped before the window that arrive after it): a prefix of the held-out run.
-    cut = next((i for i, e in enumerate(events) if e.ts_event >= windows.test_start), len(events))
-    training = events[:cut]
+    # Training is the replay up to the window: a prefix of the held-out run.
+    training = training_events(events, windows)
     first, *others = (
         [strategy_type(strategy).config_type.from_dict(proposal["config"]).to_dict()]
         if proposal is not None
@@ -496,6 +538,7 @@ __all__ = [
     "OBJECTIVES",
     "PROPOSAL_SOURCE_TAG",
     "GovernSettings",
+    "Measured",
     "StreamGate",
     "admitted_stream",
     "decide",
@@ -504,7 +547,9 @@ __all__ = [
     "gate_stream",
     "govern",
     "margin_for",
+    "measure",
     "objective_of",
     "split",
     "stream_hash",
+    "training_events",
 ]

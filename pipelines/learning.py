@@ -1,11 +1,7 @@
 """What the lifecycle of every type (:mod:`pipelines.governance`) shares: the variants of a
 config (each numeric parameter moved one step down and up), the metrics of a held-out window,
 the look-ahead check (a run cut where training ends gives the first signals of the run on all
-events), the comparison on a margin and the retrain outcome.
-
-``register-and-promote`` (a given config of a single-asset bar type, not a retrain) measures
-its version against the champion here too (:func:`compare_on_held_out_window`): the same
-engine on one held-out window, after a purge gap as long as the strategies' warm-up.
+events), the comparison on a margin, the champion's config and the retrain outcome.
 """
 
 from __future__ import annotations
@@ -17,81 +13,21 @@ from typing import Any
 
 import numpy as np
 
-from core.config import FrozenConfig, require
-from core.data.loaders import merge_bars
-from core.engine.engine import PositionSizing, TradingEngine
-from core.engine.execution import BarFillModel
+from core.engine.engine import TradingEngine
 from core.engine.tracker import performance_metrics
-from core.engine.venue import Venue
 from core.errors import ConfigError, DataError
 from core.messages import RetrainOutcome, read_as
 from core.model import Signal
-from core.ports import StrategyDeployment
-from core.strategies.base import DataKind
 from core.strategies.catalogue import strategy_type
-from pipelines.lifecycle import AdmittedBars
-from pipelines.validation import GateReport
-from registry.evidence import evaluation_evidence, lookahead_evidence, promotion_evidence
+from registry.evidence import lookahead_evidence
 from registry.strategy_registry import CHAMPION, StrategyRegistry, model_name
 
 CHALLENGER = "challenger"
 BARS_DATASET = "equities_daily_stocknet88"
 DEFAULT_SYMBOLS = ("AAPL", "MSFT", "JPM", "XOM", "KO", "PFE", "WMT", "GE")
-NOTIONAL = 10_000.0
 # The look-ahead check of a strategy on the engine: its signals before a cut, run on the events
 # before the cut and on all events, must be the same.
 PREFIX_METHOD = "prefix"
-
-
-class RetrainSettings(FrozenConfig, frozen=True, kw_only=True):
-    """How ``register-and-promote`` measures a given config of a single-asset bar type against
-    the champion; ``margin`` is in Sharpe units. (A retrain is
-    :class:`pipelines.governance.GovernSettings`.)
-    """
-
-    strategy: str
-    dataset: str = BARS_DATASET
-    symbols: tuple[str, ...] = DEFAULT_SYMBOLS
-    test_fraction: float = 0.3
-    margin: float = 0.05
-    fee_bps: float = 1.0
-    max_rejected_rows: int = 0
-
-    def __post_init__(self) -> None:
-        kind = strategy_type(self.strategy).spec.data_kind
-        require(
-            kind is DataKind.BARS,
-            f"register-and-promote handles single-asset bar strategies, {self.strategy} reads "
-            f"{kind.value}",
-        )
-        require(
-            0.05 <= self.test_fraction <= 0.8,
-            f"test_fraction must be within [0.05, 0.8], was {self.test_fraction}",
-        )
-        require(
-            self.max_rejected_rows >= 0,
-            f"max_rejected_rows must be >= 0, was {self.max_rejected_rows}",
-        )
-
-
-@dataclass(frozen=True)
-class Windows:
-    """Training and test windows in event time, separated by a purge gap."""
-
-    train_end: int
-    test_start: int
-
-
-def split_windows(admitted: AdmittedBars, test_fraction: float, purge_bars: int) -> Windows:
-    """Train on the first dates, test on the last ``test_fraction``, ``purge_bars`` apart."""
-    dates = np.unique(np.concatenate([f["ts_event"].to_numpy() for f in admitted.frames.values()]))
-    test_index = int(len(dates) * (1.0 - test_fraction))
-    train_index = test_index - purge_bars
-    if train_index <= purge_bars or test_index >= len(dates) - 1:
-        raise DataError(
-            f"{len(dates)} dates are too few to train and test with a {purge_bars}-bar purge"
-        )
-    return Windows(train_end=int(dates[train_index]), test_start=int(dates[test_index]))
 
 
 def variants(strategy: str, base: dict[str, Any], limit: int) -> list[dict[str, Any]]:
@@ -120,53 +56,6 @@ class EngineRun:
 
     metrics: dict[str, Any]
     signals: list[Signal]
-
-
-def evaluate(
-    strategy: str,
-    config: dict[str, Any],
-    admitted: AdmittedBars,
-    *,
-    start: int | None,
-    end: int | None,
-    fee_bps: float,
-) -> dict[str, Any]:
-    """Backtest ``config`` with the engine; metrics over ``[start, end]`` only.
-
-    The run starts at the first bar so indicators are warm when the window opens; returns are
-    measured from the window's first equity on.
-    """
-    return evaluate_run(strategy, config, admitted, start=start, end=end, fee_bps=fee_bps).metrics
-
-
-def evaluate_run(
-    strategy: str,
-    config: dict[str, Any],
-    admitted: AdmittedBars,
-    *,
-    start: int | None,
-    end: int | None,
-    fee_bps: float,
-) -> EngineRun:
-    """:func:`evaluate`, keeping the run's signals (for :func:`prefix_lookahead`)."""
-    deployment = StrategyDeployment(
-        name=model_name(strategy), version="candidate", type_name=strategy, config=config
-    )
-    capital = NOTIONAL * len(admitted.frames)
-    engine = TradingEngine(
-        [deployment],
-        venue=Venue(bars=BarFillModel(fee_bps=fee_bps)),
-        initial_capital=capital,
-        sizing=PositionSizing(notional=NOTIONAL),
-        keep_history=True,
-    )
-    bars = merge_bars(admitted.frames)
-    if end is not None:
-        bars = [b for b in bars if b.ts_event <= end]
-    engine.run(bars)
-    metrics = window_metrics(engine, start, capital)
-    kept = ("total_return", "sharpe", "sortino", "max_drawdown", "periods")
-    return EngineRun({k: metrics[k] for k in kept}, engine.all_signals)
 
 
 def _comparable(value: Any) -> Any:
@@ -201,15 +90,6 @@ def prefix_lookahead(
     return lookahead_evidence(PREFIX_METHOD, checked=len(ours), violations=differing)
 
 
-def bars_lookahead(
-    strategy: str, config: dict[str, Any], admitted: AdmittedBars, end: int, fee_bps: float
-) -> dict[str, Any]:
-    """:func:`prefix_lookahead` of ``config`` on the bars up to ``end`` and on all bars."""
-    prefix = evaluate_run(strategy, config, admitted, start=None, end=end, fee_bps=fee_bps)
-    full = evaluate_run(strategy, config, admitted, start=None, end=None, fee_bps=fee_bps)
-    return prefix_lookahead(prefix.signals, full.signals)
-
-
 def lookahead_refusal(lookahead: dict[str, Any]) -> str | None:
     """The reason a challenger whose look-ahead check did not pass is not promoted."""
     if lookahead["passed"]:
@@ -218,54 +98,6 @@ def lookahead_refusal(lookahead: dict[str, Any]) -> str | None:
         f"look-ahead check ({lookahead['method']}) failed: {lookahead['violations']} of "
         f"{lookahead['checked']} signals differ"
     )
-
-
-def candidate_evidence(
-    settings: RetrainSettings,
-    candidate: dict[str, Any],
-    admitted: AdmittedBars,
-    compared: dict[str, Any] | None,
-    champion_version: str | None,
-) -> dict[str, Any]:
-    """The promotion evidence of a version registered outside a retrain (register-and-promote).
-
-    ``compared`` is :func:`compare_on_held_out_window`'s result as the flow keeps it
-    (``challenger``/``champion`` with their ``test`` metrics and the ``windows``), or None when
-    there is no champion: the candidate is then scored alone on the window a retrain would
-    hold out. The look-ahead check cuts the run where that window's training ends.
-    """
-    if compared is None:
-        purge = warmup_bars(settings.strategy, [candidate])
-        windows = split_windows(admitted, settings.test_fraction, purge)
-        ours = evaluate(
-            settings.strategy, candidate, admitted, start=windows.test_start, end=None,
-            fee_bps=settings.fee_bps,
-        )["sharpe"]  # fmt: skip
-        theirs = None
-    else:
-        held = compared["windows"]
-        windows = Windows(train_end=held["train_end_ns"], test_start=held["test_start_ns"])
-        ours = compared["challenger"]["test"]["sharpe"]
-        theirs = compared["champion"]["test"]["sharpe"]
-    lookahead = bars_lookahead(
-        settings.strategy, candidate, admitted, windows.train_end, settings.fee_bps
-    )
-    return promotion_evidence(
-        lookahead,
-        evaluation_evidence(
-            "sharpe",
-            challenger=ours,
-            champion=theirs,
-            champion_version=champion_version if theirs is not None else None,
-            margin=settings.margin,
-            window=window_of(windows),
-        ),
-    )
-
-
-def window_of(windows: Windows) -> dict[str, int]:
-    """The held-out window as an evaluation records it."""
-    return {"train_end_ns": windows.train_end, "test_start_ns": windows.test_start}
 
 
 def window_metrics(engine: TradingEngine, start: int | None, capital: float) -> dict[str, Any]:
@@ -287,25 +119,6 @@ def window_metrics(engine: TradingEngine, start: int | None, capital: float) -> 
     metrics["window_start_equity"] = base
     metrics["window_end_equity"] = float(equity[inside][-1])
     return metrics
-
-
-def decide(
-    report: GateReport,
-    challenger: dict[str, Any],
-    champion: dict[str, Any] | None,
-    margin: float,
-    *,
-    lookahead: dict[str, Any] | None = None,
-) -> tuple[bool, str]:
-    """Promote only a challenger on gated data, whose ``lookahead`` check (when given) passed,
-    that beats the champion by ``margin`` Sharpe."""
-    if not report.success:
-        return False, f"data gate failed: {report.message()}"
-    refused = lookahead_refusal(lookahead) if lookahead is not None else None
-    if refused is not None:
-        return False, refused
-    theirs = champion["sharpe"] if champion is not None else None
-    return compare("Sharpe", challenger["sharpe"], theirs, margin)
 
 
 def retrain_outcome(
@@ -351,33 +164,6 @@ def compare(objective: str, ours: float, theirs: float | None, margin: float) ->
     )
 
 
-def compare_on_held_out_window(
-    settings: RetrainSettings,
-    challenger: dict[str, Any],
-    champion: dict[str, Any],
-    admitted: AdmittedBars,
-) -> tuple[Windows, dict[str, Any], dict[str, Any]]:
-    """Evaluate ``challenger`` and ``champion`` on one held-out window, as a retrain does.
-
-    The window is the last ``settings.test_fraction`` of the dates, after a purge as long as
-    the longer warm-up of the two; returns it and the challenger's and champion's metrics.
-    """
-    purge = warmup_bars(settings.strategy, [challenger, champion])
-    windows = split_windows(admitted, settings.test_fraction, purge)
-    scores = [
-        evaluate(
-            settings.strategy,
-            config,
-            admitted,
-            start=windows.test_start,
-            end=None,
-            fee_bps=settings.fee_bps,
-        )
-        for config in (challenger, champion)
-    ]
-    return windows, scores[0], scores[1]
-
-
 def champion_config(
     registry: StrategyRegistry, strategy: str
 ) -> tuple[str | None, dict[str, Any] | None]:
@@ -391,30 +177,13 @@ def champion_config(
     return version, deployment.config
 
 
-def warmup_bars(strategy: str, configs: Sequence[dict[str, Any]]) -> int:
-    """The longest warm-up among ``configs``: the purge between training and test."""
-    cls = strategy_type(strategy)
-    return max(cls(cls.config_type.from_dict(c), "X").warmup for c in configs)
-
-
 __all__ = [
     "CHALLENGER",
     "PREFIX_METHOD",
     "EngineRun",
-    "RetrainSettings",
-    "Windows",
-    "bars_lookahead",
-    "candidate_evidence",
     "champion_config",
     "compare",
-    "compare_on_held_out_window",
-    "decide",
-    "evaluate",
-    "evaluate_run",
     "lookahead_refusal",
     "prefix_lookahead",
-    "split_windows",
     "variants",
-    "warmup_bars",
-    "window_of",
 ]

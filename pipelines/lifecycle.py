@@ -90,7 +90,7 @@ def register_strategy(
     """Register a version whose data passed the gate; a failed gate registers nothing.
 
     ``evidence`` is its promotion evidence (the ``lookahead`` and ``evaluation`` sections of
-    :mod:`registry.evidence`, see :func:`pipelines.learning.candidate_evidence`), stored in its
+    :mod:`registry.evidence`, see :func:`pipelines.governance.measure`), stored in its
     validation report; without it the version is registered but cannot be promoted.
     """
     if not report.success:

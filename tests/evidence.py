@@ -1,9 +1,9 @@
 """Promotion evidence for the versions tests register, from a real look-ahead check and a real
 evaluation (what the pipelines record; see :mod:`registry.evidence`).
 
-A rule version's evidence comes from the bar path of a retrain on the shipped AAPL bars
-(:func:`pipelines.learning.candidate_evidence`, margin 0): the config run on the bars up to the
-end of training and on all bars, and scored with the champion's config (when given) on the same
+A rule version's evidence is what a retrain records for its challenger, on the shipped AAPL
+bars (:func:`pipelines.governance.measure`, margin 0): the config run on the bars before the
+held-out window and on all bars, and scored with the champion's config (when given) on the same
 held-out window. A version promoted over a champion therefore needs a config that truly scores
 at least as well as the champion's there.
 """
@@ -16,7 +16,8 @@ from typing import Any
 
 import pandas as pd
 
-from core.backtest.streams import Stream
+from core.backtest.runner import admitted_events
+from core.backtest.streams import Stream, bars_stream
 from core.features.direction import FeatureParams
 from core.strategies.catalogue import strategy_type
 from pipelines import governance, learning, lifecycle
@@ -29,27 +30,32 @@ SYMBOL = "AAPL"
 
 
 @cache
-def _aapl() -> lifecycle.AdmittedBars:
-    return lifecycle.admit_bars(DATASET, [SYMBOL])
+def _aapl_events() -> tuple[lifecycle.AdmittedBars, list[Any]]:
+    admitted = lifecycle.admit_bars(DATASET, [SYMBOL])
+    events, _ = admitted_events(bars_stream("ma_crossover", DATASET, admitted.frames))
+    return admitted, events
 
 
 @cache
 def _rule_evidence(type_name: str, config: str, champion: str | None, version: str | None) -> str:
-    settings = learning.RetrainSettings(strategy=type_name, symbols=(SYMBOL,), margin=0.0)
     config_type = strategy_type(type_name).config_type
     candidate = config_type.from_dict(json.loads(config)).to_dict()
-    compared = None
-    if champion is not None:
-        theirs = config_type.from_dict(json.loads(champion)).to_dict()
-        windows, ours_test, theirs_test = learning.compare_on_held_out_window(
-            settings, candidate, theirs, _aapl()
-        )
-        compared = {
-            "challenger": {"test": ours_test},
-            "champion": {"test": theirs_test},
-            "windows": learning.window_of(windows),
-        }
-    evidence = learning.candidate_evidence(settings, candidate, _aapl(), compared, version)
+    theirs = config_type.from_dict(json.loads(champion)).to_dict() if champion else None
+    admitted, events = _aapl_events()
+    stream = bars_stream(type_name, DATASET, admitted.frames)
+    measured = governance.measure(stream, events, candidate, theirs, test_fraction=0.3)
+    evidence = promotion_evidence(
+        measured.lookahead,
+        evaluation_evidence(
+            governance.objective_of(type_name),
+            challenger=measured.test["objective"],
+            champion=None if measured.champion_test is None else measured.champion_test[
+                "objective"],
+            champion_version=version if measured.champion_test is not None else None,
+            margin=0.0,
+            window={"test_start_ns": measured.windows.test_start},
+        ),
+    )  # fmt: skip
     return json.dumps(evidence)
 
 
