@@ -51,7 +51,7 @@ from pipelines.validation import GateReport
 from pipelines.validation.gates import validate
 from registry.evidence import evaluation_evidence, promotion_evidence
 from registry.runs import log_decision, log_gate_failure
-from registry.strategy_registry import MODEL_PREFIX, StrategyRegistry, model_name
+from registry.strategy_registry import CHAMPION, MODEL_PREFIX, StrategyRegistry, model_name
 
 # The gate of each event kind a stream carries.
 GATE_OF_EVENT = {
@@ -466,6 +466,12 @@ def govern(
         promoted, why = False, refused
     else:
         promoted, why = decide(strategy, challenger_test, champion_test, margin)
+        unfounded = registry.get_alias(name, CHAMPION) if champion is None else None
+        if promoted and unfounded is not None:
+            why = (
+                f"champion version {unfounded} has no valid promotion evidence (no core runs "
+                "it): the challenger replaces it"
+            )
     if promoted:
         # The registry checks the evidence itself, against the hash of the data in hand.
         if registry.promote(name, version.version, data_hash=digest, reason=why):

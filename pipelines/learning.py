@@ -6,6 +6,7 @@ events), the comparison on a margin, the champion's config and the retrain outco
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,6 +22,8 @@ from core.model import Signal
 from core.strategies.catalogue import strategy_type
 from registry.evidence import lookahead_evidence
 from registry.strategy_registry import CHAMPION, StrategyRegistry, model_name
+
+log = logging.getLogger(__name__)
 
 CHALLENGER = "challenger"
 BARS_DATASET = "equities_daily_stocknet88"
@@ -167,13 +170,27 @@ def compare(objective: str, ours: float, theirs: float | None, margin: float) ->
 def champion_config(
     registry: StrategyRegistry, strategy: str
 ) -> tuple[str | None, dict[str, Any] | None]:
-    """The champion's version and config, or (None, None) if there is none."""
+    """The champion's version and config, or (None, None) if there is none.
+
+    A champion without valid promotion evidence (registered before the evidence existed, or an
+    alias moved by hand) counts as none: no core runs it, so a challenger is measured as
+    against no champion, and the registry lets a version with evidence replace it.
+    """
     from registry import MlflowStrategySource
 
-    version = registry.get_alias(model_name(strategy), CHAMPION)
+    name = model_name(strategy)
+    version = registry.get_alias(name, CHAMPION)
     if version is None:
         return None, None
-    deployment = MlflowStrategySource(registry).load_version(model_name(strategy), version)
+    problem = registry.champion_problem(name)
+    if problem is not None:
+        log.warning(
+            f"{name} champion version {version} is measured as no champion: {problem}"[:1000],
+            extra={"event": "champion_without_evidence", "model": name, "version": version,
+                   "reason": problem[:1000]},
+        )  # fmt: skip
+        return None, None
+    deployment = MlflowStrategySource(registry).load_version(name, version)
     return version, deployment.config
 
 

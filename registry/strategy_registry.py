@@ -352,7 +352,8 @@ class StrategyRegistry:
             current = self.get_alias(name, CHAMPION)
             if current == str(version):
                 return False
-            _require_current(candidate, evidence, current)
+            if not (evidence["evaluated_against"] is None and self._unfounded(name, current)):
+                _require_current(candidate, evidence, current)
         except ValidationGateFailed as exc:
             log.warning(
                 str(exc)[:1000],
@@ -370,6 +371,23 @@ class StrategyRegistry:
                    "from_version": current, "reason": reason},
         )  # fmt: skip
         return True
+
+    def champion_problem(self, name: str) -> str | None:
+        """Why the champion of ``name`` fails :meth:`check_evidence` (a version registered
+        before the evidence existed, or an alias moved by hand), or None when it passes or
+        there is no champion. A core refuses such a champion; a retrain measures its challenger
+        as against no champion, and :meth:`promote` lets a version with evidence replace it."""
+        current = self.get_alias(name, CHAMPION)
+        if current is None:
+            return None
+        try:
+            self.check_evidence(self.model_version(name, current))
+        except ValidationGateFailed as exc:
+            return str(exc)
+        return None
+
+    def _unfounded(self, name: str, current: str | None) -> bool:
+        return current is not None and self.champion_problem(name) is not None
 
     def check_evidence(
         self, version: ModelVersion, *, data_hash: str | None = None

@@ -20,6 +20,7 @@ from mlflow.entities import RunStatus
 from mlflow.exceptions import MlflowException
 
 from core.errors import ValidationGateFailed
+from pipelines import learning
 from registry import StrategyRegistry
 from registry.artifacts import local_folder
 from tests.evidence import validated
@@ -272,6 +273,30 @@ def test_a_version_registered_before_the_lookahead_and_evaluation_evidence_is_re
         champion,
         match="registered before look-ahead/evaluation evidence .*; retrain it",
     )
+
+
+def test_a_version_with_evidence_replaces_a_champion_registered_before_the_evidence(
+    registry: StrategyRegistry,
+) -> None:
+    older = _register(registry, fast=5, validation=PASSED)
+    # What an earlier release promoted (or a hand-moved alias): no core runs it now.
+    registry.client.set_registered_model_alias(NAME, "champion", older)
+    assert "registered before look-ahead/evaluation evidence" in registry.champion_problem(NAME)
+    assert learning.champion_config(registry, "ma_crossover") == (None, None)
+    newer = _register(registry, fast=12)  # measured against no champion
+
+    assert registry.promote(NAME, newer) is True
+
+    assert (registry.get_alias(NAME, "champion"), registry.get_alias(NAME, "previous")) == (
+        newer,
+        older,
+    )
+    assert registry.champion_problem(NAME) is None
+    # Once the champion has evidence, a version measured against no champion is stale again.
+    third = _register(registry, fast=5)
+    with pytest.raises(ValidationGateFailed, match="its evaluation is stale: it met no champion"):
+        registry.promote(NAME, third)
+    assert registry.get_alias(NAME, "champion") == newer
 
 
 def test_a_version_without_a_lookahead_check_is_refused(registry: StrategyRegistry) -> None:
