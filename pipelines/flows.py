@@ -7,8 +7,6 @@ from typing import Any
 
 from prefect import flow, task
 
-from core.backtest.runner import admitted_events
-from core.backtest.streams import bars_stream
 from core.errors import ConfigError, ValidationGateFailed
 from core.strategies.base import DataKind
 from core.strategies.catalogue import strategy_type
@@ -16,7 +14,6 @@ from pipelines import governance, learning, lifecycle
 from pipelines.announce import notify_core
 from pipelines.learning_counts import count_learning_event
 from pipelines.validation import GateReport
-from registry.evidence import evaluation_evidence, promotion_evidence
 from registry.runs import log_decision
 from registry.strategy_registry import RegisteredVersion, StrategyRegistry, model_name
 
@@ -92,20 +89,14 @@ def register_and_promote(
         learning.champion_config(registry, strategy) if promote else (None, None)
     )
     candidate = strategy_type(strategy).config_type.from_dict(config or {}).to_dict()
-    measured = measure_candidate(strategy, admitted, candidate, champion)
+    measured, evidence = measure_candidate(
+        strategy,
+        admitted,
+        candidate,
+        (champion_version, champion) if champion_version and champion else None,
+        margin,
+    )
     held = measured.windows.test_start
-    evidence = promotion_evidence(
-        measured.lookahead,
-        evaluation_evidence(
-            governance.objective_of(strategy),
-            challenger=measured.test["objective"],
-            champion=None if measured.champion_test is None else measured.champion_test[
-                "objective"],
-            champion_version=None if measured.champion_test is None else champion_version,
-            margin=margin,
-            window={"test_start_ns": held},
-        ),
-    )  # fmt: skip
     evaluation: dict[str, Any] | None = None
     if champion is not None and measured.champion_test is not None:
         evaluation = {
@@ -168,15 +159,15 @@ def measure_candidate(
     strategy: str,
     admitted: lifecycle.AdmittedBars,
     candidate: dict[str, Any],
-    champion: dict[str, Any] | None,
-) -> governance.Measured:
+    champion: tuple[str, dict[str, Any]] | None,
+    margin: float,
+) -> tuple[governance.Measured, dict[str, Any]]:
     """Measure ``candidate`` (and the champion) on the admitted bars as a retrain measures its
     challenger: the same engine, the same held-out window, the same look-ahead check."""
-    stream = bars_stream(strategy, admitted.dataset, admitted.frames)
-    events, _ = admitted_events(stream)
-    return governance.measure(
-        stream, events, candidate, champion, test_fraction=REGISTER_TEST_FRACTION
-    )
+    return governance.bars_version_evidence(
+        strategy, admitted.dataset, admitted.frames, candidate, champion, margin=margin,
+        test_fraction=REGISTER_TEST_FRACTION,
+    )  # fmt: skip
 
 
 @flow(name="retrain", log_prints=False)

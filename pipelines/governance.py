@@ -30,7 +30,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,7 +40,7 @@ import pandas as pd
 
 from core import codec
 from core.backtest.runner import admitted_events, engine_for
-from core.backtest.streams import Stream, csv_bars_stream, stream_for
+from core.backtest.streams import Stream, bars_stream, csv_bars_stream, stream_for
 from core.config import FrozenConfig, require
 from core.errors import DataError
 from core.strategies.base import DataKind, Family
@@ -349,6 +349,39 @@ def measure(
     return Measured(windows, held_out.metrics, champion_test, lookahead)
 
 
+def bars_version_evidence(
+    strategy: str,
+    dataset: str,
+    frames: Mapping[str, pd.DataFrame],
+    config: dict[str, Any],
+    champion: tuple[str, dict[str, Any]] | None,
+    *,
+    margin: float,
+    test_fraction: float = 0.3,
+) -> tuple[Measured, dict[str, Any]]:
+    """A given config of a single-asset bar type on ``frames`` (per symbol), measured as a
+    retrain measures its challenger against ``champion`` (its version and config, or None),
+    and the promotion evidence that records it (``lookahead`` and ``evaluation``): what
+    ``register-and-promote`` registers a version with."""
+    stream = bars_stream(strategy, dataset, frames)
+    events, _ = admitted_events(stream)
+    version, theirs = champion if champion is not None else (None, None)
+    measured = measure(stream, events, config, theirs, test_fraction=test_fraction)
+    scored = measured.champion_test
+    evidence = promotion_evidence(
+        measured.lookahead,
+        evaluation_evidence(
+            objective_of(strategy),
+            challenger=measured.test["objective"],
+            champion=None if scored is None else scored["objective"],
+            champion_version=None if scored is None else version,
+            margin=margin,
+            window={"test_start_ns": measured.windows.test_start},
+        ),
+    )
+    return measured, evidence
+
+
 def margin_for(strategy: str, margin: float | None) -> float:
     if margin is not None:
         return margin
@@ -547,6 +580,7 @@ __all__ = [
     "Measured",
     "StreamGate",
     "admitted_stream",
+    "bars_version_evidence",
     "decide",
     "evaluate",
     "evaluate_run",

@@ -1,11 +1,11 @@
 """Promotion evidence for the versions tests register, from a real look-ahead check and a real
 evaluation (what the pipelines record; see :mod:`registry.evidence`).
 
-A rule version's evidence is what a retrain records for its challenger, on the shipped AAPL
-bars (:func:`pipelines.governance.measure`, margin 0): the config run on the bars before the
-held-out window and on all bars, and scored with the champion's config (when given) on the same
-held-out window. A version promoted over a champion therefore needs a config that truly scores
-at least as well as the champion's there.
+A rule version's evidence is what register-and-promote records, on the shipped AAPL bars
+(:func:`pipelines.governance.bars_version_evidence`, margin 0): the config run on the bars
+before the held-out window and on all bars, and scored with the champion's config (when
+given) on the same held-out window. A version promoted over a champion therefore needs a
+config that truly scores at least as well as the champion's there.
 """
 
 from __future__ import annotations
@@ -16,8 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from core.backtest.runner import admitted_events
-from core.backtest.streams import Stream, bars_stream
+from core.backtest.streams import Stream
 from core.features.direction import FeatureParams
 from core.strategies.catalogue import strategy_type
 from pipelines import governance, learning, lifecycle
@@ -30,10 +29,8 @@ SYMBOL = "AAPL"
 
 
 @cache
-def _aapl_events() -> tuple[lifecycle.AdmittedBars, list[Any]]:
-    admitted = lifecycle.admit_bars(DATASET, [SYMBOL])
-    events, _ = admitted_events(bars_stream("ma_crossover", DATASET, admitted.frames))
-    return admitted, events
+def _aapl() -> lifecycle.AdmittedBars:
+    return lifecycle.admit_bars(DATASET, [SYMBOL])
 
 
 @cache
@@ -41,20 +38,9 @@ def _rule_evidence(type_name: str, config: str, champion: str | None, version: s
     config_type = strategy_type(type_name).config_type
     candidate = config_type.from_dict(json.loads(config)).to_dict()
     theirs = config_type.from_dict(json.loads(champion)).to_dict() if champion else None
-    admitted, events = _aapl_events()
-    stream = bars_stream(type_name, DATASET, admitted.frames)
-    measured = governance.measure(stream, events, candidate, theirs, test_fraction=0.3)
-    evidence = promotion_evidence(
-        measured.lookahead,
-        evaluation_evidence(
-            governance.objective_of(type_name),
-            challenger=measured.test["objective"],
-            champion=None if measured.champion_test is None else measured.champion_test[
-                "objective"],
-            champion_version=version if measured.champion_test is not None else None,
-            margin=0.0,
-            window={"test_start_ns": measured.windows.test_start},
-        ),
+    _, evidence = governance.bars_version_evidence(
+        type_name, DATASET, _aapl().frames, candidate,
+        (version or "", theirs) if theirs is not None else None, margin=0.0,
     )  # fmt: skip
     return json.dumps(evidence)
 
