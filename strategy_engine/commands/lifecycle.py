@@ -37,6 +37,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="instruments of the data set to use (tickers, KO/PEP, BTCUSDT, ...); "
         "with --csv, exactly one: the CSV's instrument",
     )
+    add_retrain_options(p)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=_retrain)
+
+
+def add_retrain_options(p: argparse.ArgumentParser) -> None:
+    """The options of one retrain, shared by ``retrain`` and ``retrain-all``."""
     p.add_argument(
         "--margin",
         type=float,
@@ -44,9 +51,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="the lead the challenger must show in its family's objective (default: 0.05 "
         "Sharpe; 0.0005 of return for market makers and arbitrage)",
     )
-    p.add_argument(
-        "--fast", action="store_true", help="types other than single-asset bars: small slices"
-    )
+    p.add_argument("--fast", action="store_true", help="the small slices of the data sets")
     p.add_argument(
         "--max-rejected-rows",
         type=int,
@@ -55,8 +60,6 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="rows the loader may reject before the data gate fails (default 0)",
     )
     p.add_argument("--no-notify", action="store_true", help="do not tell running cores")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(handler=_retrain)
 
 
 def _demo(args: argparse.Namespace) -> int:

@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 
+from strategy_engine.commands.lifecycle import add_retrain_options
 from strategy_engine.output import print_json
 
 
@@ -45,23 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--dataset", help="a shipped data set for every strategy (default: each type's own)"
     )
-    p.add_argument(
-        "--margin",
-        type=float,
-        default=None,
-        help="the challenger's required lead (default: each family's, as `retrain`)",
-    )
-    p.add_argument(
-        "--fast", action="store_true", help="types other than single-asset bars: small slices"
-    )
-    p.add_argument(
-        "--max-rejected-rows",
-        type=int,
-        default=0,
-        metavar="N",
-        help="rows the loader may reject before a data gate fails (default 0)",
-    )
-    p.add_argument("--no-notify", action="store_true", help="do not tell running cores")
+    add_retrain_options(p)
     p.add_argument("--json", action="store_true", help="print the report as one JSON document")
     p.set_defaults(handler=_retrain_all)
 
