@@ -20,13 +20,19 @@ from __future__ import annotations
 import heapq
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from core.data.datasets import data_root, get_dataset, load_bars
+from core.data.datasets import (
+    data_root,
+    get_dataset,
+    ingested_state,
+    load_bars,
+    load_shipped_file,
+)
 from core.data.fx import (
     TRIANGLE_DATASET,
     ecb_triangle_frame,
@@ -467,9 +473,15 @@ def _triangle_dataset(
 # ---------------------------------------------------------------------------------------------
 
 
-@cache
 def _tweets() -> LoadResult:
-    return read_tweets_frame(get_dataset(TWEETS_DATASET).files()[0])
+    return _tweets_as_of(ingested_state(TWEETS_DATASET))
+
+
+# Keyed by the ingested files' state: rows ingested since the last read are read too.
+@lru_cache(maxsize=1)
+def _tweets_as_of(_state: tuple[tuple[str, int, int], ...]) -> LoadResult:
+    (path,) = get_dataset(TWEETS_DATASET).paths
+    return load_shipped_file(TWEETS_DATASET, path, read_tweets_frame)
 
 
 @cache
@@ -477,9 +489,14 @@ def _treasury() -> LoadResult:
     return treasury_curve()
 
 
-@cache
 def _funding() -> LoadResult:
-    return read_funding_frame(get_dataset(FUNDING_DATASET).files()[0])
+    return _funding_as_of(ingested_state(FUNDING_DATASET))
+
+
+@lru_cache(maxsize=1)
+def _funding_as_of(_state: tuple[tuple[str, int, int], ...]) -> LoadResult:
+    (path,) = get_dataset(FUNDING_DATASET).paths
+    return load_shipped_file(FUNDING_DATASET, path, read_funding_frame)
 
 
 @cache

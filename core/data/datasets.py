@@ -5,14 +5,16 @@ Each entry says what kind of data a set holds, which files belong to it (relativ
 or date-only; see each folder's PROVENANCE.md for sources and caveats.
 
 Rows that arrive later (``strategy-engine ingest``, after the data gate) are kept apart from the
-shipped files, under :func:`ingested_root`: one file per symbol holding only the rows added
-after the shipped ones. :func:`load_bars` reads the shipped file and then that file, so every
-retrain sees the new rows while ``data/`` stays as shipped.
+shipped files, under :func:`ingested_root`: one file per shipped file (per symbol for bar sets,
+per series for FRED) holding only the rows added after the shipped ones. :func:`load_bars` and
+:func:`load_shipped_file` read the shipped file and then that file, so every retrain sees the
+new rows while ``data/`` stays as shipped.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -200,24 +202,77 @@ def ingested_bars_path(dataset: str, symbol: str) -> Path:
     return ingested_root() / dataset / entry.bars_pattern.format(symbol=symbol)
 
 
-def load_symbol_bars(dataset: str, symbol: str) -> LoadResult:
-    """Load one symbol's shipped bars followed by the rows ingested after them, if any.
+def ingested_path(dataset: str, path: str) -> Path:
+    """Return the file of the rows ingested after the shipped file ``path`` of ``dataset``.
 
-    Ingestion only appends rows later than every stored one, so the two files read one
-    after the other keep time order; the gate downstream checks it anyway.
+    The ingested file is plain CSV (a shipped ``.gz`` name loses its ``.gz``); it may not exist.
+
+    Raises
+    ------
+    DataError
+        If the set is unknown or does not ship ``path``.
     """
     entry = get_dataset(dataset)
-    shipped = read_bars_frame(bars_path(dataset, symbol), symbol, tz=entry.timezone)
-    extra = ingested_bars_path(dataset, symbol)
+    if path not in entry.paths:
+        raise DataError(f"dataset '{dataset}' ships no file '{path}' (has: {', '.join(entry.paths)})")
+    return ingested_root() / dataset / path.removesuffix(".gz")
+
+
+def _with_ingested(
+    shipped: LoadResult, extra: Path, read: Callable[[Path], LoadResult]
+) -> LoadResult:
+    """The shipped rows followed by those of ``extra`` (read by the same loader), if it exists.
+
+    Ingestion only appends rows later than every stored one, so the two files read one after
+    the other keep time order; the gates downstream check it anyway.
+    """
     if not extra.is_file():
         return shipped
-    # Ingested files are written with explicit UTC offsets: the set's zone does not apply.
-    added = read_bars_frame(extra, symbol)
+    added = read(extra)
     return LoadResult(
         frame=pd.concat([shipped.frame, added.frame], ignore_index=True),
         rejected=[*shipped.rejected, *added.rejected],
         source=f"{shipped.source}+{extra.name}",
-        symbol=symbol,
+        symbol=shipped.symbol,
+    )
+
+
+def load_shipped_file(
+    dataset: str, path: str, read: Callable[[Path], LoadResult]
+) -> LoadResult:
+    """Load the shipped file ``path`` of ``dataset`` with ``read`` (its own loader), followed by
+    the rows ingested after it (:func:`ingested_path`), if any.
+
+    Raises
+    ------
+    DataError
+        As :func:`ingested_path`, or as ``read``.
+    """
+    extra = ingested_path(dataset, path)
+    return _with_ingested(read(get_dataset(dataset).folder / path), extra, read)
+
+
+def ingested_state(dataset: str) -> tuple[tuple[str, int, int], ...]:
+    """The ingested files of ``dataset`` with their change time and size: a key for caches of
+    what :func:`load_shipped_file` reads, which changes whenever ingestion writes."""
+    folder = ingested_root() / dataset
+    if not folder.is_dir():
+        return ((str(folder), 0, 0),)
+    found = []
+    for file in sorted(folder.rglob("*")):
+        if file.is_file() and not file.name.startswith("."):
+            info = file.stat()
+            found.append((str(file), info.st_mtime_ns, info.st_size))
+    return (str(folder), 0, 0), *found
+
+
+def load_symbol_bars(dataset: str, symbol: str) -> LoadResult:
+    """Load one symbol's shipped bars followed by the rows ingested after them, if any."""
+    entry = get_dataset(dataset)
+    shipped = read_bars_frame(bars_path(dataset, symbol), symbol, tz=entry.timezone)
+    # Ingested files are written with explicit UTC offsets: the set's zone does not apply.
+    return _with_ingested(
+        shipped, ingested_bars_path(dataset, symbol), lambda p: read_bars_frame(p, symbol)
     )
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from core.data.datasets import data_root, get_dataset, load_bars
+from core.data.datasets import data_root, get_dataset, load_bars, load_shipped_file
 from core.data.loaders import (
     iter_funding,
     iter_quotes,
@@ -25,6 +25,7 @@ from core.errors import DataError
 
 BINANCE = "crypto_l2_binance_hftbacktest"
 FUNDING = "funding_rates_btc_eth_supervik"
+FUNDING_FILE = "derived/funding_rates_utc.csv.gz"
 FAST_BARS = 300  # per symbol, for tests
 FAST_TICKS = 20_000
 
@@ -66,7 +67,7 @@ def _binance(symbols: Sequence[str] | None, fast: bool) -> list[Any]:
 
 
 def _funding(symbols: Sequence[str] | None, fast: bool) -> list[Any]:
-    frame = read_funding_frame(data_root() / FUNDING / "derived" / "funding_rates_utc.csv.gz").frame
+    frame = load_shipped_file(FUNDING, FUNDING_FILE, read_funding_frame).frame
     if symbols:
         frame = frame[frame["symbol"].isin(symbols)]
     frame = frame.sort_values(["ts_event", "venue", "symbol"], kind="stable")

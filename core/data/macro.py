@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from core.data.datasets import data_root
+from core.data.datasets import data_root, load_shipped_file
 from core.data.loaders import (
     BAR_COLUMNS,
     LoadResult,
@@ -60,6 +60,7 @@ from core.model import Bar, MacroPoint
 DAY_NS = 86_400 * 1_000_000_000
 FRED_PUBLICATION_LAG_DAYS = {"FEDFUNDS": 7, "M2SL": 28, "M1SL": 28, "BOGMBASE": 28, "EXUSEU": 7}
 TREASURY_PUBLICATION_LAG_DAYS = 1
+FRED_DATASET = "macro_fred_monetary"
 # Treasury curve columns -> FRED-style series names; values are converted to percent.
 TREASURY_SERIES = {
     "1month": "DGS1MO",
@@ -266,8 +267,11 @@ def lean_daily_bars(symbol: str) -> LoadResult:
 
 
 def fred_series(series: str) -> LoadResult:
-    """Load one series of ``macro_fred_monetary`` with its default publication lag."""
-    return read_fred_series(data_root() / "macro_fred_monetary" / f"{series}.csv", series)
+    """Load one series of ``macro_fred_monetary`` with its default publication lag, followed by
+    the points ingested after the shipped ones."""
+    return load_shipped_file(
+        FRED_DATASET, f"{series}.csv", lambda path: read_fred_series(path, series)
+    )
 
 
 def treasury_curve() -> LoadResult:

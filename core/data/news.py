@@ -25,8 +25,8 @@ from collections.abc import Iterator
 import numpy as np
 import pandas as pd
 
-from core.data.datasets import bars_path, get_dataset
-from core.data.loaders import read_bars_frame, read_tweets_frame
+from core.data.datasets import get_dataset, load_shipped_file, load_symbol_bars
+from core.data.loaders import read_tweets_frame
 from core.errors import DataError
 from core.model import Bar, NewsItem
 
@@ -113,8 +113,8 @@ def load_news_bar_frame(
     tweets = get_dataset(TWEETS_DATASET)
     if symbol not in tweets.tickers:
         raise DataError(f"no tweets for symbol '{symbol}' (have: {', '.join(tweets.tickers)})")
-    news = read_tweets_frame(tweets.files()[0]).frame
-    bars = read_bars_frame(bars_path(BARS_DATASET, symbol), symbol).frame
+    news = load_shipped_file(TWEETS_DATASET, tweets.paths[0], read_tweets_frame).frame
+    bars = load_symbol_bars(BARS_DATASET, symbol).frame
     frame = news_bar_frame(news, bars, symbol)
     stamps = frame["ts_event"]
     keep = pd.Series(True, index=frame.index)
