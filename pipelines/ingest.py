@@ -1,21 +1,35 @@
-"""Ingest a drop folder: new bar files pass the data gate before any retrain can read them.
+"""Ingest a drop folder: new data files pass the data gate before any retrain can read them.
 
 The inbox (default ``<var>/inbox``, or ``$STRATEGY_ENGINE_INBOX``) has one folder per data set::
 
-    inbox/<dataset>/<SYMBOL>.csv              a new file: one symbol's bars, CSV or Parquet
-    inbox/<dataset>/<SYMBOL>.<anything>.csv   (the symbol is the name up to its first dot)
+    inbox/<dataset>/<name>.csv                a new file, CSV or Parquet (names per set below)
     inbox/<dataset>/done/<stamp>-<name>       accepted, beside <stamp>-<name>.report.json
     inbox/<dataset>/rejected/<stamp>-<name>   refused, beside a report naming the failed rules
 
-A producer writes under a name that starts with ``.`` or ends in ``.part`` or ``.tmp`` and
-renames the file when it is complete; such names are left alone until then.
+The data sets taken (:data:`KINDS`), each with its file naming and its Great Expectations suite:
+
+* per-symbol bar sets (``equities_daily_stocknet88``, ``etf_daily_pyalgotrade``):
+  ``<SYMBOL>.csv`` or ``<SYMBOL>.<anything>.csv`` (the symbol is the name up to its first dot),
+  one symbol's OHLCV bars; suite ``bars``;
+* ``funding_rates_btc_eth_supervik``: any name, rows ``exchange,symbol,funding_time_utc,
+  funding_rate``; suite ``funding``;
+* ``tweets_timestamped_stocknet``: any name, rows ``ticker,file_date,created_at_utc,text``;
+  suite ``text``;
+* ``macro_fred_monetary``: ``<SERIES>.csv`` (or ``<SERIES>.<anything>.csv``) for a shipped
+  series (``FEDFUNDS``, ``M2SL``, ...), columns ``Date,<SERIES>``; suite ``macro``.
+
+A file for any other set is rejected. A producer writes under a name that starts with ``.`` or
+ends in ``.part`` or ``.tmp`` and renames the file when it is complete; such names are left
+alone until then.
 
 Each file is copied (at most ``max_file_bytes``, never through a symbolic link) into a private
-folder, parsed by the data set's own bar loader, and gated by the bars suite of Great
-Expectations plus two rules of its own: the loader rejected no row, and every row is later than
-the stored ones or equal to a stored row (so a re-ingested file changes nothing, and history is
-never rewritten). Only then are the new rows appended to the symbol's file under
-:func:`core.data.datasets.ingested_root`, which :func:`core.data.datasets.load_bars` reads after
+folder, parsed by the data set's own loader, and gated by its kind's suite plus rules of its
+own: the loader rejected no row, one row per key (funding, tweets, FRED), and every row is later
+than the stored ones (per venue and symbol for funding rates) or equal to a stored row (so a
+re-ingested file changes nothing, and history is never rewritten). Only then are the new rows
+appended to the ingested file of the shipped file (or symbol, or series) they extend, under
+:func:`core.data.datasets.ingested_root`, which the data set's loads
+(:func:`core.data.datasets.load_bars`, :func:`core.data.datasets.load_shipped_file`) read after
 the shipped file; the write is a temporary file renamed over the old one, so a reader sees the
 old rows or the new ones, never a half-written file.
 
@@ -33,7 +47,7 @@ import logging
 import os
 import stat
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -48,13 +62,23 @@ from core.data.datasets import (
     Dataset,
     get_dataset,
     ingested_bars_path,
+    ingested_path,
     ingested_root,
+    load_shipped_file,
     load_symbol_bars,
 )
-from core.data.loaders import BAR_COLUMNS, read_bars_frame
+from core.data.loaders import (
+    BAR_COLUMNS,
+    LoadResult,
+    read_bars_frame,
+    read_funding_frame,
+    read_tweets_frame,
+)
+from core.data.macro import FRED_DATASET, read_fred_series
+from core.data.news import TWEETS_DATASET
 from core.errors import ConfigError, DataError
 from pipelines.learning_counts import count_learning_event
-from pipelines.validation import ExpectationResult, count_rejected_rows, validate_bars
+from pipelines.validation import ExpectationResult, count_rejected_rows, validate
 
 INBOX_ENV = "STRATEGY_ENGINE_INBOX"
 MAX_FILE_BYTES = 64 * 1024 * 1024
@@ -244,6 +268,145 @@ def _ingest_folder(folder: Path, max_file_bytes: int) -> list[FileOutcome]:
     return outcomes
 
 
+# --- the data kinds ingested --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IngestKind:
+    """How the files of one data set are ingested: which stored file a dropped file adds to,
+    the loader that parses both, the Great Expectations suite that gates its rows, and what
+    identifies a row for the store rule.
+
+    ``unit`` maps a dropped file's name to the symbol or series it holds (``""`` when the set
+    has one file) and the shipped file it adds to; ``read`` is the set's own loader; ``write``
+    turns loaded rows back into that loader's file format. A row is identified by ``key``
+    (its time first); ``values`` are compared within :data:`SAME_VALUE_RTOL`; "later than the
+    stored rows" is per ``group`` (per venue and symbol for funding rates).
+    """
+
+    gate: str
+    unit: Callable[[str, Dataset], tuple[str, str]]
+    read: Callable[[Path, Dataset, str], LoadResult]
+    write: Callable[[pd.DataFrame], pd.DataFrame]
+    key: tuple[str, ...] = ("ts_event",)
+    values: tuple[str, ...] = ()
+    group: tuple[str, ...] = ()
+
+    def stored(self, entry: Dataset, unit: str, shipped: str) -> LoadResult:
+        """The unit's stored rows: the shipped file and then the ingested one."""
+        if self.gate == "bars":
+            return load_symbol_bars(entry.name, unit)
+        return load_shipped_file(entry.name, shipped, lambda p: self.read(p, entry, unit))
+
+    def target(self, entry: Dataset, unit: str, shipped: str) -> Path:
+        if self.gate == "bars":
+            return ingested_bars_path(entry.name, unit)
+        return ingested_path(entry.name, shipped)
+
+
+def _symbol_unit(name: str, entry: Dataset) -> tuple[str, str]:
+    symbol = name.split(".", 1)[0]
+    if symbol not in entry.tickers:
+        raise Refused(
+            f"'{_shown(name)}' names symbol '{_shown(symbol)}', which data set '{entry.name}' "
+            "does not list "
+            f"(e.g. {', '.join(entry.tickers[:5])})"
+        )
+    return symbol, entry.bars_pattern.format(symbol=symbol)
+
+
+def _series_unit(name: str, entry: Dataset) -> tuple[str, str]:
+    series = name.split(".", 1)[0]
+    shipped = f"{series}.csv"
+    if shipped not in entry.paths:
+        known = ", ".join(p.removesuffix(".csv") for p in entry.paths)
+        raise Refused(
+            f"'{_shown(name)}' names series '{_shown(series)}', which data set '{entry.name}' "
+            f"does not ship (has: {known})"
+        )
+    return series, shipped
+
+
+def _single_file_unit(name: str, entry: Dataset) -> tuple[str, str]:
+    (shipped,) = entry.paths
+    return "", shipped
+
+
+def _bars_out(rows: pd.DataFrame) -> pd.DataFrame:
+    out = pd.DataFrame({"datetime": [_iso(int(t)) for t in rows["ts_event"].tolist()]})
+    for column in BAR_COLUMNS[1:]:
+        out[column] = rows[column].to_numpy(np.float64)
+    return out
+
+
+def _funding_out(rows: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "exchange": rows["venue"].to_numpy(object),
+            "symbol": rows["symbol"].to_numpy(object),
+            "funding_time_utc": [_iso(int(t)) for t in rows["ts_event"].tolist()],
+            "funding_rate": rows["rate"].to_numpy(np.float64),
+        }
+    )
+
+
+def _tweets_out(rows: pd.DataFrame) -> pd.DataFrame:
+    """One row per (ticker, tweet), as the shipped file: the loader groups them again."""
+    flat = rows.explode("symbols", ignore_index=True)
+    stamps = [pd.Timestamp(int(t), tz="UTC") for t in flat["ts_event"].tolist()]
+    return pd.DataFrame(
+        {
+            "ticker": flat["symbols"].to_numpy(object),
+            "file_date": [t.date().isoformat() for t in stamps],
+            "created_at_utc": [t.isoformat() for t in stamps],
+            "text": flat["text"].to_numpy(object),
+        }
+    )
+
+
+def _fred_out(rows: pd.DataFrame) -> pd.DataFrame:
+    series = str(rows["series"].iloc[0]) if len(rows) else "value"
+    dates = [pd.Timestamp(int(t)).date().isoformat() for t in rows["period_start"].tolist()]
+    return pd.DataFrame({"Date": dates, series: rows["value"].to_numpy(np.float64)})
+
+
+_BARS = IngestKind(
+    gate="bars",
+    unit=_symbol_unit,
+    read=lambda path, entry, symbol: read_bars_frame(path, symbol, tz=entry.timezone),
+    write=_bars_out,
+    values=BAR_COLUMNS[1:],
+)
+KINDS: dict[str, IngestKind] = {
+    **{name: _BARS for name, entry in DATASETS.items() if entry.bars_pattern},
+    "funding_rates_btc_eth_supervik": IngestKind(
+        gate="funding",
+        unit=_single_file_unit,
+        read=lambda path, _entry, _unit: read_funding_frame(path),
+        write=_funding_out,
+        key=("ts_event", "symbol", "venue"),
+        values=("rate",),
+        group=("symbol", "venue"),
+    ),
+    TWEETS_DATASET: IngestKind(
+        gate="text",
+        unit=_single_file_unit,
+        read=lambda path, _entry, _unit: read_tweets_frame(path),
+        write=_tweets_out,
+        key=("ts_event", "text", "symbols"),
+    ),
+    FRED_DATASET: IngestKind(
+        gate="macro",
+        unit=_series_unit,
+        read=lambda path, _entry, series: read_fred_series(path, series),
+        write=_fred_out,
+        key=("ts_event", "period_start"),
+        values=("value",),
+    ),
+}
+"""The data sets ingested, by name; a file for any other set is rejected."""
+
+
 # --- one file ----------------------------------------------------------------------------------
 
 
@@ -252,39 +415,38 @@ def _ingest_one(
 ) -> FileOutcome:
     """Decide one file; nothing it holds raises past here."""
     outcome = FileOutcome(file=_shown(path.name), dataset=dataset, accepted=False, reason="")
+    kind = KINDS.get(entry.name) if entry else None
     try:
         if entry is None:
             raise Refused(f"unknown data set '{dataset}' (the inbox's folders are data set names)")
-        if not entry.bars_pattern:
-            raise Refused(f"ingest takes per-symbol bar sets; '{dataset}' holds {entry.kind} data")
-        outcome.symbol = _symbol_of(path.name, entry)
+        if kind is None:
+            raise Refused(
+                f"'{dataset}' holds {entry.kind} data, which ingest does not take "
+                f"(it takes {', '.join(sorted(KINDS))})"
+            )
+        suffix = _suffix_of(path.name)
+        unit, shipped = kind.unit(path.name, entry)
+        outcome.symbol = unit
         with tempfile.TemporaryDirectory(prefix="se-ingest-") as work:
-            # Named by symbol and type alone: the loader's messages never carry the raw name.
-            suffix = next(x for x in SUFFIXES if path.name.lower().endswith(x))
-            copy = _private_copy(path, Path(work) / f"{outcome.symbol}{suffix}", max_file_bytes)
+            # Named by what it holds alone: the loader's messages never carry the raw name.
+            stem = unit or Path(shipped).name.split(".", 1)[0]
+            copy = _private_copy(path, Path(work) / f"{stem}{suffix}", max_file_bytes)
             csv = _as_csv(copy, max_file_bytes)
-            _gate_and_store(csv, entry, outcome)
+            _gate_and_store(csv, entry, kind, shipped, outcome)
     except (Refused, DataError) as exc:
         outcome.reason = str(exc)
     except Exception as exc:  # the boundary: any surprise is this file's rejection
         outcome.reason = f"unreadable file ({type(exc).__name__}: {exc})"[:500]
     if not outcome.accepted and not outcome.failed_expectations:
-        outcome.failed_expectations = ["file readable as bars"]
+        outcome.failed_expectations = [f"file readable as {kind.gate if kind else 'bars'}"]
     return outcome
 
 
-def _symbol_of(name: str, entry: Dataset) -> str:
+def _suffix_of(name: str) -> str:
     suffix = next((s for s in SUFFIXES if name.lower().endswith(s)), None)
     if suffix is None:
         raise Refused(f"unsupported file type: '{_shown(name)}' (expected {' or '.join(SUFFIXES)})")
-    symbol = name.split(".", 1)[0]
-    if symbol not in entry.tickers:
-        raise Refused(
-            f"'{_shown(name)}' names symbol '{_shown(symbol)}', which data set '{entry.name}' "
-            "does not list "
-            f"(e.g. {', '.join(entry.tickers[:5])})"
-        )
-    return symbol
+    return suffix
 
 
 def _shown(name: str) -> str:
@@ -336,22 +498,27 @@ def _as_csv(copy: Path, max_file_bytes: int) -> Path:
     return csv
 
 
-def _gate_and_store(csv: Path, entry: Dataset, outcome: FileOutcome) -> None:
+def _gate_and_store(
+    csv: Path, entry: Dataset, kind: IngestKind, shipped: str, outcome: FileOutcome
+) -> None:
     """Gate the file's rows; on success append the new ones to the store."""
-    loaded = read_bars_frame(csv, outcome.symbol, tz=entry.timezone)
+    unit = outcome.symbol
+    loaded = kind.read(csv, entry, unit)
     frame = loaded.frame
     outcome.rows = len(frame)
-    name = f"ingest:{entry.name}:{outcome.symbol}"
-    report = validate_bars(frame, name=name)
+    name = f"ingest:{entry.name}" + (f":{unit}" if unit else "")
+    report = validate(kind.gate, frame, name=name)
     rejected = [
-        {"symbol": outcome.symbol, "line": r.line, "reason": r.reason, "raw": r.raw[:200]}
+        {"symbol": unit, "line": r.line, "reason": r.reason, "raw": r.raw[:200]}
         for r in loaded.rejected
     ]
-    report = count_rejected_rows(report, rejected, allowed=0)
-    stored = load_symbol_bars(entry.name, outcome.symbol).frame
-    new, same, store_rule = _against_store(frame, stored)
+    report = count_rejected_rows(report, rejected, allowed=0, kind=kind.gate)
+    stored = kind.stored(entry, unit, shipped).frame
+    new, same, rules = _against_store(frame, stored, kind)
     report = replace(
-        report, success=report.success and store_rule.success, results=[*report.results, store_rule]
+        report,
+        success=report.success and all(r.success for r in rules),
+        results=[*report.results, *rules],
     )
     outcome.gate = report.to_dict()
     outcome.failed_expectations = [r.expectation for r in report.failed()]
@@ -361,7 +528,7 @@ def _gate_and_store(csv: Path, entry: Dataset, outcome: FileOutcome) -> None:
     outcome.already_stored = same
     outcome.new_rows = len(new)
     if len(new):
-        outcome.stored_in = str(_append_rows(entry.name, outcome.symbol, new))
+        outcome.stored_in = str(_append_rows(entry, kind, unit, shipped, new))
     outcome.accepted = True
     outcome.reason = (
         f"{len(new)} new rows stored, {same} already stored"
@@ -370,63 +537,90 @@ def _gate_and_store(csv: Path, entry: Dataset, outcome: FileOutcome) -> None:
     )
 
 
-def _against_store(
-    frame: pd.DataFrame, stored: pd.DataFrame
-) -> tuple[pd.DataFrame, int, ExpectationResult]:
-    """Split the file's rows into new ones (later than every stored row) and stored ones.
+def _keys(frame: pd.DataFrame, columns: Sequence[str]) -> list[tuple[Any, ...]]:
+    return list(zip(*(frame[c].tolist() for c in columns), strict=True))
 
-    A row at or before the last stored time that is not equal to the stored row of its time
-    breaks the rule: the store's history is never rewritten by a drop.
+
+def _against_store(
+    frame: pd.DataFrame, stored: pd.DataFrame, kind: IngestKind
+) -> tuple[pd.DataFrame, int, list[ExpectationResult]]:
+    """Split the file's rows into new ones (later than every stored row of their group) and
+    stored ones; the rules: one row per key in the file, and :data:`STORE_RULE`.
+
+    A row at or before the last stored time that is not equal to the stored row of its key
+    breaks the store rule: the store's history is never rewritten by a drop.
     """
-    if stored.empty:
-        return frame, 0, ExpectationResult(STORE_RULE, ("ts_event",), True, 0)
-    last = int(stored["ts_event"].max())
-    later = frame["ts_event"].to_numpy(np.int64) > last
+    keys = _keys(frame, kind.key)
+    repeated = len(keys) - len(set(keys))
+    unique = ExpectationResult(
+        f"one row per ({', '.join(kind.key)})",
+        kind.key,
+        repeated == 0,
+        repeated,
+        detail=f"{repeated} repeated rows" if repeated else "",
+    )
+    rules = [] if kind.gate == "bars" else [unique]  # the bar suite checks it already
+    ts = frame["ts_event"].to_numpy(np.int64)
+    floor = np.full(len(frame), np.iinfo(np.int64).min, dtype=np.int64)
+    if not stored.empty and kind.group:
+        lasts = stored.groupby(list(kind.group), sort=False)["ts_event"].max().reset_index()
+        last_of = dict(zip(_keys(lasts, kind.group), lasts["ts_event"].tolist(), strict=True))
+        floor[:] = [last_of.get(k, floor[0]) for k in _keys(frame, kind.group)]
+    elif not stored.empty:
+        floor[:] = int(stored["ts_event"].max())
+    later = ts > floor
     new = frame[later].reset_index(drop=True)
     old = frame[~later]
-    lookup = stored.drop_duplicates("ts_event", keep="last").set_index("ts_event")
-    known = old["ts_event"].isin(lookup.index).to_numpy(bool)
+    candidates = stored[stored["ts_event"].isin(old["ts_event"])]
+    position = {k: i for i, k in enumerate(_keys(candidates, kind.key))}
+    theirs = candidates[list(kind.values)].to_numpy(np.float64)
+    ours = old[list(kind.values)].to_numpy(np.float64)
     equal = np.zeros(len(old), dtype=bool)
-    if known.any():
-        theirs = lookup.loc[old["ts_event"][known], list(BAR_COLUMNS[1:])].to_numpy(np.float64)
-        ours = old.loc[known, list(BAR_COLUMNS[1:])].to_numpy(np.float64)
-        equal[known] = np.isclose(ours, theirs, rtol=SAME_VALUE_RTOL, atol=0.0).all(axis=1)
+    for row, key in enumerate(_keys(old, kind.key)):
+        at = position.get(key)
+        if at is not None:
+            equal[row] = bool(
+                np.isclose(ours[row], theirs[at], rtol=SAME_VALUE_RTOL, atol=0.0).all()
+            )
     differing = old[~equal]
     count = len(differing)
     detail = ""
     if count:
-        last_day = _iso(last)
+        per = f" of its {', '.join(kind.group)}" if kind.group else ""
         detail = (
-            f"{count} row{'s' if count != 1 else ''} at or before the last stored time "
-            f"{last_day} differ from the stored rows or fill a gap in them, first "
-            f"{_iso(int(differing['ts_event'].iloc[0]))}"
+            f"{count} row{'s' if count != 1 else ''} at or before the last stored time"
+            f"{per} {_iso(int(floor[~later][~equal][0]))} differ from the stored rows or fill "
+            f"a gap in them, first {_iso(int(differing['ts_event'].iloc[0]))}"
         )
     examples = tuple(
-        {**{k: float(v) for k, v in row.items() if k != "ts_event"}, "ts_event": _iso(ts)}
-        for ts, row in zip(
-            differing["ts_event"].tolist()[:MAX_EXAMPLES],
-            differing.drop(columns="ts_event").head(MAX_EXAMPLES).to_dict("records"),
-            strict=True,
-        )
+        {k: _plain(v) for k, v in row.items()} | {"ts_event": _iso(int(row["ts_event"]))}
+        for row in differing.head(MAX_EXAMPLES).to_dict("records")
     )
-    rule = ExpectationResult(STORE_RULE, ("ts_event",), count == 0, count, examples, detail)
-    return new, int(equal.sum()), rule
+    rules.append(ExpectationResult(STORE_RULE, ("ts_event",), count == 0, count, examples, detail))
+    return new, int(equal.sum()), rules
+
+
+def _plain(value: Any) -> Any:
+    """A cell as a report shows it: a number as float, anything else as bounded text."""
+    if isinstance(value, int | float | np.number) and not isinstance(value, bool):
+        return float(value)
+    return str(value)[:200]
 
 
 def _iso(ns: int) -> str:
     return pd.Timestamp(ns, tz="UTC").isoformat()
 
 
-def _append_rows(dataset: str, symbol: str, new: pd.DataFrame) -> Path:
-    """Append ``new`` to the symbol's ingested file: write a whole new file, then rename it."""
-    target = ingested_bars_path(dataset, symbol)
+def _append_rows(
+    entry: Dataset, kind: IngestKind, unit: str, shipped: str, new: pd.DataFrame
+) -> Path:
+    """Append ``new`` to the unit's ingested file: write a whole new file, then rename it."""
+    target = kind.target(entry, unit, shipped)
     target.parent.mkdir(parents=True, exist_ok=True)
-    parts = [read_bars_frame(target, symbol).frame] if target.is_file() else []
-    rows = pd.concat([*parts, new[list(BAR_COLUMNS)]], ignore_index=True)
-    out = pd.DataFrame({"datetime": [_iso(int(t)) for t in rows["ts_event"].tolist()]})
-    for column in BAR_COLUMNS[1:]:
-        out[column] = rows[column].to_numpy(np.float64)
-    _write_atomically(target, out.to_csv(index=False).encode())
+    parts = [kind.read(target, entry, unit).frame] if target.is_file() else []
+    added = new.sort_values("ts_event", kind="stable")
+    rows = pd.concat([*parts, added], ignore_index=True)
+    _write_atomically(target, kind.write(rows).to_csv(index=False).encode())
     return target
 
 

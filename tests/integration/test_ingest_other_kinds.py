@@ -1,0 +1,282 @@
+"""The drop folder takes funding rates, tweets and FRED series as it takes bars: gated by their
+own loader and suite, appended beside the shipped file, and read by every stream after it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from core.data.datasets import INGESTED_ENV_VAR, data_root
+from pipelines import ingest
+from pipelines.ingest import STORE_RULE, ingest_inbox
+
+pytestmark = pytest.mark.integration
+
+
+@dataclass(frozen=True)
+class Case:
+    """One data kind: a file of new rows (with one row already shipped), the strategy type
+    whose stream reads it, and how many more events that stream then has."""
+
+    dataset: str
+    file: str
+    header: str
+    stored_row: str
+    new_rows: str
+    type_name: str
+    symbols: tuple[str, ...] | None
+    new_count: int
+    more_events: int
+
+
+FUNDING = Case(
+    dataset="funding_rates_btc_eth_supervik",
+    file="rates-2024-01.csv",
+    header="exchange,symbol,funding_time_utc,funding_rate\n",
+    stored_row="binance,BTC-USDT,2023-12-31 16:00:00,0.00033597\n",
+    new_rows=(
+        "binance,BTC-USDT,2024-01-01 00:00:00,0.0001\n"
+        "binance,BTC-USDT,2024-01-01 08:00:00,-0.00012\n"
+        "okx,BTC-USDT,2024-01-01 00:00:00,0.0002\n"
+    ),
+    type_name="funding_rate",
+    symbols=None,
+    new_count=3,
+    more_events=2,  # the default funding_rate instance reads binance only
+)
+TWEETS = Case(
+    dataset="tweets_timestamped_stocknet",
+    file="tweets-2016-01.csv",
+    header="ticker,file_date,created_at_utc,text\n",
+    stored_row=(
+        "XOM,2015-12-30,2015-12-30 06:17:34,"
+        "exxon mobil's buy rating reiterated at morningstar . URL $ xom xom\n"
+    ),
+    new_rows=(
+        'KO,2016-01-04,2016-01-04 15:00:00,"coca-cola beats estimates , raises dividend $ ko"\n'
+        "PEP,2016-01-04,2016-01-04 16:30:00,pepsico guidance cut $ pep\n"
+    ),
+    type_name="earnings_reaction",
+    symbols=("KO",),
+    new_count=2,
+    # The stream now runs to the day after the last tweet: one KO tweet and one KO bar more.
+    more_events=2,
+)
+FRED = Case(
+    dataset="macro_fred_monetary",
+    file="FEDFUNDS.csv",
+    header='"Date","FEDFUNDS"\n',
+    stored_row="2023-11-01,5.33\n",
+    new_rows="2023-12-01,5.33\n2024-01-01,5.33\n",
+    type_name="fed_policy",
+    symbols=None,
+    new_count=2,
+    more_events=2,
+)
+CASES = [pytest.param(c, id=c.dataset) for c in (FUNDING, TWEETS, FRED)]
+
+
+@pytest.fixture
+def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    root = tmp_path / "ingested"
+    monkeypatch.setenv(INGESTED_ENV_VAR, str(root))
+    return root
+
+
+@pytest.fixture
+def counted(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
+    calls: list[tuple[str, str]] = []
+    monkeypatch.setattr(ingest, "count_learning_event", lambda *a: calls.append(a) or True)
+    return calls
+
+
+def _drop(inbox: Path, dataset: str, name: str, content: str | bytes) -> Path:
+    folder = inbox / dataset
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_bytes(content.encode() if isinstance(content, str) else content)
+    return path
+
+
+def _snapshot(root: Path) -> dict[str, bytes]:
+    if not root.exists():
+        return {}
+    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def _retrained(case: Case) -> tuple[int, str]:
+    """The events of the type's whole stream and the hash a retrain records of those a core
+    admits (the fast slices end before the shipped data does, so they never see new rows)."""
+    from core.backtest.runner import admitted_events
+    from core.backtest.streams import stream_for
+    from pipelines.governance import stream_hash
+
+    stream = stream_for(case.type_name, case.dataset, case.symbols)
+    events, _ = admitted_events(stream)
+    return len(stream.events), stream_hash(events)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_an_accepted_file_reaches_the_stream_of_its_type_and_a_second_drop_adds_nothing(
+    tmp_path: Path, store: Path, counted: list[tuple[str, str]], case: Case
+):
+    inbox = tmp_path / "inbox"
+    shipped = _snapshot(data_root() / case.dataset)
+    before_count, before_hash = _retrained(case)
+    _drop(inbox, case.dataset, case.file, case.header + case.stored_row + case.new_rows)
+
+    outcome = ingest_inbox(inbox)
+
+    (item,) = outcome["files"]
+    assert item["accepted"], item["reason"]
+    assert (item["new_rows"], item["already_stored"]) == (case.new_count, 1)
+    assert Path(item["stored_in"]).is_relative_to(store / case.dataset)
+    assert Path(item["moved_to"]).parent == inbox / case.dataset / "done"
+    after_count, after_hash = _retrained(case)
+    assert after_count == before_count + case.more_events
+    assert after_hash != before_hash
+    assert _snapshot(data_root() / case.dataset) == shipped
+    stored = _snapshot(store)
+
+    again_name = case.file.replace(".csv", ".again.csv")
+    _drop(inbox, case.dataset, again_name, case.header + case.new_rows)
+    (again,) = ingest_inbox(inbox)["files"]
+
+    assert (again["accepted"], again["new_rows"], again["already_stored"]) == (
+        True,
+        0,
+        case.new_count,
+    )
+    assert _snapshot(store) == stored
+    assert _retrained(case) == (after_count, after_hash)
+    assert counted == []
+
+
+REJECTIONS = [
+    # Funding: a shipped rate rewritten, a rate no venue charges, a row twice, a bad stamp.
+    (FUNDING, "binance,BTC-USDT,2023-12-31 16:00:00,0.0005\n", STORE_RULE),
+    (FUNDING, "binance,BTC-USDT,2024-01-01 00:00:00,0.5\n", "|rate| <= 0.01"),
+    (FUNDING, FUNDING.new_rows.splitlines()[0] + "\n" + FUNDING.new_rows, "one row per"),
+    (FUNDING, "binance,BTC-USDT,yesterday,0.0001\n", "loader rejected rows <= 0"),
+    # Tweets: a tweet slipped in before the last stored one, a blank text.
+    (TWEETS, "KO,2015-12-30,2015-12-30 06:00:00,late tweet $ ko\n", STORE_RULE),
+    (TWEETS, 'KO,2016-01-04,2016-01-04 15:00:00,"   "\n', "loader rejected rows <= 0"),
+    # FRED: a published month revised, a missing value, a month before the one it follows.
+    (FRED, "2023-10-01,9.99\n", STORE_RULE),
+    (FRED, "2023-12-01,.\n", "loader rejected rows <= 0"),
+    (FRED, "2024-02-01,5.33\n2024-01-01,5.33\n", "period_start strictly increasing per series"),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "body", "failed"),
+    [pytest.param(c, b, f, id=f"{c.dataset}-{i}") for i, (c, b, f) in enumerate(REJECTIONS)],
+)
+def test_a_file_that_fails_its_kind_s_gate_is_rejected_and_changes_nothing(
+    tmp_path: Path,
+    store: Path,
+    counted: list[tuple[str, str]],
+    case: Case,
+    body: str,
+    failed: str,
+):
+    inbox = tmp_path / "inbox"
+    before = _retrained(case)
+    _drop(inbox, case.dataset, case.file, case.header + body)
+
+    (item,) = ingest_inbox(inbox)["files"]
+
+    assert item["accepted"] is False
+    assert any(e.startswith(failed) for e in item["failed_expectations"]), item
+    assert Path(item["moved_to"]).parent == inbox / case.dataset / "rejected"
+    assert _snapshot(store / case.dataset) == {}
+    assert _retrained(case) == before
+    assert counted == [("gate_failed", f"ingest.{case.dataset}")]
+
+
+def test_a_fred_file_must_name_a_shipped_series(
+    tmp_path: Path, store: Path, counted: list[tuple[str, str]]
+):
+    inbox = tmp_path / "inbox"
+    _drop(inbox, FRED.dataset, "DGS2.csv", '"Date","DGS2"\n2024-01-01,4.2\n')
+
+    (item,) = ingest_inbox(inbox)["files"]
+
+    assert item["accepted"] is False
+    assert (
+        "names series 'DGS2', which data set 'macro_fred_monetary' does not ship"
+        in (item["reason"])
+    )
+    assert _snapshot(store / FRED.dataset) == {}
+
+
+_TEXTISH = st.text(
+    alphabet="abcxyz,binanceBTC-USDTKOFEDFUNDS0123456789.-:+eE nan\n\r\"';\t$", max_size=300
+)
+
+
+@settings(
+    max_examples=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    case=st.sampled_from([FUNDING, TWEETS, FRED]),
+    content=st.one_of(
+        st.binary(max_size=400).map(lambda b: (None, b)),
+        _TEXTISH.map(lambda body: ("header", body)),
+        st.lists(
+            st.tuples(
+                st.datetimes().map(str),
+                st.floats(allow_nan=True, allow_infinity=True),
+                st.sampled_from(["KO", "PEP", "BTC-USDT", "", "x"]),
+            ),
+            max_size=5,
+        ).map(lambda rows: ("rows", rows)),
+    ),
+    suffix=st.sampled_from([".csv", ".parquet"]),
+)
+def test_whatever_a_dropped_file_of_another_kind_holds_ingest_decides_without_raising(
+    tmp_path_factory: pytest.TempPathFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    case: Case,
+    content: tuple[str | None, object],
+    suffix: str,
+):
+    root = tmp_path_factory.mktemp("fuzz")
+    monkeypatch.setenv(INGESTED_ENV_VAR, str(root / "ingested"))
+    monkeypatch.setattr(ingest, "count_learning_event", lambda *a: True)
+    form, payload = content
+    data: str | bytes
+    if form is None:
+        data = payload  # type: ignore[assignment]
+    elif form == "header":
+        data = case.header + str(payload)
+    else:
+        lines = []
+        for stamp, value, name in payload:  # type: ignore[attr-defined]
+            if case is FUNDING:
+                lines.append(f"binance,{name},{stamp},{value}\n")
+            elif case is TWEETS:
+                lines.append(f"{name},{stamp[:10]},{stamp},{value} $ {name.lower()}\n")
+            else:
+                lines.append(f"{stamp[:10]},{value}\n")
+        data = case.header + "".join(lines)
+    stem = case.file.rsplit(".", 1)[0]
+    _drop(root / "inbox", case.dataset, stem + suffix, data)
+
+    (item,) = ingest_inbox(root / "inbox")["files"]
+
+    assert item["moved_to"] and Path(item["report_file"]).is_file()
+    assert item["reason"]
+    if item["accepted"]:
+        # What was stored reads back through the stream of the data set's type.
+        count, _ = _retrained(case)
+        assert count >= 1
+    else:
+        assert item["failed_expectations"]
+        assert _snapshot(root / "ingested" / case.dataset) == {}
