@@ -13,7 +13,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
-from functools import cache
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -21,7 +21,13 @@ import numpy as np
 import pandas as pd
 from prefect import flow, task
 
-from core.data.datasets import data_root, get_dataset, load_bars
+from core.data.datasets import (
+    data_root,
+    get_dataset,
+    ingested_state,
+    load_bars,
+    load_shipped_file,
+)
 from core.data.loaders import read_sentiment_frame, read_tweets_frame
 from core.data.news import BARS_DATASET, TWEETS_DATASET, news_bar_frame
 from core.errors import ConfigError, DataError
@@ -231,10 +237,17 @@ def news_document(
 # --- loading shipped data and the registered model (I/O; cached where the data never changes)
 
 
-@cache
 def shipped_tweets() -> pd.DataFrame:
-    """Every shipped tweet (``tweets_timestamped_stocknet``)."""
-    return read_tweets_frame(get_dataset(TWEETS_DATASET).files()[0]).frame
+    """Every tweet of ``tweets_timestamped_stocknet``: the shipped file, then the rows ingested
+    after it (``strategy-engine ingest``), as every other reader of the set sees them."""
+    return _tweets_as_of(ingested_state(TWEETS_DATASET))
+
+
+# Keyed by the ingested files' state: a flow process reads rows ingested since its last read.
+@lru_cache(maxsize=1)
+def _tweets_as_of(_state: tuple[tuple[str, int, int], ...]) -> pd.DataFrame:
+    (path,) = get_dataset(TWEETS_DATASET).paths
+    return load_shipped_file(TWEETS_DATASET, path, read_tweets_frame).frame
 
 
 def shipped_ticker_bars() -> dict[str, pd.DataFrame]:
