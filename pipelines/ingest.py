@@ -17,6 +17,12 @@ The data sets taken (:data:`KINDS`), each with its file naming and its Great Exp
   suite ``text``;
 * ``macro_fred_monetary``: ``<SERIES>.csv`` (or ``<SERIES>.<anything>.csv``) for a shipped
   series (``FEDFUNDS``, ``M2SL``, ...), columns ``Date,<SERIES>``; suite ``macro``.
+* ``fx_triangle_daily_lean``: ``<market>_<PAIR>.csv`` (or ``<market>_<PAIR>.<anything>.csv``),
+  one broker's (``fxcm``, ``oanda``) daily closes of one pair of the triangle, LEAN's columns
+  ``date,...,bid_close,bid_size,...,ask_close,ask_size`` with dates in the market's zone;
+  suite ``quotes``, so no new close is crossed (the shipped crossed FXCM closes are documented,
+  not repeated). A drop extends ``<market>/<PAIR>_daily.csv``, which the triangle's stream reads;
+  the aligned file beside it is derived from the per-pair files and is not extended.
 
 A file for any other set is rejected. A producer writes under a name that starts with ``.`` or
 ends in ``.part`` or ``.tmp`` and renames the file when it is complete; such names are left
@@ -24,7 +30,7 @@ alone until then.
 
 Each file is copied (at most ``max_file_bytes``, never through a symbolic link) into a private
 folder, parsed by the data set's own loader, and gated by its kind's suite plus rules of its
-own: the loader rejected no row, one row per key (funding, tweets, FRED), and every row is later
+own: the loader rejected no row, one row per key (funding, tweets, FRED, FX), and every row is later
 than the stored ones (per venue and symbol for funding rates) or equal to a stored row (so a
 re-ingested file changes nothing, and history is never rewritten). Only then are the new rows
 appended to the ingested file of the shipped file (or symbol, or series) they extend, under
@@ -67,6 +73,7 @@ from core.data.datasets import (
     load_shipped_file,
     load_symbol_bars,
 )
+from core.data.fx import MARKET_TIMEZONES, TRIANGLE_DATASET, TRIANGLE_PAIRS, read_fx_pair_file
 from core.data.loaders import (
     BAR_COLUMNS,
     LoadResult,
@@ -327,6 +334,28 @@ def _series_unit(name: str, entry: Dataset) -> tuple[str, str]:
     return series, shipped
 
 
+def _fx_pair_unit(name: str, entry: Dataset) -> tuple[str, str]:
+    """``<market>_<PAIR>.csv`` (``fxcm_EURUSD.csv``) adds to ``<market>/<PAIR>_daily.csv``.
+
+    The per-pair files are what the triangle's stream reads; the aligned file beside them is
+    derived from them and is not extended.
+    """
+    unit = name.split(".", 1)[0]
+    market, _, pair = unit.partition("_")
+    if market not in MARKET_TIMEZONES or pair not in TRIANGLE_PAIRS:
+        raise Refused(
+            f"'{_shown(name)}' names no market and pair of data set '{entry.name}' (expected "
+            f"<market>_<PAIR>.csv, market {' or '.join(MARKET_TIMEZONES)}, "
+            f"pair {', '.join(TRIANGLE_PAIRS)})"
+        )
+    return unit, f"{market}/{pair}_daily.csv"
+
+
+def _fx_pair_read(path: Path, _entry: Dataset, unit: str) -> LoadResult:
+    market, _, pair = unit.partition("_")
+    return read_fx_pair_file(path, market, pair)
+
+
 def _single_file_unit(name: str, entry: Dataset) -> tuple[str, str]:
     (shipped,) = entry.paths
     return "", shipped
@@ -370,6 +399,17 @@ def _fred_out(rows: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({"Date": dates, series: rows["value"].to_numpy(np.float64)})
 
 
+def _fx_out(rows: pd.DataFrame) -> pd.DataFrame:
+    """The loader's columns, the stamps written in the market's zone as the shipped file's."""
+    market = str(rows["venue"].iloc[0]) if len(rows) else "oanda"
+    stamps = pd.DatetimeIndex(rows["ts_event"].to_numpy(np.int64).astype("datetime64[ns]"))
+    local = stamps.tz_localize("UTC").tz_convert(MARKET_TIMEZONES[market])
+    out = pd.DataFrame({"date": local.strftime("%Y-%m-%d %H:%M:%S")})
+    for column in ("bid_close", "bid_size", "ask_close", "ask_size"):
+        out[column] = rows[column.replace("_close", "_price")].to_numpy(np.float64)
+    return out
+
+
 _BARS = IngestKind(
     gate="bars",
     unit=_symbol_unit,
@@ -394,6 +434,13 @@ KINDS: dict[str, IngestKind] = {
         read=lambda path, _entry, _unit: read_tweets_frame(path),
         write=_tweets_out,
         key=("ts_event", "text", "symbols"),
+    ),
+    TRIANGLE_DATASET: IngestKind(
+        gate="quotes",
+        unit=_fx_pair_unit,
+        read=_fx_pair_read,
+        write=_fx_out,
+        values=("bid_price", "ask_price", "bid_size", "ask_size"),
     ),
     FRED_DATASET: IngestKind(
         gate="macro",

@@ -89,6 +89,8 @@ _STOCKNET88 = (
 )
 # fmt: on
 _ETF9 = ("DBC", "DIA", "GDX", "GLD", "IEF", "SPY", "VEU", "VNQ", "VTI")
+_FX_MARKETS = ("fxcm", "oanda")
+_FX_PAIRS = ("EURUSD", "GBPUSD", "EURGBP")
 
 
 def _per_symbol_bars(
@@ -150,6 +152,17 @@ DATASETS: dict[str, Dataset] = {
             kind="text",
             description="Finance-news tweets labelled 0 bearish, 1 bullish, 2 neutral (no stamps)",
             paths=("sent_train.csv", "sent_valid.csv"),
+        ),
+        Dataset(
+            name="fx_triangle_daily_lean",
+            kind="quotes",
+            description=(
+                "Daily bid/ask closes of EURUSD, GBPUSD, EURGBP at FXCM and Oanda, 2007 … 2018"
+            ),
+            paths=(
+                *(f"{market}/{pair}_daily.csv" for market in _FX_MARKETS for pair in _FX_PAIRS),
+                *(f"{market}/triangle_close_aligned.csv" for market in _FX_MARKETS),
+            ),
         ),
         Dataset(
             name="macro_fred_monetary",

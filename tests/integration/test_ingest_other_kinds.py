@@ -1,11 +1,13 @@
-"""The drop folder takes funding rates, tweets and FRED series as it takes bars: gated by their
-own loader and suite, appended beside the shipped file, and read by every stream after it."""
+"""The drop folder takes funding rates, tweets, FRED series and FX closes as it takes bars: gated
+by their own loader and suite, appended beside the shipped file, and read by every stream after it.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -77,7 +79,25 @@ FRED = Case(
     new_count=2,
     more_events=2,
 )
-CASES = [pytest.param(c, id=c.dataset) for c in (FUNDING, TWEETS, FRED)]
+_LEAN_HEADER = (
+    "date,bid_open,bid_high,bid_low,bid_close,bid_size,"
+    "ask_open,ask_high,ask_low,ask_close,ask_size\n"
+)
+FX = Case(
+    dataset="fx_triangle_daily_lean",
+    file="fxcm_EURUSD.csv",
+    header=_LEAN_HEADER,
+    stored_row="2018-07-04,1.16616,1.16807,1.16295,1.16559,0,1.16641,1.1683,1.16318,1.16583,0\n",
+    new_rows=(
+        "2018-07-05,1.16559,1.1702,1.1651,1.16901,0,1.16583,1.1704,1.1653,1.16925,0\n"
+        "2018-07-06,1.16901,1.1745,1.1681,1.17401,0,1.16925,1.1747,1.1683,1.17425,0\n"
+    ),
+    type_name="triangular",
+    symbols=("fxcm",),
+    new_count=2,
+    more_events=2,
+)
+CASES = [pytest.param(c, id=c.dataset) for c in (FUNDING, TWEETS, FRED, FX)]
 
 
 @pytest.fixture
@@ -169,6 +189,12 @@ REJECTIONS = [
     (FRED, "2023-10-01,9.99\n", STORE_RULE),
     (FRED, "2023-12-01,.\n", "loader rejected rows <= 0"),
     (FRED, "2024-02-01,5.33\n2024-01-01,5.33\n", "period_start strictly increasing per series"),
+    # FX: a shipped close rewritten, a crossed close (the shipped ones are documented, a new
+    # one is not let in), a day that is no date, a zero price.
+    (FX, FX.stored_row.replace("1.16559", "1.16", 1), STORE_RULE),
+    (FX, "2018-07-05,1.17,1.17,1.17,1.17,0,1.16,1.16,1.16,1.16,0\n", "bid_price <= ask_price"),
+    (FX, "2018-07-32,1.17,1.17,1.17,1.17,0,1.18,1.18,1.18,1.18,0\n", "loader rejected rows <= 0"),
+    (FX, "2018-07-05,0,0,0,0,0,1.18,1.18,1.18,1.18,0\n", "bid_price > 0"),
 ]
 
 
@@ -214,6 +240,47 @@ def test_a_fred_file_must_name_a_shipped_series(
     assert _snapshot(store / FRED.dataset) == {}
 
 
+def test_an_fx_file_must_name_a_market_and_pair_of_the_triangle(
+    tmp_path: Path, store: Path, counted: list[tuple[str, str]]
+):
+    inbox = tmp_path / "inbox"
+    _drop(inbox, FX.dataset, "EURUSD.csv", FX.header + FX.new_rows)
+    _drop(inbox, FX.dataset, "ecb_EURUSD.csv", FX.header + FX.new_rows)
+
+    items = ingest_inbox(inbox)["files"]
+
+    assert [i["accepted"] for i in items] == [False, False]
+    assert all("names no market and pair" in i["reason"] for i in items)
+    assert _snapshot(store / FX.dataset) == {}
+    assert counted == [("gate_failed", f"ingest.{FX.dataset}")] * 2
+
+
+def test_ingested_fx_closes_are_read_in_the_market_s_zone_after_the_shipped_ones(
+    tmp_path: Path, store: Path, counted: list[tuple[str, str]]
+):
+    from core.data.fx import read_fx_triangle_frame
+
+    inbox = tmp_path / "inbox"
+    before = read_fx_triangle_frame("fxcm").frame
+    _drop(inbox, FX.dataset, FX.file, FX.header + FX.new_rows)
+
+    (item,) = ingest_inbox(inbox)["files"]
+    after = read_fx_triangle_frame("fxcm").frame
+
+    assert item["accepted"], item["reason"]
+    eurusd = after[after["symbol"] == "EURUSD"]
+    added = eurusd.iloc[int((before["symbol"] == "EURUSD").sum()) :]
+    # FXCM labels its days in UTC-05: the 5th's close is stamped 05:00 UTC, as shipped ones are.
+    assert [str(pd.Timestamp(t, tz="UTC")) for t in added["ts_event"]] == [
+        "2018-07-05 05:00:00+00:00",
+        "2018-07-06 05:00:00+00:00",
+    ]
+    assert added["bid_price"].tolist() == [1.16901, 1.17401]
+    assert added["ask_price"].tolist() == [1.16925, 1.17425]
+    assert set(added["venue"]) == {"fxcm"}
+    assert after["ts_event"].is_monotonic_increasing
+
+
 _TEXTISH = st.text(
     alphabet="abcxyz,binanceBTC-USDTKOFEDFUNDS0123456789.-:+eE nan\n\r\"';\t$", max_size=300
 )
@@ -225,7 +292,7 @@ _TEXTISH = st.text(
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(
-    case=st.sampled_from([FUNDING, TWEETS, FRED]),
+    case=st.sampled_from([FUNDING, TWEETS, FRED, FX]),
     content=st.one_of(
         st.binary(max_size=400).map(lambda b: (None, b)),
         _TEXTISH.map(lambda body: ("header", body)),
@@ -263,6 +330,8 @@ def test_whatever_a_dropped_file_of_another_kind_holds_ingest_decides_without_ra
                 lines.append(f"binance,{name},{stamp},{value}\n")
             elif case is TWEETS:
                 lines.append(f"{name},{stamp[:10]},{stamp},{value} $ {name.lower()}\n")
+            elif case is FX:
+                lines.append(f"{stamp},{value},{value},{value},{value},0,1.2,1.2,1.2,1.2,0\n")
             else:
                 lines.append(f"{stamp[:10]},{value}\n")
         data = case.header + "".join(lines)
