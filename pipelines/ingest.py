@@ -23,6 +23,9 @@ The data sets taken (:data:`KINDS`), each with its file naming and its Great Exp
   suite ``quotes``, so no new close is crossed (the shipped crossed FXCM closes are documented,
   not repeated). A drop extends ``<market>/<PAIR>_daily.csv``, which the triangle's stream reads;
   the aligned file beside it is derived from the per-pair files and is not extended.
+* ``us_treasury_yields_zipline``: any name, the curve's columns ``Time Period,1month,...,30year``
+  (decimal yields, a blank tenor is a tenor not published that day); suite ``macro`` on the
+  points the macro streams read (one per tenor and day, in percent).
 
 A file for any other set is rejected. A producer writes under a name that starts with ``.`` or
 ends in ``.part`` or ``.tmp`` and renames the file when it is complete; such names are left
@@ -30,10 +33,11 @@ alone until then.
 
 Each file is copied (at most ``max_file_bytes``, never through a symbolic link) into a private
 folder, parsed by the data set's own loader, and gated by its kind's suite plus rules of its
-own: the loader rejected no row, one row per key (funding, tweets, FRED, FX), and every row is later
-than the stored ones (per venue and symbol for funding rates) or equal to a stored row (so a
-re-ingested file changes nothing, and history is never rewritten). Only then are the new rows
-appended to the ingested file of the shipped file (or symbol, or series) they extend, under
+own: the loader rejected no row, one row per key (all but bars, whose suite checks it), and
+every row is later than the stored ones (per venue and symbol for funding rates) or equal to a
+stored row (so a re-ingested file changes nothing, and history is never rewritten). Only then
+are the new rows appended to the ingested file of the shipped file (or symbol, series or pair)
+they extend, under
 :func:`core.data.datasets.ingested_root`, which the data set's loads
 (:func:`core.data.datasets.load_bars`, :func:`core.data.datasets.load_shipped_file`) read after
 the shipped file; the write is a temporary file renamed over the old one, so a reader sees the
@@ -81,7 +85,13 @@ from core.data.loaders import (
     read_funding_frame,
     read_tweets_frame,
 )
-from core.data.macro import FRED_DATASET, read_fred_series
+from core.data.macro import (
+    FRED_DATASET,
+    TREASURY_DATASET,
+    read_fred_series,
+    read_treasury_points,
+    treasury_curve_rows,
+)
 from core.data.news import TWEETS_DATASET
 from core.errors import ConfigError, DataError
 from pipelines.learning_counts import count_learning_event
@@ -448,6 +458,15 @@ KINDS: dict[str, IngestKind] = {
         read=lambda path, _entry, series: read_fred_series(path, series),
         write=_fred_out,
         key=("ts_event", "period_start"),
+        values=("value",),
+    ),
+    TREASURY_DATASET: IngestKind(
+        gate="macro",
+        unit=_single_file_unit,
+        # Gated and stored as the points the macro streams read: one per tenor and day.
+        read=lambda path, _entry, _unit: read_treasury_points(path),
+        write=treasury_curve_rows,
+        key=("ts_event", "series"),
         values=("value",),
     ),
 }

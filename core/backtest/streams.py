@@ -54,6 +54,7 @@ from core.data.loaders import (
     read_tweets_frame,
 )
 from core.data.macro import (
+    TREASURY_DATASET,
     TREASURY_SERIES,
     between,
     fred_series,
@@ -484,8 +485,12 @@ def _tweets_as_of(_state: tuple[tuple[str, int, int], ...]) -> LoadResult:
     return load_shipped_file(TWEETS_DATASET, path, read_tweets_frame)
 
 
-@cache
 def _treasury() -> LoadResult:
+    return _treasury_as_of(ingested_state(TREASURY_DATASET))
+
+
+@lru_cache(maxsize=1)
+def _treasury_as_of(_state: tuple[tuple[str, int, int], ...]) -> LoadResult:
     return treasury_curve()
 
 

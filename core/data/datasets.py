@@ -165,6 +165,12 @@ DATASETS: dict[str, Dataset] = {
             ),
         ),
         Dataset(
+            name="us_treasury_yields_zipline",
+            kind="macro",
+            description="Daily US Treasury yield curve, 1 month … 30 years, 1990 … 2017 (decimals)",
+            paths=("treasury_curves.csv",),
+        ),
+        Dataset(
             name="macro_fred_monetary",
             kind="macro",
             description="FRED monthly Fed funds, M1, M2, monetary base, EURUSD",

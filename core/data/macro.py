@@ -61,6 +61,8 @@ DAY_NS = 86_400 * 1_000_000_000
 FRED_PUBLICATION_LAG_DAYS = {"FEDFUNDS": 7, "M2SL": 28, "M1SL": 28, "BOGMBASE": 28, "EXUSEU": 7}
 TREASURY_PUBLICATION_LAG_DAYS = 1
 FRED_DATASET = "macro_fred_monetary"
+TREASURY_DATASET = "us_treasury_yields_zipline"
+TREASURY_FILE = "treasury_curves.csv"
 # Treasury curve columns -> FRED-style series names; values are converted to percent.
 TREASURY_SERIES = {
     "1month": "DGS1MO",
@@ -275,8 +277,34 @@ def fred_series(series: str) -> LoadResult:
 
 
 def treasury_curve() -> LoadResult:
-    """Load ``us_treasury_yields_zipline``'s curve."""
-    return read_treasury_frame(data_root() / "us_treasury_yields_zipline" / "treasury_curves.csv")
+    """Load ``us_treasury_yields_zipline``'s curve, followed by the days ingested after it."""
+    return load_shipped_file(TREASURY_DATASET, TREASURY_FILE, read_treasury_frame)
+
+
+def read_treasury_points(path: str | Path) -> LoadResult:
+    """Load a Treasury curve file as the macro points of every tenor it has
+    (:func:`treasury_points`), with the curve's rejected rows."""
+    curve = read_treasury_frame(path)
+    tenors = [t for t in TREASURY_SERIES if t in curve.frame]
+    return LoadResult(
+        frame=treasury_points(curve.frame, tenors),
+        rejected=curve.rejected,
+        source=curve.source,
+        symbol=curve.symbol,
+    )
+
+
+def treasury_curve_rows(points: pd.DataFrame) -> pd.DataFrame:
+    """The curve file of macro points (the inverse of :func:`read_treasury_points`): one row per
+    curve date, one decimal column per tenor, blank where a tenor has no point that day."""
+    wide = points.pivot(index="period_start", columns="series", values="value") / 100.0
+    tenors = [t for t in TREASURY_SERIES if TREASURY_SERIES[t] in wide.columns]
+    out = pd.DataFrame(
+        {"Time Period": [pd.Timestamp(int(t), tz="UTC").isoformat() for t in wide.index]}
+    )
+    for tenor in tenors:
+        out[tenor] = wide[TREASURY_SERIES[tenor]].to_numpy(np.float64)
+    return out
 
 
 def sp500_index_bars() -> pd.DataFrame:

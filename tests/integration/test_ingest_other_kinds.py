@@ -1,6 +1,6 @@
-"""The drop folder takes funding rates, tweets, FRED series and FX closes as it takes bars: gated
-by their own loader and suite, appended beside the shipped file, and read by every stream after it.
-"""
+"""The drop folder takes funding rates, tweets, FRED series, FX closes and Treasury curves as it
+takes bars: gated by their own loader and suite, appended beside the shipped file, and read by
+every stream after it."""
 
 from __future__ import annotations
 
@@ -33,6 +33,7 @@ class Case:
     symbols: tuple[str, ...] | None
     new_count: int
     more_events: int
+    stored_count: int = 1  # the rows the stored line of the file is loaded as
 
 
 FUNDING = Case(
@@ -97,7 +98,27 @@ FX = Case(
     new_count=2,
     more_events=2,
 )
-CASES = [pytest.param(c, id=c.dataset) for c in (FUNDING, TWEETS, FRED, FX)]
+TREASURY = Case(
+    dataset="us_treasury_yields_zipline",
+    file="curve-2017-03.csv",
+    header="Time Period,1month,3month,6month,1year,2year,3year,5year,7year,10year,20year,30year\n",
+    stored_row=(
+        "2017-03-29 00:00:00+00:00,"
+        "0.0076,0.0078,0.0092,0.0104,0.0126,0.0153,0.0193,0.0221,0.0239,0.0274,0.0299\n"
+    ),
+    new_rows=(
+        "2017-03-30,0.0074,0.0076,0.0091,0.0103,0.0128,0.0155,0.0196,0.0224,0.0242,0.0276,0.0302\n"
+        "2017-03-31,0.0074,0.0076,0.0091,0.0103,0.0127,0.0150,0.0193,0.0222,0.0240,0.0276,0.0302\n"
+    ),
+    type_name="macro_trend",
+    symbols=None,
+    new_count=22,  # a point per tenor and day
+    # The DGS10 and DGS3MO points of two days (each usable the day after), and the SPY bar of
+    # the 31st: the stream runs to the last point, 1 April, a day later than before.
+    more_events=5,
+    stored_count=11,
+)
+CASES = [pytest.param(c, id=c.dataset) for c in (FUNDING, TWEETS, FRED, FX, TREASURY)]
 
 
 @pytest.fixture
@@ -153,7 +174,7 @@ def test_an_accepted_file_reaches_the_stream_of_its_type_and_a_second_drop_adds_
 
     (item,) = outcome["files"]
     assert item["accepted"], item["reason"]
-    assert (item["new_rows"], item["already_stored"]) == (case.new_count, 1)
+    assert (item["new_rows"], item["already_stored"]) == (case.new_count, case.stored_count)
     assert Path(item["stored_in"]).is_relative_to(store / case.dataset)
     assert Path(item["moved_to"]).parent == inbox / case.dataset / "done"
     after_count, after_hash = _retrained(case)
@@ -195,6 +216,15 @@ REJECTIONS = [
     (FX, "2018-07-05,1.17,1.17,1.17,1.17,0,1.16,1.16,1.16,1.16,0\n", "bid_price <= ask_price"),
     (FX, "2018-07-32,1.17,1.17,1.17,1.17,0,1.18,1.18,1.18,1.18,0\n", "loader rejected rows <= 0"),
     (FX, "2018-07-05,0,0,0,0,0,1.18,1.18,1.18,1.18,0\n", "bid_price > 0"),
+    # Treasury: a published day revised, a yield that is no number, a day twice, days reversed.
+    (TREASURY, "2017-03-28,0.0075,0.0078,,,,,,,0.03,,\n", STORE_RULE),
+    (TREASURY, "2017-03-30,0.0074,abc,,,,,,,0.0242,,\n", "loader rejected rows <= 0"),
+    (TREASURY, "2017-03-30,,0.0076,,,,,,,,,\n2017-03-30,,0.0077,,,,,,,,,\n", "one row per"),
+    (
+        TREASURY,
+        "2017-04-03,,0.0076,,,,,,,,,\n2017-03-31,,0.0076,,,,,,,,,\n",
+        "period_start strictly increasing per series",
+    ),
 ]
 
 
@@ -281,6 +311,35 @@ def test_ingested_fx_closes_are_read_in_the_market_s_zone_after_the_shipped_ones
     assert after["ts_event"].is_monotonic_increasing
 
 
+def test_ingested_treasury_days_extend_the_curve_as_its_loader_returns_it(
+    tmp_path: Path, store: Path, counted: list[tuple[str, str]]
+):
+    from core.data.macro import treasury_curve
+
+    inbox = tmp_path / "inbox"
+    before = treasury_curve().frame
+    # A day with two tenors published: the others stay blank on that day, as shipped days do.
+    _drop(
+        inbox,
+        TREASURY.dataset,
+        TREASURY.file,
+        "Time Period,3month,10year\n2017-03-30,0.0076,0.0242\n",
+    )
+
+    (item,) = ingest_inbox(inbox)["files"]
+    after = treasury_curve().frame
+
+    assert item["accepted"], item["reason"]
+    assert list(after.columns) == list(before.columns)
+    assert len(after) == len(before) + 1
+    added = after.iloc[-1]
+    assert str(pd.Timestamp(int(added["ts_event"]), tz="UTC")) == "2017-03-30 00:00:00+00:00"
+    assert added["3month"] == pytest.approx(0.0076, rel=1e-12)
+    assert added["10year"] == pytest.approx(0.0242, rel=1e-12)
+    assert added.drop(["ts_event", "3month", "10year"]).isna().all()
+    assert after.iloc[: len(before)].equals(before)
+
+
 _TEXTISH = st.text(
     alphabet="abcxyz,binanceBTC-USDTKOFEDFUNDS0123456789.-:+eE nan\n\r\"';\t$", max_size=300
 )
@@ -292,7 +351,7 @@ _TEXTISH = st.text(
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(
-    case=st.sampled_from([FUNDING, TWEETS, FRED, FX]),
+    case=st.sampled_from([FUNDING, TWEETS, FRED, FX, TREASURY]),
     content=st.one_of(
         st.binary(max_size=400).map(lambda b: (None, b)),
         _TEXTISH.map(lambda body: ("header", body)),
@@ -330,6 +389,8 @@ def test_whatever_a_dropped_file_of_another_kind_holds_ingest_decides_without_ra
                 lines.append(f"binance,{name},{stamp},{value}\n")
             elif case is TWEETS:
                 lines.append(f"{name},{stamp[:10]},{stamp},{value} $ {name.lower()}\n")
+            elif case is TREASURY:
+                lines.append(f"{stamp},{value},{value},,,,,,,{value},,\n")
             elif case is FX:
                 lines.append(f"{stamp},{value},{value},{value},{value},0,1.2,1.2,1.2,1.2,0\n")
             else:
