@@ -23,6 +23,9 @@ The data sets taken (:data:`KINDS`), each with its file naming and its Great Exp
   suite ``quotes``, so no new close is crossed (the shipped crossed FXCM closes are documented,
   not repeated). A drop extends ``<market>/<PAIR>_daily.csv``, which the triangle's stream reads;
   the aligned file beside it is derived from the per-pair files and is not extended.
+* ``equities_adjclose_skfolio``: any name, the S&P 500 index's closes, columns ``Date,SP500``,
+  read as close-only bars; suite ``bars``. A drop extends ``sp500_index.csv.gz`` (the set's
+  stock and factor price files are not ingested).
 * ``us_treasury_yields_zipline``: any name, the curve's columns ``Time Period,1month,...,30year``
   (decimal yields, a blank tenor is a tenor not published that day); suite ``macro`` on the
   points the macro streams read (one per tenor and day, in percent).
@@ -87,8 +90,12 @@ from core.data.loaders import (
 )
 from core.data.macro import (
     FRED_DATASET,
+    SKFOLIO_DATASET,
+    SP500_INDEX_COLUMN,
+    SP500_INDEX_FILE,
     TREASURY_DATASET,
     read_fred_series,
+    read_index_bars_file,
     read_treasury_points,
     treasury_curve_rows,
 )
@@ -311,12 +318,12 @@ class IngestKind:
 
     def stored(self, entry: Dataset, unit: str, shipped: str) -> LoadResult:
         """The unit's stored rows: the shipped file and then the ingested one."""
-        if self.gate == "bars":
+        if entry.bars_pattern:
             return load_symbol_bars(entry.name, unit)
         return load_shipped_file(entry.name, shipped, lambda p: self.read(p, entry, unit))
 
     def target(self, entry: Dataset, unit: str, shipped: str) -> Path:
-        if self.gate == "bars":
+        if entry.bars_pattern:
             return ingested_bars_path(entry.name, unit)
         return ingested_path(entry.name, shipped)
 
@@ -364,6 +371,11 @@ def _fx_pair_unit(name: str, entry: Dataset) -> tuple[str, str]:
 def _fx_pair_read(path: Path, _entry: Dataset, unit: str) -> LoadResult:
     market, _, pair = unit.partition("_")
     return read_fx_pair_file(path, market, pair)
+
+
+def _sp500_index_unit(name: str, entry: Dataset) -> tuple[str, str]:
+    """Any name adds to the index file: the set's other files are not ingested."""
+    return "", SP500_INDEX_FILE
 
 
 def _single_file_unit(name: str, entry: Dataset) -> tuple[str, str]:
@@ -420,6 +432,11 @@ def _fx_out(rows: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def _index_out(rows: pd.DataFrame) -> pd.DataFrame:
+    dates = [_iso(int(t)) for t in rows["ts_event"].tolist()]
+    return pd.DataFrame({"Date": dates, SP500_INDEX_COLUMN: rows["close"].to_numpy(np.float64)})
+
+
 _BARS = IngestKind(
     gate="bars",
     unit=_symbol_unit,
@@ -459,6 +476,13 @@ KINDS: dict[str, IngestKind] = {
         write=_fred_out,
         key=("ts_event", "period_start"),
         values=("value",),
+    ),
+    SKFOLIO_DATASET: IngestKind(
+        gate="bars",
+        unit=_sp500_index_unit,
+        read=lambda path, _entry, _unit: read_index_bars_file(path),
+        write=_index_out,
+        values=("close",),
     ),
     TREASURY_DATASET: IngestKind(
         gate="macro",

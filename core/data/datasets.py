@@ -123,6 +123,15 @@ DATASETS: dict[str, Dataset] = {
             "{symbol}.csv",
         ),
         Dataset(
+            name="equities_adjclose_skfolio",
+            kind="bars",
+            description=(
+                "Daily adjusted closes: 20 S&P 500 stocks and the S&P 500 index 1990 … 2022, "
+                "5 factor ETFs from 2014"
+            ),
+            paths=("sp500_dataset.csv.gz", "factors_dataset.csv.gz", "sp500_index.csv.gz"),
+        ),
+        Dataset(
             name="intraday_spy_1min_pyalgotrade",
             kind="bars",
             description="SPY 1-minute bars, Jan and Mar 2011, bar-end stamps in UTC",

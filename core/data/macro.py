@@ -63,6 +63,9 @@ TREASURY_PUBLICATION_LAG_DAYS = 1
 FRED_DATASET = "macro_fred_monetary"
 TREASURY_DATASET = "us_treasury_yields_zipline"
 TREASURY_FILE = "treasury_curves.csv"
+SKFOLIO_DATASET = "equities_adjclose_skfolio"
+SP500_INDEX_FILE = "sp500_index.csv.gz"
+SP500_INDEX_COLUMN = "SP500"
 # Treasury curve columns -> FRED-style series names; values are converted to percent.
 TREASURY_SERIES = {
     "1month": "DGS1MO",
@@ -307,10 +310,21 @@ def treasury_curve_rows(points: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def read_index_bars_file(path: str | Path) -> LoadResult:
+    """Load a ``Date,SP500`` close-price file as close-only bars (:func:`close_only_bars`)."""
+    prices = read_close_prices_frame(path)
+    return LoadResult(
+        frame=close_only_bars(prices.frame, SP500_INDEX_COLUMN),
+        rejected=prices.rejected,
+        source=prices.source,
+        symbol=SP500_INDEX_COLUMN,
+    )
+
+
 def sp500_index_bars() -> pd.DataFrame:
-    """The S&P 500 index of ``equities_adjclose_skfolio`` as close-only bars."""
-    path = data_root() / "equities_adjclose_skfolio" / "sp500_index.csv.gz"
-    return close_only_bars(read_close_prices_frame(path).frame, "SP500")
+    """The S&P 500 index of ``equities_adjclose_skfolio`` as close-only bars, followed by the
+    days ingested after the shipped ones."""
+    return load_shipped_file(SKFOLIO_DATASET, SP500_INDEX_FILE, read_index_bars_file).frame
 
 
 def macro_event_frame(

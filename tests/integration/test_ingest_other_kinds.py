@@ -1,6 +1,6 @@
-"""The drop folder takes funding rates, tweets, FRED series, FX closes and Treasury curves as it
-takes bars: gated by their own loader and suite, appended beside the shipped file, and read by
-every stream after it."""
+"""The drop folder takes funding rates, tweets, FRED series, FX closes, Treasury curves and the
+S&P 500 index as it takes bars: gated by their own loader and suite, appended beside the shipped
+file, and read by every stream after it."""
 
 from __future__ import annotations
 
@@ -118,7 +118,18 @@ TREASURY = Case(
     more_events=5,
     stored_count=11,
 )
-CASES = [pytest.param(c, id=c.dataset) for c in (FUNDING, TWEETS, FRED, FX, TREASURY)]
+SP500 = Case(
+    dataset="equities_adjclose_skfolio",
+    file="sp500-2022-12.csv",
+    header="Date,SP500\n",
+    stored_row="2022-12-28,3783.22\n",
+    new_rows="2022-12-29,3849.28\n2022-12-30,3839.5\n",
+    type_name="regime_shift",
+    symbols=None,
+    new_count=2,
+    more_events=2,
+)
+CASES = [pytest.param(c, id=c.dataset) for c in (FUNDING, TWEETS, FRED, FX, TREASURY, SP500)]
 
 
 @pytest.fixture
@@ -225,6 +236,10 @@ REJECTIONS = [
         "2017-04-03,,0.0076,,,,,,,,,\n2017-03-31,,0.0076,,,,,,,,,\n",
         "period_start strictly increasing per series",
     ),
+    # The S&P 500 index: a published close revised, a negative close, a day twice.
+    (SP500, "2022-12-27,3800\n", STORE_RULE),
+    (SP500, "2022-12-29,-3849.28\n", "loader rejected rows <= 0"),
+    (SP500, "2022-12-29,3849.28\n2022-12-29,3849.28\n", "no duplicate ts_event"),
 ]
 
 
@@ -351,7 +366,7 @@ _TEXTISH = st.text(
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(
-    case=st.sampled_from([FUNDING, TWEETS, FRED, FX, TREASURY]),
+    case=st.sampled_from([FUNDING, TWEETS, FRED, FX, TREASURY, SP500]),
     content=st.one_of(
         st.binary(max_size=400).map(lambda b: (None, b)),
         _TEXTISH.map(lambda body: ("header", body)),
@@ -389,6 +404,8 @@ def test_whatever_a_dropped_file_of_another_kind_holds_ingest_decides_without_ra
                 lines.append(f"binance,{name},{stamp},{value}\n")
             elif case is TWEETS:
                 lines.append(f"{name},{stamp[:10]},{stamp},{value} $ {name.lower()}\n")
+            elif case is SP500:
+                lines.append(f"{stamp},{value}\n")
             elif case is TREASURY:
                 lines.append(f"{stamp},{value},{value},,,,,,,{value},,\n")
             elif case is FX:
