@@ -26,6 +26,11 @@ The data sets taken (:data:`KINDS`), each with its file naming and its Great Exp
 * ``equities_adjclose_skfolio``: any name, the S&P 500 index's closes, columns ``Date,SP500``,
   read as close-only bars; suite ``bars``. A drop extends ``sp500_index.csv.gz`` (the set's
   stock and factor price files are not ingested).
+* ``crypto_l2_binance_hftbacktest``: ``bbo.csv`` or ``trades.csv`` (or ``bbo.<anything>.csv``,
+  ...), rows of the capture's best bid/ask (suite ``quotes``) or trades (suite ``trades``) in the
+  shipped files' columns; they extend ``derived/bbo.csv.gz`` or ``derived/trades.csv.gz``, later
+  per symbol and market, which the market makers' and the latency arbitrage's streams and the
+  Binance feed read.
 * ``us_treasury_yields_zipline``: any name, the curve's columns ``Time Period,1month,...,30year``
   (decimal yields, a blank tenor is a tenor not published that day); suite ``macro`` on the
   points the macro streams read (one per tenor and day, in percent).
@@ -85,6 +90,8 @@ from core.data.loaders import (
     BAR_COLUMNS,
     LoadResult,
     read_bars_frame,
+    read_binance_quotes_frame,
+    read_binance_trades_frame,
     read_funding_frame,
     read_tweets_frame,
 )
@@ -437,6 +444,51 @@ def _index_out(rows: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({"Date": dates, SP500_INDEX_COLUMN: rows["close"].to_numpy(np.float64)})
 
 
+def _binance_stamps(rows: pd.DataFrame) -> dict[str, list[str]]:
+    """The capture's stamp columns: ``exch_ts_ms`` only where the exchange stamped the row (the
+    loader takes the local receive time as ``ts_event`` where it is blank)."""
+    event = rows["ts_event"].to_numpy(np.int64).tolist()
+    recv = rows["ts_recv"].to_numpy(np.int64).tolist()
+    pairs = zip(event, recv, strict=True)
+    return {
+        "local_ts_ns": [str(t) for t in recv],
+        "exch_ts_ms": [str(e // 1_000_000) if e != r else "" for e, r in pairs],
+    }
+
+
+def _bbo_out(rows: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "market": rows["venue"].to_numpy(object),
+            "symbol": rows["symbol"].to_numpy(object),
+            **_binance_stamps(rows),
+            "bid_px": rows["bid_price"].to_numpy(np.float64),
+            "bid_qty": rows["bid_size"].to_numpy(np.float64),
+            "ask_px": rows["ask_price"].to_numpy(np.float64),
+            "ask_qty": rows["ask_size"].to_numpy(np.float64),
+        }
+    )
+
+
+def _trades_out(rows: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "market": rows["venue"].to_numpy(object),
+            "symbol": rows["symbol"].to_numpy(object),
+            **_binance_stamps(rows),
+            "trade_id": rows["trade_id"].to_numpy(object),
+            "price": rows["price"].to_numpy(np.float64),
+            "qty": rows["size"].to_numpy(np.float64),
+            # The buyer was the maker exactly when the seller crossed the spread.
+            "buyer_is_maker": (rows["aggressor"] == "sell").to_numpy(bool),
+        }
+    )
+
+
+def _derived_file(stem: str) -> Callable[[str, Dataset], tuple[str, str]]:
+    return lambda _name, _entry: ("", f"derived/{stem}.csv.gz")
+
+
 _BARS = IngestKind(
     gate="bars",
     unit=_symbol_unit,
@@ -495,6 +547,44 @@ KINDS: dict[str, IngestKind] = {
     ),
 }
 """The data sets ingested, by name; a file for any other set is rejected."""
+BINANCE_L2_DATASET = "crypto_l2_binance_hftbacktest"
+FILE_KINDS: dict[str, dict[str, IngestKind]] = {
+    BINANCE_L2_DATASET: {
+        "bbo": IngestKind(
+            gate="quotes",
+            unit=_derived_file("bbo"),
+            read=lambda path, _entry, _unit: read_binance_quotes_frame(path),
+            write=_bbo_out,
+            key=("ts_event", "ts_recv", "symbol", "venue"),
+            values=("bid_price", "bid_size", "ask_price", "ask_size"),
+            group=("symbol", "venue"),
+        ),
+        "trades": IngestKind(
+            gate="trades",
+            unit=_derived_file("trades"),
+            read=lambda path, _entry, _unit: read_binance_trades_frame(path),
+            write=_trades_out,
+            key=("ts_event", "trade_id", "symbol", "venue"),
+            values=("price", "size"),
+            group=("symbol", "venue"),
+        ),
+    },
+}
+"""The data sets whose files are of different kinds: the kind of each file, by the name its
+dropped file starts with (``bbo.csv``, ``trades.<anything>.csv``)."""
+
+
+def _kind_of(entry: Dataset, name: str) -> IngestKind | None:
+    by_file = FILE_KINDS.get(entry.name)
+    if by_file is None:
+        return KINDS.get(entry.name)
+    kind = by_file.get(name.split(".", 1)[0])
+    if kind is None:
+        raise Refused(
+            f"'{_shown(name)}' names no file of data set '{entry.name}' (expected "
+            f"{' or '.join(f'{stem}.csv' for stem in by_file)}, or <name>.<anything>.csv)"
+        )
+    return kind
 
 
 # --- one file ----------------------------------------------------------------------------------
@@ -505,14 +595,15 @@ def _ingest_one(
 ) -> FileOutcome:
     """Decide one file; nothing it holds raises past here."""
     outcome = FileOutcome(file=_shown(path.name), dataset=dataset, accepted=False, reason="")
-    kind = KINDS.get(entry.name) if entry else None
+    kind: IngestKind | None = None
     try:
         if entry is None:
             raise Refused(f"unknown data set '{dataset}' (the inbox's folders are data set names)")
+        kind = _kind_of(entry, path.name)
         if kind is None:
             raise Refused(
                 f"'{dataset}' holds {entry.kind} data, which ingest does not take "
-                f"(it takes {', '.join(sorted(KINDS))})"
+                f"(it takes {', '.join(sorted([*KINDS, *FILE_KINDS]))})"
             )
         suffix = _suffix_of(path.name)
         unit, shipped = kind.unit(path.name, entry)

@@ -1,6 +1,6 @@
-"""The drop folder takes funding rates, tweets, FRED series, FX closes, Treasury curves and the
-S&P 500 index as it takes bars: gated by their own loader and suite, appended beside the shipped
-file, and read by every stream after it."""
+"""The drop folder takes funding rates, tweets, FRED series, FX closes, Treasury curves, the S&P
+500 index and Binance quotes and trades as it takes bars: gated by their own loader and suite,
+appended beside the shipped file, and read by every stream after it."""
 
 from __future__ import annotations
 
@@ -129,7 +129,44 @@ SP500 = Case(
     new_count=2,
     more_events=2,
 )
-CASES = [pytest.param(c, id=c.dataset) for c in (FUNDING, TWEETS, FRED, FX, TREASURY, SP500)]
+BBO = Case(
+    dataset="crypto_l2_binance_hftbacktest",
+    file="bbo.csv",
+    header="market,symbol,local_ts_ns,exch_ts_ms,update_id,bid_px,bid_qty,ask_px,ask_qty\n",
+    stored_row=(
+        "spot,BTCUSDT,1723161904524703633,,50093696317,"
+        "61602.01000000,1.67177000,61602.02000000,2.66795000\n"
+    ),
+    new_rows=(
+        "spot,BTCUSDT,1723161905000000000,,50093696400,61602.5,1.0,61602.6,2.0\n"
+        "spot,BTCUSDT,1723161906000000000,,50093696401,61603.0,1.5,61603.1,0.5\n"
+    ),
+    type_name="adaptive_quote",
+    symbols=None,
+    new_count=2,
+    more_events=2,
+)
+TRADES = Case(
+    dataset="crypto_l2_binance_hftbacktest",
+    file="trades.csv",
+    header="market,symbol,local_ts_ns,exch_ts_ms,trade_id,price,qty,buyer_is_maker\n",
+    stored_row=(
+        "spot,BTCUSDT,1723161904525430833,1723161905800,3735703162,"
+        "61602.02000000,0.00536000,False\n"
+    ),
+    new_rows=(
+        "spot,BTCUSDT,1723161905100000000,1723161906400,3735703163,61602.6,0.01,False\n"
+        "spot,BTCUSDT,1723161905200000000,1723161906500,3735703164,61602.5,0.02,True\n"
+    ),
+    type_name="adaptive_quote",
+    symbols=None,
+    new_count=2,
+    more_events=2,
+)
+CASES = [
+    pytest.param(c, id=f"{c.dataset}-{c.file}")
+    for c in (FUNDING, TWEETS, FRED, FX, TREASURY, SP500, BBO, TRADES)
+]
 
 
 @pytest.fixture
@@ -240,12 +277,31 @@ REJECTIONS = [
     (SP500, "2022-12-27,3800\n", STORE_RULE),
     (SP500, "2022-12-29,-3849.28\n", "loader rejected rows <= 0"),
     (SP500, "2022-12-29,3849.28\n2022-12-29,3849.28\n", "no duplicate ts_event"),
+    # Binance best bid/ask: a stored quote rewritten, a crossed book, a price that is no number.
+    (BBO, BBO.stored_row.replace("1.67177000", "9.0"), STORE_RULE),
+    (
+        BBO,
+        "spot,BTCUSDT,1723161905000000000,,1,61603.0,1.0,61602.0,1.0\n",
+        "bid_price <= ask_price",
+    ),
+    (BBO, "spot,BTCUSDT,1723161905000000000,,1,abc,1.0,61602.0,1.0\n", "loader rejected rows <= 0"),
+    # Binance trades: a stored trade repriced, a trade of no size, an unknown aggressor side.
+    (TRADES, TRADES.stored_row.replace("61602.02", "61000"), STORE_RULE),
+    (TRADES, "spot,BTCUSDT,1723161905100000000,1723161906400,9,61602.6,0,False\n", "size > 0"),
+    (
+        TRADES,
+        "spot,BTCUSDT,1723161905100000000,1723161906400,9,61602.6,0.1,maybe\n",
+        "loader rejected rows <= 0",
+    ),
 ]
 
 
 @pytest.mark.parametrize(
     ("case", "body", "failed"),
-    [pytest.param(c, b, f, id=f"{c.dataset}-{i}") for i, (c, b, f) in enumerate(REJECTIONS)],
+    [
+        pytest.param(c, b, f, id=f"{c.dataset}-{c.file}-{i}")
+        for i, (c, b, f) in enumerate(REJECTIONS)
+    ],
 )
 def test_a_file_that_fails_its_kind_s_gate_is_rejected_and_changes_nothing(
     tmp_path: Path,
@@ -355,6 +411,45 @@ def test_ingested_treasury_days_extend_the_curve_as_its_loader_returns_it(
     assert after.iloc[: len(before)].equals(before)
 
 
+def test_the_binance_replay_feed_ends_with_the_ingested_quotes_and_trades(
+    tmp_path: Path, store: Path, counted: list[tuple[str, str]]
+):
+    from core.data.feeds import replay_events
+
+    inbox = tmp_path / "inbox"
+    before = replay_events(BBO.dataset, ["BTCUSDT"])
+    _drop(inbox, BBO.dataset, BBO.file, BBO.header + BBO.new_rows)
+    _drop(inbox, TRADES.dataset, TRADES.file, TRADES.header + TRADES.new_rows)
+
+    outcome = ingest_inbox(inbox)
+    after = replay_events(BBO.dataset, ["BTCUSDT"])
+
+    assert outcome["accepted"] == 2, outcome["files"]
+    assert after[: len(before)] == before
+    # By receive time: the quote at .0 s, the two trades at .1 and .2 s, the quote at 1 s.
+    added = [(type(e).__name__, e.ts_recv) for e in after[len(before) :]]
+    assert added == [
+        ("Quote", 1723161905000000000),
+        ("Trade", 1723161905100000000),
+        ("Trade", 1723161905200000000),
+        ("Quote", 1723161906000000000),
+    ]
+
+
+def test_a_binance_file_must_name_the_bbo_or_the_trades_file(
+    tmp_path: Path, store: Path, counted: list[tuple[str, str]]
+):
+    inbox = tmp_path / "inbox"
+    _drop(inbox, BBO.dataset, "book.csv", BBO.header + BBO.new_rows)
+
+    (item,) = ingest_inbox(inbox)["files"]
+
+    assert item["accepted"] is False
+    assert "names no file of data set 'crypto_l2_binance_hftbacktest'" in item["reason"]
+    assert _snapshot(store / BBO.dataset) == {}
+    assert counted == [("gate_failed", f"ingest.{BBO.dataset}")]
+
+
 _TEXTISH = st.text(
     alphabet="abcxyz,binanceBTC-USDTKOFEDFUNDS0123456789.-:+eE nan\n\r\"';\t$", max_size=300
 )
@@ -366,7 +461,7 @@ _TEXTISH = st.text(
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(
-    case=st.sampled_from([FUNDING, TWEETS, FRED, FX, TREASURY, SP500]),
+    case=st.sampled_from([FUNDING, TWEETS, FRED, FX, TREASURY, SP500, BBO, TRADES]),
     content=st.one_of(
         st.binary(max_size=400).map(lambda b: (None, b)),
         _TEXTISH.map(lambda body: ("header", body)),
@@ -404,6 +499,10 @@ def test_whatever_a_dropped_file_of_another_kind_holds_ingest_decides_without_ra
                 lines.append(f"binance,{name},{stamp},{value}\n")
             elif case is TWEETS:
                 lines.append(f"{name},{stamp[:10]},{stamp},{value} $ {name.lower()}\n")
+            elif case is BBO:
+                lines.append(f"spot,{name},{stamp},,1,{value},1,{value},1\n")
+            elif case is TRADES:
+                lines.append(f"spot,{name},{stamp},,1,{value},{value},False\n")
             elif case is SP500:
                 lines.append(f"{stamp},{value}\n")
             elif case is TREASURY:
