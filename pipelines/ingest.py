@@ -17,6 +17,23 @@ The data sets taken (:data:`KINDS`), each with its file naming and its Great Exp
   suite ``text``;
 * ``macro_fred_monetary``: ``<SERIES>.csv`` (or ``<SERIES>.<anything>.csv``) for a shipped
   series (``FEDFUNDS``, ``M2SL``, ...), columns ``Date,<SERIES>``; suite ``macro``.
+* ``fx_triangle_daily_lean``: ``<market>_<PAIR>.csv`` (or ``<market>_<PAIR>.<anything>.csv``),
+  one broker's (``fxcm``, ``oanda``) daily closes of one pair of the triangle, LEAN's columns
+  ``date,...,bid_close,bid_size,...,ask_close,ask_size`` with dates in the market's zone;
+  suite ``quotes``, so no new close is crossed (the shipped crossed FXCM closes are documented,
+  not repeated). A drop extends ``<market>/<PAIR>_daily.csv``, which the triangle's stream reads;
+  the aligned file beside it is derived from the per-pair files and is not extended.
+* ``equities_adjclose_skfolio``: any name, the S&P 500 index's closes, columns ``Date,SP500``,
+  read as close-only bars; suite ``bars``. A drop extends ``sp500_index.csv.gz`` (the set's
+  stock and factor price files are not ingested).
+* ``crypto_l2_binance_hftbacktest``: ``bbo.csv`` or ``trades.csv`` (or ``bbo.<anything>.csv``,
+  ...), rows of the capture's best bid/ask (suite ``quotes``) or trades (suite ``trades``) in the
+  shipped files' columns; they extend ``derived/bbo.csv.gz`` or ``derived/trades.csv.gz``, later
+  per symbol and market, which the market makers' and the latency arbitrage's streams and the
+  Binance feed read.
+* ``us_treasury_yields_zipline``: any name, the curve's columns ``Time Period,1month,...,30year``
+  (decimal yields, a blank tenor is a tenor not published that day); suite ``macro`` on the
+  points the macro streams read (one per tenor and day, in percent).
 
 A file for any other set is rejected. A producer writes under a name that starts with ``.`` or
 ends in ``.part`` or ``.tmp`` and renames the file when it is complete; such names are left
@@ -24,10 +41,11 @@ alone until then.
 
 Each file is copied (at most ``max_file_bytes``, never through a symbolic link) into a private
 folder, parsed by the data set's own loader, and gated by its kind's suite plus rules of its
-own: the loader rejected no row, one row per key (funding, tweets, FRED), and every row is later
-than the stored ones (per venue and symbol for funding rates) or equal to a stored row (so a
-re-ingested file changes nothing, and history is never rewritten). Only then are the new rows
-appended to the ingested file of the shipped file (or symbol, or series) they extend, under
+own: the loader rejected no row, one row per key (all but bars, whose suite checks it), and
+every row is later than the stored ones (per venue and symbol for funding rates) or equal to a
+stored row (so a re-ingested file changes nothing, and history is never rewritten). Only then
+are the new rows appended to the ingested file of the shipped file (or symbol, series or pair)
+they extend, under
 :func:`core.data.datasets.ingested_root`, which the data set's loads
 (:func:`core.data.datasets.load_bars`, :func:`core.data.datasets.load_shipped_file`) read after
 the shipped file; the write is a temporary file renamed over the old one, so a reader sees the
@@ -67,14 +85,27 @@ from core.data.datasets import (
     load_shipped_file,
     load_symbol_bars,
 )
+from core.data.fx import MARKET_TIMEZONES, TRIANGLE_DATASET, TRIANGLE_PAIRS, read_fx_pair_file
 from core.data.loaders import (
     BAR_COLUMNS,
     LoadResult,
     read_bars_frame,
+    read_binance_quotes_frame,
+    read_binance_trades_frame,
     read_funding_frame,
     read_tweets_frame,
 )
-from core.data.macro import FRED_DATASET, read_fred_series
+from core.data.macro import (
+    FRED_DATASET,
+    SKFOLIO_DATASET,
+    SP500_INDEX_COLUMN,
+    SP500_INDEX_FILE,
+    TREASURY_DATASET,
+    read_fred_series,
+    read_index_bars_file,
+    read_treasury_points,
+    treasury_curve_rows,
+)
 from core.data.news import TWEETS_DATASET
 from core.errors import ConfigError, DataError
 from pipelines.learning_counts import count_learning_event
@@ -294,12 +325,12 @@ class IngestKind:
 
     def stored(self, entry: Dataset, unit: str, shipped: str) -> LoadResult:
         """The unit's stored rows: the shipped file and then the ingested one."""
-        if self.gate == "bars":
+        if entry.bars_pattern:
             return load_symbol_bars(entry.name, unit)
         return load_shipped_file(entry.name, shipped, lambda p: self.read(p, entry, unit))
 
     def target(self, entry: Dataset, unit: str, shipped: str) -> Path:
-        if self.gate == "bars":
+        if entry.bars_pattern:
             return ingested_bars_path(entry.name, unit)
         return ingested_path(entry.name, shipped)
 
@@ -325,6 +356,33 @@ def _series_unit(name: str, entry: Dataset) -> tuple[str, str]:
             f"does not ship (has: {known})"
         )
     return series, shipped
+
+
+def _fx_pair_unit(name: str, entry: Dataset) -> tuple[str, str]:
+    """``<market>_<PAIR>.csv`` (``fxcm_EURUSD.csv``) adds to ``<market>/<PAIR>_daily.csv``.
+
+    The per-pair files are what the triangle's stream reads; the aligned file beside them is
+    derived from them and is not extended.
+    """
+    unit = name.split(".", 1)[0]
+    market, _, pair = unit.partition("_")
+    if market not in MARKET_TIMEZONES or pair not in TRIANGLE_PAIRS:
+        raise Refused(
+            f"'{_shown(name)}' names no market and pair of data set '{entry.name}' (expected "
+            f"<market>_<PAIR>.csv, market {' or '.join(MARKET_TIMEZONES)}, "
+            f"pair {', '.join(TRIANGLE_PAIRS)})"
+        )
+    return unit, f"{market}/{pair}_daily.csv"
+
+
+def _fx_pair_read(path: Path, _entry: Dataset, unit: str) -> LoadResult:
+    market, _, pair = unit.partition("_")
+    return read_fx_pair_file(path, market, pair)
+
+
+def _sp500_index_unit(name: str, entry: Dataset) -> tuple[str, str]:
+    """Any name adds to the index file: the set's other files are not ingested."""
+    return "", SP500_INDEX_FILE
 
 
 def _single_file_unit(name: str, entry: Dataset) -> tuple[str, str]:
@@ -370,6 +428,67 @@ def _fred_out(rows: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({"Date": dates, series: rows["value"].to_numpy(np.float64)})
 
 
+def _fx_out(rows: pd.DataFrame) -> pd.DataFrame:
+    """The loader's columns, the stamps written in the market's zone as the shipped file's."""
+    market = str(rows["venue"].iloc[0]) if len(rows) else "oanda"
+    stamps = pd.DatetimeIndex(rows["ts_event"].to_numpy(np.int64).astype("datetime64[ns]"))
+    local = stamps.tz_localize("UTC").tz_convert(MARKET_TIMEZONES[market])
+    out = pd.DataFrame({"date": local.strftime("%Y-%m-%d %H:%M:%S")})
+    for column in ("bid_close", "bid_size", "ask_close", "ask_size"):
+        out[column] = rows[column.replace("_close", "_price")].to_numpy(np.float64)
+    return out
+
+
+def _index_out(rows: pd.DataFrame) -> pd.DataFrame:
+    dates = [_iso(int(t)) for t in rows["ts_event"].tolist()]
+    return pd.DataFrame({"Date": dates, SP500_INDEX_COLUMN: rows["close"].to_numpy(np.float64)})
+
+
+def _binance_stamps(rows: pd.DataFrame) -> dict[str, list[str]]:
+    """The capture's stamp columns: ``exch_ts_ms`` only where the exchange stamped the row (the
+    loader takes the local receive time as ``ts_event`` where it is blank)."""
+    event = rows["ts_event"].to_numpy(np.int64).tolist()
+    recv = rows["ts_recv"].to_numpy(np.int64).tolist()
+    pairs = zip(event, recv, strict=True)
+    return {
+        "local_ts_ns": [str(t) for t in recv],
+        "exch_ts_ms": [str(e // 1_000_000) if e != r else "" for e, r in pairs],
+    }
+
+
+def _bbo_out(rows: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "market": rows["venue"].to_numpy(object),
+            "symbol": rows["symbol"].to_numpy(object),
+            **_binance_stamps(rows),
+            "bid_px": rows["bid_price"].to_numpy(np.float64),
+            "bid_qty": rows["bid_size"].to_numpy(np.float64),
+            "ask_px": rows["ask_price"].to_numpy(np.float64),
+            "ask_qty": rows["ask_size"].to_numpy(np.float64),
+        }
+    )
+
+
+def _trades_out(rows: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "market": rows["venue"].to_numpy(object),
+            "symbol": rows["symbol"].to_numpy(object),
+            **_binance_stamps(rows),
+            "trade_id": rows["trade_id"].to_numpy(object),
+            "price": rows["price"].to_numpy(np.float64),
+            "qty": rows["size"].to_numpy(np.float64),
+            # The buyer was the maker exactly when the seller crossed the spread.
+            "buyer_is_maker": (rows["aggressor"] == "sell").to_numpy(bool),
+        }
+    )
+
+
+def _derived_file(stem: str) -> Callable[[str, Dataset], tuple[str, str]]:
+    return lambda _name, _entry: ("", f"derived/{stem}.csv.gz")
+
+
 _BARS = IngestKind(
     gate="bars",
     unit=_symbol_unit,
@@ -395,6 +514,13 @@ KINDS: dict[str, IngestKind] = {
         write=_tweets_out,
         key=("ts_event", "text", "symbols"),
     ),
+    TRIANGLE_DATASET: IngestKind(
+        gate="quotes",
+        unit=_fx_pair_unit,
+        read=_fx_pair_read,
+        write=_fx_out,
+        values=("bid_price", "ask_price", "bid_size", "ask_size"),
+    ),
     FRED_DATASET: IngestKind(
         gate="macro",
         unit=_series_unit,
@@ -403,8 +529,62 @@ KINDS: dict[str, IngestKind] = {
         key=("ts_event", "period_start"),
         values=("value",),
     ),
+    SKFOLIO_DATASET: IngestKind(
+        gate="bars",
+        unit=_sp500_index_unit,
+        read=lambda path, _entry, _unit: read_index_bars_file(path),
+        write=_index_out,
+        values=("close",),
+    ),
+    TREASURY_DATASET: IngestKind(
+        gate="macro",
+        unit=_single_file_unit,
+        # Gated and stored as the points the macro streams read: one per tenor and day.
+        read=lambda path, _entry, _unit: read_treasury_points(path),
+        write=treasury_curve_rows,
+        key=("ts_event", "series"),
+        values=("value",),
+    ),
 }
 """The data sets ingested, by name; a file for any other set is rejected."""
+BINANCE_L2_DATASET = "crypto_l2_binance_hftbacktest"
+FILE_KINDS: dict[str, dict[str, IngestKind]] = {
+    BINANCE_L2_DATASET: {
+        "bbo": IngestKind(
+            gate="quotes",
+            unit=_derived_file("bbo"),
+            read=lambda path, _entry, _unit: read_binance_quotes_frame(path),
+            write=_bbo_out,
+            key=("ts_event", "ts_recv", "symbol", "venue"),
+            values=("bid_price", "bid_size", "ask_price", "ask_size"),
+            group=("symbol", "venue"),
+        ),
+        "trades": IngestKind(
+            gate="trades",
+            unit=_derived_file("trades"),
+            read=lambda path, _entry, _unit: read_binance_trades_frame(path),
+            write=_trades_out,
+            key=("ts_event", "trade_id", "symbol", "venue"),
+            values=("price", "size"),
+            group=("symbol", "venue"),
+        ),
+    },
+}
+"""The data sets whose files are of different kinds: the kind of each file, by the name its
+dropped file starts with (``bbo.csv``, ``trades.<anything>.csv``)."""
+
+
+def _kind_of(entry: Dataset, name: str) -> IngestKind | None:
+    by_file = FILE_KINDS.get(entry.name)
+    if by_file is None:
+        return KINDS.get(entry.name)
+    kind = by_file.get(name.split(".", 1)[0])
+    if kind is None:
+        raise Refused(
+            f"'{_shown(name)}' names no file of data set '{entry.name}' (expected "
+            f"{' or '.join(f'{stem}.csv' for stem in by_file)}, or <name>.<anything>.csv)"
+        )
+    return kind
 
 
 # --- one file ----------------------------------------------------------------------------------
@@ -415,14 +595,15 @@ def _ingest_one(
 ) -> FileOutcome:
     """Decide one file; nothing it holds raises past here."""
     outcome = FileOutcome(file=_shown(path.name), dataset=dataset, accepted=False, reason="")
-    kind = KINDS.get(entry.name) if entry else None
+    kind: IngestKind | None = None
     try:
         if entry is None:
             raise Refused(f"unknown data set '{dataset}' (the inbox's folders are data set names)")
+        kind = _kind_of(entry, path.name)
         if kind is None:
             raise Refused(
                 f"'{dataset}' holds {entry.kind} data, which ingest does not take "
-                f"(it takes {', '.join(sorted(KINDS))})"
+                f"(it takes {', '.join(sorted([*KINDS, *FILE_KINDS]))})"
             )
         suffix = _suffix_of(path.name)
         unit, shipped = kind.unit(path.name, entry)

@@ -20,14 +20,13 @@ from __future__ import annotations
 import heapq
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import cache, lru_cache
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from core.data.datasets import (
-    data_root,
     get_dataset,
     ingested_state,
     load_bars,
@@ -54,6 +53,7 @@ from core.data.loaders import (
     read_tweets_frame,
 )
 from core.data.macro import (
+    TREASURY_DATASET,
     TREASURY_SERIES,
     between,
     fred_series,
@@ -91,6 +91,7 @@ FAST_INDEX_WINDOW = ("2005-01-01", "2010-01-01")
 SKFOLIO_DATASET = "equities_adjclose_skfolio"
 INTRADAY_SPY_DATASET = "intraday_spy_1min_pyalgotrade"
 BINANCE_DATASET = "crypto_l2_binance_hftbacktest"
+BINANCE_QUOTES, BINANCE_TRADES = "derived/bbo.csv.gz", "derived/trades.csv.gz"
 FUNDING_DATASET = "funding_rates_btc_eth_supervik"
 ECB_DATASET = "fx_ecb_reference_rates"
 MACRO_DATASETS = ("macro_fred_monetary", "us_treasury_yields_zipline")
@@ -484,8 +485,12 @@ def _tweets_as_of(_state: tuple[tuple[str, int, int], ...]) -> LoadResult:
     return load_shipped_file(TWEETS_DATASET, path, read_tweets_frame)
 
 
-@cache
 def _treasury() -> LoadResult:
+    return _treasury_as_of(ingested_state(TREASURY_DATASET))
+
+
+@lru_cache(maxsize=1)
+def _treasury_as_of(_state: tuple[tuple[str, int, int], ...]) -> LoadResult:
     return treasury_curve()
 
 
@@ -499,15 +504,25 @@ def _funding_as_of(_state: tuple[tuple[str, int, int], ...]) -> LoadResult:
     return load_shipped_file(FUNDING_DATASET, path, read_funding_frame)
 
 
-@cache
 def _binance_quotes() -> LoadResult:
-    return read_binance_quotes_frame(data_root() / BINANCE_DATASET / "derived/bbo.csv.gz")
+    return _binance_quotes_as_of(ingested_state(BINANCE_DATASET))
 
 
-@cache
+@lru_cache(maxsize=1)
+def _binance_quotes_as_of(_state: tuple[tuple[str, int, int], ...]) -> LoadResult:
+    return load_shipped_file(BINANCE_DATASET, BINANCE_QUOTES, read_binance_quotes_frame)
+
+
 def _spot_quotes_trades(symbol: str) -> tuple[pd.DataFrame, int]:
     """The spot tape of ``symbol`` and the rows of both files the loaders could not use."""
-    trades = read_binance_trades_frame(data_root() / BINANCE_DATASET / "derived/trades.csv.gz")
+    return _spot_quotes_trades_as_of(symbol, ingested_state(BINANCE_DATASET))
+
+
+@lru_cache(maxsize=4)
+def _spot_quotes_trades_as_of(
+    symbol: str, _state: tuple[tuple[str, int, int], ...]
+) -> tuple[pd.DataFrame, int]:
+    trades = load_shipped_file(BINANCE_DATASET, BINANCE_TRADES, read_binance_trades_frame)
     quotes = _binance_quotes()
     frame = quotes_trades_frame(quotes.frame, trades.frame, symbol=symbol, venue="spot")
     return frame, len(quotes.rejected) + len(trades.rejected)

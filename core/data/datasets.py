@@ -89,6 +89,8 @@ _STOCKNET88 = (
 )
 # fmt: on
 _ETF9 = ("DBC", "DIA", "GDX", "GLD", "IEF", "SPY", "VEU", "VNQ", "VTI")
+_FX_MARKETS = ("fxcm", "oanda")
+_FX_PAIRS = ("EURUSD", "GBPUSD", "EURGBP")
 
 
 def _per_symbol_bars(
@@ -121,6 +123,15 @@ DATASETS: dict[str, Dataset] = {
             "{symbol}.csv",
         ),
         Dataset(
+            name="equities_adjclose_skfolio",
+            kind="bars",
+            description=(
+                "Daily adjusted closes: 20 S&P 500 stocks and the S&P 500 index 1990 … 2022, "
+                "5 factor ETFs from 2014"
+            ),
+            paths=("sp500_dataset.csv.gz", "factors_dataset.csv.gz", "sp500_index.csv.gz"),
+        ),
+        Dataset(
             name="intraday_spy_1min_pyalgotrade",
             kind="bars",
             description="SPY 1-minute bars, Jan and Mar 2011, bar-end stamps in UTC",
@@ -150,6 +161,23 @@ DATASETS: dict[str, Dataset] = {
             kind="text",
             description="Finance-news tweets labelled 0 bearish, 1 bullish, 2 neutral (no stamps)",
             paths=("sent_train.csv", "sent_valid.csv"),
+        ),
+        Dataset(
+            name="fx_triangle_daily_lean",
+            kind="quotes",
+            description=(
+                "Daily bid/ask closes of EURUSD, GBPUSD, EURGBP at FXCM and Oanda, 2007 … 2018"
+            ),
+            paths=(
+                *(f"{market}/{pair}_daily.csv" for market in _FX_MARKETS for pair in _FX_PAIRS),
+                *(f"{market}/triangle_close_aligned.csv" for market in _FX_MARKETS),
+            ),
+        ),
+        Dataset(
+            name="us_treasury_yields_zipline",
+            kind="macro",
+            description="Daily US Treasury yield curve, 1 month … 30 years, 1990 … 2017 (decimals)",
+            paths=("treasury_curves.csv",),
         ),
         Dataset(
             name="macro_fred_monetary",

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from core.data.datasets import data_root, get_dataset, load_bars, load_shipped_file
+from core.data.datasets import get_dataset, load_bars, load_shipped_file
 from core.data.loaders import (
     iter_funding,
     iter_quotes,
@@ -54,9 +54,8 @@ def replay_events(
 
 
 def _binance(symbols: Sequence[str] | None, fast: bool) -> list[Any]:
-    folder = data_root() / BINANCE / "derived"
-    quotes = read_binance_quotes_frame(folder / "bbo.csv.gz").frame
-    trades = read_binance_trades_frame(folder / "trades.csv.gz").frame
+    quotes = load_shipped_file(BINANCE, "derived/bbo.csv.gz", read_binance_quotes_frame).frame
+    trades = load_shipped_file(BINANCE, "derived/trades.csv.gz", read_binance_trades_frame).frame
     if symbols:
         quotes = quotes[quotes["symbol"].isin(symbols)]
         trades = trades[trades["symbol"].isin(symbols)]

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from core.data.datasets import data_root
+from core.data.datasets import data_root, load_shipped_file
 from core.data.loaders import (
     LoadResult,
     RejectedRow,
@@ -102,6 +102,17 @@ def read_fx_daily_frame(
     return finish_load(out, rejects, blank_rows(raw), file_lines(path, 1), 1, path, name)
 
 
+def read_fx_pair_file(
+    path: str | Path, market: str, pair: str, *, reject_crossed: bool = False
+) -> LoadResult:
+    """Load one pair's daily file of ``market`` (its stamps in the market's zone)."""
+    if market not in MARKET_TIMEZONES:
+        raise DataError(f"unknown FX market '{market}' (known: {', '.join(MARKET_TIMEZONES)})")
+    return read_fx_daily_frame(
+        path, pair, venue=market, tz=MARKET_TIMEZONES[market], reject_crossed=reject_crossed
+    )
+
+
 def read_fx_triangle_frame(
     market: str, *, root: str | Path | None = None, reject_crossed: bool = False
 ) -> LoadResult:
@@ -116,22 +127,24 @@ def read_fx_triangle_frame(
     market
         ``oanda`` or ``fxcm``.
     root
-        Folder of the data set; defaults to ``data_root() / "fx_triangle_daily_lean"``.
+        Folder of a copy of the data set; by default the shipped set, each pair's file followed
+        by the rows ingested after it (:func:`core.data.datasets.load_shipped_file`).
     reject_crossed
         Passed to :func:`read_fx_daily_frame`.
     """
     if market not in MARKET_TIMEZONES:
         raise DataError(f"unknown FX market '{market}' (known: {', '.join(MARKET_TIMEZONES)})")
-    folder = Path(root) if root is not None else data_root() / TRIANGLE_DATASET
     frames, rejected = [], []
     for pair in TRIANGLE_PAIRS:
-        result = read_fx_daily_frame(
-            folder / market / f"{pair}_daily.csv",
-            pair,
-            venue=market,
-            tz=MARKET_TIMEZONES[market],
-            reject_crossed=reject_crossed,
-        )
+
+        def read(path: Path, pair: str = pair) -> LoadResult:
+            return read_fx_pair_file(path, market, pair, reject_crossed=reject_crossed)
+
+        shipped = f"{market}/{pair}_daily.csv"
+        if root is None:
+            result = load_shipped_file(TRIANGLE_DATASET, shipped, read)
+        else:
+            result = read(Path(root) / shipped)
         frames.append(result.frame)
         rejected += [
             RejectedRow(r.line, f"{result.source}: {r.reason}", r.raw) for r in result.rejected

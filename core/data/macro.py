@@ -61,6 +61,11 @@ DAY_NS = 86_400 * 1_000_000_000
 FRED_PUBLICATION_LAG_DAYS = {"FEDFUNDS": 7, "M2SL": 28, "M1SL": 28, "BOGMBASE": 28, "EXUSEU": 7}
 TREASURY_PUBLICATION_LAG_DAYS = 1
 FRED_DATASET = "macro_fred_monetary"
+TREASURY_DATASET = "us_treasury_yields_zipline"
+TREASURY_FILE = "treasury_curves.csv"
+SKFOLIO_DATASET = "equities_adjclose_skfolio"
+SP500_INDEX_FILE = "sp500_index.csv.gz"
+SP500_INDEX_COLUMN = "SP500"
 # Treasury curve columns -> FRED-style series names; values are converted to percent.
 TREASURY_SERIES = {
     "1month": "DGS1MO",
@@ -275,14 +280,51 @@ def fred_series(series: str) -> LoadResult:
 
 
 def treasury_curve() -> LoadResult:
-    """Load ``us_treasury_yields_zipline``'s curve."""
-    return read_treasury_frame(data_root() / "us_treasury_yields_zipline" / "treasury_curves.csv")
+    """Load ``us_treasury_yields_zipline``'s curve, followed by the days ingested after it."""
+    return load_shipped_file(TREASURY_DATASET, TREASURY_FILE, read_treasury_frame)
+
+
+def read_treasury_points(path: str | Path) -> LoadResult:
+    """Load a Treasury curve file as the macro points of every tenor it has
+    (:func:`treasury_points`), with the curve's rejected rows."""
+    curve = read_treasury_frame(path)
+    tenors = [t for t in TREASURY_SERIES if t in curve.frame]
+    return LoadResult(
+        frame=treasury_points(curve.frame, tenors),
+        rejected=curve.rejected,
+        source=curve.source,
+        symbol=curve.symbol,
+    )
+
+
+def treasury_curve_rows(points: pd.DataFrame) -> pd.DataFrame:
+    """The curve file of macro points (the inverse of :func:`read_treasury_points`): one row per
+    curve date, one decimal column per tenor, blank where a tenor has no point that day."""
+    wide = points.pivot(index="period_start", columns="series", values="value") / 100.0
+    tenors = [t for t in TREASURY_SERIES if TREASURY_SERIES[t] in wide.columns]
+    out = pd.DataFrame(
+        {"Time Period": [pd.Timestamp(int(t), tz="UTC").isoformat() for t in wide.index]}
+    )
+    for tenor in tenors:
+        out[tenor] = wide[TREASURY_SERIES[tenor]].to_numpy(np.float64)
+    return out
+
+
+def read_index_bars_file(path: str | Path) -> LoadResult:
+    """Load a ``Date,SP500`` close-price file as close-only bars (:func:`close_only_bars`)."""
+    prices = read_close_prices_frame(path)
+    return LoadResult(
+        frame=close_only_bars(prices.frame, SP500_INDEX_COLUMN),
+        rejected=prices.rejected,
+        source=prices.source,
+        symbol=SP500_INDEX_COLUMN,
+    )
 
 
 def sp500_index_bars() -> pd.DataFrame:
-    """The S&P 500 index of ``equities_adjclose_skfolio`` as close-only bars."""
-    path = data_root() / "equities_adjclose_skfolio" / "sp500_index.csv.gz"
-    return close_only_bars(read_close_prices_frame(path).frame, "SP500")
+    """The S&P 500 index of ``equities_adjclose_skfolio`` as close-only bars, followed by the
+    days ingested after the shipped ones."""
+    return load_shipped_file(SKFOLIO_DATASET, SP500_INDEX_FILE, read_index_bars_file).frame
 
 
 def macro_event_frame(

@@ -236,19 +236,19 @@ def test_a_fifo_a_folder_of_an_unknown_set_and_a_set_of_another_kind_are_rejecte
     (inbox / DATASET).mkdir(parents=True)
     os.mkfifo(inbox / DATASET / "AAPL.csv")
     _drop(inbox, "AAPL.csv", HEADER + NEW_DAYS, dataset="no_such_set")
-    _drop(inbox, "BTC.csv", HEADER + NEW_DAYS, dataset="crypto_l2_binance_hftbacktest")
+    _drop(inbox, "BTC.csv", HEADER + NEW_DAYS, dataset="sentiment_twitter_financial_news")
 
     outcome = ingest_inbox(inbox)
 
     reasons = {f"{f['dataset']}/{f['file']}": f["reason"] for f in outcome["files"]}
     assert reasons[f"{DATASET}/AAPL.csv"] == "not a regular file"
     assert reasons["no_such_set/AAPL.csv"].startswith("unknown data set 'no_such_set'")
-    assert "holds quotes data" in reasons["crypto_l2_binance_hftbacktest/BTC.csv"]
+    assert "holds text data" in reasons["sentiment_twitter_financial_news/BTC.csv"]
     assert outcome["rejected"] == 3 and _snapshot(store / DATASET) == {}
     labels = sorted(label for _kind, label in counted)
     assert labels == [
-        "ingest.crypto_l2_binance_hftbacktest",
         f"ingest.{DATASET}",
+        "ingest.sentiment_twitter_financial_news",
         "ingest.unknown",
     ]
 
