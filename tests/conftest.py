@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-pytest_plugins = ["tests.fixtures_redis", "tests.fixtures_mlflow"]
+pytest_plugins = ["tests.fixtures_redis", "tests.fixtures_mlflow", "tests.fixtures_ingest"]
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "data"

@@ -30,21 +30,6 @@ NEW_DAYS = (
 )
 
 
-@pytest.fixture
-def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    root = tmp_path / "ingested"
-    monkeypatch.setenv(INGESTED_ENV_VAR, str(root))
-    return root
-
-
-@pytest.fixture
-def counted(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
-    """The learning events ingest counts (recorded here instead of in Redis)."""
-    calls: list[tuple[str, str]] = []
-    monkeypatch.setattr(ingest, "count_learning_event", lambda *a: calls.append(a) or True)
-    return calls
-
-
 def _drop(inbox: Path, name: str, content: str | bytes, dataset: str = DATASET) -> Path:
     folder = inbox / dataset
     folder.mkdir(parents=True, exist_ok=True)
