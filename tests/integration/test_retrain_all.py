@@ -56,15 +56,11 @@ def test_two_dask_workers_register_and_decide_each_strategy_as_the_sequential_ru
 
 
 def test_a_failing_strategy_is_recorded_and_the_others_complete(prefect_harness, registry, capsys):
-    # A champion whose document holds another type: loading it refuses, so the retrain raises.
-    other = registry.register("fed_policy", {}, data_hash="d" * 64, validation=PASSED)
-    source = registry.client.get_model_version(other.name, other.version).source
-    registry.client.create_registered_model("strategy.funding_rate")
-    registry.client.create_model_version("strategy.funding_rate", source=source, run_id=None)
-    registry.set_alias("strategy.funding_rate", "champion", "1")
-
+    # One data set for both: the macro series serve global_liquidity, and funding_rate's
+    # retrain raises on them.
     code = main(["retrain-all", "--strategy", "funding_rate", "--strategy", "global_liquidity",
-                 "--workers", "2", "--fast", "--no-notify", "--json"])  # fmt: skip
+                 "--dataset", "macro_fred_monetary", "--workers", "2", "--fast", "--no-notify",
+                 "--json"])  # fmt: skip
 
     printed = capsys.readouterr()
     report = json.loads(printed.out)
@@ -72,8 +68,9 @@ def test_a_failing_strategy_is_recorded_and_the_others_complete(prefect_harness,
     assert code == 1
     assert failed["strategy"] == "funding_rate"
     assert failed["status"] == "failed"
-    assert failed["error"].startswith("RegistryError: ")
-    assert "fed_policy" in failed["error"]
+    assert failed["error"].startswith("DataError: ")
+    assert "macro_fred_monetary" in failed["error"]
+    assert registry.get_alias("strategy.funding_rate", "champion") is None
     assert f"strategy-engine retrain-all: funding_rate: {failed['error']}" in printed.err
     assert done["strategy"] == "global_liquidity"
     assert done["status"] == "promoted"
